@@ -1,0 +1,131 @@
+import type { BrokerConfig } from "../config";
+import { PacketReader, encode, type Packet, type ProtocolVersion } from "../protocol/codec";
+import type { Session } from "../session/session";
+import { keepAliveDeadline } from "../timers/deadlines";
+
+/** What the runtime gives a connection: a socket to write to and a place that survives hibernation. */
+export interface Transport {
+  send(bytes: Uint8Array): void;
+  close(code: number, reason: string): void;
+  saveAttachment(attachment: Attachment): void;
+}
+
+/**
+ * The per-socket record kept in the WebSocket attachment (≤ 16 KiB), so an object woken from
+ * hibernation understands the socket again. Short keys: it is serialized often.
+ */
+export interface Attachment {
+  /** client id, once CONNECT was accepted */
+  cid?: string;
+  /** protocol version */
+  v?: ProtocolVersion;
+  /** keep-alive seconds */
+  ka?: number;
+  /** last time (ms) a packet was seen, refreshed at most every quarter keep-alive */
+  seen: number;
+  /** when the socket was opened (ms) */
+  at: number;
+  /** MQTT 5: client's Receive Maximum and Maximum Packet Size */
+  rm?: number;
+  mps?: number;
+}
+
+export type ConnectionState = "awaiting-connect" | "connected" | "closed";
+
+/** One live WebSocket: its parser, its keep-alive clock and the session it holds. */
+export class Connection {
+  state: ConnectionState = "awaiting-connect";
+  version: ProtocolVersion = 4;
+  clientId = "";
+  keepalive = 0;
+  lastSeen: number;
+  readonly openedAt: number;
+  session: Session | null = null;
+  /** client's Receive Maximum: cap on our unacknowledged QoS 1/2 sends */
+  receiveMaximum = 65535;
+  /** client's Maximum Packet Size */
+  maxPacketSize = 268435460;
+  /** MQTT 5 topic aliases the client set towards us (per connection, not kept over hibernation) */
+  inboundAliases: Map<number, string> | null = null;
+  /** set when the client ended with DISCONNECT (no will, unless reason 0x04) */
+  disconnected = false;
+  reader: PacketReader;
+  private seenSaved: number;
+
+  constructor(
+    readonly transport: Transport,
+    private readonly config: BrokerConfig,
+    attachment: Attachment,
+  ) {
+    this.openedAt = attachment.at;
+    this.lastSeen = attachment.seen;
+    this.seenSaved = attachment.seen;
+    if (attachment.cid !== undefined) {
+      this.state = "connected";
+      this.clientId = attachment.cid;
+      this.version = attachment.v ?? 4;
+      this.keepalive = attachment.ka ?? 0;
+      this.receiveMaximum = attachment.rm ?? 65535;
+      this.maxPacketSize = attachment.mps ?? 268435460;
+    }
+    // A parser is stateful; after hibernation it is rebuilt for the known version (partial bytes
+    // of a packet that straddled hibernation are lost; the next bytes then fail to parse).
+    this.reader = new PacketReader(attachment.cid !== undefined ? this.version : undefined, config.MAX_PACKET_SIZE);
+  }
+
+  /** Marks activity. The attachment is refreshed at most every quarter keep-alive, not per packet. */
+  touch(now: number): void {
+    this.lastSeen = now;
+    if (this.keepalive > 0 && now - this.seenSaved > this.keepalive * 250) this.save();
+  }
+
+  /** The keep-alive deadline: 1.5 × keep-alive after the last packet [MQTT-3.1.2-24]. */
+  get deadline(): number | null {
+    return this.state === "connected" ? keepAliveDeadline(this.lastSeen, this.keepalive) : null;
+  }
+
+  accept(clientId: string, version: ProtocolVersion, keepalive: number): void {
+    this.state = "connected";
+    this.clientId = clientId;
+    this.version = version;
+    this.keepalive = keepalive;
+    this.save();
+  }
+
+  save(): void {
+    this.seenSaved = this.lastSeen;
+    const a: Attachment = { seen: this.lastSeen, at: this.openedAt };
+    if (this.state !== "awaiting-connect") {
+      a.cid = this.clientId;
+      a.v = this.version;
+      a.ka = this.keepalive;
+      if (this.receiveMaximum !== 65535) a.rm = this.receiveMaximum;
+      if (this.maxPacketSize !== 268435460) a.mps = this.maxPacketSize;
+    }
+    this.transport.saveAttachment(a);
+  }
+
+  send(packet: Packet): void {
+    this.sendBytes(encode(packet, this.version));
+  }
+
+  sendBytes(bytes: Uint8Array): void {
+    if (this.state === "closed") return;
+    if (bytes.byteLength > this.maxPacketSize) return; // [MQTT-3.1.2-24] never exceed the client's maximum
+    try {
+      this.transport.send(bytes);
+    } catch {
+      // The socket is already gone; its close event will follow and clean up.
+    }
+  }
+
+  close(code = 1000, reason = ""): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    try {
+      this.transport.close(code, reason);
+    } catch {
+      // already closed
+    }
+  }
+}

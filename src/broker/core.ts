@@ -1,0 +1,236 @@
+// The broker of one namespace: sessions, connections, routing and timers. Pure: the runtime is
+// reached only through Transport (per socket), Store and Runtime, so it also runs in plain Node.
+import type { BrokerConfig } from "../config";
+import { Connection } from "./connection";
+import { dispatch } from "./dispatcher";
+import { ConnectRefused, ProtocolError } from "../protocol/errors";
+import { RC, connackCodeV3 } from "../protocol/reason-codes";
+import { Session, NEVER_EXPIRES } from "../session/session";
+import type { Message } from "../session/message";
+import { deliver, type DeliveryContext } from "../session/delivery";
+import { Router } from "../topics/router";
+import type { Store } from "../storage/store";
+import { nextDeadline } from "../timers/deadlines";
+
+export interface Runtime {
+  now(): number;
+  /** ask to be woken (alarm) at `ms` or earlier */
+  wakeAt(ms: number): void;
+  log(level: "info" | "warn" | "error", message: string): void;
+}
+
+export class BrokerCore implements DeliveryContext {
+  readonly sessions = new Map<string, Session>();
+  readonly connections = new Set<Connection>();
+  readonly router = new Router();
+
+  constructor(
+    readonly store: Store,
+    readonly config: BrokerConfig,
+    private readonly runtime: Runtime,
+  ) {}
+
+  now(): number {
+    return this.runtime.now();
+  }
+
+  wakeAt(ms: number): void {
+    this.runtime.wakeAt(ms);
+  }
+
+  // ——— entry points ———
+
+  /**
+   * Rebuilds memory from storage when the object starts or wakes from hibernation, then
+   * re-attaches the sockets that are still open. A session marked connected whose socket is
+   * gone lost its connection while the broker was down: its will is owed.
+   */
+  restore(live: Connection[]): void {
+    const rows = this.store.loadSessions();
+    for (const row of rows) {
+      const s = new Session(row.clientId);
+      s.version = row.version;
+      s.expiryInterval = row.expiry;
+      s.will = row.will;
+      s.willAt = row.willAt;
+      s.expiresAt = row.expiresAt;
+      this.sessions.set(s.clientId, s);
+    }
+    for (const row of this.store.loadSubscriptions()) {
+      const session = this.sessions.get(row.clientId);
+      if (!session) continue;
+      const sub = { ...row, session };
+      session.subscriptions.set(row.filter, sub);
+      this.router.add(sub);
+    }
+    const connected = new Set(rows.filter((r) => r.connected).map((r) => r.clientId));
+    for (const conn of live) {
+      this.connections.add(conn);
+      if (conn.state !== "connected") continue;
+      const session = this.sessions.get(conn.clientId);
+      if (!session || session.conn) {
+        conn.close(1011, "session not found after restart");
+        this.connections.delete(conn);
+        continue;
+      }
+      session.conn = conn;
+      conn.session = session;
+      connected.delete(conn.clientId);
+    }
+    for (const clientId of connected) {
+      const session = this.sessions.get(clientId)!;
+      this.runtime.log("info", `connection of ${clientId} was lost while the broker was down`);
+      this.sessionLostConnection(session, false);
+    }
+    this.alarm();
+  }
+
+  open(conn: Connection): void {
+    this.connections.add(conn);
+    this.wakeAt(conn.openedAt + this.config.CONNECT_TIMEOUT * 1000);
+  }
+
+  receive(conn: Connection, data: ArrayBuffer | string): void {
+    if (conn.state === "closed") return;
+    if (typeof data === "string") {
+      this.fail(conn, new ProtocolError(RC.MALFORMED_PACKET, "text frame")); // [MQTT-6.0.0-1]
+      return;
+    }
+    conn.touch(this.now());
+    try {
+      conn.reader.read(new Uint8Array(data), (packet) => dispatch(this, conn, packet));
+    } catch (err) {
+      this.fail(conn, err);
+    }
+  }
+
+  /** The socket closed or failed under us. */
+  socketClosed(conn: Connection): void {
+    conn.state = "closed";
+    this.connectionEnded(conn);
+  }
+
+  /** Due work: keep-alive and connect timeouts, delayed wills, session expiry; then re-arm. */
+  alarm(): void {
+    const now = this.now();
+    for (const conn of this.connections) {
+      if (conn.state === "awaiting-connect") {
+        if (conn.openedAt + this.config.CONNECT_TIMEOUT * 1000 <= now) this.closeConnection(conn, 1000, "no CONNECT in time");
+        continue;
+      }
+      const deadline = conn.deadline;
+      if (deadline !== null && deadline <= now) this.fail(conn, new ProtocolError(RC.KEEP_ALIVE_TIMEOUT, "keep-alive timeout"));
+    }
+    for (const session of this.sessions.values()) {
+      if (session.willAt !== null && session.willAt <= now) this.publishWill(session);
+      if (!session.conn && session.expiresAt !== null && session.expiresAt <= now) this.endSession(session);
+    }
+    const next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
+    if (next !== null) this.wakeAt(next);
+  }
+
+  // ——— used by handlers ———
+
+  /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
+  publish(msg: Message): number {
+    if (msg.retain) {
+      if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
+      else this.store.setRetained(msg);
+    }
+    const targets = this.router.match(msg);
+    for (let i = 0; i < targets.length; i++) {
+      const s = targets[i]!;
+      deliver(this, s, msg, s.matchQos, s.matchRetain, s.matchSubIds);
+    }
+    return targets.length;
+  }
+
+  /** The one place an error becomes a reason code: CONNACK while connecting, else MQTT 5 DISCONNECT. */
+  fail(conn: Connection, err: unknown): void {
+    if (conn.state === "closed") return;
+    const known = err instanceof ProtocolError;
+    const code = known ? err.reasonCode : RC.IMPLEMENTATION_SPECIFIC_ERROR;
+    const message = err instanceof Error ? err.message : String(err);
+    if (!known) this.runtime.log("error", `internal error on ${conn.clientId || "new connection"}: ${(err as Error)?.stack ?? message}`);
+    if (conn.state === "awaiting-connect") {
+      if (err instanceof ConnectRefused || code === RC.UNSUPPORTED_PROTOCOL_VERSION) {
+        if (conn.version === 5 && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
+          conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code });
+        } else {
+          conn.send({ cmd: "connack", sessionPresent: false, returnCode: connackCodeV3(code) });
+        }
+      }
+    } else if (conn.version === 5) {
+      conn.send({ cmd: "disconnect", reasonCode: code });
+    }
+    this.closeConnection(conn, known ? 1000 : 1011, message);
+  }
+
+  /** Session takeover [MQTT-3.1.4-3]: DISCONNECT 0x8E to the old connection, which then ends. */
+  takeover(old: Connection): void {
+    this.fail(old, new ProtocolError(RC.SESSION_TAKEN_OVER, "session taken over"));
+  }
+
+  closeConnection(conn: Connection, code = 1000, reason = ""): void {
+    conn.close(code, reason.slice(0, 120));
+    this.connectionEnded(conn);
+  }
+
+  /** Ends a session and everything it holds; an owed delayed will goes out now. */
+  endSession(session: Session): void {
+    if (session.willAt !== null) this.publishWill(session);
+    for (const filter of session.subscriptions.keys()) this.router.remove(session, filter);
+    session.subscriptions.clear();
+    this.sessions.delete(session.clientId);
+    this.store.deleteSession(session.clientId);
+  }
+
+  private publishWill(session: Session): void {
+    const will = session.will;
+    session.will = null;
+    session.willAt = null;
+    if (!will) return;
+    if (this.sessions.get(session.clientId) === session) this.store.clearWill(session.clientId);
+    const msg: Message = { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, origin: session.clientId };
+    if (will.properties) {
+      msg.properties = will.properties;
+      if (will.properties.messageExpiryInterval !== undefined) msg.expiresAt = this.now() + will.properties.messageExpiryInterval * 1000;
+    }
+    this.publish(msg);
+  }
+
+  private connectionEnded(conn: Connection): void {
+    if (!this.connections.delete(conn)) return;
+    const session = conn.session;
+    if (!session || session.conn !== conn) return;
+    session.conn = null;
+    this.sessionLostConnection(session, conn.disconnected);
+  }
+
+  /** The will and expiry rules once a session has no connection [MQTT-3.1.2-8, 3.1.2-10]. */
+  private sessionLostConnection(session: Session, cleanDisconnect: boolean): void {
+    const now = this.now();
+    if (cleanDisconnect) session.will = null;
+    if (!session.persistent) {
+      if (session.will) this.publishWill(session);
+      this.endSession(session);
+      return;
+    }
+    if (session.will) {
+      if (session.will.delay === 0) this.publishWill(session);
+      else session.willAt = now + Math.min(session.will.delay, session.expiryInterval) * 1000;
+    }
+    session.expiresAt = session.expiryInterval === NEVER_EXPIRES ? null : now + session.expiryInterval * 1000;
+    this.store.saveSession({
+      clientId: session.clientId,
+      version: session.version,
+      expiry: session.expiryInterval,
+      connected: false,
+      expiresAt: session.expiresAt,
+      will: session.will,
+      willAt: session.willAt,
+    });
+    if (session.willAt !== null) this.wakeAt(session.willAt);
+    if (session.expiresAt !== null) this.wakeAt(session.expiresAt);
+  }
+}

@@ -1,0 +1,98 @@
+// The Durable Object of one namespace: wires the runtime's entry points to the broker core.
+// No protocol logic lives here.
+import { DurableObject } from "cloudflare:workers";
+import { BrokerCore, type Runtime } from "./core";
+import { Connection, type Attachment, type Transport } from "./connection";
+import { loadConfig } from "../config";
+import { SqliteStore } from "../storage/sqlite-store";
+
+export interface Env {
+  BROKER: DurableObjectNamespace<NamespaceBroker>;
+  [key: string]: unknown;
+}
+
+/** Header the Worker uses to tell the object which WebSocket subprotocol to echo. */
+export const SUBPROTOCOL_HEADER = "x-mqtt-subprotocol";
+
+export class NamespaceBroker extends DurableObject<Env> {
+  private readonly core: BrokerCore;
+  private readonly conns = new Map<WebSocket, Connection>();
+  private alarmAt: number | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    const runtime: Runtime = {
+      now: () => Date.now(),
+      wakeAt: (ms) => this.wakeAt(ms),
+      log: (level, message) => console[level](`[broker] ${message}`),
+    };
+    this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime);
+    // Every entry point runs after this: memory is rebuilt before the first event after a wake.
+    void ctx.blockConcurrencyWhile(async () => {
+      this.alarmAt = await ctx.storage.getAlarm();
+      this.core.restore(ctx.getWebSockets().map((ws) => this.connectionOf(ws)));
+    });
+  }
+
+  override async fetch(request: Request): Promise<Response> {
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server);
+    const now = Date.now();
+    const attachment: Attachment = { seen: now, at: now };
+    server.serializeAttachment(attachment);
+    this.core.open(this.connectionOf(server, attachment));
+    const protocol = request.headers.get(SUBPROTOCOL_HEADER);
+    return new Response(null, {
+      status: 101,
+      webSocket: client,
+      headers: protocol ? { "Sec-WebSocket-Protocol": protocol } : {},
+    });
+  }
+
+  override webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): void {
+    this.core.receive(this.connectionOf(ws), message);
+  }
+
+  override webSocketClose(ws: WebSocket, code: number): void {
+    this.core.socketClosed(this.connectionOf(ws));
+    this.conns.delete(ws);
+    // Answer the close so the client gets its close frame (reserved codes cannot be sent back).
+    try {
+      ws.close(code === 1005 || code === 1006 || code === 1015 ? 1000 : code, "");
+    } catch {
+      // already closed
+    }
+  }
+
+  override webSocketError(ws: WebSocket): void {
+    this.core.socketClosed(this.connectionOf(ws));
+    this.conns.delete(ws);
+  }
+
+  override alarm(): void {
+    this.alarmAt = null;
+    this.core.alarm();
+  }
+
+  private wakeAt(ms: number): void {
+    if (this.alarmAt !== null && this.alarmAt <= ms) return;
+    this.alarmAt = ms;
+    void this.ctx.storage.setAlarm(ms);
+  }
+
+  private connectionOf(ws: WebSocket, attachment?: Attachment): Connection {
+    let conn = this.conns.get(ws);
+    if (!conn) {
+      const transport: Transport = {
+        send: (bytes) => ws.send(bytes),
+        close: (code, reason) => ws.close(code, reason),
+        saveAttachment: (a) => ws.serializeAttachment(a),
+      };
+      const att = attachment ?? (ws.deserializeAttachment() as Attachment | null) ?? { seen: Date.now(), at: Date.now() };
+      conn = new Connection(transport, this.core.config, att);
+      this.conns.set(ws, conn);
+    }
+    return conn;
+  }
+}

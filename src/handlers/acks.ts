@@ -1,0 +1,31 @@
+import type { BrokerCore } from "../broker/core";
+import type { Connection } from "../broker/connection";
+import { RC } from "../protocol/reason-codes";
+import { onPubcomp, onPuback, onPubrec } from "../session/delivery";
+
+// Acknowledgements of our QoS 1/2 sends, and PUBREL of the client's QoS 2 sends.
+
+export function handlePuback(core: BrokerCore, conn: Connection, packetId: number): void {
+  onPuback(core, conn.session!, packetId);
+}
+
+export function handlePubrec(core: BrokerCore, conn: Connection, packetId: number, reasonCode: number | undefined): void {
+  const session = conn.session!;
+  if (reasonCode !== undefined && reasonCode >= 0x80) {
+    // MQTT 5: the client refused the message; the exchange ends here [MQTT-4.3.3-4]
+    session.inflight.delete(packetId);
+    return;
+  }
+  const known = onPubrec(session, packetId);
+  conn.send({ cmd: "pubrel", messageId: packetId, reasonCode: known ? RC.SUCCESS : RC.PACKET_IDENTIFIER_NOT_FOUND });
+}
+
+export function handlePubcomp(core: BrokerCore, conn: Connection, packetId: number): void {
+  onPubcomp(core, conn.session!, packetId);
+}
+
+export function handlePubrel(core: BrokerCore, conn: Connection, packetId: number): void {
+  const session = conn.session!;
+  const known = session.inboundQos2.delete(packetId);
+  conn.send({ cmd: "pubcomp", messageId: packetId, reasonCode: known ? RC.SUCCESS : RC.PACKET_IDENTIFIER_NOT_FOUND });
+}

@@ -1,0 +1,110 @@
+import type { BrokerCore } from "../broker/core";
+import type { Connection } from "../broker/connection";
+import type { ConnectPacket, ProtocolVersion, QoS } from "../protocol/codec";
+import { ConnectRefused, protocolError } from "../protocol/errors";
+import { RC } from "../protocol/reason-codes";
+import { Session, NEVER_EXPIRES, type Will } from "../session/session";
+import { resume } from "../session/delivery";
+import { isValidTopicName } from "../topics/validate";
+
+export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPacket): void {
+  const version = p.protocolVersion as ProtocolVersion;
+  conn.version = version;
+  const props = p.properties;
+  const config = core.config;
+
+  if (version === 5 && props?.authenticationMethod) {
+    throw new ConnectRefused(RC.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not configured");
+  }
+  let clientId = p.clientId;
+  let assigned = false;
+  if (clientId === "") {
+    // [MQTT-3.1.3-8] MQTT 3.1.1: an empty id needs clean session
+    if (version !== 5 && !p.clean) throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "empty client id requires clean session");
+    clientId = `auto-${crypto.randomUUID()}`;
+    assigned = true;
+  }
+  if (clientId.length > config.MAX_CLIENT_ID_LENGTH) {
+    throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "client id too long");
+  }
+  const will = willOf(p);
+  if (version === 5) {
+    if (props?.receiveMaximum === 0) throw protocolError("Receive Maximum 0");
+    if (props?.maximumPacketSize === 0) throw protocolError("Maximum Packet Size 0");
+    conn.receiveMaximum = props?.receiveMaximum ?? 65535;
+    conn.maxPacketSize = props?.maximumPacketSize ?? 268435460;
+  }
+
+  let keepalive = p.keepalive ?? 0;
+  const serverKeepAlive = config.MAX_KEEPALIVE > 0 && (keepalive === 0 || keepalive > config.MAX_KEEPALIVE);
+  if (serverKeepAlive && version === 5) keepalive = config.MAX_KEEPALIVE;
+
+  const requestedExpiry = version === 5 ? (props?.sessionExpiryInterval ?? 0) : p.clean ? 0 : config.MAX_SESSION_EXPIRY;
+  const expiry = Math.min(requestedExpiry, config.MAX_SESSION_EXPIRY);
+
+  // Session takeover [MQTT-3.1.4-3]: the old connection is closed (its will goes out by the usual rules).
+  const existing = core.sessions.get(clientId);
+  if (existing?.conn) core.takeover(existing.conn);
+
+  let session = core.sessions.get(clientId);
+  if (session && p.clean) {
+    core.endSession(session); // Clean Start discards the old session (and publishes an owed will)
+    session = undefined;
+  }
+  const sessionPresent = session !== undefined;
+  if (!session) {
+    session = new Session(clientId);
+    core.sessions.set(clientId, session);
+  }
+  // A reconnect in time cancels a delayed will and stops the expiry clock.
+  session.willAt = null;
+  session.expiresAt = null;
+  session.version = version;
+  session.expiryInterval = expiry === NEVER_EXPIRES ? NEVER_EXPIRES : expiry;
+  session.will = will;
+  session.conn = conn;
+  conn.session = session;
+  conn.accept(clientId, version, keepalive);
+  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null });
+
+  if (version === 5) {
+    const ackProps: NonNullable<import("mqtt-packet").IConnackPacket["properties"]> = {
+      receiveMaximum: config.RECEIVE_MAXIMUM,
+      maximumPacketSize: config.MAX_PACKET_SIZE,
+      topicAliasMaximum: config.TOPIC_ALIAS_MAXIMUM,
+      retainAvailable: true,
+      wildcardSubscriptionAvailable: true,
+      subscriptionIdentifiersAvailable: true,
+      sharedSubscriptionAvailable: true,
+    };
+    if (assigned) ackProps.assignedClientIdentifier = clientId;
+    if (serverKeepAlive) ackProps.serverKeepAlive = keepalive;
+    if (expiry !== requestedExpiry) ackProps.sessionExpiryInterval = expiry;
+    conn.send({ cmd: "connack", sessionPresent, reasonCode: RC.SUCCESS, properties: ackProps });
+  } else {
+    conn.send({ cmd: "connack", sessionPresent, returnCode: 0 });
+  }
+  const deadline = conn.deadline;
+  if (deadline !== null) core.wakeAt(deadline);
+  if (sessionPresent) resume(core, session);
+}
+
+function willOf(p: ConnectPacket): Will | null {
+  const w = p.will;
+  if (!w) return null;
+  // [MQTT-3.1.2-9] / 5.0: the will topic must be a valid topic name
+  if (!isValidTopicName(w.topic)) throw new ConnectRefused(RC.TOPIC_NAME_INVALID, "invalid will topic");
+  const props = w.properties;
+  const will: Will = {
+    topic: w.topic,
+    payload: w.payload as Uint8Array,
+    qos: w.qos as QoS,
+    retain: !!w.retain,
+    delay: p.protocolVersion === 5 ? (props?.willDelayInterval ?? 0) : 0,
+  };
+  if (props) {
+    const { willDelayInterval: _delay, ...rest } = props;
+    if (Object.keys(rest).length) will.properties = rest;
+  }
+  return will;
+}

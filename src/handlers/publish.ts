@@ -1,0 +1,63 @@
+import type { BrokerCore } from "../broker/core";
+import type { Connection } from "../broker/connection";
+import type { PublishPacket } from "../protocol/codec";
+import { ProtocolError, protocolError } from "../protocol/errors";
+import { RC } from "../protocol/reason-codes";
+import type { Message } from "../session/message";
+import { isValidTopicName } from "../topics/validate";
+
+/** Inbound PUBLISH, validated in wire order: QoS/packet id, topic (alias), then routed and acknowledged. */
+export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPacket): void {
+  const session = conn.session!;
+  const qos = p.qos;
+  const id = p.messageId ?? 0;
+  if (qos > 0 && id === 0) throw protocolError("packet id 0"); // [MQTT-2.2.1-3]
+
+  const props = p.properties;
+  let topic = p.topic;
+  if (conn.version === 5 && props?.topicAlias !== undefined) topic = resolveAlias(core, conn, topic, props.topicAlias);
+  // [MQTT-3.3.2-2] no wildcards in a topic name; an empty one closes the connection
+  if (!isValidTopicName(topic)) throw new ProtocolError(RC.TOPIC_NAME_INVALID, "invalid topic name");
+
+  if (qos === 2 && session.inboundQos2.has(id)) {
+    // A retransmission before PUBREL: already delivered once [MQTT-4.3.3-10]
+    conn.send({ cmd: "pubrec", messageId: id });
+    return;
+  }
+
+  const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId };
+  if (props && conn.version === 5) {
+    const { topicAlias: _a, subscriptionIdentifier: _s, ...forwarded } = props;
+    if (forwarded.messageExpiryInterval !== undefined) msg.expiresAt = core.now() + forwarded.messageExpiryInterval * 1000;
+    for (const _k in forwarded) {
+      msg.properties = forwarded;
+      break;
+    }
+  }
+  const matched = core.publish(msg);
+
+  if (qos === 0) return;
+  const reasonCode = conn.version === 5 && matched === 0 ? RC.NO_MATCHING_SUBSCRIBERS : RC.SUCCESS;
+  if (qos === 1) {
+    conn.send({ cmd: "puback", messageId: id, reasonCode });
+    return;
+  }
+  if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
+    throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
+  }
+  session.inboundQos2.add(id);
+  conn.send({ cmd: "pubrec", messageId: id, reasonCode });
+}
+
+/** MQTT 5 topic aliases from the client [MQTT-3.3.2-9..12]. */
+function resolveAlias(core: BrokerCore, conn: Connection, topic: string, alias: number): string {
+  if (alias === 0 || alias > core.config.TOPIC_ALIAS_MAXIMUM) throw new ProtocolError(RC.TOPIC_ALIAS_INVALID, "topic alias out of range");
+  const aliases = (conn.inboundAliases ??= new Map());
+  if (topic.length > 0) {
+    aliases.set(alias, topic);
+    return topic;
+  }
+  const known = aliases.get(alias);
+  if (known === undefined) throw new ProtocolError(RC.PROTOCOL_ERROR, "unknown topic alias");
+  return known;
+}

@@ -1,0 +1,39 @@
+// Worker entry: routes /mqtt[/<namespace>] WebSocket upgrades to the namespace's Durable Object.
+import { NamespaceBroker, SUBPROTOCOL_HEADER, type Env } from "./broker/namespace-do";
+
+export { NamespaceBroker };
+
+const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
+/** Subprotocols we speak, in order of preference (MQTT.js and browsers insist on the echo). */
+const SUBPROTOCOLS = ["mqtt", "mqttv3.1"];
+
+export default {
+  async fetch(request: Request, env: Env): Promise<Response> {
+    const url = new URL(request.url);
+    const route = /^\/mqtt(?:\/(.*))?$/.exec(url.pathname);
+    if (!route) return text(404, "not found: connect to /mqtt or /mqtt/<namespace>");
+    const namespace = route[1] ?? "default";
+    if (!NAMESPACE.test(namespace)) {
+      return text(400, "invalid namespace: use 1-64 characters of A-Z a-z 0-9 _ . -");
+    }
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
+      return text(426, "this endpoint speaks MQTT over WebSocket: send an Upgrade: websocket request", { Upgrade: "websocket" });
+    }
+    const offered = (request.headers.get("Sec-WebSocket-Protocol") ?? "")
+      .split(",")
+      .map((p) => p.trim())
+      .filter(Boolean);
+    const protocol = SUBPROTOCOLS.find((p) => offered.includes(p));
+    if (offered.length > 0 && !protocol) return text(400, `unsupported WebSocket subprotocol: offer "mqtt"`);
+
+    const headers = new Headers(request.headers);
+    if (protocol) headers.set(SUBPROTOCOL_HEADER, protocol);
+    else headers.delete(SUBPROTOCOL_HEADER);
+    const stub = env.BROKER.get(env.BROKER.idFromName(namespace));
+    return stub.fetch(new Request(request, { headers }));
+  },
+} satisfies ExportedHandler<Env>;
+
+function text(status: number, body: string, headers: Record<string, string> = {}): Response {
+  return new Response(body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8", ...headers } });
+}

@@ -1,0 +1,48 @@
+import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
+import { encode, publishIdOffset } from "../protocol/codec";
+
+/** An application message on its way through the broker. */
+export interface Message {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties?: PublishProperties;
+  /** absolute ms; set from the MQTT 5 Message Expiry Interval */
+  expiresAt?: number;
+  /** publishing client id (No Local) */
+  origin?: string;
+  /** storage row id once the body is stored for queued/in-flight delivery */
+  storedId?: number;
+  /** encoded PUBLISH bytes per variant, built once and shared by every subscriber */
+  encodings?: (Uint8Array | undefined)[];
+}
+
+/**
+ * The encoded PUBLISH for one variant (protocol family, QoS, RETAIN), cached on the message so a
+ * fan-out to many subscribers encodes once. QoS > 0 variants carry packet id 0; the caller patches it.
+ */
+export function encodedPublish(msg: Message, version: ProtocolVersion, qos: QoS, retain: boolean): Uint8Array {
+  const slot = (version === 5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
+  const cache = (msg.encodings ??= []);
+  let bytes = cache[slot];
+  if (!bytes) {
+    bytes = encode(
+      {
+        cmd: "publish",
+        topic: msg.topic,
+        payload: msg.payload as Buffer, // encode() makes it a Buffer view
+        qos,
+        retain,
+        dup: false,
+        messageId: qos > 0 ? 1 : undefined,
+        properties: version === 5 ? msg.properties : undefined,
+      },
+      version,
+    );
+    cache[slot] = bytes;
+  }
+  return bytes;
+}
+
+export { publishIdOffset };

@@ -1,0 +1,86 @@
+import type { ProtocolVersion, QoS } from "../protocol/codec";
+import type { Message } from "./message";
+import type { Connection } from "../broker/connection";
+
+export interface SubscriptionOptions {
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId?: number;
+}
+
+export interface Subscription extends SubscriptionOptions {
+  session: Session;
+  /** the filter as the client sent it (with `$share/<group>/` when shared) */
+  filter: string;
+}
+
+export interface Will {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties?: Message["properties"];
+  /** MQTT 5 Will Delay Interval, seconds */
+  delay: number;
+}
+
+/** An outbound QoS 1/2 message sent to the client and not yet fully acknowledged. */
+export interface Inflight {
+  packetId: number;
+  msg: Message;
+  qos: 1 | 2;
+  retain: boolean;
+  /** true once PUBREC arrived and PUBREL was sent (QoS 2) */
+  released: boolean;
+}
+
+/** A QoS 1/2 message waiting for an offline (or flow-controlled) client. */
+export interface Queued {
+  msg: Message;
+  qos: QoS;
+  retain: boolean;
+  seq?: number;
+}
+
+export const NEVER_EXPIRES = 0xffffffff;
+
+/** What the broker keeps for one client id, whether or not a connection holds it now. */
+export class Session {
+  version: ProtocolVersion = 4;
+  /** seconds; 0 = the session ends with its connection */
+  expiryInterval = 0;
+  conn: Connection | null = null;
+  will: Will | null = null;
+  /** ms deadline of a delayed will, while one is pending */
+  willAt: number | null = null;
+  /** ms deadline of session expiry, while disconnected */
+  expiresAt: number | null = null;
+  readonly subscriptions = new Map<string, Subscription>();
+  readonly inflight = new Map<number, Inflight>();
+  readonly queue: Queued[] = [];
+  /** inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-10] */
+  readonly inboundQos2 = new Set<number>();
+  private lastPacketId = 0;
+  /** router scratch: the publish generation in which this session last matched */
+  matchGen = 0;
+  matchQos: QoS = 0;
+  matchRetain = false;
+  matchSubIds: number[] | null = null;
+
+  constructor(readonly clientId: string) {}
+
+  get persistent(): boolean {
+    return this.expiryInterval > 0;
+  }
+
+  /** A packet id not in flight, cycling 1..65535 [MQTT-2.2.1-3]. Null when all are in use. */
+  nextPacketId(): number | null {
+    for (let tries = 0; tries < 65535; tries++) {
+      this.lastPacketId = this.lastPacketId >= 65535 ? 1 : this.lastPacketId + 1;
+      if (!this.inflight.has(this.lastPacketId)) return this.lastPacketId;
+    }
+    return null;
+  }
+}

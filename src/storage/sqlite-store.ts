@@ -1,0 +1,169 @@
+import type { Store, SessionRow, SubscriptionRow } from "./store";
+import { MIGRATIONS } from "./schema";
+import { propsFromText, propsToText } from "./props";
+import type { Message } from "../session/message";
+import type { Subscription, Will } from "../session/session";
+import { asBuffer, type ProtocolVersion, type QoS } from "../protocol/codec";
+
+type Row = Record<string, SqlStorageValue>;
+
+/** The Store over a Durable Object's SQLite. Every call is synchronous; the runtime commits the
+ * writes of one event together, so an incoming event costs one transaction. */
+export class SqliteStore implements Store {
+  constructor(private readonly sql: SqlStorage) {
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const hasMeta = this.sql.exec("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").toArray().length > 0;
+    let version = 0;
+    if (hasMeta) {
+      const row = this.sql.exec("SELECT value FROM meta WHERE key='schema_version'").toArray()[0];
+      version = row ? Number(row.value) : 0;
+    }
+    for (let i = version; i < MIGRATIONS.length; i++) {
+      this.sql.exec(MIGRATIONS[i]!);
+      this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", String(i + 1));
+    }
+  }
+
+  loadSessions(): SessionRow[] {
+    return this.sql.exec("SELECT * FROM sessions").toArray().map((r) => ({
+      clientId: r.client_id as string,
+      version: Number(r.version) as ProtocolVersion,
+      expiry: Number(r.expiry),
+      connected: Number(r.connected) === 1,
+      expiresAt: r.expires_at === null ? null : Number(r.expires_at),
+      will: willFromRow(r),
+      willAt: r.will_at === null ? null : Number(r.will_at),
+    }));
+  }
+
+  loadSubscriptions(): SubscriptionRow[] {
+    return this.sql.exec("SELECT * FROM subscriptions").toArray().map((r) => ({
+      clientId: r.client_id as string,
+      filter: r.filter as string,
+      qos: Number(r.qos) as QoS,
+      noLocal: Number(r.no_local) === 1,
+      retainAsPublished: Number(r.retain_as_published) === 1,
+      retainHandling: Number(r.retain_handling) as 0 | 1 | 2,
+      subscriptionId: r.sub_id === null ? undefined : Number(r.sub_id),
+    }));
+  }
+
+  saveSession(s: SessionRow): void {
+    const w = s.will;
+    this.sql.exec(
+      `INSERT OR REPLACE INTO sessions (client_id, version, expiry, connected, expires_at,
+         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      s.clientId,
+      s.version,
+      s.expiry,
+      s.connected ? 1 : 0,
+      s.expiresAt,
+      w ? w.topic : null,
+      w ? blob(w.payload) : null,
+      w ? w.qos : null,
+      w ? (w.retain ? 1 : 0) : null,
+      w ? propsToText(w.properties) : null,
+      w ? w.delay : null,
+      s.willAt,
+    );
+  }
+
+  markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void {
+    this.sql.exec("UPDATE sessions SET connected = 0, expires_at = ?, will_at = ? WHERE client_id = ?", expiresAt, willAt, clientId);
+  }
+
+  clearWill(clientId: string): void {
+    this.sql.exec(
+      `UPDATE sessions SET will_topic = NULL, will_payload = NULL, will_qos = NULL, will_retain = NULL,
+         will_props = NULL, will_delay = NULL, will_at = NULL WHERE client_id = ?`,
+      clientId,
+    );
+  }
+
+  deleteSession(clientId: string): void {
+    this.sql.exec("DELETE FROM sessions WHERE client_id = ?", clientId);
+    this.sql.exec("DELETE FROM subscriptions WHERE client_id = ?", clientId);
+  }
+
+  saveSubscription(clientId: string, sub: Subscription): void {
+    this.sql.exec(
+      `INSERT OR REPLACE INTO subscriptions (client_id, filter, qos, no_local, retain_as_published, retain_handling, sub_id)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      clientId,
+      sub.filter,
+      sub.qos,
+      sub.noLocal ? 1 : 0,
+      sub.retainAsPublished ? 1 : 0,
+      sub.retainHandling,
+      sub.subscriptionId ?? null,
+    );
+  }
+
+  deleteSubscription(clientId: string, filter: string): void {
+    this.sql.exec("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", clientId, filter);
+  }
+
+  setRetained(msg: Message): void {
+    this.sql.exec(
+      "INSERT OR REPLACE INTO retained (topic, payload, qos, props, expires_at) VALUES (?, ?, ?, ?, ?)",
+      msg.topic,
+      blob(msg.payload),
+      msg.qos,
+      propsToText(msg.properties),
+      msg.expiresAt ?? null,
+    );
+  }
+
+  deleteRetained(topic: string): void {
+    this.sql.exec("DELETE FROM retained WHERE topic = ?", topic);
+  }
+
+  retainedWithPrefix(prefix: string): Message[] {
+    const rows =
+      prefix === ""
+        ? this.sql.exec("SELECT * FROM retained")
+        : this.sql.exec("SELECT * FROM retained WHERE topic >= ? AND topic < ?", prefix, prefix + "\uffff");
+    return rows.toArray().map(retainedFromRow);
+  }
+
+  countRetained(): number {
+    return Number(this.sql.exec("SELECT COUNT(*) AS n FROM retained").one().n);
+  }
+}
+
+function blob(bytes: Uint8Array): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+function bytesOf(v: SqlStorageValue): Uint8Array {
+  return v instanceof ArrayBuffer ? asBuffer(new Uint8Array(v)) : asBuffer(new Uint8Array(0));
+}
+
+function willFromRow(r: Row): Will | null {
+  if (r.will_topic === null || r.will_topic === undefined) return null;
+  return {
+    topic: r.will_topic as string,
+    payload: bytesOf(r.will_payload!),
+    qos: Number(r.will_qos) as QoS,
+    retain: Number(r.will_retain) === 1,
+    properties: propsFromText(r.will_props as string | null),
+    delay: Number(r.will_delay ?? 0),
+  };
+}
+
+function retainedFromRow(r: Row): Message {
+  const msg: Message = {
+    topic: r.topic as string,
+    payload: bytesOf(r.payload!),
+    qos: Number(r.qos) as QoS,
+    retain: true,
+  };
+  const props = propsFromText(r.props as string | null);
+  if (props) msg.properties = props;
+  if (r.expires_at !== null) msg.expiresAt = Number(r.expires_at);
+  return msg;
+}
