@@ -69,6 +69,7 @@ export function literalPrefix(filter: string): string {
   const hash = filter.indexOf("#");
   let end = filter.length;
   if (plus >= 0) end = Math.min(end, plus);
-  if (hash >= 0) end = Math.min(end, hash);
+  // "a/#" also matches "a" [MQTT-4.7.1-2]: the separator before "#" is not part of the prefix
+  if (hash >= 0) end = Math.min(end, Math.max(0, hash - 1));
   return filter.slice(0, end);
 }
