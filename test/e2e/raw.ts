@@ -1,0 +1,143 @@
+// A raw MQTT-over-WebSocket client (ws + mqtt-packet) for tests that must control the bytes and
+// the timing exactly: no automatic acknowledgements, no keep-alive pings, no retransmissions.
+import WebSocket from "ws";
+import * as mqttPacket from "mqtt-packet";
+
+export type Packet = mqttPacket.Packet;
+
+export interface Closed {
+  code: number;
+  reason: string;
+  /** ms since the socket was opened */
+  at: number;
+}
+
+export class RawClient {
+  readonly packets: Packet[] = [];
+  readonly closed: Promise<Closed>;
+  isClosed = false;
+  readonly openedAt = Date.now();
+  private readonly parser: mqttPacket.Parser;
+  private waiters: (() => void)[] = [];
+
+  private constructor(
+    readonly ws: WebSocket,
+    public version: 3 | 4 | 5,
+  ) {
+    this.parser = mqttPacket.parser({ protocolVersion: version });
+    this.parser.on("packet", (p: Packet) => {
+      this.packets.push(p);
+      this.wake();
+    });
+    this.parser.on("error", (e: Error) => this.packets.push({ cmd: "error", message: e.message } as unknown as Packet));
+    ws.on("message", (data: Buffer) => this.parser.parse(data));
+    this.closed = new Promise((resolve) => {
+      ws.on("close", (code, reason) => {
+        this.isClosed = true;
+        resolve({ code, reason: reason.toString(), at: Date.now() - this.openedAt });
+        this.wake();
+      });
+    });
+  }
+
+  /** Opens a WebSocket to `url` offering `protocols`, resolves once it is open. */
+  static open(url: string, version: 3 | 4 | 5 = 4, protocols: string | string[] = "mqtt"): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, protocols);
+      const client = new RawClient(ws, version);
+      ws.once("open", () => resolve(client));
+      ws.once("error", reject);
+    });
+  }
+
+  /** Opens a socket and completes CONNECT/CONNACK; rejects unless the CONNACK accepts. */
+  static async connect(url: string, connect: Partial<mqttPacket.IConnectPacket> = {}): Promise<RawClient> {
+    const version = (connect.protocolVersion ?? 4) as 3 | 4 | 5;
+    const client = await RawClient.open(url, version);
+    const connack = await client.connect(connect);
+    const code = (connack as mqttPacket.IConnackPacket).reasonCode ?? (connack as mqttPacket.IConnackPacket).returnCode;
+    if (code !== 0) throw new Error(`CONNECT refused: ${code}`);
+    return client;
+  }
+
+  /** Sends CONNECT (clean, keep-alive 0 unless given) and returns the CONNACK. */
+  async connect(connect: Partial<mqttPacket.IConnectPacket> = {}): Promise<Packet> {
+    this.send({
+      cmd: "connect",
+      protocolId: this.version === 3 ? "MQIsdp" : "MQTT",
+      protocolVersion: this.version,
+      clientId: `raw-${Math.random().toString(16).slice(2)}`,
+      clean: true,
+      keepalive: 0,
+      ...connect,
+    } as mqttPacket.IConnectPacket);
+    return this.next("connack");
+  }
+
+  send(packet: Packet): void {
+    this.ws.send(mqttPacket.generate(packet, { protocolVersion: this.version }));
+  }
+
+  sendBytes(bytes: Uint8Array | string): void {
+    this.ws.send(bytes);
+  }
+
+  /** Encodes a packet without sending it. */
+  encode(packet: Packet): Buffer {
+    return mqttPacket.generate(packet, { protocolVersion: this.version });
+  }
+
+  /**
+   * The next received packet (optionally of one type; other packets before it are skipped).
+   * Rejects when the socket closes or after `timeoutMs`.
+   */
+  async next<C extends Packet["cmd"]>(cmd?: C, timeoutMs = 5000): Promise<Extract<Packet, { cmd: C }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      while (this.packets.length > 0) {
+        const p = this.packets.shift()!;
+        if ((p.cmd as string) === "error") throw new Error(`unparsable bytes from the broker: ${(p as unknown as { message: string }).message}`);
+        if (!cmd || p.cmd === cmd) return p as Extract<Packet, { cmd: C }>;
+      }
+      if (this.isClosed) throw new Error(`socket closed while waiting for ${cmd ?? "a packet"}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${cmd ?? "a packet"}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The packets received within `ms` (to show that nothing arrives). */
+  async quietFor(ms: number): Promise<Packet[]> {
+    await new Promise((r) => setTimeout(r, ms));
+    return this.packets.splice(0);
+  }
+
+  /** Resolves with the close, or rejects if the socket is still open after `timeoutMs`. */
+  closedWithin(timeoutMs: number): Promise<Closed> {
+    return Promise.race([
+      this.closed,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs)),
+    ]);
+  }
+
+  /** Drops the TCP connection without a close handshake (the broker sees 1006). */
+  destroy(): void {
+    this.ws.terminate();
+  }
+
+  close(): void {
+    if (!this.isClosed) this.ws.close();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}
