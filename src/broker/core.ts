@@ -157,7 +157,8 @@ export class BrokerCore implements DeliveryContext {
         if (conn.version === 5 && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
           conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code });
         } else {
-          conn.send({ cmd: "connack", sessionPresent: false, returnCode: connackCodeV3(code) });
+          const returnCode = connackCodeV3(code);
+          if (returnCode !== null) conn.send({ cmd: "connack", sessionPresent: false, returnCode });
         }
       }
     } else if (conn.version === 5) {
