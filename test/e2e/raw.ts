@@ -15,6 +15,12 @@ export interface Closed {
 export class RawClient {
   readonly packets: Packet[] = [];
   readonly closed: Promise<Closed>;
+  /**
+   * The broker's close frame (or the close, whichever comes first). workerd may hold the TCP
+   * connection open for a while after the close handshake of a socket that never sent a message,
+   * so "the broker closed it" is best measured here.
+   */
+  readonly closeFrame: Promise<Closed>;
   isClosed = false;
   readonly openedAt = Date.now();
   private readonly parser: mqttPacket.Parser;
@@ -36,6 +42,14 @@ export class RawClient {
         this.isClosed = true;
         resolve({ code, reason: reason.toString(), at: Date.now() - this.openedAt });
         this.wake();
+      });
+    });
+    this.closeFrame = new Promise((resolve) => {
+      void this.closed.then(resolve);
+      // ws's receiver reports a close frame as "conclude" (internal, ws 8.x)
+      ws.once("open", () => {
+        const receiver = (ws as unknown as { _receiver?: { once(e: string, f: (code: number, reason: Buffer) => void): void } })._receiver;
+        receiver?.once("conclude", (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() - this.openedAt }));
       });
     });
   }
