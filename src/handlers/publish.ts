@@ -16,7 +16,9 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   const props = p.properties;
   let topic = p.topic;
   if (conn.version === 5 && props?.topicAlias !== undefined) topic = resolveAlias(core, conn, topic, props.topicAlias);
-  // [MQTT-3.3.2-2] no wildcards in a topic name; an empty one closes the connection
+  // MQTT 5 §3.3.2.1: an empty topic name without a topic alias is a Protocol Error
+  if (topic.length === 0) throw protocolError("empty topic name");
+  // [MQTT-3.3.2-2] no wildcards in a topic name
   if (!isValidTopicName(topic)) throw new ProtocolError(RC.TOPIC_NAME_INVALID, "invalid topic name");
 
   if (qos === 2 && session.inboundQos2.has(id)) {
