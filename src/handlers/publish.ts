@@ -26,6 +26,10 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
     conn.send({ cmd: "pubrec", messageId: id });
     return;
   }
+  // [MQTT-3.3.4-7] checked before routing: the PUBLISH that exceeds Receive Maximum is not delivered
+  if (qos === 2 && session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
+    throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
+  }
 
   const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId };
   if (props && conn.version === 5) {
@@ -43,9 +47,6 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   if (qos === 1) {
     conn.send({ cmd: "puback", messageId: id, reasonCode });
     return;
-  }
-  if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
-    throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
   }
   session.inboundQos2.add(id);
   conn.send({ cmd: "pubrec", messageId: id, reasonCode });
