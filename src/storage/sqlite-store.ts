@@ -4,6 +4,7 @@ import { propsFromText, propsToText } from "./props";
 import type { Message } from "../session/message";
 import type { Subscription, Will } from "../session/session";
 import { asBuffer, type ProtocolVersion, type QoS } from "../protocol/codec";
+import { prefixEnd } from "../topics/validate";
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -123,10 +124,13 @@ export class SqliteStore implements Store {
   }
 
   retainedWithPrefix(prefix: string): Message[] {
+    const end = prefixEnd(prefix);
     const rows =
       prefix === ""
         ? this.sql.exec("SELECT * FROM retained")
-        : this.sql.exec("SELECT * FROM retained WHERE topic >= ? AND topic < ?", prefix, prefix + "\uffff");
+        : end === null
+          ? this.sql.exec("SELECT * FROM retained WHERE topic >= ?", prefix)
+          : this.sql.exec("SELECT * FROM retained WHERE topic >= ? AND topic < ?", prefix, end);
     return rows.toArray().map(retainedFromRow);
   }
 

@@ -73,3 +73,18 @@ export function literalPrefix(filter: string): string {
   if (hash >= 0) end = Math.min(end, Math.max(0, hash - 1));
   return filter.slice(0, end);
 }
+
+/**
+ * The least string above every string that starts with `prefix` (null when there is none), in
+ * code point order, which is SQLite's byte order of UTF-8: `topic >= prefix AND topic < end`
+ * selects exactly the topics starting with `prefix`, including ones with characters beyond U+FFFF.
+ */
+export function prefixEnd(prefix: string): string | null {
+  const points = Array.from(prefix);
+  while (points.length > 0) {
+    let next = points.pop()!.codePointAt(0)! + 1;
+    if (next >= 0xd800 && next <= 0xdfff) next = 0xe000; // surrogates are not characters
+    if (next <= 0x10ffff) return points.join("") + String.fromCodePoint(next);
+  }
+  return null;
+}

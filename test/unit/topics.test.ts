@@ -1,7 +1,7 @@
 // Topic names, filters and matching (MQTT 3.1.1 §4.7, MQTT 5.0 §4.7, §4.8.2), as tables.
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
-import { isValidTopicFilter, isValidTopicName, literalPrefix, parseSharedFilter, topicMatches } from "../../src/topics/validate";
+import { isValidTopicFilter, isValidTopicName, literalPrefix, parseSharedFilter, prefixEnd, topicMatches } from "../../src/topics/validate";
 import { TopicTrie } from "../../src/topics/trie";
 
 describe("topic names", () => {
@@ -223,5 +223,36 @@ describe("literalPrefix (narrows the retained-message scan)", () => {
 
   test.each(MATCHES.filter(([, , m]) => m))("every topic matched by %j starts with its prefix (%j)", (filter, topic) => {
     expect(topic.startsWith(literalPrefix(filter))).toBe(true);
+  });
+});
+
+describe("prefixEnd (upper bound of a prefix range in SQLite's UTF-8 byte order)", () => {
+  const utf8 = (s: string) => Buffer.from(s, "utf8");
+  const inRange = (topic: string, prefix: string) => {
+    const end = prefixEnd(prefix);
+    return Buffer.compare(utf8(topic), utf8(prefix)) >= 0 && (end === null || Buffer.compare(utf8(topic), utf8(end)) < 0);
+  };
+
+  test.each([
+    ["a/", "a0"],
+    ["a", "b"],
+    ["a/\ud7ff", "a/\ue000"],
+    ["x\uffff", "x\u{10000}"],
+    ["x\u{10ffff}", "y"],
+    ["\u{10ffff}", null],
+  ])("prefixEnd(%j) = %j", (prefix, end) => {
+    expect(prefixEnd(prefix)).toBe(end);
+  });
+
+  test("selects exactly the topics that start with the prefix, for any characters", () => {
+    const char = fc.constantFrom("a", "/", "z", "\u007f", "\u0080", "é", "\uffff", "日", "😀", "\u{10ffff}", "\ud7ff", "\ue000");
+    const str = fc.array(char, { maxLength: 5 }).map((c) => c.join(""));
+    fc.assert(
+      fc.property(str, str, (prefix, topic) => {
+        expect(inRange(topic, prefix)).toBe(topic.startsWith(prefix));
+        expect(inRange(prefix + topic, prefix)).toBe(true);
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
