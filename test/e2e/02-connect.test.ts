@@ -240,7 +240,7 @@ describe("session takeover [MQTT-3.1.4-3]", () => {
     await end(watcher, fresh);
   });
 
-  test("a raw old connection sees the close even when it never reads: close follows DISCONNECT 0x8E", async () => {
+  test("takeover of a raw MQTT 5 connection: exactly one DISCONNECT 0x8E, then the close", async () => {
     const id = uid("take-raw");
     const old = await RawClient.connect(broker.url(), { protocolVersion: 5, clientId: id });
     const fresh = await RawClient.connect(broker.url(), { protocolVersion: 5, clientId: id });
