@@ -53,7 +53,7 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   }
   const sessionPresent = session !== undefined;
   if (!session) {
-    session = new Session(clientId);
+    session = new Session(clientId, expiry > 0);
     core.sessions.set(clientId, session);
   }
   // A reconnect in time cancels a delayed will and stops the expiry clock.

@@ -4,6 +4,7 @@ import type { PublishPacket } from "../protocol/codec";
 import { ProtocolError, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import type { Message } from "../session/message";
+import { isInboundQos2Pending, rememberInboundQos2 } from "../session/inbound";
 import { isValidTopicName } from "../topics/validate";
 
 /** Inbound PUBLISH, validated in wire order: QoS/packet id, topic (alias), then routed and acknowledged. */
@@ -19,7 +20,7 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   // [MQTT-3.3.2-2] no wildcards in a topic name; an empty one closes the connection
   if (!isValidTopicName(topic)) throw new ProtocolError(RC.TOPIC_NAME_INVALID, "invalid topic name");
 
-  if (qos === 2 && session.inboundQos2.has(id)) {
+  if (qos === 2 && isInboundQos2Pending(session, id)) {
     // A retransmission before PUBREL: already delivered once [MQTT-4.3.3-10]
     conn.send({ cmd: "pubrec", messageId: id });
     return;
@@ -45,7 +46,7 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
     throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
   }
-  session.inboundQos2.add(id);
+  rememberInboundQos2(core.store, session, id);
   conn.send({ cmd: "pubrec", messageId: id, reasonCode });
 }
 
