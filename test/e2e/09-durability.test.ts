@@ -144,3 +144,31 @@ describe("queue limits", () => {
     await end(back, pub);
   });
 });
+
+describe("MQTT 3.1.1 persistent session expiry", () => {
+  let broker: Broker;
+  beforeAll(async () => {
+    broker = await startBroker({ MAX_SESSION_EXPIRY: "1" });
+  });
+  afterAll(() => broker.close());
+
+  test("a clean-session-0 session expires after MAX_SESSION_EXPIRY", async () => {
+    const url = broker.url();
+    const first = await RawClient.connect(url, { clientId: "v3-expiry", clean: false });
+    expect(first.connack.sessionPresent).toBe(false);
+    first.client.send({ cmd: "disconnect" });
+    await first.client.closed;
+    const leftAt = Date.now();
+    const soon = await RawClient.connect(url, { clientId: "v3-expiry", clean: false });
+    expect(soon.connack.sessionPresent).toBe(true); // kept inside the interval
+    soon.client.send({ cmd: "disconnect" });
+    await soon.client.closed;
+    const reconnectedAfter = Date.now();
+    // wait past the 1 s expiry, measured from the last disconnect
+    await new Promise((r) => setTimeout(r, Math.max(0, 1300 - (Date.now() - reconnectedAfter))));
+    const late = await RawClient.connect(url, { clientId: "v3-expiry", clean: false });
+    expect(late.connack.sessionPresent).toBe(false);
+    expect(Date.now() - leftAt).toBeGreaterThanOrEqual(1000);
+    await late.client.end();
+  });
+});
