@@ -23,6 +23,11 @@ export interface BrokerConfig {
   TOPIC_ALIAS_MAXIMUM: number;
   /** Seconds a new socket may take to send CONNECT before it is closed. */
   CONNECT_TIMEOUT: number;
+  /**
+   * MQTT 5 Response Information for clients that ask for it: this prefix + the client id
+   * (e.g. "responses/" → "responses/<client id>"). Empty: not offered.
+   */
+  RESPONSE_INFORMATION_PREFIX: string;
 }
 
 export const DEFAULTS: BrokerConfig = {
@@ -37,6 +42,7 @@ export const DEFAULTS: BrokerConfig = {
   RECEIVE_MAXIMUM: 1024,
   TOPIC_ALIAS_MAXIMUM: 64,
   CONNECT_TIMEOUT: 10,
+  RESPONSE_INFORMATION_PREFIX: "",
 };
 
 export function loadConfig(vars: Record<string, unknown> | undefined): BrokerConfig {
@@ -45,7 +51,9 @@ export function loadConfig(vars: Record<string, unknown> | undefined): BrokerCon
   for (const key of Object.keys(DEFAULTS) as (keyof BrokerConfig)[]) {
     const raw = vars[key];
     if (raw === undefined || raw === null || raw === "") continue;
-    if (typeof DEFAULTS[key] === "boolean") {
+    if (typeof DEFAULTS[key] === "string") {
+      (config as unknown as Record<string, unknown>)[key] = String(raw);
+    } else if (typeof DEFAULTS[key] === "boolean") {
       (config as unknown as Record<string, unknown>)[key] = raw === true || raw === "true" || raw === "1";
     } else {
       const n = Number(raw);

@@ -7,7 +7,7 @@ import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES } from "../session/session";
 import type { Message } from "../session/message";
-import { deliver, type DeliveryContext } from "../session/delivery";
+import { deliver, rerouteShared, type DeliveryContext } from "../session/delivery";
 import { Router } from "../topics/router";
 import { DeliveryState, type Store } from "../storage/store";
 import { nextDeadline } from "../timers/deadlines";
@@ -159,7 +159,7 @@ export class BrokerCore implements DeliveryContext {
     const targets = this.router.match(msg);
     for (let i = 0; i < targets.length; i++) {
       const s = targets[i]!;
-      deliver(this, s, msg, s.matchQos, s.matchRetain, s.matchSubIds);
+      deliver(this, s, msg, s.matchQos, s.matchRetain, s.matchSubIds, s.matchGroup);
     }
     return targets.length;
   }
@@ -174,13 +174,13 @@ export class BrokerCore implements DeliveryContext {
     if (conn.state === "awaiting-connect") {
       if (err instanceof ConnectRefused || code === RC.UNSUPPORTED_PROTOCOL_VERSION) {
         if (conn.version === 5 && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
-          conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code });
+          conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
         } else {
           conn.send({ cmd: "connack", sessionPresent: false, returnCode: connackCodeV3(code) });
         }
       }
     } else if (conn.version === 5) {
-      conn.send({ cmd: "disconnect", reasonCode: code });
+      conn.send({ cmd: "disconnect", reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
     }
     this.closeConnection(conn, known ? 1000 : 1011, message);
   }
@@ -230,6 +230,7 @@ export class BrokerCore implements DeliveryContext {
   private sessionLostConnection(session: Session, cleanDisconnect: boolean): void {
     const now = this.now();
     if (cleanDisconnect) session.will = null;
+    rerouteShared(this, session);
     if (!session.persistent) {
       if (session.will) this.publishWill(session);
       this.endSession(session);

@@ -3,7 +3,9 @@
 import { encode, publishIdOffset, withPacketId, type QoS } from "../protocol/codec";
 import type { Connection } from "../broker/connection";
 import { encodedPublish, type Message } from "./message";
-import type { Session } from "./session";
+import type { Session, Subscription } from "./session";
+import type { SharedGroup } from "../topics/trie";
+import { pickMember } from "../topics/router";
 import type { BrokerConfig } from "../config";
 import { DeliveryState, type Store } from "../storage/store";
 
@@ -13,26 +15,33 @@ export interface DeliveryContext {
   now(): number;
 }
 
-/** Sends (or queues) one message to one session at the QoS and RETAIN flag the router chose. */
-export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null): void {
+type Group = SharedGroup<Subscription> | null;
+
+/**
+ * Sends (or queues) one message to one session at the QoS and RETAIN flag the router chose.
+ * `group` is the shared subscription it came through, if any.
+ */
+export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, group: Group = null): void {
   if (msg.expiresAt !== undefined && msg.expiresAt <= ctx.now()) return;
   const conn = session.conn;
   const online = conn !== null && conn.state === "connected";
   if (qos === 0) {
-    if (online) conn.sendBytes(publishBytes(conn, msg, 0, retain, subIds, 0, false, ctx.now()));
-    else if (session.durable && ctx.config.QUEUE_QOS0) enqueue(ctx, session, msg, 0, retain);
+    if (online) {
+      const bytes = publishBytes(conn, msg, 0, retain, subIds, 0, false, ctx.now());
+      if (bytes) conn.sendBytes(bytes);
+    } else if (session.durable && ctx.config.QUEUE_QOS0) enqueue(ctx, session, msg, 0, retain, group);
     return;
   }
   if (!online) {
-    if (session.durable) enqueue(ctx, session, msg, qos, retain);
+    if (session.durable) enqueue(ctx, session, msg, qos, retain, group);
     return;
   }
   // Order is kept: while anything waits, new messages wait behind it.
   if (session.queuedCount > 0 || session.inflight.size >= windowOf(ctx, conn)) {
-    enqueue(ctx, session, msg, qos, retain);
+    enqueue(ctx, session, msg, qos, retain, group);
     return;
   }
-  sendInflight(ctx, session, conn, msg, qos, retain, subIds, undefined);
+  sendInflight(ctx, session, conn, msg, qos, retain, subIds, undefined, group);
 }
 
 /** Flow control: at most min(client's Receive Maximum, MAX_INFLIGHT) unacknowledged sends. */
@@ -40,21 +49,26 @@ function windowOf(ctx: DeliveryContext, conn: Connection): number {
   return Math.min(conn.receiveMaximum, ctx.config.MAX_INFLIGHT, 65535);
 }
 
-function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: 1 | 2, retain: boolean, subIds: number[] | null, seq: number | undefined): void {
+function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: 1 | 2, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group): void {
   const packetId = session.nextPacketId()!; // the window (≤ 65535) guarantees a free id
+  const bytes = publishBytes(conn, msg, qos, retain, subIds, packetId, false, ctx.now());
+  if (!bytes) {
+    if (seq !== undefined) ctx.store.deleteDelivery(seq); // too large for this client: dropped [MQTT-3.1.2-25]
+    return;
+  }
   if (session.durable) {
     if (seq === undefined) seq = ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Sent, packetId);
     else ctx.store.markSent(seq, packetId);
   }
-  session.inflight.set(packetId, { packetId, msg, qos, retain, released: false, seq });
-  conn.sendBytes(publishBytes(conn, msg, qos, retain, subIds, packetId, false, ctx.now()));
+  session.inflight.set(packetId, { packetId, msg, qos, retain, released: false, seq, group: group ?? undefined });
+  conn.sendBytes(bytes);
 }
 
 /**
  * Queues a message within the session's bounds. At the limit the oldest queued QoS 0 message
  * makes room; if there is none, the new message is dropped and counted (`session.dropped`).
  */
-function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean): void {
+function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, group: Group): void {
   const bytes = msg.payload.byteLength + msg.topic.length;
   while (session.queuedCount >= ctx.config.MAX_QUEUED_MESSAGES || session.queuedBytes + bytes > ctx.config.MAX_QUEUED_BYTES) {
     if (!dropOldestQos0(ctx, session)) {
@@ -63,7 +77,7 @@ function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS,
     }
   }
   if (session.durable) ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Queued, null);
-  else session.queue.push({ msg, qos, retain, bytes });
+  else session.queue.push({ msg, qos, retain, bytes, group: group ?? undefined });
   session.queuedCount++;
   session.queuedBytes += bytes;
 }
@@ -91,7 +105,7 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
     const room = window - session.inflight.size;
     if (room <= 0) return;
     const batch = session.durable
-      ? ctx.store.nextQueued(session.clientId, room).map((r) => ({ msg: r.msg, qos: r.qos, retain: r.retain, seq: r.seq as number | undefined }))
+      ? ctx.store.nextQueued(session.clientId, room).map((r) => ({ msg: r.msg, qos: r.qos, retain: r.retain, seq: r.seq as number | undefined, group: undefined as Group | undefined }))
       : session.queue.splice(0, room).map((q) => ({ ...q, seq: undefined as number | undefined }));
     if (batch.length === 0) {
       session.queuedCount = 0; // the counters drifted from storage; storage is the truth
@@ -104,11 +118,12 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
       session.queuedBytes -= q.msg.payload.byteLength + q.msg.topic.length;
       const expired = q.msg.expiresAt !== undefined && q.msg.expiresAt <= now;
       if (expired || q.qos === 0) {
-        if (!expired) conn.sendBytes(publishBytes(conn, q.msg, 0, q.retain, null, 0, false, now));
+        const bytes = expired ? null : publishBytes(conn, q.msg, 0, q.retain, null, 0, false, now);
+        if (bytes) conn.sendBytes(bytes);
         if (q.seq !== undefined) ctx.store.deleteDelivery(q.seq);
         continue;
       }
-      sendInflight(ctx, session, conn, q.msg, q.qos, q.retain, null, q.seq);
+      sendInflight(ctx, session, conn, q.msg, q.qos, q.retain, null, q.seq, q.group ?? null);
     }
   }
 }
@@ -118,10 +133,37 @@ export function resume(ctx: DeliveryContext, session: Session): void {
   const conn = session.conn;
   if (!conn) return;
   for (const f of session.inflight.values()) {
-    if (f.released) conn.send({ cmd: "pubrel", messageId: f.packetId });
-    else conn.sendBytes(publishBytes(conn, f.msg, f.qos, f.retain, null, f.packetId, true, ctx.now()));
+    if (f.released) {
+      conn.send({ cmd: "pubrel", messageId: f.packetId });
+      continue;
+    }
+    const bytes = publishBytes(conn, f.msg, f.qos, f.retain, null, f.packetId, true, ctx.now());
+    if (bytes) conn.sendBytes(bytes);
+    else complete(ctx, session, f.packetId, f.seq); // now too large for this client: dropped
   }
   drainQueue(ctx, session);
+}
+
+/**
+ * A shared-subscription member lost its connection: messages it had not acknowledged (and, for
+ * a session that ends, those waiting in its memory queue) go to another connected member.
+ */
+export function rerouteShared(ctx: DeliveryContext, session: Session): void {
+  for (const f of [...session.inflight.values()]) {
+    if (!f.group || f.released) continue; // after PUBREC the member has the message
+    const target = pickMember(f.group, session);
+    if (!target) continue; // nobody else connected: it waits for this member
+    session.inflight.delete(f.packetId);
+    if (f.seq !== undefined) ctx.store.deleteDelivery(f.seq);
+    deliver(ctx, target.session, f.msg, (target.qos < f.msg.qos ? target.qos : f.msg.qos) as QoS, f.retain, null, f.group);
+  }
+  if (session.durable) return;
+  for (const q of session.queue.splice(0)) {
+    session.queuedCount--;
+    session.queuedBytes -= q.bytes;
+    const target = q.group ? pickMember(q.group, session) : null;
+    if (target) deliver(ctx, target.session, q.msg, (target.qos < q.msg.qos ? target.qos : q.msg.qos) as QoS, q.retain, null, q.group);
+  }
 }
 
 export function onPuback(ctx: DeliveryContext, session: Session, packetId: number): void {
@@ -152,21 +194,41 @@ export function complete(ctx: DeliveryContext, session: Session, packetId: numbe
   if (session.queuedCount > 0) drainQueue(ctx, session);
 }
 
-/** The bytes of one PUBLISH to one connection: the shared encoding unless it needs its own properties. */
-function publishBytes(conn: Connection, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, packetId: number, dup: boolean, now: number): Uint8Array {
-  const v5 = conn.version === 5;
-  // MQTT 5: forward the expiry interval less the time the message waited [MQTT-3.3.2-6]
-  const expiry = v5 && msg.expiresAt !== undefined ? Math.max(1, Math.ceil((msg.expiresAt - now) / 1000)) : undefined;
-  const ownProps = v5 && (subIds !== null || (expiry !== undefined && expiry !== msg.properties?.messageExpiryInterval));
-  if (ownProps) {
-    const properties = { ...msg.properties };
-    if (subIds) properties.subscriptionIdentifier = subIds.length === 1 ? subIds[0]! : subIds;
-    if (expiry !== undefined) properties.messageExpiryInterval = expiry;
-    return encode(
-      { cmd: "publish", topic: msg.topic, payload: msg.payload as Buffer, qos, retain, dup, messageId: qos > 0 ? packetId : undefined, properties },
-      conn.version,
-    );
+/**
+ * The bytes of one PUBLISH to one connection: the shared encoding unless it needs its own
+ * properties (subscription ids, a decremented expiry, a topic alias). Null when the packet would
+ * exceed the client's Maximum Packet Size: it is then not sent to that client [MQTT-3.1.2-25].
+ */
+function publishBytes(conn: Connection, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, packetId: number, dup: boolean, now: number): Uint8Array | null {
+  let bytes: Uint8Array;
+  if (conn.version === 5) {
+    // forward the expiry interval less the time the message waited [MQTT-3.3.2-6]
+    const expiry = msg.expiresAt !== undefined ? Math.max(1, Math.ceil((msg.expiresAt - now) / 1000)) : undefined;
+    const alias = conn.topicAliasMaximum > 0 ? outboundAlias(conn, msg.topic) : null;
+    if (subIds !== null || alias !== null || (expiry !== undefined && expiry !== msg.properties?.messageExpiryInterval)) {
+      const properties = { ...msg.properties };
+      if (subIds) properties.subscriptionIdentifier = subIds.length === 1 ? subIds[0]! : subIds;
+      if (expiry !== undefined) properties.messageExpiryInterval = expiry;
+      if (alias) properties.topicAlias = alias.id;
+      bytes = encode(
+        { cmd: "publish", topic: alias?.known ? "" : msg.topic, payload: msg.payload as Buffer, qos, retain, dup, messageId: qos > 0 ? packetId : undefined, properties },
+        5,
+      );
+      if (bytes.byteLength > conn.maxPacketSize) return null;
+      if (alias && !alias.known) conn.outboundAliases!.set(msg.topic, alias.id); // the client learns it with this packet
+      return bytes;
+    }
   }
   const base = encodedPublish(msg, conn.version, qos, retain);
-  return qos === 0 ? base : withPacketId(base, publishIdOffset(base), packetId, dup);
+  bytes = qos === 0 ? base : withPacketId(base, publishIdOffset(base), packetId, dup);
+  return bytes.byteLength > conn.maxPacketSize ? null : bytes;
+}
+
+/** Outbound topic aliases: the first Topic Alias Maximum distinct topics get one, for the connection's life. */
+function outboundAlias(conn: Connection, topic: string): { id: number; known: boolean } | null {
+  const aliases = (conn.outboundAliases ??= new Map());
+  const id = aliases.get(topic);
+  if (id !== undefined) return { id, known: true };
+  if (aliases.size >= conn.topicAliasMaximum) return null;
+  return { id: aliases.size + 1, known: false };
 }

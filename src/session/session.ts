@@ -1,6 +1,7 @@
 import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
 import type { Connection } from "../broker/connection";
+import type { SharedGroup } from "../topics/trie";
 
 export interface SubscriptionOptions {
   qos: QoS;
@@ -36,6 +37,8 @@ export interface Inflight {
   released: boolean;
   /** storage row, for a durable session */
   seq?: number;
+  /** the shared subscription group it was sent through (re-routed if this member drops) */
+  group?: SharedGroup<Subscription>;
 }
 
 /** A message waiting in a non-durable session's memory queue (flow control). */
@@ -44,6 +47,7 @@ export interface Queued {
   qos: QoS;
   retain: boolean;
   bytes: number;
+  group?: SharedGroup<Subscription>;
 }
 
 export const NEVER_EXPIRES = 0xffffffff;
@@ -76,6 +80,7 @@ export class Session {
   matchQos: QoS = 0;
   matchRetain = false;
   matchSubIds: number[] | null = null;
+  matchGroup: SharedGroup<Subscription> | null = null;
 
   /**
    * @param durable the session was created to outlive its connection: its queue, in-flight
