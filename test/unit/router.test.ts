@@ -17,7 +17,7 @@ function msg(topic: string, qos: QoS = 0, extra: Partial<Message> = {}): Message
 
 /** A session that counts as connected for shared-subscription member picking. */
 function online(id: string): Session {
-  const s = new Session(id);
+  const s = new Session(id, false);
   s.conn = {} as Connection;
   return s;
 }
@@ -36,7 +36,7 @@ function nodeCount(trie: TopicTrie<unknown>): number {
 describe("router", () => {
   test("overlapping subscriptions of one client give one copy at the highest granted QoS [MQTT-3.3.5-1]", () => {
     const r = new Router();
-    const a = new Session("a");
+    const a = new Session("a", false);
     r.add(sub(a, "x/#", 0));
     r.add(sub(a, "x/+", 2));
     r.add(sub(a, "x/y", 1));
@@ -48,9 +48,9 @@ describe("router", () => {
 
   test("outbound QoS is the minimum of the message QoS and the granted QoS [MQTT-3.8.4-8]", () => {
     const r = new Router();
-    const s0 = new Session("s0");
-    const s1 = new Session("s1");
-    const s2 = new Session("s2");
+    const s0 = new Session("s0", false);
+    const s1 = new Session("s1", false);
+    const s2 = new Session("s2", false);
     r.add(sub(s0, "t", 0));
     r.add(sub(s1, "t", 1));
     r.add(sub(s2, "t", 2));
@@ -62,7 +62,7 @@ describe("router", () => {
 
   test("several clients each get one copy", () => {
     const r = new Router();
-    const sessions = ["a", "b", "c"].map((id) => new Session(id));
+    const sessions = ["a", "b", "c"].map((id) => new Session(id, false));
     for (const s of sessions) {
       r.add(sub(s, "p/#", 1));
       r.add(sub(s, "p/q", 1));
@@ -73,7 +73,7 @@ describe("router", () => {
 
   test("re-subscribing to the same filter replaces the subscription [MQTT-3.8.4-3]", () => {
     const r = new Router();
-    const a = new Session("a");
+    const a = new Session("a", false);
     r.add(sub(a, "t", 2));
     r.add(sub(a, "t", 0));
     expect(r.subscriptionCount).toBe(1);
@@ -83,8 +83,8 @@ describe("router", () => {
   test("remove stops matching and prunes the emptied trie branch", () => {
     const r = new Router();
     const trie = (r as unknown as { trie: TopicTrie<Subscription> }).trie;
-    const a = new Session("a");
-    const b = new Session("b");
+    const a = new Session("a", false);
+    const b = new Session("b", false);
     r.add(sub(a, "x/y/z", 1));
     r.add(sub(b, "x/y/z", 1));
     r.add(sub(a, "x/+", 1));
@@ -120,7 +120,7 @@ describe("router", () => {
 
   test("$ topics are not matched by leading wildcards, also in shared subscriptions [MQTT-4.7.2-1]", () => {
     const r = new Router();
-    const a = new Session("a");
+    const a = new Session("a", false);
     const b = online("b");
     r.add(sub(a, "#", 1));
     r.add(sub(a, "+/x", 1));
@@ -132,8 +132,8 @@ describe("router", () => {
 
   test("RETAIN is cleared on live forwarding unless Retain As Published [MQTT-3.3.1-9, MQTT-3.8.3-3]", () => {
     const r = new Router();
-    const plain = new Session("plain");
-    const rap = new Session("rap");
+    const plain = new Session("plain", false);
+    const rap = new Session("rap", false);
     r.add(sub(plain, "t", 1));
     r.add(sub(rap, "t", 1, { retainAsPublished: true }));
     expect(matched(r, msg("t", 1, { retain: true }))).toEqual([
@@ -145,8 +145,8 @@ describe("router", () => {
 
   test("No Local skips the publisher's own subscriptions [MQTT-3.8.3-3]", () => {
     const r = new Router();
-    const a = new Session("a");
-    const b = new Session("b");
+    const a = new Session("a", false);
+    const b = new Session("b", false);
     r.add(sub(a, "t", 1, { noLocal: true }));
     r.add(sub(b, "t", 1, { noLocal: true }));
     expect(matched(r, msg("t", 1, { origin: "a" })).map((m) => m.id)).toEqual(["b"]);
@@ -154,7 +154,7 @@ describe("router", () => {
 
   test("every matching subscription identifier is reported once per message [MQTT-3.3.4-3]", () => {
     const r = new Router();
-    const a = new Session("a");
+    const a = new Session("a", false);
     r.add(sub(a, "t/#", 1, { subscriptionId: 7 }));
     r.add(sub(a, "t/+", 0, { subscriptionId: 9 }));
     r.add(sub(a, "t/x", 0));
@@ -167,7 +167,7 @@ describe("router", () => {
     const r = new Router();
     const a = online("a");
     const b = online("b");
-    const off = new Session("off"); // not connected, not persistent: skipped
+    const off = new Session("off", false); // not connected, not persistent: skipped
     r.add(sub(a, "$share/g/jobs/#", 1));
     r.add(sub(b, "$share/g/jobs/#", 1));
     r.add(sub(off, "$share/g/jobs/#", 1));
