@@ -73,6 +73,7 @@ export class BrokerCore implements DeliveryContext {
         retain: row.retain,
         released: row.state === DeliveryState.Released,
         seq: row.seq,
+        subIds: row.subIds ?? undefined,
       });
     }
     for (const q of this.store.queueStats()) {
