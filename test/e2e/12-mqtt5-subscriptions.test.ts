@@ -202,9 +202,10 @@ describe("shared subscriptions", () => {
   async function pairWithHeldMessage(group: string, topic: string, qos: 1 | 2, properties: Record<string, number> = {}) {
     const ids = [`${group}-a`, `${group}-b`];
     const raws: RawClient[] = [];
-    for (const clientId of ids) {
+    for (const [n, clientId] of ids.entries()) {
       const { client } = await RawClient.connect(broker.url(), { clientId, clean: true, properties }, 5);
-      client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `$share/${group}/${topic}`, qos }] });
+      const subscriptionIdentifier = n + 1; // each member's own
+      client.send({ cmd: "subscribe", messageId: 1, properties: { subscriptionIdentifier }, subscriptions: [{ topic: `$share/${group}/${topic}`, qos }] });
       await client.next("suback");
       raws.push(client);
     }
@@ -220,15 +221,18 @@ describe("shared subscriptions", () => {
     const holder = raws[i]!;
     const p = (await holder.next("publish")) as IPublishPacket;
     expect(p.payload.toString()).toBe("held");
-    return { holder, holderId: ids[i]!, other: raws[1 - i]!, p, pub };
+    expect(p.properties?.subscriptionIdentifier).toBe(i + 1);
+    return { holder, holderId: ids[i]!, other: raws[1 - i]!, otherSubscriptionId: 2 - i, p, pub };
   }
 
   test("a member that drops with an unacknowledged QoS 1 message: it is re-routed to another member", async () => {
-    const { holder, other, pub } = await pairWithHeldMessage("reroute", "sh/reroute", 1);
+    const { holder, other, otherSubscriptionId, pub } = await pairWithHeldMessage("reroute", "sh/reroute", 1);
     await holder.destroy(); // no PUBACK
     const again = (await other.next("publish", 3000)) as IPublishPacket;
     expect(again.payload.toString()).toBe("held");
     expect(again.qos).toBe(1);
+    expect(again.dup).toBe(false); // a first delivery to this member
+    expect(again.properties?.subscriptionIdentifier).toBe(otherSubscriptionId); // as its own subscription asks
     other.send({ cmd: "puback", messageId: again.messageId! });
     // and the group goes on with the remaining member
     await pub.publishAsync("sh/reroute", "next", { qos: 1 });
