@@ -127,14 +127,14 @@ describe("server DISCONNECT reason codes", () => {
     const since = Date.now();
     const d = await disconnectedWith(client);
     expect(d.reasonCode).toBe(0x8d);
-    expect(Date.now() - since).toBeGreaterThanOrEqual(1400);
+    expect(Date.now() - since).toBeGreaterThanOrEqual(1200); // 1.5 s after CONNECT, not 1 s
     expect(Date.now() - since).toBeLessThan(5000);
   });
 
   test("keep-alive is kept by any packet, not only PINGREQ", async () => {
     const { client } = await raw5("rc-alive", { keepalive: 1 });
-    for (let i = 0; i < 4; i++) {
-      await new Promise((r) => setTimeout(r, 600));
+    for (let i = 0; i < 8; i++) {
+      await new Promise((r) => setTimeout(r, 300));
       client.send(publish("rc/alive", "tick"));
     }
     expect(client.pending()).toEqual([]); // 2.4 s without a DISCONNECT
