@@ -128,7 +128,14 @@ export class Connection {
   }
 
   send(packet: Packet): void {
-    this.sendBytes(encode(packet, this.version));
+    let bytes = encode(packet, this.version);
+    const props = (packet as { properties?: { reasonString?: string } }).properties;
+    if (bytes.byteLength > this.maxPacketSize && props?.reasonString !== undefined) {
+      // A Reason String is optional: left out rather than exceed the client's maximum [MQTT-3.2.2-19, 3.4.2-2, 3.14.2-3]
+      const { reasonString: _omitted, ...rest } = props;
+      bytes = encode({ ...packet, properties: rest } as Packet, this.version);
+    }
+    this.sendBytes(bytes);
   }
 
   /** Sends bytes; returns false when the packet was not sent (closed, or over the client's maximum). */

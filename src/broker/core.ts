@@ -73,6 +73,7 @@ export class BrokerCore implements DeliveryContext {
         retain: row.retain,
         released: row.state === DeliveryState.Released,
         seq: row.seq,
+        subIds: row.subIds ?? undefined,
       });
     }
     for (const q of this.store.queueStats()) {
@@ -88,8 +89,7 @@ export class BrokerCore implements DeliveryContext {
       if (conn.state !== "connected") continue;
       const session = this.sessions.get(conn.clientId);
       if (!session || session.conn) {
-        conn.close(1011, "session not found after restart");
-        this.connections.delete(conn);
+        this.fail(conn, new ProtocolError(RC.IMPLEMENTATION_SPECIFIC_ERROR, "session not found after restart"));
         continue;
       }
       session.conn = conn;
@@ -172,13 +172,12 @@ export class BrokerCore implements DeliveryContext {
     const message = err instanceof Error ? err.message : String(err);
     if (!known) this.runtime.log("error", `internal error on ${conn.clientId || "new connection"}: ${(err as Error)?.stack ?? message}`);
     if (conn.state === "awaiting-connect") {
-      if (err instanceof ConnectRefused || code === RC.UNSUPPORTED_PROTOCOL_VERSION) {
-        if (conn.version === 5 && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
-          conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
-        } else {
-          const returnCode = connackCodeV3(code);
-          if (returnCode !== null) conn.send({ cmd: "connack", sessionPresent: false, returnCode });
-        }
+      if (conn.version === 5 && known && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
+        // An MQTT 5 CONNECT that was read and refused, also for a protocol error in it: CONNACK says why
+        conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
+      } else if (err instanceof ConnectRefused || code === RC.UNSUPPORTED_PROTOCOL_VERSION) {
+        const returnCode = connackCodeV3(code);
+        if (returnCode !== null) conn.send({ cmd: "connack", sessionPresent: false, returnCode });
       }
     } else if (conn.version === 5) {
       conn.send({ cmd: "disconnect", reasonCode: code, properties: { reasonString: message.slice(0, 200) } });

@@ -23,19 +23,23 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   // [MQTT-3.3.2-2] no wildcards in a topic name
   if (!isValidTopicName(topic)) throw new ProtocolError(RC.TOPIC_NAME_INVALID, "invalid topic name");
 
-  if (qos === 2 && isInboundQos2Pending(session, id)) {
-    // A retransmission before PUBREL: already delivered once [MQTT-4.3.3-10]
-    conn.send({ cmd: "pubrec", messageId: id });
-    return;
-  }
-  // [MQTT-3.3.4-7] checked before routing: the PUBLISH that exceeds Receive Maximum is not delivered
-  if (qos === 2 && session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
-    throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
+  if (qos === 2) {
+    if (isInboundQos2Pending(session, id)) {
+      // A retransmission before PUBREL: already delivered once [MQTT-4.3.3-10]
+      conn.send({ cmd: "pubrec", messageId: id });
+      return;
+    }
+    // [MQTT-3.3.4-7] one more unreleased QoS 2 than the Receive Maximum we announced: refused before routing
+    if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
+      throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
+    }
   }
 
   const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId };
   if (props && conn.version === 5) {
-    const { topicAlias: _a, subscriptionIdentifier: _s, ...forwarded } = props;
+    // [MQTT-3.3.4-6] subscription identifiers are the server's to send
+    if (props.subscriptionIdentifier !== undefined) throw protocolError("subscription identifier in a client PUBLISH");
+    const { topicAlias: _a, ...forwarded } = props;
     if (forwarded.messageExpiryInterval !== undefined) msg.expiresAt = core.now() + forwarded.messageExpiryInterval * 1000;
     for (const _k in forwarded) {
       msg.properties = forwarded;

@@ -141,7 +141,7 @@ export class SqliteStore implements Store {
     return Number(this.sql.exec("SELECT COUNT(*) AS n FROM retained").one().n);
   }
 
-  addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null): number {
+  addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
     if (msg.storedId === undefined) {
       msg.storedId = Number(
         this.sql
@@ -160,7 +160,7 @@ export class SqliteStore implements Store {
     return Number(
       this.sql
         .exec(
-          "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+          "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id, sub_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
           clientId,
           msg.storedId,
           qos,
@@ -168,6 +168,7 @@ export class SqliteStore implements Store {
           msg.payload.byteLength + msg.topic.length,
           state,
           packetId,
+          subIds ? subIds.join(",") : null,
         )
         .one().seq,
     );
@@ -233,7 +234,7 @@ export class SqliteStore implements Store {
   }
 }
 
-const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS d_retain, d.state, d.packet_id,
+const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS d_retain, d.state, d.packet_id, d.sub_ids,
   m.id AS msg_id, m.topic, m.payload, m.qos, m.retain, m.props, m.expires_at
   FROM deliveries d JOIN messages m ON m.id = d.msg_id`;
 
@@ -256,6 +257,7 @@ function deliveryFromRow(r: Row): DeliveryRow {
     retain: Number(r.d_retain) === 1,
     state: Number(r.state) as DeliveryState,
     packetId: r.packet_id === null ? null : Number(r.packet_id),
+    subIds: r.sub_ids ? String(r.sub_ids).split(",").map(Number) : null,
   };
 }
 
