@@ -21,6 +21,8 @@ export interface BrokerConfig {
   TOPIC_ALIAS_MAXIMUM: number;
   /** Seconds a new socket may take to send CONNECT before it is closed. */
   CONNECT_TIMEOUT: number;
+  /** Seconds between `$SYS/broker/...` updates while someone subscribes to them; 0 = no $SYS topics. */
+  SYS_INTERVAL: number;
 }
 
 export const DEFAULTS: BrokerConfig = {
@@ -34,6 +36,7 @@ export const DEFAULTS: BrokerConfig = {
   RECEIVE_MAXIMUM: 1024,
   TOPIC_ALIAS_MAXIMUM: 64,
   CONNECT_TIMEOUT: 10,
+  SYS_INTERVAL: 10,
 };
 
 export function loadConfig(vars: Record<string, unknown> | undefined): BrokerConfig {
