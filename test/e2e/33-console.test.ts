@@ -105,7 +105,7 @@ test("connects, subscribes, receives, publishes, and the overview follows", { ti
   // Phone-sized: one column, nothing wider than the screen
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: "test-results/console-phone.png", fullPage: true });
-  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  expect(await page.evaluate("document.documentElement.scrollWidth")).toBeLessThanOrEqual(390);
   await page.setViewportSize({ width: 1440, height: 900 });
 
   // "disconnect" in the client list ends the device's connection: its will arrives
@@ -123,7 +123,7 @@ test("connects, subscribes, receives, publishes, and the overview follows", { ti
 test("without the API token the console still publishes and receives, and says how to get the overview", { timeout: 60000 }, async () => {
   const other = await browser.context.newPage();
   await other.goto(broker.http("/?namespace=tokenless"));
-  await other.evaluate(() => localStorage.clear());
+  await other.evaluate("localStorage.clear()");
   await other.fill("#token", "");
   await other.click("#connect");
   await other.waitForSelector('#status[data-state="connected"]');
