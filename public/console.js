@@ -269,7 +269,7 @@
         "",
         el("span", online ? "dot online" : "dot"),
         el("span", "name", c.clientId === me ? `${c.clientId} (this console)` : c.clientId),
-        el("span", "presence", `${c.status} · ${version}${c.queued ? ` · ${c.queued} queued` : ""}`),
+        el("span", "presence", `${c.status} · ${version}${c.queued ? ` · ${c.queued} queued` : ""}${c.dropped ? ` · ${c.dropped} dropped` : ""}`),
       );
       if (online && c.clientId !== me) {
         const kick = el("button", "secondary small", "disconnect");

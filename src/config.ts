@@ -10,7 +10,9 @@ export interface BrokerConfig {
   MAX_KEEPALIVE: number;
   /** Session expiry for MQTT 3.1.1 persistent sessions and cap for MQTT 5, seconds. */
   MAX_SESSION_EXPIRY: number;
-  /** Per-session offline queue bounds. */
+  /** Unacknowledged QoS 1/2 messages we send to one client (also capped by its Receive Maximum). */
+  MAX_INFLIGHT: number;
+  /** Per-session queue bounds (offline, or waiting for the in-flight window). */
   MAX_QUEUED_MESSAGES: number;
   MAX_QUEUED_BYTES: number;
   /** Queue QoS 0 messages for offline persistent sessions (like Mosquitto's queue_qos0_messages). */
@@ -23,6 +25,11 @@ export interface BrokerConfig {
   CONNECT_TIMEOUT: number;
   /** Seconds between `$SYS/broker/...` updates while someone subscribes to them; 0 = no $SYS topics. */
   SYS_INTERVAL: number;
+  /**
+   * MQTT 5 Response Information for clients that ask for it: this prefix + the client id
+   * (e.g. "responses/" → "responses/<client id>"). Empty: not offered.
+   */
+  RESPONSE_INFORMATION_PREFIX: string;
 }
 
 export const DEFAULTS: BrokerConfig = {
@@ -30,6 +37,7 @@ export const DEFAULTS: BrokerConfig = {
   MAX_CLIENT_ID_LENGTH: 256,
   MAX_KEEPALIVE: 0,
   MAX_SESSION_EXPIRY: 7 * 24 * 3600,
+  MAX_INFLIGHT: 1000,
   MAX_QUEUED_MESSAGES: 1000,
   MAX_QUEUED_BYTES: 10 * 1024 * 1024,
   QUEUE_QOS0: false,
@@ -37,6 +45,7 @@ export const DEFAULTS: BrokerConfig = {
   TOPIC_ALIAS_MAXIMUM: 64,
   CONNECT_TIMEOUT: 10,
   SYS_INTERVAL: 10,
+  RESPONSE_INFORMATION_PREFIX: "",
 };
 
 export function loadConfig(vars: Record<string, unknown> | undefined): BrokerConfig {
@@ -45,7 +54,9 @@ export function loadConfig(vars: Record<string, unknown> | undefined): BrokerCon
   for (const key of Object.keys(DEFAULTS) as (keyof BrokerConfig)[]) {
     const raw = vars[key];
     if (raw === undefined || raw === null || raw === "") continue;
-    if (typeof DEFAULTS[key] === "boolean") {
+    if (typeof DEFAULTS[key] === "string") {
+      (config as unknown as Record<string, unknown>)[key] = String(raw);
+    } else if (typeof DEFAULTS[key] === "boolean") {
       (config as unknown as Record<string, unknown>)[key] = raw === true || raw === "true" || raw === "1";
     } else {
       const n = Number(raw);

@@ -32,9 +32,10 @@ export interface ClientInfo {
   /** offline: when the session expires (ms; absent: never) */
   expiresAt?: number;
   subscriptions: { filter: string; qos: QoS }[];
-  /** messages waiting for the client, and sent but unacknowledged */
+  /** messages waiting for the client, sent but unacknowledged, and refused because the queue was full */
   queued: number;
   inflight: number;
+  dropped: number;
   hasWill: boolean;
 }
 
@@ -81,8 +82,9 @@ export function listClients(core: BrokerCore): ClientInfo[] {
       protocolVersion: s.version,
       sessionExpiry: s.expiryInterval,
       subscriptions: [...s.subscriptions.values()].map((sub) => ({ filter: sub.filter, qos: sub.qos })),
-      queued: s.queue.length,
+      queued: s.queuedCount,
       inflight: s.inflight.size,
+      dropped: s.dropped,
       hasWill: s.will !== null,
     };
     if (s.conn) {

@@ -103,7 +103,7 @@ export class SysPublisher {
       for (let i = 0; i < targets.length; i++) {
         const s = targets[i]!;
         if (s.conn) listened = true;
-        deliver(core, s, msg, s.matchQos, s.matchRetain, s.matchSubIds);
+        deliver(core, s, msg, s.matchQos, s.matchRetain, s.matchSubIds, s.matchGroup);
       }
     }
     return listened;

@@ -4,7 +4,9 @@ import type { PublishPacket } from "../protocol/codec";
 import { ProtocolError, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import type { Message } from "../session/message";
+import { isInboundQos2Pending, rememberInboundQos2 } from "../session/inbound";
 import { isValidTopicName } from "../topics/validate";
+import { isUtf8 } from "../protocol/utf8";
 
 /** Inbound PUBLISH, validated in wire order: QoS/packet id, topic (alias), then routed and acknowledged. */
 export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPacket): void {
@@ -19,7 +21,7 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   // [MQTT-3.3.2-2] no wildcards in a topic name; an empty one closes the connection
   if (!isValidTopicName(topic)) throw new ProtocolError(RC.TOPIC_NAME_INVALID, "invalid topic name");
 
-  if (qos === 2 && session.inboundQos2.has(id)) {
+  if (qos === 2 && isInboundQos2Pending(session, id)) {
     // A retransmission before PUBREL: already delivered once [MQTT-4.3.3-10]
     conn.send({ cmd: "pubrec", messageId: id });
     return;
@@ -34,6 +36,12 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
       break;
     }
   }
+  // MQTT 5 Payload Format Indicator 1 promises UTF-8 [MQTT-3.3.2-4]
+  if (msg.properties?.payloadFormatIndicator && !isUtf8(msg.payload)) {
+    if (qos === 0) throw new ProtocolError(RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
+    refuse(conn, qos, id, RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
+    return;
+  }
   const matched = core.publish(msg);
 
   if (qos === 0) return;
@@ -45,8 +53,14 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
     throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
   }
-  session.inboundQos2.add(id);
+  rememberInboundQos2(core.store, session, id);
   conn.send({ cmd: "pubrec", messageId: id, reasonCode });
+}
+
+/** Answers a QoS 1/2 PUBLISH with an MQTT 5 error reason code; the message is not routed. */
+export function refuse(conn: Connection, qos: 1 | 2, id: number, reasonCode: number, reason: string): void {
+  const properties = conn.problemInformation ? { reasonString: reason } : undefined;
+  conn.send({ cmd: qos === 1 ? "puback" : "pubrec", messageId: id, reasonCode, properties });
 }
 
 /** MQTT 5 topic aliases from the client [MQTT-3.3.2-9..12]. */
@@ -54,7 +68,10 @@ function resolveAlias(core: BrokerCore, conn: Connection, topic: string, alias: 
   if (alias === 0 || alias > core.config.TOPIC_ALIAS_MAXIMUM) throw new ProtocolError(RC.TOPIC_ALIAS_INVALID, "topic alias out of range");
   const aliases = (conn.inboundAliases ??= new Map());
   if (topic.length > 0) {
-    aliases.set(alias, topic);
+    if (aliases.get(alias) !== topic) {
+      aliases.set(alias, topic);
+      conn.save(); // survive hibernation; only when an alias changes, not per message
+    }
     return topic;
   }
   const known = aliases.get(alias);

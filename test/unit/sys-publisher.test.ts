@@ -6,7 +6,7 @@ import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { Connection } from "../../src/broker/connection";
 import { DEFAULTS } from "../../src/config";
 import { isSysFilter, isSysTopic } from "../../src/broker/stats";
-import type { Store, SessionRow, SubscriptionRow } from "../../src/storage/store";
+import type { DeliveryRow, Store, SessionRow, SubscriptionRow } from "../../src/storage/store";
 import type { Message } from "../../src/session/message";
 import type { Subscription } from "../../src/session/session";
 
@@ -28,6 +28,19 @@ class MemoryStore implements Store {
   deleteRetained = (topic: string) => void this.retained.delete(topic);
   retainedWithPrefix = (prefix: string) => [...this.retained.values()].filter((m) => m.topic.startsWith(prefix));
   countRetained = () => this.retained.size;
+  // Durable deliveries: unused here ($SYS goes out at QoS 0)
+  private seq = 0;
+  addDelivery = () => ++this.seq;
+  markSent = () => {};
+  markReleased = () => {};
+  deleteDelivery = () => {};
+  loadInflight = (): DeliveryRow[] => [];
+  nextQueued = (): DeliveryRow[] => [];
+  queueStats = () => [];
+  dropOldestQos0 = () => null;
+  addInboundQos2 = () => {};
+  deleteInboundQos2 = () => {};
+  loadInboundQos2 = () => [];
 }
 
 function setup(sysInterval = 10) {
