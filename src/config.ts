@@ -23,6 +23,8 @@ export interface BrokerConfig {
   TOPIC_ALIAS_MAXIMUM: number;
   /** Seconds a new socket may take to send CONNECT before it is closed. */
   CONNECT_TIMEOUT: number;
+  /** Seconds between `$SYS/broker/...` updates while someone subscribes to them; 0 = no $SYS topics. */
+  SYS_INTERVAL: number;
   /**
    * MQTT 5 Response Information for clients that ask for it: this prefix + the client id
    * (e.g. "responses/" → "responses/<client id>"). Empty: not offered.
@@ -42,6 +44,7 @@ export const DEFAULTS: BrokerConfig = {
   RECEIVE_MAXIMUM: 1024,
   TOPIC_ALIAS_MAXIMUM: 64,
   CONNECT_TIMEOUT: 10,
+  SYS_INTERVAL: 10,
   RESPONSE_INFORMATION_PREFIX: "",
 };
 

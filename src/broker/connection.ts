@@ -2,6 +2,7 @@ import type { BrokerConfig } from "../config";
 import { PacketReader, encode, type Packet, type ProtocolVersion } from "../protocol/codec";
 import type { Session } from "../session/session";
 import { keepAliveDeadline } from "../timers/deadlines";
+import { Counters } from "./stats";
 
 /** What the runtime gives a connection: a socket to write to and a place that survives hibernation. */
 export interface Transport {
@@ -66,6 +67,8 @@ export class Connection {
     readonly transport: Transport,
     private readonly config: BrokerConfig,
     attachment: Attachment,
+    /** the broker's traffic counters (a private set when none is given, e.g. in unit tests) */
+    private readonly counters: Counters = new Counters(0),
   ) {
     this.openedAt = attachment.at;
     this.lastSeen = attachment.seen;
@@ -144,6 +147,8 @@ export class Connection {
     if (bytes.byteLength > this.maxPacketSize) return false; // [MQTT-3.1.2-25] never exceed the client's maximum
     try {
       this.transport.send(bytes);
+      this.counters.bytesSent += bytes.byteLength;
+      if ((bytes[0]! & 0xf0) === 0x30) this.counters.messagesSent++; // a PUBLISH
       return true;
     } catch {
       // The socket is already gone; its close event will follow and clean up.

@@ -11,6 +11,7 @@ import { deliver, rerouteShared, type DeliveryContext } from "../session/deliver
 import { Router } from "../topics/router";
 import { DeliveryState, type Store } from "../storage/store";
 import { nextDeadline } from "../timers/deadlines";
+import { Counters, SysPublisher, isSysTopic } from "./stats";
 
 export interface Runtime {
   now(): number;
@@ -23,12 +24,19 @@ export class BrokerCore implements DeliveryContext {
   readonly sessions = new Map<string, Session>();
   readonly connections = new Set<Connection>();
   readonly router = new Router();
+  /** traffic counters for the stats API and $SYS (in memory, since the object started) */
+  readonly counters: Counters;
+  readonly sys: SysPublisher;
 
   constructor(
     readonly store: Store,
     readonly config: BrokerConfig,
     private readonly runtime: Runtime,
-  ) {}
+  ) {
+    this.counters = new Counters(runtime.now());
+    this.sys = new SysPublisher(this);
+    this.router.onAdd = (filter) => this.sys.filterAdded(filter);
+  }
 
   now(): number {
     return this.runtime.now();
@@ -116,6 +124,7 @@ export class BrokerCore implements DeliveryContext {
       return;
     }
     conn.touch(this.now());
+    this.counters.bytesReceived += data.byteLength;
     try {
       conn.reader.read(new Uint8Array(data), (packet) => dispatch(this, conn, packet));
     } catch (err) {
@@ -146,12 +155,16 @@ export class BrokerCore implements DeliveryContext {
     }
     const next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
     if (next !== null) this.wakeAt(next);
+    const sysAt = this.sys.tick(now);
+    if (sysAt !== null) this.wakeAt(sysAt);
   }
 
   // ——— used by handlers ———
 
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
   publish(msg: Message): number {
+    this.counters.messagesReceived++;
+    if (isSysTopic(msg.topic)) return 0; // $SYS belongs to the broker: dropped
     if (msg.retain) {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg);

@@ -15,6 +15,7 @@ export function dispatch(core: BrokerCore, conn: Connection, packet: Packet): vo
     // [MQTT-3.1.0-1] the first packet must be CONNECT
     if (packet.cmd !== "connect") throw protocolError(`${packet.cmd} before CONNECT`);
     handleConnect(core, conn, packet);
+    if (conn.session) core.sys.sessionConnected(conn.session);
     return;
   }
   switch (packet.cmd) {

@@ -1,6 +1,8 @@
 // Starts the built worker (dist/index.js) in workerd through Miniflare on a free port, with
 // persistent storage in a temp folder, so tests can restart the runtime on the same state.
-import { Miniflare } from "miniflare";
+// Static assets (the web console) are served as wrangler.toml's [assets] says.
+import { Miniflare, type WorkerOptions } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +12,8 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 export interface Broker {
   port: number;
   url(namespace?: string): string;
+  /** http://127.0.0.1:<port><path>, for the HTTP API and the console */
+  http(path?: string): string;
   mf: Miniflare;
   /** dispose the runtime and start it again on the same storage and port */
   restart(): Promise<void>;
@@ -27,20 +31,44 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startBroker(vars: Record<string, string> = {}): Promise<Broker> {
+export interface BrokerOptions {
+  /**
+   * More Workers in the same runtime, e.g. one that calls the broker through a service binding:
+   * `serviceBindings: { BROKER: { name: BROKER_WORKER, entrypoint: "BrokerService" } }`.
+   */
+  workers?: WorkerOptions[];
+}
+
+/** The broker Worker's name (wrangler.toml `name`), for service bindings of extra workers. */
+export const BROKER_WORKER = "edge-mqtt-broker";
+
+let assetsOptions: WorkerOptions["assets"] | undefined;
+/** wrangler's own reading of wrangler.toml [assets]: the same routing as `wrangler dev` and deploy. */
+function assets(): WorkerOptions["assets"] {
+  return (assetsOptions ??= unstable_getMiniflareWorkerOptions("wrangler.toml").workerOptions.assets);
+}
+
+export async function startBroker(vars: Record<string, string> = {}, extra: BrokerOptions = {}): Promise<Broker> {
   const port = await freePort();
   const persist = mkdtempSync(join(tmpdir(), "mqtt-broker-"));
   const options = () => ({
     host: "127.0.0.1",
     port,
     cf: false,
-    modules: true,
-    scriptPath: "dist/index.js",
-    compatibilityDate: "2026-04-01",
-    compatibilityFlags: ["nodejs_compat"],
-    durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
-    bindings: vars,
     defaultPersistRoot: persist,
+    workers: [
+      {
+        name: BROKER_WORKER,
+        modules: true,
+        scriptPath: "dist/index.js",
+        compatibilityDate: "2026-04-01",
+        compatibilityFlags: ["nodejs_compat"],
+        durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
+        bindings: vars,
+        assets: assets(),
+      },
+      ...(extra.workers ?? []),
+    ],
   });
   let mf = new Miniflare(options());
   await mf.ready;
@@ -48,6 +76,7 @@ export async function startBroker(vars: Record<string, string> = {}): Promise<Br
     port,
     mf,
     url: (namespace) => `ws://127.0.0.1:${port}/mqtt${namespace ? `/${namespace}` : ""}`,
+    http: (path = "/") => `http://127.0.0.1:${port}${path}`,
     async restart() {
       await mf.dispose();
       mf = new Miniflare(options());
