@@ -17,13 +17,15 @@ export class LiteClient {
     ws.on("message", (data) => this.receive(data));
   }
 
-  static async connect(url, { clientId, clean = true, keepalive = 0, version = 4, will, properties } = {}) {
+  /** `setup(client)` runs before CONNECT goes out, e.g. to count messages that follow CONNACK at once. */
+  static async connect(url, { clientId, clean = true, keepalive = 0, version = 4, will, properties } = {}, setup) {
     const ws = new WebSocket(url, "mqtt", { perMessageDeflate: false });
     await new Promise((resolve, reject) => {
       ws.once("open", resolve);
       ws.once("error", reject);
     });
     const c = new LiteClient(ws, version);
+    setup?.(c);
     const connack = c.wait(2);
     ws.send(enc({ cmd: "connect", protocolId: "MQTT", protocolVersion: version, clientId, clean, keepalive, will, properties }, version));
     c.connack = await connack;

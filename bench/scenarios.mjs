@@ -234,9 +234,8 @@ export async function persistentSessions(target, subs = 100, messages = 10_000) 
   const clients = [];
   const counters = [];
   for (const clientId of ids) {
-    const c = await LiteClient.connect(target.url(), { clientId, clean: false });
-    counters.push(counter(c, 1, messages, messages));
-    clients.push(c);
+    // queued messages follow CONNACK at once: count from before CONNECT
+    clients.push(await LiteClient.connect(target.url(), { clientId, clean: false }, (c) => counters.push(counter(c, 1, messages, messages))));
   }
   await withTimeout(Promise.all(counters.map((c) => c.done)), 600_000, "persistent drain");
   const drain = stop(subs * messages);

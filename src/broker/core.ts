@@ -10,6 +10,7 @@ import type { Message } from "../session/message";
 import { deliver, rerouteShared, type DeliveryContext } from "../session/delivery";
 import { Router } from "../topics/router";
 import { DeliveryState, type Store } from "../storage/store";
+import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
 import { Counters, SysPublisher, isSysTopic } from "./stats";
 
@@ -17,10 +18,13 @@ export interface Runtime {
   now(): number;
   /** ask to be woken (alarm) at `ms` or earlier */
   wakeAt(ms: number): void;
+  /** run `fn` soon, in a later event (a timer) */
+  later(fn: () => void): void;
   log(level: "info" | "warn" | "error", message: string): void;
 }
 
 export class BrokerCore implements DeliveryContext {
+  private readonly acked: DeferredDeletes;
   readonly sessions = new Map<string, Session>();
   readonly connections = new Set<Connection>();
   readonly router = new Router();
@@ -34,12 +38,17 @@ export class BrokerCore implements DeliveryContext {
     private readonly runtime: Runtime,
   ) {
     this.counters = new Counters(runtime.now());
+    this.acked = new DeferredDeletes(store, runtime.later);
     this.sys = new SysPublisher(this);
     this.router.onAdd = (filter) => this.sys.filterAdded(filter);
   }
 
   now(): number {
     return this.runtime.now();
+  }
+
+  forgetDelivery(seq: number): void {
+    this.acked.add(seq);
   }
 
   wakeAt(ms: number): void {

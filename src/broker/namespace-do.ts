@@ -27,6 +27,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     const runtime: Runtime = {
       now: () => Date.now(),
       wakeAt: (ms) => this.wakeAt(ms),
+      later: (fn) => void setTimeout(fn, 5),
       log: (level, message) => console[level](`[broker] ${message}`),
     };
     this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime);

@@ -13,6 +13,8 @@ export interface DeliveryContext {
   readonly config: BrokerConfig;
   readonly store: Store;
   now(): number;
+  /** removes an acknowledged delivery from storage, possibly a little later (batched) */
+  forgetDelivery(seq: number): void;
 }
 
 type Group = SharedGroup<Subscription> | null;
@@ -195,11 +197,15 @@ export function onPubcomp(ctx: DeliveryContext, session: Session, packetId: numb
   complete(ctx, session, packetId, f.seq);
 }
 
-/** Ends an outbound exchange (acknowledged, or refused by an MQTT 5 reason code ≥ 0x80). */
+/**
+ * Ends an outbound exchange (acknowledged, or refused by an MQTT 5 reason code ≥ 0x80). The
+ * queue refills once half the window is free, so a stream of acknowledgements sends (and
+ * writes) in batches rather than one message per acknowledgement.
+ */
 export function complete(ctx: DeliveryContext, session: Session, packetId: number, seq: number | undefined): void {
   session.inflight.delete(packetId);
-  if (seq !== undefined) ctx.store.deleteDelivery(seq);
-  if (session.queuedCount > 0) drainQueue(ctx, session);
+  if (seq !== undefined) ctx.forgetDelivery(seq);
+  if (session.queuedCount > 0 && session.conn && session.inflight.size <= windowOf(ctx, session.conn) >> 1) drainQueue(ctx, session);
 }
 
 /**

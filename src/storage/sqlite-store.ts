@@ -188,6 +188,19 @@ export class SqliteStore implements Store {
     this.sql.exec("DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)", row.msg_id);
   }
 
+  deleteDeliveries(seqs: number[]): void {
+    for (let i = 0; i < seqs.length; i += CHUNK) {
+      const chunk = seqs.slice(i, i + CHUNK);
+      const rows = this.sql.exec(`DELETE FROM deliveries WHERE seq IN (${marks(chunk.length)}) RETURNING msg_id`, ...chunk).toArray();
+      const ids = [...new Set(rows.map((r) => r.msg_id))];
+      if (ids.length === 0) continue;
+      this.sql.exec(
+        `DELETE FROM messages WHERE id IN (${marks(ids.length)}) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)`,
+        ...ids,
+      );
+    }
+  }
+
   loadInflight(): DeliveryRow[] {
     return this.sql
       .exec(`${DELIVERY_SELECT} WHERE d.state > 0 ORDER BY d.client_id, d.seq`)
@@ -233,6 +246,10 @@ export class SqliteStore implements Store {
       .map((r) => ({ clientId: r.client_id as string, packetId: Number(r.packet_id) }));
   }
 }
+
+/** bound parameters per statement */
+const CHUNK = 100;
+const marks = (n: number) => new Array(n).fill("?").join(", ");
 
 const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS d_retain, d.state, d.packet_id, d.sub_ids,
   m.id AS msg_id, m.topic, m.payload, m.qos, m.retain, m.props, m.expires_at

@@ -71,6 +71,8 @@ export interface Store {
   markReleased(seq: number): void;
   /** removes a delivery, and its message body once no delivery refers to it */
   deleteDelivery(seq: number): void;
+  /** the same for many deliveries, in one statement per chunk */
+  deleteDeliveries(seqs: number[]): void;
   /** all rows in state Sent/Released, by session and seq */
   loadInflight(): DeliveryRow[];
   /** the oldest queued rows of a session */

@@ -34,6 +34,7 @@ class MemoryStore implements Store {
   markSent = () => {};
   markReleased = () => {};
   deleteDelivery = () => {};
+  deleteDeliveries = () => {};
   loadInflight = (): DeliveryRow[] => [];
   nextQueued = (): DeliveryRow[] => [];
   queueStats = () => [];
@@ -46,7 +47,7 @@ class MemoryStore implements Store {
 function setup(sysInterval = 10) {
   let now = 1_000_000;
   const wakes: number[] = [];
-  const runtime: Runtime = { now: () => now, wakeAt: (ms) => void wakes.push(ms), log: () => {} };
+  const runtime: Runtime = { now: () => now, wakeAt: (ms) => void wakes.push(ms), later: (fn) => fn(), log: () => {} };
   const core = new BrokerCore(new MemoryStore(), { ...DEFAULTS, SYS_INTERVAL: sysInterval }, runtime);
 
   function client(clientId: string, opts: { clean?: boolean } = {}) {

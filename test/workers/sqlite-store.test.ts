@@ -37,6 +37,19 @@ test("a message body is stored once however many sessions queue it, and freed wi
   });
 });
 
+test("deleteDeliveries removes many rows at once (over the chunk size) and frees unreferenced bodies", async () => {
+  await withStore("store-bulk", (store, sql) => {
+    const shared = message("a", "shared");
+    const seqs = Array.from({ length: 250 }, (_, i) => store.addDelivery(`c${i}`, i < 200 ? shared : message("b", `own${i}`), 1, false, DeliveryState.Sent, 1));
+    const keep = seqs.pop()!;
+    store.deleteDeliveries(seqs);
+    expect(sql.exec("SELECT COUNT(*) AS n FROM deliveries").one().n).toBe(1);
+    expect(sql.exec("SELECT COUNT(*) AS n FROM messages").one().n).toBe(1); // the last row's own body
+    store.deleteDeliveries([keep]);
+    expect(sql.exec("SELECT COUNT(*) AS n FROM messages").one().n).toBe(0);
+  });
+});
+
 test("queued rows come back in publish order with their message; in-flight rows keep state and packet id", async () => {
   await withStore("store-order", (store) => {
     const seqs = [1, 2, 3].map((i) => store.addDelivery("c", message("t", `m${i}`), 1, false, DeliveryState.Queued, null));
