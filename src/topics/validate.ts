@@ -72,3 +72,13 @@ export function literalPrefix(filter: string): string {
   if (hash >= 0) end = Math.min(end, hash);
   return filter.slice(0, end);
 }
+
+/** Within the configured topic length (characters) and level count; 0 switches a limit off. */
+export function withinTopicLimits(topic: string, maxLength: number, maxLevels: number): boolean {
+  if (maxLength > 0 && topic.length > maxLength) return false;
+  if (maxLevels > 0) {
+    let levels = 1;
+    for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f && ++levels > maxLevels) return false;
+  }
+  return true;
+}
