@@ -8,6 +8,7 @@ import { SqliteStore } from "../storage/sqlite-store";
 import { Authenticator } from "../auth/authenticator";
 import { loadAuthConfig } from "../auth/config";
 import { applyReadAcl } from "../auth/rights";
+import { inspect, type BrokerSnapshot } from "./inspect";
 
 export interface Env {
   BROKER: DurableObjectNamespace<NamespaceBroker>;
@@ -85,6 +86,11 @@ export class NamespaceBroker extends DurableObject<Env> {
   override alarm(): void {
     this.alarmAt = null;
     this.core.alarm();
+  }
+
+  /** RPC, for tests and tools holding the binding: state and consistency problems (read-only). */
+  inspect(): BrokerSnapshot {
+    return inspect(this.core);
   }
 
   private wakeAt(ms: number): void {

@@ -11,6 +11,8 @@ export interface Broker {
   port: number;
   url(namespace?: string): string;
   mf: Miniflare;
+  /** what workerd printed so far (stdout and stderr; still echoed to the console) */
+  logs: string[];
   /** dispose the runtime and start it again on the same storage and port */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -30,6 +32,12 @@ export async function freePort(): Promise<number> {
 export async function startBroker(vars: Record<string, string> = {}): Promise<Broker> {
   const port = await freePort();
   const persist = mkdtempSync(join(tmpdir(), "mqtt-broker-"));
+  const logs: string[] = [];
+  const tee = (stream: NodeJS.ReadableStream, out: NodeJS.WriteStream) =>
+    stream.on("data", (chunk: Buffer) => {
+      logs.push(chunk.toString());
+      out.write(chunk);
+    });
   const options = () => ({
     host: "127.0.0.1",
     port,
@@ -41,12 +49,17 @@ export async function startBroker(vars: Record<string, string> = {}): Promise<Br
     durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
     bindings: vars,
     defaultPersistRoot: persist,
+    handleRuntimeStdio(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) {
+      tee(stdout, process.stdout);
+      tee(stderr, process.stderr);
+    },
   });
   let mf = new Miniflare(options());
   await mf.ready;
   const broker: Broker = {
     port,
     mf,
+    logs,
     url: (namespace) => `ws://127.0.0.1:${port}/mqtt${namespace ? `/${namespace}` : ""}`,
     async restart() {
       await mf.dispose();

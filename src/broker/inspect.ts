@@ -1,0 +1,53 @@
+// A read-only look at one namespace's broker: what memory and storage hold, and every place they
+// disagree. Used by tests (through the Durable Object's `inspect` RPC method, which only code
+// holding the BROKER binding can call) to prove that hostile input leaves the state consistent.
+import type { BrokerCore } from "./core";
+
+export interface BrokerSnapshot {
+  sessions: { clientId: string; connected: boolean; persistent: boolean; subscriptions: string[]; will: string | null }[];
+  connections: { clientId: string; state: string }[];
+  retained: { count: number; bytes: number };
+  /** empty when memory, storage and the router agree */
+  problems: string[];
+}
+
+export function inspect(core: BrokerCore): BrokerSnapshot {
+  const problems: string[] = [];
+  const rows = new Map(core.store.loadSessions().map((r) => [r.clientId, r]));
+  const storedSubs = new Set(core.store.loadSubscriptions().map((s) => `${s.clientId}\u0000${s.filter}`));
+  let subCount = 0;
+  for (const [id, s] of core.sessions) {
+    const row = rows.get(id);
+    if (!row) problems.push(`session ${id} is in memory but not stored`);
+    else if (row.connected !== (s.conn !== null)) problems.push(`session ${id}: stored connected=${row.connected}, memory ${s.conn !== null}`);
+    if (s.conn && (s.conn.session !== s || !core.connections.has(s.conn) || s.conn.state !== "connected")) {
+      problems.push(`session ${id} holds a connection that does not hold it`);
+    }
+    for (const filter of s.subscriptions.keys()) {
+      subCount++;
+      if (!storedSubs.delete(`${id}\u0000${filter}`)) problems.push(`subscription ${id} ${filter} is not stored`);
+    }
+  }
+  for (const id of rows.keys()) if (!core.sessions.has(id)) problems.push(`session ${id} is stored but not in memory`);
+  for (const key of storedSubs) problems.push(`stored subscription ${key.replace("\u0000", " ")} has no session in memory`);
+  if (core.router.subscriptionCount !== subCount) problems.push(`router holds ${core.router.subscriptionCount} subscriptions, sessions ${subCount}`);
+  for (const c of core.connections) {
+    if (c.state === "connected" && c.session?.conn !== c) problems.push(`connection ${c.clientId} is connected without its session`);
+  }
+  const retained = core.store.retainedUsage();
+  const { MAX_RETAINED_MESSAGES: maxCount, MAX_RETAINED_BYTES: maxBytes } = core.config;
+  if (maxCount > 0 && retained.count > maxCount) problems.push(`${retained.count} retained messages, limit ${maxCount}`);
+  if (maxBytes > 0 && retained.bytes > maxBytes) problems.push(`${retained.bytes} retained bytes, limit ${maxBytes}`);
+  return {
+    sessions: [...core.sessions.values()].map((s) => ({
+      clientId: s.clientId,
+      connected: s.conn !== null,
+      persistent: s.persistent,
+      subscriptions: [...s.subscriptions.keys()],
+      will: s.will ? s.will.topic : null,
+    })),
+    connections: [...core.connections].map((c) => ({ clientId: c.clientId, state: c.state })),
+    retained,
+    problems,
+  };
+}
