@@ -83,3 +83,12 @@ export async function inspectBroker(broker: Broker, namespace = "default"): Prom
 export function uncaught(broker: Broker): string[] {
   return broker.logs.join("").split("\n").filter((l) => /Uncaught|internal error/i.test(l));
 }
+
+/** Records every message a client receives from now on, as "topic=payload". */
+export function record(client: { on(e: "message", f: (t: string, p: Buffer) => void): unknown }): string[] {
+  const got: string[] = [];
+  client.on("message", (topic: string, payload: Buffer) => got.push(`${topic}=${payload.toString()}`));
+  return got;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
