@@ -34,7 +34,20 @@ export function rawConnect(url: string, version: 3 | 4 | 5 = 4, headers: Record<
       }
     });
     let open = false;
-    const closed = new Promise<number>((r) => ws.on("close", (code) => r(code)));
+    let closingByUs = false;
+    // The server's close frame counts as closed: workerd (locally) may keep the TCP connection
+    // half-open after a close sent from an alarm, leaving the client in CLOSING for a while.
+    const closed = new Promise<number>((r) => {
+      ws.on("close", (code) => r(code));
+      const poll = setInterval(() => {
+        if (ws.readyState === WebSocket.CLOSED) clearInterval(poll);
+        else if (ws.readyState === WebSocket.CLOSING && !closingByUs) {
+          clearInterval(poll);
+          r((ws as unknown as { _closeCode: number })._closeCode);
+          ws.terminate();
+        }
+      }, 10);
+    });
     ws.on("message", (data: Buffer) => parse(new Uint8Array(data)));
     ws.on("error", (e) => {
       if (!open) reject(e);
@@ -61,7 +74,10 @@ export function rawConnect(url: string, version: 3 | 4 | 5 = 4, headers: Record<
           });
         },
         isOpen: () => ws.readyState === WebSocket.OPEN,
-        close: () => ws.terminate(),
+        close: () => {
+          closingByUs = true;
+          ws.terminate();
+        },
       });
     });
   });
