@@ -29,12 +29,11 @@ export function filterAccess(acl: TopicAcl | null, filter: string): FilterAccess
 
 /**
  * A connection took the session: its read ACL now governs the session. Existing subscriptions
- * are re-judged, and messages waiting for the session that the new rights cannot read are
- * dropped (they may have been queued under another connection's rights, or before a restart).
+ * are judged again, and messages waiting for the session that the new rights cannot read are
+ * dropped (they may have been queued under another client's rights, or before a restart).
  */
 export function applyReadAcl(session: Session, acl: TopicAcl | null): void {
-  session.readAcl = acl;
-  for (const sub of session.subscriptions.values()) sub.aclCovered = filterAccess(acl, sub.filter) === "covered";
+  judgeSubscriptions(session, acl);
   if (acl === null) return;
   const queue = session.queue;
   let kept = 0;
@@ -42,4 +41,10 @@ export function applyReadAcl(session: Session, acl: TopicAcl | null): void {
   queue.length = kept;
   // A QoS 2 message already released (PUBREC seen) is the client's; the others are not yet.
   for (const [id, f] of session.inflight) if (!f.released && !acl.allows(f.msg.topic)) session.inflight.delete(id);
+}
+
+/** Sets the session's read ACL and which subscriptions it fully covers (they skip the per-message check). */
+export function judgeSubscriptions(session: Session, acl: TopicAcl | null): void {
+  session.readAcl = acl;
+  for (const sub of session.subscriptions.values()) sub.aclCovered = filterAccess(acl, sub.filter) === "covered";
 }

@@ -7,7 +7,7 @@ import { loadConfig } from "../config";
 import { SqliteStore } from "../storage/sqlite-store";
 import { Authenticator } from "../auth/authenticator";
 import { loadAuthConfig } from "../auth/config";
-import { applyReadAcl } from "../auth/rights";
+import { judgeSubscriptions } from "../auth/rights";
 import { inspect, type BrokerSnapshot } from "./inspect";
 
 export interface Env {
@@ -40,7 +40,7 @@ export class NamespaceBroker extends DurableObject<Env> {
       const live = ctx.getWebSockets().map((ws) => this.connectionOf(ws));
       this.core.restore(live);
       // Subscriptions come back from storage without their ACL verdicts: judge them again.
-      for (const conn of live) if (conn.session?.conn === conn) applyReadAcl(conn.session, conn.readAcl);
+      for (const conn of live) if (conn.session?.conn === conn) judgeSubscriptions(conn.session, conn.readAcl);
     });
   }
 
