@@ -10,7 +10,9 @@ export interface BrokerConfig {
   MAX_KEEPALIVE: number;
   /** Session expiry for MQTT 3.1.1 persistent sessions and cap for MQTT 5, seconds. */
   MAX_SESSION_EXPIRY: number;
-  /** Per-session offline queue bounds. */
+  /** Unacknowledged QoS 1/2 messages we send to one client (also capped by its Receive Maximum). */
+  MAX_INFLIGHT: number;
+  /** Per-session queue bounds (offline, or waiting for the in-flight window). */
   MAX_QUEUED_MESSAGES: number;
   MAX_QUEUED_BYTES: number;
   /** Queue QoS 0 messages for offline persistent sessions (like Mosquitto's queue_qos0_messages). */
@@ -36,6 +38,11 @@ export interface BrokerConfig {
   PUBLISH_BURST: number;
   /** Comma-separated Origin values allowed to open a WebSocket from a browser; empty = any. */
   ALLOWED_ORIGINS: string;
+  /**
+   * MQTT 5 Response Information for clients that ask for it: this prefix + the client id
+   * (e.g. "responses/" → "responses/<client id>"). Empty: not offered.
+   */
+  RESPONSE_INFORMATION_PREFIX: string;
 }
 
 export const DEFAULTS: BrokerConfig = {
@@ -43,6 +50,7 @@ export const DEFAULTS: BrokerConfig = {
   MAX_CLIENT_ID_LENGTH: 256,
   MAX_KEEPALIVE: 0,
   MAX_SESSION_EXPIRY: 7 * 24 * 3600,
+  MAX_INFLIGHT: 1000,
   MAX_QUEUED_MESSAGES: 1000,
   MAX_QUEUED_BYTES: 10 * 1024 * 1024,
   QUEUE_QOS0: false,
@@ -58,6 +66,7 @@ export const DEFAULTS: BrokerConfig = {
   MAX_PUBLISH_RATE: 1000,
   PUBLISH_BURST: 2000,
   ALLOWED_ORIGINS: "",
+  RESPONSE_INFORMATION_PREFIX: "",
 };
 
 export function loadConfig(vars: Record<string, unknown> | undefined): BrokerConfig {

@@ -27,23 +27,17 @@ export function filterAccess(acl: TopicAcl | null, filter: string): FilterAccess
   return acl.access(shared && shared !== "invalid" ? shared.filter : filter);
 }
 
-/**
- * A connection took the session: its read ACL now governs the session. Existing subscriptions
- * are judged again, and messages waiting for the session that the new rights cannot read are
- * dropped (they may have been queued under another client's rights, or before a restart).
- */
-export function applyReadAcl(session: Session, acl: TopicAcl | null): void {
-  judgeSubscriptions(session, acl);
-  if (acl === null) return;
-  const queue = session.queue;
-  let kept = 0;
-  for (let i = 0; i < queue.length; i++) if (acl.allows(queue[i]!.msg.topic)) queue[kept++] = queue[i]!;
-  queue.length = kept;
-  // A QoS 2 message already released (PUBREC seen) is the client's; the others are not yet.
-  for (const [id, f] of session.inflight) if (!f.released && !acl.allows(f.msg.topic)) session.inflight.delete(id);
+/** Whether a connection may read `topic` (queued and resent messages are checked again on the way out). */
+export function connMayRead(conn: Connection, topic: string): boolean {
+  return conn.readAcl === null || conn.readAcl.allows(topic);
 }
 
-/** Sets the session's read ACL and which subscriptions it fully covers (they skip the per-message check). */
+/**
+ * A connection took the session: its read ACL now governs the session, and the subscriptions
+ * are judged again (which ones it fully covers skip the per-message check). Messages already
+ * waiting for the session are checked as they leave (delivery.ts: drainQueue, resume), since a
+ * durable session's queue lives in storage.
+ */
 export function judgeSubscriptions(session: Session, acl: TopicAcl | null): void {
   session.readAcl = acl;
   for (const sub of session.subscriptions.values()) sub.aclCovered = filterAccess(acl, sub.filter) === "covered";

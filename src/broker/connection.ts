@@ -28,9 +28,14 @@ export interface Attachment {
   seen: number;
   /** when the socket was opened (ms) */
   at: number;
-  /** MQTT 5: client's Receive Maximum and Maximum Packet Size */
+  /** MQTT 5: client's Receive Maximum, Maximum Packet Size, Topic Alias Maximum */
   rm?: number;
   mps?: number;
+  tam?: number;
+  /** MQTT 5: Request Problem Information was 0 */
+  npi?: 1;
+  /** MQTT 5: topic aliases the client set towards us */
+  ta?: [number, string][];
   /** what authentication granted (user name, topic patterns), to rebuild the rights after a wake */
   g?: Grant;
 }
@@ -50,8 +55,13 @@ export class Connection {
   receiveMaximum = 65535;
   /** client's Maximum Packet Size */
   maxPacketSize = 268435460;
-  /** MQTT 5 topic aliases the client set towards us (per connection, not kept over hibernation) */
+  /** MQTT 5 topic aliases the client set towards us (kept in the attachment across hibernation) */
   inboundAliases: Map<number, string> | null = null;
+  /** MQTT 5: the client's Topic Alias Maximum, and the aliases we chose towards it */
+  topicAliasMaximum = 0;
+  outboundAliases: Map<string, number> | null = null;
+  /** MQTT 5 Request Problem Information: may we add Reason Strings to acknowledgements */
+  problemInformation = true;
   /** set when the client ended with DISCONNECT (no will, unless reason 0x04) */
   disconnected = false;
   reader: PacketReader;
@@ -82,6 +92,9 @@ export class Connection {
       this.receiveMaximum = attachment.rm ?? 65535;
       this.maxPacketSize = attachment.mps ?? 268435460;
       this.grant = attachment.g ?? {};
+      this.topicAliasMaximum = attachment.tam ?? 0;
+      this.problemInformation = attachment.npi !== 1;
+      if (attachment.ta) this.inboundAliases = new Map(attachment.ta);
     }
     this.publishRate = new TokenBucket(config.MAX_PUBLISH_RATE, config.PUBLISH_BURST);
     // A parser is stateful; after hibernation it is rebuilt for the known version (partial bytes
@@ -118,21 +131,33 @@ export class Connection {
       if (this.receiveMaximum !== 65535) a.rm = this.receiveMaximum;
       if (this.maxPacketSize !== 268435460) a.mps = this.maxPacketSize;
       if (this.grant.username !== undefined || this.grant.publish || this.grant.subscribe) a.g = this.grant;
+      if (this.topicAliasMaximum) a.tam = this.topicAliasMaximum;
+      if (!this.problemInformation) a.npi = 1;
+      if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];
     }
-    this.transport.saveAttachment(a);
+    try {
+      this.transport.saveAttachment(a);
+    } catch {
+      // Too large for an attachment (very long aliased topics): keep the rest without aliases.
+      delete a.ta;
+      this.transport.saveAttachment(a);
+    }
   }
 
   send(packet: Packet): void {
     this.sendBytes(encode(packet, this.version));
   }
 
-  sendBytes(bytes: Uint8Array): void {
-    if (this.state === "closed") return;
-    if (bytes.byteLength > this.maxPacketSize) return; // [MQTT-3.1.2-24] never exceed the client's maximum
+  /** Sends bytes; returns false when the packet was not sent (closed, or over the client's maximum). */
+  sendBytes(bytes: Uint8Array): boolean {
+    if (this.state === "closed") return false;
+    if (bytes.byteLength > this.maxPacketSize) return false; // [MQTT-3.1.2-25] never exceed the client's maximum
     try {
       this.transport.send(bytes);
+      return true;
     } catch {
       // The socket is already gone; its close event will follow and clean up.
+      return false;
     }
   }
 

@@ -7,9 +7,9 @@ import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES } from "../session/session";
 import type { Message } from "../session/message";
-import { deliver, type DeliveryContext } from "../session/delivery";
+import { deliver, rerouteShared, type DeliveryContext } from "../session/delivery";
 import { Router } from "../topics/router";
-import type { Store } from "../storage/store";
+import { DeliveryState, type Store } from "../storage/store";
 import { nextDeadline } from "../timers/deadlines";
 import { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "./limits";
@@ -53,7 +53,7 @@ export class BrokerCore implements DeliveryContext {
   restore(live: Connection[]): void {
     const rows = this.store.loadSessions();
     for (const row of rows) {
-      const s = new Session(row.clientId);
+      const s = new Session(row.clientId, row.expiry > 0);
       s.version = row.version;
       s.expiryInterval = row.expiry;
       s.will = row.will;
@@ -68,6 +68,25 @@ export class BrokerCore implements DeliveryContext {
       session.subscriptions.set(row.filter, sub);
       this.router.add(sub);
     }
+    for (const row of this.store.loadInflight()) {
+      const session = this.sessions.get(row.clientId);
+      if (!session || row.packetId === null || row.qos === 0) continue;
+      session.inflight.set(row.packetId, {
+        packetId: row.packetId,
+        msg: row.msg,
+        qos: row.qos,
+        retain: row.retain,
+        released: row.state === DeliveryState.Released,
+        seq: row.seq,
+      });
+    }
+    for (const q of this.store.queueStats()) {
+      const session = this.sessions.get(q.clientId);
+      if (!session) continue;
+      session.queuedCount = q.count;
+      session.queuedBytes = q.bytes;
+    }
+    for (const { clientId, packetId } of this.store.loadInboundQos2()) this.sessions.get(clientId)?.inboundQos2.add(packetId);
     const connected = new Set(rows.filter((r) => r.connected).map((r) => r.clientId));
     for (const conn of live) {
       this.connections.add(conn);
@@ -150,7 +169,7 @@ export class BrokerCore implements DeliveryContext {
     const targets = this.router.match(msg);
     for (let i = 0; i < targets.length; i++) {
       const s = targets[i]!;
-      deliver(this, s, msg, s.matchQos, s.matchRetain, s.matchSubIds);
+      deliver(this, s, msg, s.matchQos, s.matchRetain, s.matchSubIds, s.matchGroup);
     }
     return targets.length;
   }
@@ -165,13 +184,13 @@ export class BrokerCore implements DeliveryContext {
     if (conn.state === "awaiting-connect") {
       if (err instanceof ConnectRefused || code === RC.UNSUPPORTED_PROTOCOL_VERSION) {
         if (conn.version === 5 && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
-          conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code });
+          conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
         } else {
           conn.send({ cmd: "connack", sessionPresent: false, returnCode: connackCodeV3(code) });
         }
       }
     } else if (conn.version === 5) {
-      conn.send({ cmd: "disconnect", reasonCode: code });
+      conn.send({ cmd: "disconnect", reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
     }
     this.closeConnection(conn, known ? 1000 : 1011, message);
   }
@@ -223,6 +242,7 @@ export class BrokerCore implements DeliveryContext {
   private sessionLostConnection(session: Session, cleanDisconnect: boolean): void {
     const now = this.now();
     if (cleanDisconnect) session.will = null;
+    rerouteShared(this, session);
     if (!session.persistent) {
       if (session.will) this.publishWill(session);
       this.endSession(session);

@@ -34,6 +34,23 @@ export function inspect(core: BrokerCore): BrokerSnapshot {
   for (const c of core.connections) {
     if (c.state === "connected" && c.session?.conn !== c) problems.push(`connection ${c.clientId} is connected without its session`);
   }
+  // Durable sessions: stored deliveries belong to a session, and match what memory holds.
+  const storedInflight = new Map<string, Set<number>>();
+  for (const row of core.store.loadInflight()) {
+    if (!core.sessions.has(row.clientId)) problems.push(`stored delivery ${row.seq} of unknown session ${row.clientId}`);
+    let set = storedInflight.get(row.clientId);
+    if (!set) storedInflight.set(row.clientId, (set = new Set()));
+    set.add(row.seq);
+  }
+  const queued = new Map(core.store.queueStats().map((q) => [q.clientId, q.count]));
+  for (const id of queued.keys()) if (!core.sessions.has(id)) problems.push(`stored queue of unknown session ${id}`);
+  for (const [id, s] of core.sessions) {
+    if (!s.durable) continue;
+    const memory = [...s.inflight.values()].map((f) => f.seq ?? -1).sort((a, b) => a - b);
+    const stored = [...(storedInflight.get(id) ?? [])].sort((a, b) => a - b);
+    if (memory.join() !== stored.join()) problems.push(`session ${id}: in-flight ${memory.join()} in memory, ${stored.join()} stored`);
+    if ((queued.get(id) ?? 0) !== s.queuedCount) problems.push(`session ${id}: ${s.queuedCount} queued in memory, ${queued.get(id) ?? 0} stored`);
+  }
   const retained = core.store.retainedUsage();
   const { MAX_RETAINED_MESSAGES: maxCount, MAX_RETAINED_BYTES: maxBytes } = core.config;
   if (maxCount > 0 && retained.count > maxCount) problems.push(`${retained.count} retained messages, limit ${maxCount}`);

@@ -1,7 +1,8 @@
 import type { BrokerCore } from "../broker/core";
 import type { Connection } from "../broker/connection";
 import { RC } from "../protocol/reason-codes";
-import { onPubcomp, onPuback, onPubrec } from "../session/delivery";
+import { complete, onPubcomp, onPuback, onPubrec } from "../session/delivery";
+import { releaseInboundQos2 } from "../session/inbound";
 
 // Acknowledgements of our QoS 1/2 sends, and PUBREL of the client's QoS 2 sends.
 
@@ -13,10 +14,11 @@ export function handlePubrec(core: BrokerCore, conn: Connection, packetId: numbe
   const session = conn.session!;
   if (reasonCode !== undefined && reasonCode >= 0x80) {
     // MQTT 5: the client refused the message; the exchange ends here [MQTT-4.3.3-4]
-    session.inflight.delete(packetId);
+    const f = session.inflight.get(packetId);
+    if (f && !f.released) complete(core, session, packetId, f.seq);
     return;
   }
-  const known = onPubrec(session, packetId);
+  const known = onPubrec(core, session, packetId);
   conn.send({ cmd: "pubrel", messageId: packetId, reasonCode: known ? RC.SUCCESS : RC.PACKET_IDENTIFIER_NOT_FOUND });
 }
 
@@ -26,6 +28,6 @@ export function handlePubcomp(core: BrokerCore, conn: Connection, packetId: numb
 
 export function handlePubrel(core: BrokerCore, conn: Connection, packetId: number): void {
   const session = conn.session!;
-  const known = session.inboundQos2.delete(packetId);
+  const known = releaseInboundQos2(core.store, session, packetId);
   conn.send({ cmd: "pubcomp", messageId: packetId, reasonCode: known ? RC.SUCCESS : RC.PACKET_IDENTIFIER_NOT_FOUND });
 }

@@ -7,7 +7,8 @@ import { Session, NEVER_EXPIRES, type Will } from "../session/session";
 import { resume } from "../session/delivery";
 import { isValidTopicName, withinTopicLimits } from "../topics/validate";
 import type { Grant } from "../auth/authenticator";
-import { applyReadAcl, mayPublish } from "../auth/rights";
+import { judgeSubscriptions, mayPublish } from "../auth/rights";
+import { isUtf8 } from "../protocol/utf8";
 
 /**
  * First step of CONNECT: who is this? Returns the grant, or a promise of it when verification
@@ -57,6 +58,8 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
     if (props?.maximumPacketSize === 0) throw protocolError("Maximum Packet Size 0");
     conn.receiveMaximum = props?.receiveMaximum ?? 65535;
     conn.maxPacketSize = props?.maximumPacketSize ?? 268435460;
+    conn.topicAliasMaximum = props?.topicAliasMaximum ?? 0;
+    conn.problemInformation = props?.requestProblemInformation !== false;
   }
 
   let keepalive = p.keepalive ?? 0;
@@ -77,7 +80,7 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   }
   const sessionPresent = session !== undefined;
   if (!session) {
-    session = new Session(clientId);
+    session = new Session(clientId, expiry > 0);
     core.sessions.set(clientId, session);
   }
   // A reconnect in time cancels a delayed will and stops the expiry clock.
@@ -88,7 +91,7 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   session.will = will;
   session.conn = conn;
   conn.session = session;
-  applyReadAcl(session, conn.readAcl);
+  judgeSubscriptions(session, conn.readAcl);
   conn.accept(clientId, version, keepalive);
   core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null });
 
@@ -103,6 +106,9 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
       sharedSubscriptionAvailable: true,
     };
     if (assigned) ackProps.assignedClientIdentifier = clientId;
+    if (props?.requestResponseInformation && config.RESPONSE_INFORMATION_PREFIX) {
+      ackProps.responseInformation = config.RESPONSE_INFORMATION_PREFIX + clientId;
+    }
     if (serverKeepAlive) ackProps.serverKeepAlive = keepalive;
     if (expiry !== requestedExpiry) ackProps.sessionExpiryInterval = expiry;
     conn.send({ cmd: "connack", sessionPresent, reasonCode: RC.SUCCESS, properties: ackProps });
@@ -126,6 +132,10 @@ function willOf(p: ConnectPacket): Will | null {
   // [MQTT-3.1.2-9] / 5.0: the will topic must be a valid topic name
   if (!isValidTopicName(w.topic)) throw new ConnectRefused(RC.TOPIC_NAME_INVALID, "invalid will topic");
   const props = w.properties;
+  // [MQTT-3.1.3-11] a will payload announced as UTF-8 must be UTF-8
+  if (props?.payloadFormatIndicator && !isUtf8(w.payload as Uint8Array)) {
+    throw new ConnectRefused(RC.PAYLOAD_FORMAT_INVALID, "will payload is not UTF-8");
+  }
   const will: Will = {
     topic: w.topic,
     payload: w.payload as Uint8Array,

@@ -4,7 +4,9 @@ import type { PublishPacket } from "../protocol/codec";
 import { ProtocolError, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import type { Message } from "../session/message";
+import { isInboundQos2Pending, rememberInboundQos2 } from "../session/inbound";
 import { isValidTopicName, withinTopicLimits } from "../topics/validate";
+import { isUtf8 } from "../protocol/utf8";
 import { mayPublish } from "../auth/rights";
 
 /** Inbound PUBLISH, validated in wire order: QoS/packet id, topic (alias), then routed and acknowledged. */
@@ -21,14 +23,11 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   // [MQTT-3.3.2-2] no wildcards in a topic name; an empty one closes the connection
   if (!isValidTopicName(topic)) throw new ProtocolError(RC.TOPIC_NAME_INVALID, "invalid topic name");
 
-  if (qos === 2 && session.inboundQos2.has(id)) {
+  if (qos === 2 && isInboundQos2Pending(session, id)) {
     // A retransmission before PUBREL: already delivered once [MQTT-4.3.3-10]
     conn.send({ cmd: "pubrec", messageId: id });
     return;
   }
-  const refused = refusal(core, conn, topic, p);
-  if (refused !== 0) return refuse(core, conn, p, refused);
-
   const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId };
   if (props && conn.version === 5) {
     const { topicAlias: _a, subscriptionIdentifier: _s, ...forwarded } = props;
@@ -38,6 +37,15 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
       break;
     }
   }
+  // MQTT 5 Payload Format Indicator 1 promises UTF-8 [MQTT-3.3.2-4]
+  if (msg.properties?.payloadFormatIndicator && !isUtf8(msg.payload)) {
+    if (qos === 0) throw new ProtocolError(RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
+    refuse(conn, qos, id, RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
+    return;
+  }
+  // Last, as it books room for a retained message: limits, the publish ACL, the retained quota.
+  const refused = refusal(core, conn, topic, p);
+  if (refused !== 0) return deny(core, conn, p, refused);
   const matched = core.publish(msg);
 
   if (qos === 0) return;
@@ -49,11 +57,17 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
     throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
   }
-  session.inboundQos2.add(id);
+  rememberInboundQos2(core.store, session, id);
   conn.send({ cmd: "pubrec", messageId: id, reasonCode });
 }
 
-/** Why the broker will not take this message (0: it will): limits, rights, retained quota. */
+const DENIED: Record<number, string> = {
+  [RC.TOPIC_NAME_INVALID]: "topic exceeds the topic limits",
+  [RC.NOT_AUTHORIZED]: "not authorized to publish to this topic",
+  [RC.QUOTA_EXCEEDED]: "retained message quota exceeded",
+};
+
+/** Why the broker will not take this message (0: it will): limits, rights, retained quota (booked when it fits). */
 function refusal(core: BrokerCore, conn: Connection, topic: string, p: PublishPacket): number {
   const config = core.config;
   if (!withinTopicLimits(topic, config.MAX_TOPIC_LENGTH, config.MAX_TOPIC_LEVELS)) return RC.TOPIC_NAME_INVALID;
@@ -67,11 +81,11 @@ function refusal(core: BrokerCore, conn: Connection, topic: string, p: PublishPa
  * the QoS 2 exchange, MQTT 5 §4.3.3); QoS 0 is dropped. MQTT 3.1.1 cannot say no, so the message
  * is acknowledged as usual and dropped, as Mosquitto does [MQTT-3.3.5-2]: the connection stays.
  */
-function refuse(core: BrokerCore, conn: Connection, p: PublishPacket, code: number): void {
+function deny(core: BrokerCore, conn: Connection, p: PublishPacket, code: number): void {
   const id = p.messageId ?? 0;
   if (p.qos === 0) return;
   if (conn.version === 5) {
-    conn.send({ cmd: p.qos === 1 ? "puback" : "pubrec", messageId: id, reasonCode: code });
+    refuse(conn, p.qos, id, code, DENIED[code] ?? "refused");
     return;
   }
   if (p.qos === 1) {
@@ -82,8 +96,14 @@ function refuse(core: BrokerCore, conn: Connection, p: PublishPacket, code: numb
   if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
     throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
   }
-  session.inboundQos2.add(id);
+  rememberInboundQos2(core.store, session, id);
   conn.send({ cmd: "pubrec", messageId: id });
+}
+
+/** Answers a QoS 1/2 PUBLISH with an MQTT 5 error reason code; the message is not routed. */
+export function refuse(conn: Connection, qos: 1 | 2, id: number, reasonCode: number, reason: string): void {
+  const properties = conn.problemInformation ? { reasonString: reason } : undefined;
+  conn.send({ cmd: qos === 1 ? "puback" : "pubrec", messageId: id, reasonCode, properties });
 }
 
 /** MQTT 5 topic aliases from the client [MQTT-3.3.2-9..12]. */
@@ -91,7 +111,10 @@ function resolveAlias(core: BrokerCore, conn: Connection, topic: string, alias: 
   if (alias === 0 || alias > core.config.TOPIC_ALIAS_MAXIMUM) throw new ProtocolError(RC.TOPIC_ALIAS_INVALID, "topic alias out of range");
   const aliases = (conn.inboundAliases ??= new Map());
   if (topic.length > 0) {
-    aliases.set(alias, topic);
+    if (aliases.get(alias) !== topic) {
+      aliases.set(alias, topic);
+      conn.save(); // survive hibernation; only when an alias changes, not per message
+    }
     return topic;
   }
   const known = aliases.get(alias);

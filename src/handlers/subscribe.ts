@@ -62,8 +62,13 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
   // [MQTT-3.3.1-6] retained messages for the new subscription, with RETAIN set
   for (const { sub, existed } of retainedFor) {
     if (sub.retainHandling === 2 || (sub.retainHandling === 1 && existed)) continue;
+    const now = core.now();
     for (const msg of core.store.retainedWithPrefix(literalPrefix(sub.filter))) {
       if (!topicMatches(sub.filter, msg.topic)) continue;
+      if (msg.expiresAt !== undefined && msg.expiresAt <= now) {
+        core.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
+        continue;
+      }
       if (!mayRead(sub, msg.topic)) continue; // never a retained message the client may not read
       const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
       deliver(core, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);

@@ -2,6 +2,7 @@ import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
 import type { Connection } from "../broker/connection";
 import type { TopicAcl } from "../auth/acl";
+import type { SharedGroup } from "../topics/trie";
 
 export interface SubscriptionOptions {
   qos: QoS;
@@ -37,14 +38,19 @@ export interface Inflight {
   retain: boolean;
   /** true once PUBREC arrived and PUBREL was sent (QoS 2) */
   released: boolean;
+  /** storage row, for a durable session */
+  seq?: number;
+  /** the shared subscription group it was sent through (re-routed if this member drops) */
+  group?: SharedGroup<Subscription>;
 }
 
-/** A QoS 1/2 message waiting for an offline (or flow-controlled) client. */
+/** A message waiting in a non-durable session's memory queue (flow control). */
 export interface Queued {
   msg: Message;
   qos: QoS;
   retain: boolean;
-  seq?: number;
+  bytes: number;
+  group?: SharedGroup<Subscription>;
 }
 
 export const NEVER_EXPIRES = 0xffffffff;
@@ -62,7 +68,13 @@ export class Session {
   expiresAt: number | null = null;
   readonly subscriptions = new Map<string, Subscription>();
   readonly inflight = new Map<number, Inflight>();
+  /** the queue of a non-durable session; a durable session's queue lives in storage */
   readonly queue: Queued[] = [];
+  /** queued messages and their bytes (topic + payload), whichever queue holds them */
+  queuedCount = 0;
+  queuedBytes = 0;
+  /** messages refused because the queue was full */
+  dropped = 0;
   /** inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-10] */
   readonly inboundQos2 = new Set<number>();
   /** read ACL of the session's latest connection (null: unrestricted), checked while it is offline */
@@ -73,9 +85,18 @@ export class Session {
   matchQos: QoS = 0;
   matchRetain = false;
   matchSubIds: number[] | null = null;
+  matchGroup: SharedGroup<Subscription> | null = null;
 
-  constructor(readonly clientId: string) {}
+  /**
+   * @param durable the session was created to outlive its connection: its queue, in-flight
+   * messages and inbound QoS 2 ids are written to storage so they survive restarts.
+   */
+  constructor(
+    readonly clientId: string,
+    readonly durable: boolean,
+  ) {}
 
+  /** whether the session outlives its connection now (MQTT 5 can change it at DISCONNECT) */
   get persistent(): boolean {
     return this.expiryInterval > 0;
   }

@@ -34,4 +34,32 @@ export const MIGRATIONS: string[] = [
      props TEXT,
      expires_at INTEGER
    );`,
+  // 2: durable sessions. A message body is stored once and referenced by one delivery row per
+  // session; rows are queued (state 0), sent and unacknowledged (1), or PUBREC'd with PUBREL sent (2).
+  `CREATE TABLE messages (
+     id INTEGER PRIMARY KEY,
+     topic TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     qos INTEGER NOT NULL,
+     retain INTEGER NOT NULL,
+     props TEXT,
+     expires_at INTEGER
+   );
+   CREATE TABLE deliveries (
+     seq INTEGER PRIMARY KEY,          -- publish order
+     client_id TEXT NOT NULL,
+     msg_id INTEGER NOT NULL,
+     qos INTEGER NOT NULL,
+     retain INTEGER NOT NULL,
+     bytes INTEGER NOT NULL,
+     state INTEGER NOT NULL,
+     packet_id INTEGER
+   );
+   CREATE INDEX deliveries_by_client ON deliveries (client_id, state, seq);
+   CREATE INDEX deliveries_by_message ON deliveries (msg_id);
+   CREATE TABLE inbound_qos2 (
+     client_id TEXT NOT NULL,
+     packet_id INTEGER NOT NULL,
+     PRIMARY KEY (client_id, packet_id)
+   );`,
 ];

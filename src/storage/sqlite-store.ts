@@ -1,4 +1,4 @@
-import type { Store, SessionRow, SubscriptionRow } from "./store";
+import { DeliveryState, type DeliveryRow, type QueueStats, type Store, type SessionRow, type SubscriptionRow } from "./store";
 import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Message } from "../session/message";
@@ -87,6 +87,9 @@ export class SqliteStore implements Store {
   deleteSession(clientId: string): void {
     this.sql.exec("DELETE FROM sessions WHERE client_id = ?", clientId);
     this.sql.exec("DELETE FROM subscriptions WHERE client_id = ?", clientId);
+    this.sql.exec("DELETE FROM inbound_qos2 WHERE client_id = ?", clientId);
+    const had = this.sql.exec("DELETE FROM deliveries WHERE client_id = ?", clientId).rowsWritten > 0;
+    if (had) this.sql.exec("DELETE FROM messages WHERE id NOT IN (SELECT msg_id FROM deliveries)");
   }
 
   saveSubscription(clientId: string, sub: Subscription): void {
@@ -143,6 +146,122 @@ export class SqliteStore implements Store {
     const row = this.sql.exec("SELECT length(payload) AS b FROM retained WHERE topic = ?", topic).toArray()[0];
     return row ? Number(row.b) : null;
   }
+  addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null): number {
+    if (msg.storedId === undefined) {
+      msg.storedId = Number(
+        this.sql
+          .exec(
+            "INSERT INTO messages (topic, payload, qos, retain, props, expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            msg.topic,
+            blob(msg.payload),
+            msg.qos,
+            msg.retain ? 1 : 0,
+            propsToText(msg.properties),
+            msg.expiresAt ?? null,
+          )
+          .one().id,
+      );
+    }
+    return Number(
+      this.sql
+        .exec(
+          "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+          clientId,
+          msg.storedId,
+          qos,
+          retain ? 1 : 0,
+          msg.payload.byteLength + msg.topic.length,
+          state,
+          packetId,
+        )
+        .one().seq,
+    );
+  }
+
+  markSent(seq: number, packetId: number): void {
+    this.sql.exec("UPDATE deliveries SET state = 1, packet_id = ? WHERE seq = ?", packetId, seq);
+  }
+
+  markReleased(seq: number): void {
+    this.sql.exec("UPDATE deliveries SET state = 2 WHERE seq = ?", seq);
+  }
+
+  deleteDelivery(seq: number): void {
+    const row = this.sql.exec("DELETE FROM deliveries WHERE seq = ? RETURNING msg_id", seq).toArray()[0];
+    if (!row) return;
+    this.sql.exec("DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)", row.msg_id);
+  }
+
+  loadInflight(): DeliveryRow[] {
+    return this.sql
+      .exec(`${DELIVERY_SELECT} WHERE d.state > 0 ORDER BY d.client_id, d.seq`)
+      .toArray()
+      .map(deliveryFromRow);
+  }
+
+  nextQueued(clientId: string, limit: number): DeliveryRow[] {
+    return this.sql
+      .exec(`${DELIVERY_SELECT} WHERE d.client_id = ? AND d.state = 0 ORDER BY d.seq LIMIT ?`, clientId, limit)
+      .toArray()
+      .map(deliveryFromRow);
+  }
+
+  queueStats(): QueueStats[] {
+    return this.sql
+      .exec("SELECT client_id, COUNT(*) AS n, SUM(bytes) AS b FROM deliveries WHERE state = 0 GROUP BY client_id")
+      .toArray()
+      .map((r) => ({ clientId: r.client_id as string, count: Number(r.n), bytes: Number(r.b) }));
+  }
+
+  dropOldestQos0(clientId: string): number | null {
+    const row = this.sql
+      .exec("SELECT seq, bytes FROM deliveries WHERE client_id = ? AND state = 0 AND qos = 0 ORDER BY seq LIMIT 1", clientId)
+      .toArray()[0];
+    if (!row) return null;
+    this.deleteDelivery(Number(row.seq));
+    return Number(row.bytes);
+  }
+
+  addInboundQos2(clientId: string, packetId: number): void {
+    this.sql.exec("INSERT OR IGNORE INTO inbound_qos2 (client_id, packet_id) VALUES (?, ?)", clientId, packetId);
+  }
+
+  deleteInboundQos2(clientId: string, packetId: number): void {
+    this.sql.exec("DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?", clientId, packetId);
+  }
+
+  loadInboundQos2(): { clientId: string; packetId: number }[] {
+    return this.sql
+      .exec("SELECT client_id, packet_id FROM inbound_qos2")
+      .toArray()
+      .map((r) => ({ clientId: r.client_id as string, packetId: Number(r.packet_id) }));
+  }
+}
+
+const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS d_retain, d.state, d.packet_id,
+  m.id AS msg_id, m.topic, m.payload, m.qos, m.retain, m.props, m.expires_at
+  FROM deliveries d JOIN messages m ON m.id = d.msg_id`;
+
+function deliveryFromRow(r: Row): DeliveryRow {
+  const msg: Message = {
+    topic: r.topic as string,
+    payload: bytesOf(r.payload!),
+    qos: Number(r.qos) as QoS,
+    retain: Number(r.retain) === 1,
+    storedId: Number(r.msg_id),
+  };
+  const props = propsFromText(r.props as string | null);
+  if (props) msg.properties = props;
+  if (r.expires_at !== null) msg.expiresAt = Number(r.expires_at);
+  return {
+    seq: Number(r.seq),
+    clientId: r.client_id as string,
+    msg,
+    qos: Number(r.d_qos) as QoS,
+    retain: Number(r.d_retain) === 1,
+    state: Number(r.state) as DeliveryState,
+    packetId: r.packet_id === null ? null : Number(r.packet_id),
+  };
 }
 
 function blob(bytes: Uint8Array): ArrayBuffer {

@@ -22,9 +22,25 @@ export interface SubscriptionRow {
   subscriptionId?: number;
 }
 
-export interface RetainedRow {
-  topic: string;
+/** A stored delivery of a message to one session: queued, or sent and awaiting acknowledgement. */
+export interface DeliveryRow {
+  seq: number;
+  clientId: string;
   msg: Message;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  state: DeliveryState;
+  packetId: number | null;
+}
+
+/** Queued, Sent (awaiting PUBACK/PUBREC), Released (QoS 2: PUBREC received, PUBREL sent). */
+export const DeliveryState = { Queued: 0, Sent: 1, Released: 2 } as const;
+export type DeliveryState = (typeof DeliveryState)[keyof typeof DeliveryState];
+
+export interface QueueStats {
+  clientId: string;
+  count: number;
+  bytes: number;
 }
 
 /** Everything the broker persists. One implementation over the Durable Object's SQLite. */
@@ -49,4 +65,23 @@ export interface Store {
   retainedUsage(): { count: number; bytes: number };
   /** payload size of the retained message on `topic`, null if there is none */
   retainedSize(topic: string): number | null;
+
+  // Durable sessions: message bodies stored once, one delivery row per session.
+  /** stores the body once per Message object (sets msg.storedId) and adds a delivery row; returns its seq */
+  addDelivery(clientId: string, msg: Message, qos: 0 | 1 | 2, retain: boolean, state: DeliveryState, packetId: number | null): number;
+  markSent(seq: number, packetId: number): void;
+  markReleased(seq: number): void;
+  /** removes a delivery, and its message body once no delivery refers to it */
+  deleteDelivery(seq: number): void;
+  /** all rows in state Sent/Released, by session and seq */
+  loadInflight(): DeliveryRow[];
+  /** the oldest queued rows of a session */
+  nextQueued(clientId: string, limit: number): DeliveryRow[];
+  queueStats(): QueueStats[];
+  /** drops the oldest queued QoS 0 row of a session; returns its size in bytes, or null if none */
+  dropOldestQos0(clientId: string): number | null;
+
+  addInboundQos2(clientId: string, packetId: number): void;
+  deleteInboundQos2(clientId: string, packetId: number): void;
+  loadInboundQos2(): { clientId: string; packetId: number }[];
 }

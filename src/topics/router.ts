@@ -44,11 +44,11 @@ export class Router {
         (sub) => {
           if (sub.noLocal && sub.session.clientId === msg.origin) return; // MQTT 5 No Local
           if (!mayRead(sub, msg.topic)) return; // a filter broader than the read ACL
-          take(out, gen, sub, msg);
+          take(out, gen, sub, msg, null);
         },
         (group) => {
-          const sub = pickMember(group);
-          if (sub && mayRead(sub, msg.topic)) take(out, gen, sub, msg);
+          const sub = pickMember(group, null);
+          if (sub && mayRead(sub, msg.topic)) take(out, gen, sub, msg, group);
         },
       );
     } finally {
@@ -58,7 +58,7 @@ export class Router {
   }
 }
 
-function take(out: Session[], gen: number, sub: Subscription, msg: Message): void {
+function take(out: Session[], gen: number, sub: Subscription, msg: Message, group: SharedGroup<Subscription> | null): void {
   const s = sub.session;
   const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
   const retain = sub.retainAsPublished && msg.retain;
@@ -67,6 +67,7 @@ function take(out: Session[], gen: number, sub: Subscription, msg: Message): voi
     s.matchQos = qos;
     s.matchRetain = retain;
     s.matchSubIds = sub.subscriptionId ? [sub.subscriptionId] : null;
+    s.matchGroup = group;
     out.push(s);
     return;
   }
@@ -74,20 +75,39 @@ function take(out: Session[], gen: number, sub: Subscription, msg: Message): voi
   if (qos > s.matchQos) s.matchQos = qos;
   if (retain) s.matchRetain = true;
   if (sub.subscriptionId) (s.matchSubIds ??= []).push(sub.subscriptionId);
+  s.matchGroup = null; // also an ordinary subscriber: the copy is its own, not the group's
 }
 
-/** One member of a shared group: round robin over connected members, else any member (queued). */
-function pickMember(group: SharedGroup<Subscription>): Subscription | null {
-  const members = [...group.members.values()];
-  if (members.length === 0) return null;
-  for (let i = 0; i < members.length; i++) {
-    const sub = members[(group.cursor + i) % members.length]!;
-    if (sub.session.conn) {
-      group.cursor = (group.cursor + i + 1) % members.length;
+/**
+ * One member of a shared group: round robin over connected members (skipping `exclude`); with
+ * none connected, the next persistent member (its queue holds the message until it returns).
+ */
+export function pickMember(group: SharedGroup<Subscription>, exclude: Session | null): Subscription | null {
+  const members = group.members;
+  const n = members.size;
+  if (n === 0) return null;
+  let i = 0;
+  let fallback: Subscription | null = null;
+  const start = group.cursor % n;
+  for (const sub of members.values()) {
+    // iterate in round-robin order starting at the cursor
+    if (i++ < start) continue;
+    if (sub.session !== exclude && sub.session.conn) {
+      group.cursor = i;
       return sub;
     }
+    if (!fallback && sub.session !== exclude && sub.session.persistent) fallback = sub;
   }
-  const sub = members[group.cursor % members.length]!;
-  group.cursor = (group.cursor + 1) % members.length;
-  return sub.session.persistent ? sub : null;
+  i = 0;
+  for (const sub of members.values()) {
+    if (i++ >= start) break;
+    if (sub.session !== exclude && sub.session.conn) {
+      group.cursor = i;
+      return sub;
+    }
+    if (!fallback && sub.session !== exclude && sub.session.persistent) fallback = sub;
+  }
+  if (exclude) return null; // re-routing only to a connected member
+  group.cursor = start + 1;
+  return fallback;
 }

@@ -235,7 +235,7 @@ type CaseT = typeof anyCase extends fc.Arbitrary<infer T> ? T : never;
 // ——— the run ———
 
 /** Reason codes the broker may end a fuzzed connection with (never 0x83: an unjudged exception). */
-const EXPECTED_DISCONNECTS = new Set([0x81, 0x82, 0x8e, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97]);
+const EXPECTED_DISCONNECTS = new Set([0x81, 0x82, 0x8e, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x99]);
 
 test(`fuzz: ${RUNS} hostile connections, steady traffic alongside`, async () => {
   const sub = await connect(broker.url(), { protocolVersion: 5, clientId: "steady-sub" });

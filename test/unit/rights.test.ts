@@ -4,7 +4,7 @@ import { Connection, type Attachment, type Transport } from "../../src/broker/co
 import { DEFAULTS } from "../../src/config";
 import { Authenticator } from "../../src/auth/authenticator";
 import { loadAuthConfig } from "../../src/auth/config";
-import { applyReadAcl, filterAccess, mayPublish, mayRead } from "../../src/auth/rights";
+import { connMayRead, filterAccess, judgeSubscriptions, mayPublish, mayRead } from "../../src/auth/rights";
 import { TopicAcl } from "../../src/auth/acl";
 import { Session, type Subscription } from "../../src/session/session";
 
@@ -53,21 +53,22 @@ describe("publish and read checks", () => {
     expect(filterAccess(null, "anything")).toBe("covered");
   });
 
-  test("a handover re-judges subscriptions and drops what the new rights cannot read", () => {
-    const s = new Session("c1");
+  test("a handover re-judges the session's subscriptions under the new rights", () => {
+    const s = new Session("c1", true);
     const sub = (filter: string): Subscription => ({ session: s, filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, aclCovered: true });
     s.subscriptions.set("a/#", sub("a/#"));
-    s.subscriptions.set("#", sub("#"));
-    const msg = (topic: string) => ({ topic, payload: new Uint8Array(), qos: 1 as const, retain: false });
-    s.queue.push({ msg: msg("a/1"), qos: 1, retain: false }, { msg: msg("b/1"), qos: 1, retain: false });
-    s.inflight.set(1, { packetId: 1, msg: msg("a/2"), qos: 1, retain: false, released: false });
-    s.inflight.set(2, { packetId: 2, msg: msg("a/3"), qos: 2, retain: false, released: true });
-    s.inflight.set(3, { packetId: 3, msg: msg("b/2"), qos: 1, retain: false, released: false });
-    applyReadAcl(s, TopicAcl.compile(["b/#"], "c1", undefined));
-    expect([...s.subscriptions.values()].map((x) => x.aclCovered)).toEqual([false, false]);
-    expect(s.queue.map((q) => q.msg.topic)).toEqual(["b/1"]);
-    expect([...s.inflight.keys()]).toEqual([2, 3]); // a released QoS 2 message is the client's already
-    expect(mayRead(s.subscriptions.get("#")!, "a/x")).toBe(false);
-    expect(mayRead(s.subscriptions.get("#")!, "b/x")).toBe(true);
+    s.subscriptions.set("b/x", sub("b/x"));
+    const bob = TopicAcl.compile(["b/#"], "c1", undefined);
+    judgeSubscriptions(s, bob);
+    expect([...s.subscriptions.values()].map((x) => x.aclCovered)).toEqual([false, true]);
+    // offline: the session's ACL applies; online: the connection's
+    expect(mayRead(s.subscriptions.get("a/#")!, "a/1")).toBe(false);
+    s.conn = conn;
+    conn.readAcl = null;
+    expect(mayRead(s.subscriptions.get("a/#")!, "a/1")).toBe(true);
+    conn.readAcl = bob;
+    expect(mayRead(s.subscriptions.get("a/#")!, "a/1")).toBe(false);
+    expect(connMayRead(conn, "b/1")).toBe(true);
+    expect(connMayRead(conn, "a/1")).toBe(false);
   });
 });

@@ -1,0 +1,85 @@
+// The SQLite store inside workerd, through a real Durable Object's storage.
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { expect, test } from "vitest";
+import { Buffer } from "node:buffer";
+import { SqliteStore } from "../../src/storage/sqlite-store";
+import { DeliveryState } from "../../src/storage/store";
+import type { Message } from "../../src/session/message";
+
+function withStore(name: string, fn: (store: SqliteStore, sql: SqlStorage) => void): Promise<void> {
+  const stub = env.BROKER.get(env.BROKER.idFromName(name));
+  return runInDurableObject(stub, (_instance, state) => fn(new SqliteStore(state.storage.sql), state.storage.sql));
+}
+
+const message = (topic: string, payload: string): Message => ({ topic, payload: Buffer.from(payload), qos: 1, retain: false });
+
+test("migrations are idempotent and recorded", async () => {
+  await withStore("store-migrate", (_store, sql) => {
+    new SqliteStore(sql); // a second open applies nothing twice
+    expect(sql.exec("SELECT value FROM meta WHERE key = 'schema_version'").one().value).toBe("2");
+  });
+});
+
+test("a message body is stored once however many sessions queue it, and freed with its last delivery", async () => {
+  await withStore("store-once", (store, sql) => {
+    const msg = message("a/b", "shared body");
+    const seqs = ["s1", "s2", "s3"].map((c) => store.addDelivery(c, msg, 1, false, DeliveryState.Queued, null));
+    expect(sql.exec("SELECT COUNT(*) AS n FROM messages").one().n).toBe(1);
+    expect(sql.exec("SELECT COUNT(*) AS n FROM deliveries").one().n).toBe(3);
+    expect(store.queueStats().map((q) => q.count)).toEqual([1, 1, 1]);
+    store.deleteDelivery(seqs[0]!);
+    store.deleteDelivery(seqs[1]!);
+    expect(sql.exec("SELECT COUNT(*) AS n FROM messages").one().n).toBe(1);
+    store.deleteDelivery(seqs[2]!);
+    expect(sql.exec("SELECT COUNT(*) AS n FROM messages").one().n).toBe(0);
+  });
+});
+
+test("queued rows come back in publish order with their message; in-flight rows keep state and packet id", async () => {
+  await withStore("store-order", (store) => {
+    const seqs = [1, 2, 3].map((i) => store.addDelivery("c", message("t", `m${i}`), 1, false, DeliveryState.Queued, null));
+    store.markSent(seqs[0]!, 42);
+    const queued = store.nextQueued("c", 10);
+    expect(queued.map((r) => Buffer.from(r.msg.payload).toString())).toEqual(["m2", "m3"]);
+    const inflight = store.loadInflight();
+    expect(inflight).toHaveLength(1);
+    expect(inflight[0]).toMatchObject({ clientId: "c", packetId: 42, state: DeliveryState.Sent });
+    store.markReleased(seqs[0]!);
+    expect(store.loadInflight()[0]!.state).toBe(DeliveryState.Released);
+  });
+});
+
+test("dropOldestQos0 frees the oldest QoS 0 row only", async () => {
+  await withStore("store-drop", (store) => {
+    store.addDelivery("c", message("t", "one"), 1, false, DeliveryState.Queued, null);
+    store.addDelivery("c", { ...message("t", "zero"), qos: 0 }, 0, false, DeliveryState.Queued, null);
+    expect(store.dropOldestQos0("c")).toBe("t".length + "zero".length);
+    expect(store.dropOldestQos0("c")).toBeNull();
+    expect(store.nextQueued("c", 10)).toHaveLength(1);
+  });
+});
+
+test("deleting a session removes its subscriptions, deliveries, inbound ids and orphaned bodies", async () => {
+  await withStore("store-delete", (store, sql) => {
+    store.saveSession({ clientId: "c", version: 4, expiry: 60, connected: false, expiresAt: null, will: null, willAt: null });
+    store.addDelivery("c", message("t", "x"), 1, false, DeliveryState.Queued, null);
+    store.addInboundQos2("c", 9);
+    store.deleteSession("c");
+    for (const table of ["sessions", "subscriptions", "deliveries", "messages", "inbound_qos2"]) {
+      expect(sql.exec(`SELECT COUNT(*) AS n FROM ${table}`).one().n, table).toBe(0);
+    }
+  });
+});
+
+test("retained messages: replace, prefix lookup, delete", async () => {
+  await withStore("store-retained", (store) => {
+    store.setRetained({ ...message("home/a", "1"), retain: true });
+    store.setRetained({ ...message("home/a", "2"), retain: true });
+    store.setRetained({ ...message("other", "3"), retain: true });
+    expect(store.retainedWithPrefix("home/").map((m) => Buffer.from(m.payload).toString())).toEqual(["2"]);
+    expect(store.countRetained()).toBe(2);
+    store.deleteRetained("home/a");
+    expect(store.countRetained()).toBe(1);
+  });
+});
