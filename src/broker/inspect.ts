@@ -4,7 +4,7 @@
 import type { BrokerCore } from "./core";
 
 export interface BrokerSnapshot {
-  sessions: { clientId: string; connected: boolean; persistent: boolean; subscriptions: string[]; will: string | null }[];
+  sessions: { clientId: string; connected: boolean; persistent: boolean; expiresAt: number | null; subscriptions: string[]; will: string | null }[];
   connections: { clientId: string; state: string }[];
   retained: { count: number; bytes: number };
   /** empty when memory, storage and the router agree */
@@ -60,6 +60,7 @@ export function inspect(core: BrokerCore): BrokerSnapshot {
       clientId: s.clientId,
       connected: s.conn !== null,
       persistent: s.persistent,
+      expiresAt: s.expiresAt,
       subscriptions: [...s.subscriptions.keys()],
       will: s.will ? s.will.topic : null,
     })),
