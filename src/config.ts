@@ -38,6 +38,8 @@ export interface BrokerConfig {
   PUBLISH_BURST: number;
   /** Comma-separated Origin values allowed to open a WebSocket from a browser; empty = any. */
   ALLOWED_ORIGINS: string;
+  /** Seconds between `$SYS/broker/...` updates while someone subscribes to them; 0 = no $SYS topics. */
+  SYS_INTERVAL: number;
   /**
    * MQTT 5 Response Information for clients that ask for it: this prefix + the client id
    * (e.g. "responses/" → "responses/<client id>"). Empty: not offered.
@@ -66,6 +68,7 @@ export const DEFAULTS: BrokerConfig = {
   MAX_PUBLISH_RATE: 1000,
   PUBLISH_BURST: 2000,
   ALLOWED_ORIGINS: "",
+  SYS_INTERVAL: 10,
   RESPONSE_INFORMATION_PREFIX: "",
 };
 

@@ -1,16 +1,21 @@
-// Worker entry: routes /mqtt[/<namespace>] WebSocket upgrades to the namespace's Durable Object.
+// Worker entry: routes /mqtt[/<namespace>] WebSocket upgrades to the namespace's Durable Object
+// and /api/... to the HTTP API. Everything else is the web console, served as static assets
+// (wrangler.toml [assets]) before the Worker is even invoked.
 import { NamespaceBroker, SUBPROTOCOL_HEADER, type Env } from "./broker/namespace-do";
 import { loadConfig } from "./config";
+import { handleApi } from "./api/http";
+import { NAMESPACE } from "./api/input";
+import { BrokerService } from "./api/rpc";
 
-export { NamespaceBroker };
+export { NamespaceBroker, BrokerService };
 
-const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
 /** Subprotocols we speak, in order of preference (MQTT.js and browsers insist on the echo). */
 const SUBPROTOCOLS = ["mqtt", "mqttv3.1"];
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
+    if (url.pathname === "/api" || url.pathname.startsWith("/api/")) return handleApi(request, env);
     const route = /^\/mqtt(?:\/(.*))?$/.exec(url.pathname);
     if (!route) return text(404, "not found: connect to /mqtt or /mqtt/<namespace>");
     const namespace = route[1] ?? "default";

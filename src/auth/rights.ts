@@ -11,7 +11,7 @@ export function mayRead(sub: Subscription, topic: string): boolean {
   if (sub.aclCovered === true) return true;
   const s = sub.session;
   const acl = s.conn !== null ? s.conn.readAcl : s.readAcl;
-  return acl === null || acl.allows(topic);
+  return !acl || acl.allows(topic); // no ACL (null, or a connection without rights yet): unrestricted
 }
 
 /** A client topic name it may publish to: never a `$` topic (`$SYS` is the broker's), then the ACL. */
@@ -29,7 +29,7 @@ export function filterAccess(acl: TopicAcl | null, filter: string): FilterAccess
 
 /** Whether a connection may read `topic` (queued and resent messages are checked again on the way out). */
 export function connMayRead(conn: Connection, topic: string): boolean {
-  return conn.readAcl === null || conn.readAcl.allows(topic);
+  return !conn.readAcl || conn.readAcl.allows(topic);
 }
 
 /**

@@ -5,6 +5,7 @@ import { keepAliveDeadline } from "../timers/deadlines";
 import type { TopicAcl } from "../auth/acl";
 import type { Grant } from "../auth/authenticator";
 import { TokenBucket } from "./limits";
+import { Counters } from "./stats";
 
 /** What the runtime gives a connection: a socket to write to and a place that survives hibernation. */
 export interface Transport {
@@ -80,6 +81,8 @@ export class Connection {
     readonly transport: Transport,
     private readonly config: BrokerConfig,
     attachment: Attachment,
+    /** the broker's traffic counters (a private set when none is given, e.g. in unit tests) */
+    private readonly counters: Counters = new Counters(0),
   ) {
     this.openedAt = attachment.at;
     this.lastSeen = attachment.seen;
@@ -145,7 +148,14 @@ export class Connection {
   }
 
   send(packet: Packet): void {
-    this.sendBytes(encode(packet, this.version));
+    let bytes = encode(packet, this.version);
+    const props = (packet as { properties?: { reasonString?: string } }).properties;
+    if (bytes.byteLength > this.maxPacketSize && props?.reasonString !== undefined) {
+      // A Reason String is optional: left out rather than exceed the client's maximum [MQTT-3.2.2-19, 3.4.2-2, 3.14.2-3]
+      const { reasonString: _omitted, ...rest } = props;
+      bytes = encode({ ...packet, properties: rest } as Packet, this.version);
+    }
+    this.sendBytes(bytes);
   }
 
   /** Sends bytes; returns false when the packet was not sent (closed, or over the client's maximum). */
@@ -154,6 +164,8 @@ export class Connection {
     if (bytes.byteLength > this.maxPacketSize) return false; // [MQTT-3.1.2-25] never exceed the client's maximum
     try {
       this.transport.send(bytes);
+      this.counters.bytesSent += bytes.byteLength;
+      if ((bytes[0]! & 0xf0) === 0x30) this.counters.messagesSent++; // a PUBLISH
       return true;
     } catch {
       // The socket is already gone; its close event will follow and clean up.

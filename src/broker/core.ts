@@ -11,6 +11,7 @@ import { deliver, rerouteShared, type DeliveryContext } from "../session/deliver
 import { Router } from "../topics/router";
 import { DeliveryState, type Store } from "../storage/store";
 import { nextDeadline } from "../timers/deadlines";
+import { Counters, SysPublisher, isSysTopic } from "./stats";
 import { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "./limits";
 
@@ -25,6 +26,9 @@ export class BrokerCore implements DeliveryContext {
   readonly sessions = new Map<string, Session>();
   readonly connections = new Set<Connection>();
   readonly router = new Router();
+  /** traffic counters for the stats API and $SYS (in memory, since the object started) */
+  readonly counters: Counters;
+  readonly sys: SysPublisher;
   /** who may connect and with which rights; the Durable Object sets it from its configuration */
   auth: Authenticator = Authenticator.open();
   private quota: RetainedQuota | null = null;
@@ -33,7 +37,11 @@ export class BrokerCore implements DeliveryContext {
     readonly store: Store,
     readonly config: BrokerConfig,
     private readonly runtime: Runtime,
-  ) {}
+  ) {
+    this.counters = new Counters(runtime.now());
+    this.sys = new SysPublisher(this);
+    this.router.onAdd = (filter) => this.sys.filterAdded(filter);
+  }
 
   now(): number {
     return this.runtime.now();
@@ -78,6 +86,7 @@ export class BrokerCore implements DeliveryContext {
         retain: row.retain,
         released: row.state === DeliveryState.Released,
         seq: row.seq,
+        subIds: row.subIds ?? undefined,
       });
     }
     for (const q of this.store.queueStats()) {
@@ -93,8 +102,7 @@ export class BrokerCore implements DeliveryContext {
       if (conn.state !== "connected") continue;
       const session = this.sessions.get(conn.clientId);
       if (!session || session.conn) {
-        conn.close(1011, "session not found after restart");
-        this.connections.delete(conn);
+        this.fail(conn, new ProtocolError(RC.IMPLEMENTATION_SPECIFIC_ERROR, "session not found after restart"));
         continue;
       }
       session.conn = conn;
@@ -121,6 +129,7 @@ export class BrokerCore implements DeliveryContext {
       return;
     }
     conn.touch(this.now());
+    this.counters.bytesReceived += data.byteLength;
     try {
       conn.reader.read(new Uint8Array(data), (packet) => dispatch(this, conn, packet));
     } catch (err) {
@@ -151,6 +160,8 @@ export class BrokerCore implements DeliveryContext {
     }
     const next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
     if (next !== null) this.wakeAt(next);
+    const sysAt = this.sys.tick(now);
+    if (sysAt !== null) this.wakeAt(sysAt);
   }
 
   // ——— used by handlers ———
@@ -162,6 +173,8 @@ export class BrokerCore implements DeliveryContext {
 
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
   publish(msg: Message): number {
+    this.counters.messagesReceived++;
+    if (isSysTopic(msg.topic)) return 0; // $SYS belongs to the broker: dropped
     if (msg.retain) {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg);
@@ -182,12 +195,12 @@ export class BrokerCore implements DeliveryContext {
     const message = err instanceof Error ? err.message : String(err);
     if (!known) this.runtime.log("error", `internal error on ${conn.clientId || "new connection"}: ${(err as Error)?.stack ?? message}`);
     if (conn.state === "awaiting-connect") {
-      if (err instanceof ConnectRefused || code === RC.UNSUPPORTED_PROTOCOL_VERSION) {
-        if (conn.version === 5 && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
-          conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
-        } else {
-          conn.send({ cmd: "connack", sessionPresent: false, returnCode: connackCodeV3(code) });
-        }
+      if (conn.version === 5 && known && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
+        // An MQTT 5 CONNECT that was read and refused, also for a protocol error in it: CONNACK says why
+        conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
+      } else if (err instanceof ConnectRefused || code === RC.UNSUPPORTED_PROTOCOL_VERSION) {
+        const returnCode = connackCodeV3(code);
+        if (returnCode !== null) conn.send({ cmd: "connack", sessionPresent: false, returnCode });
       }
     } else if (conn.version === 5) {
       conn.send({ cmd: "disconnect", reasonCode: code, properties: { reasonString: message.slice(0, 200) } });

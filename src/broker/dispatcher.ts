@@ -18,7 +18,7 @@ export function dispatch(core: BrokerCore, conn: Connection, packet: Packet): vo
     // [MQTT-3.1.0-1] the first packet must be CONNECT
     if (packet.cmd !== "connect") throw protocolError(`${packet.cmd} before CONNECT`);
     const verdict = authenticateConnect(core, conn, packet);
-    if (!(verdict instanceof Promise)) return handleConnect(core, conn, packet, verdict);
+    if (!(verdict instanceof Promise)) return accept(core, conn, packet, verdict);
     // Verification is asynchronous (crypto.subtle). Other connections' events may run meanwhile;
     // this connection's later packets wait in order and run once CONNECT is accepted.
     conn.authQueue = [];
@@ -60,6 +60,12 @@ export function dispatch(core: BrokerCore, conn: Connection, packet: Packet): vo
   }
 }
 
+/** CONNECT after its verdict: the session logic, then the $SYS counters. */
+function accept(core: BrokerCore, conn: Connection, connect: ConnectPacket, grant: Grant): void {
+  handleConnect(core, conn, connect, grant);
+  if (conn.session) core.sys.sessionConnected(conn.session);
+}
+
 /** Packets held while a CONNECT is verified; bounded, since nothing has been authenticated yet. */
 const MAX_HELD_PACKETS = 64;
 
@@ -80,7 +86,7 @@ function resume(core: BrokerCore, conn: Connection, connect: ConnectPacket, gran
   conn.authWork = null;
   if (conn.state !== "awaiting-connect") return; // closed, or timed out, while verifying
   try {
-    handleConnect(core, conn, connect, grant);
+    accept(core, conn, connect, grant);
     for (const p of held) dispatch(core, conn, p);
   } catch (err) {
     core.fail(conn, err);

@@ -5,6 +5,7 @@ import { BrokerCore, type Runtime } from "./core";
 import { Connection, type Attachment, type Transport } from "./connection";
 import { loadConfig } from "../config";
 import { SqliteStore } from "../storage/sqlite-store";
+import * as admin from "./admin";
 import { Authenticator } from "../auth/authenticator";
 import { loadAuthConfig } from "../auth/config";
 import { judgeSubscriptions } from "../auth/rights";
@@ -12,6 +13,8 @@ import { inspect, type BrokerSnapshot } from "./inspect";
 
 export interface Env {
   BROKER: DurableObjectNamespace<NamespaceBroker>;
+  /** secret: bearer token of the HTTP API (no token: the API is off) */
+  API_TOKEN?: string;
   [key: string]: unknown;
 }
 
@@ -93,6 +96,32 @@ export class NamespaceBroker extends DurableObject<Env> {
     return inspect(this.core);
   }
 
+  // ——— RPC from the Worker (HTTP API, BrokerService): inputs are validated there ———
+
+  publish(msg: admin.ExternalMessage): number {
+    return admin.publishExternal(this.core, msg);
+  }
+
+  clients(): admin.ClientInfo[] {
+    return admin.listClients(this.core);
+  }
+
+  retained(filter: string, limit: number): { messages: admin.RetainedMessage[]; truncated: boolean } {
+    return admin.listRetained(this.core, filter, limit);
+  }
+
+  deleteRetained(topic: string): boolean {
+    return admin.deleteRetained(this.core, topic);
+  }
+
+  disconnect(clientId: string): boolean {
+    return admin.disconnectClient(this.core, clientId);
+  }
+
+  stats(): admin.NamespaceStats {
+    return admin.namespaceStats(this.core);
+  }
+
   private wakeAt(ms: number): void {
     if (this.alarmAt !== null && this.alarmAt <= ms) return;
     this.alarmAt = ms;
@@ -108,7 +137,7 @@ export class NamespaceBroker extends DurableObject<Env> {
         saveAttachment: (a) => ws.serializeAttachment(a),
       };
       const att = attachment ?? (ws.deserializeAttachment() as Attachment | null) ?? { seen: Date.now(), at: Date.now() };
-      conn = new Connection(transport, this.core.config, att);
+      conn = new Connection(transport, this.core.config, att, this.core.counters);
       if (conn.state === "connected") {
         // Woken from hibernation: the rights granted at CONNECT come back from the attachment.
         const rights = this.core.auth.rights(conn.grant, conn.clientId);

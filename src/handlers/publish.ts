@@ -20,17 +20,27 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   const props = p.properties;
   let topic = p.topic;
   if (conn.version === 5 && props?.topicAlias !== undefined) topic = resolveAlias(core, conn, topic, props.topicAlias);
-  // [MQTT-3.3.2-2] no wildcards in a topic name; an empty one closes the connection
+  // MQTT 5 §3.3.2.1: an empty topic name without a topic alias is a Protocol Error
+  if (topic.length === 0) throw protocolError("empty topic name");
+  // [MQTT-3.3.2-2] no wildcards in a topic name
   if (!isValidTopicName(topic)) throw new ProtocolError(RC.TOPIC_NAME_INVALID, "invalid topic name");
 
-  if (qos === 2 && isInboundQos2Pending(session, id)) {
-    // A retransmission before PUBREL: already delivered once [MQTT-4.3.3-10]
-    conn.send({ cmd: "pubrec", messageId: id });
-    return;
+  if (qos === 2) {
+    if (isInboundQos2Pending(session, id)) {
+      // A retransmission before PUBREL: already delivered once [MQTT-4.3.3-10]
+      conn.send({ cmd: "pubrec", messageId: id });
+      return;
+    }
+    // [MQTT-3.3.4-7] one more unreleased QoS 2 than the Receive Maximum we announced: refused before routing
+    if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
+      throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
+    }
   }
   const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId };
   if (props && conn.version === 5) {
-    const { topicAlias: _a, subscriptionIdentifier: _s, ...forwarded } = props;
+    // [MQTT-3.3.4-6] subscription identifiers are the server's to send
+    if (props.subscriptionIdentifier !== undefined) throw protocolError("subscription identifier in a client PUBLISH");
+    const { topicAlias: _a, ...forwarded } = props;
     if (forwarded.messageExpiryInterval !== undefined) msg.expiresAt = core.now() + forwarded.messageExpiryInterval * 1000;
     for (const _k in forwarded) {
       msg.properties = forwarded;
@@ -53,9 +63,6 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   if (qos === 1) {
     conn.send({ cmd: "puback", messageId: id, reasonCode });
     return;
-  }
-  if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
-    throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
   }
   rememberInboundQos2(core.store, session, id);
   conn.send({ cmd: "pubrec", messageId: id, reasonCode });

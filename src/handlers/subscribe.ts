@@ -84,8 +84,12 @@ export function handleUnsubscribe(core: BrokerCore, conn: Connection, p: Unsubsc
     if (existed) {
       core.router.remove(session, filter);
       core.store.deleteSubscription(session.clientId, filter);
+      codes.push(RC.SUCCESS);
+    } else {
+      const shared = parseSharedFilter(filter);
+      const valid = shared !== "invalid" && isValidTopicFilter(shared ? shared.filter : filter);
+      codes.push(valid ? RC.NO_SUBSCRIPTION_EXISTED : RC.TOPIC_FILTER_INVALID);
     }
-    codes.push(existed ? RC.SUCCESS : RC.NO_SUBSCRIPTION_EXISTED);
   }
   // MQTT 3.1.1 UNSUBACK has no payload; the encoder writes the codes only for MQTT 5.
   conn.send({ cmd: "unsuback", messageId: p.messageId, granted: codes });

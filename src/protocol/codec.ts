@@ -3,7 +3,7 @@ import * as mqtt from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { ProtocolError, malformed } from "./errors";
 import { RC } from "./reason-codes";
-import { checkPacket } from "./wellformed";
+import { checkFixedHeader, checkPacket } from "./wellformed";
 
 export type Packet = mqtt.Packet;
 export type ConnectPacket = mqtt.IConnectPacket;
@@ -67,6 +67,7 @@ export class PacketReader {
     }
     let off = 0;
     while (off < data.byteLength) {
+      checkFixedHeader(data[off]!, this.version);
       const frame = frameAt(data, off, this.maxPacketSize);
       if (!frame || data.byteLength - off < frame.total) {
         const tail = data.slice(off); // a copy: the frame's buffer is not ours to keep

@@ -29,6 +29,7 @@ export const RC = {
   PACKET_TOO_LARGE: 0x95,
   MESSAGE_RATE_TOO_HIGH: 0x96,
   QUOTA_EXCEEDED: 0x97,
+  ADMINISTRATIVE_ACTION: 0x98,
   PAYLOAD_FORMAT_INVALID: 0x99,
   RETAIN_NOT_SUPPORTED: 0x9a,
   QOS_NOT_SUPPORTED: 0x9b,
@@ -48,8 +49,12 @@ export const CONNACK_V3 = {
   NOT_AUTHORIZED: 5,
 } as const;
 
-/** The MQTT 3.1.1 CONNACK code for an MQTT 5 CONNACK reason code. */
-export function connackCodeV3(reason: number): number {
+/**
+ * The MQTT 3.1.1 CONNACK code for an MQTT 5 CONNACK reason code, or null when no 3.1.1 code
+ * applies (a CONNECT that broke a packet rule): then the connection closes without a CONNACK
+ * [MQTT-3.2.2-6].
+ */
+export function connackCodeV3(reason: number): number | null {
   switch (reason) {
     case RC.SUCCESS:
       return CONNACK_V3.ACCEPTED;
@@ -62,6 +67,14 @@ export function connackCodeV3(reason: number): number {
       return CONNACK_V3.BAD_USERNAME_OR_PASSWORD;
     case RC.NOT_AUTHORIZED:
       return CONNACK_V3.NOT_AUTHORIZED;
+    case RC.MALFORMED_PACKET:
+    case RC.PROTOCOL_ERROR:
+    case RC.TOPIC_NAME_INVALID:
+    case RC.PACKET_TOO_LARGE:
+    case RC.PAYLOAD_FORMAT_INVALID:
+    case RC.RETAIN_NOT_SUPPORTED:
+    case RC.QOS_NOT_SUPPORTED:
+      return null;
     default:
       return CONNACK_V3.SERVER_UNAVAILABLE;
   }

@@ -56,14 +56,45 @@ interface Cursor {
 const seen = new Uint8Array(64);
 
 /**
- * Throws a ProtocolError if the packet (fixed header included) breaks a rule of the spec.
- * `version` is the connection's protocol version, undefined before CONNECT.
+ * The first byte of a packet, judged as soon as it arrives (before its length does): packet
+ * type and the flag bits the spec fixes. Garbage is refused at once instead of being waited on.
+ */
+export function checkFixedHeader(b0: number, version: ProtocolVersion | undefined): void {
+  const type = b0 >> 4;
+  const flags = b0 & 0x0f;
+  switch (type) {
+    case 0:
+      throw malformed("reserved packet type 0"); // [MQTT-2.2.1] type 0 is forbidden
+    case 3:
+      if ((flags & 0x06) === 0x06) throw malformed("PUBLISH QoS 3"); // [MQTT-3.3.1-4]
+      if ((flags & 0x0e) === 0x08) throw malformed("DUP set on QoS 0"); // [MQTT-3.3.1-2]
+      return;
+    case 6: // PUBREL, SUBSCRIBE, UNSUBSCRIBE: 0010 [MQTT-3.6.1-1, 3.8.1-1, 3.10.1-1]
+    case 8:
+    case 10:
+      return headerFlags(flags, 2);
+    case 15:
+      if (version !== undefined && version !== 5) throw malformed("AUTH is MQTT 5 only");
+      return headerFlags(flags, 0);
+    case 2: // CONNACK, SUBACK, UNSUBACK, PINGRESP only flow from the server
+    case 9:
+    case 11:
+    case 13:
+      throw protocolError(`packet type ${type} is sent by servers only`);
+    default:
+      return headerFlags(flags, 0);
+  }
+}
+
+/**
+ * Throws a ProtocolError if the body of a packet breaks a rule of the spec (the first byte has
+ * passed checkFixedHeader). `version` is the connection's protocol version, undefined before CONNECT.
  */
 export function checkPacket(b: Uint8Array, bodyStart: number, version: ProtocolVersion | undefined): void {
   const type = b[0]! >> 4;
   const flags = b[0]! & 0x0f;
   const c: Cursor = { b, i: bodyStart, end: b.length };
-  if (type === 1) return checkConnect(c, flags);
+  if (type === 1) return checkConnect(c);
   const v5 = version === 5;
   switch (type) {
     case 3:
@@ -72,21 +103,15 @@ export function checkPacket(b: Uint8Array, bodyStart: number, version: ProtocolV
     case 5:
     case 6:
     case 7:
-      // [MQTT-3.6.1-1] PUBREL has flags 0010, the others 0000
-      headerFlags(flags, type === 6 ? 2 : 0);
       return checkAck(c, v5);
     case 8:
-      headerFlags(flags, 2); // [MQTT-3.8.1-1]
       return checkSubscribe(c, v5);
     case 10:
-      headerFlags(flags, 2); // [MQTT-3.10.1-1]
       return checkUnsubscribe(c, v5);
     case 12:
-      headerFlags(flags, 0);
       if (c.i !== c.end) throw malformed("PINGREQ with a body");
       return;
     case 14:
-      headerFlags(flags, 0);
       if (!v5) {
         if (c.i !== c.end) throw malformed("DISCONNECT with a body");
         return;
@@ -96,22 +121,14 @@ export function checkPacket(b: Uint8Array, bodyStart: number, version: ProtocolV
       if (c.i < c.end) properties(c, DISCONNECT);
       return done(c, "DISCONNECT");
     case 15:
-      if (!v5) throw malformed("AUTH is MQTT 5 only");
-      headerFlags(flags, 0);
       if (c.i === c.end) return;
       c.i++;
       properties(c, AUTH);
       return done(c, "AUTH");
-    case 0:
-      throw malformed("reserved packet type 0"); // [MQTT-2.2.1] type 0 is forbidden
-    default:
-      // CONNACK, SUBACK, UNSUBACK, PINGRESP only flow from the server
-      throw protocolError(`packet type ${type} is sent by servers only`);
   }
 }
 
-function checkConnect(c: Cursor, flags: number): void {
-  headerFlags(flags, 0);
+function checkConnect(c: Cursor): void {
   const name = protocolName(c);
   const level = u8(c);
   // [MQTT-3.1.2-1/2] MQTT 3.1 says "MQIsdp" level 3; 3.1.1 and 5.0 say "MQTT" level 4 / 5
@@ -143,8 +160,6 @@ function checkConnect(c: Cursor, flags: number): void {
 
 function checkPublish(c: Cursor, flags: number, v5: boolean): void {
   const qos = (flags >> 1) & 3;
-  if (qos === 3) throw malformed("PUBLISH QoS 3"); // [MQTT-3.3.1-4]
-  if (qos === 0 && flags & 0x08) throw malformed("DUP set on QoS 0"); // [MQTT-3.3.1-2]
   utf8(c); // topic
   if (qos > 0) packetId(c);
   if (v5) {

@@ -30,16 +30,16 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
     if (online) {
       const bytes = publishBytes(conn, msg, 0, retain, subIds, 0, false, ctx.now());
       if (bytes) conn.sendBytes(bytes);
-    } else if (session.durable && ctx.config.QUEUE_QOS0) enqueue(ctx, session, msg, 0, retain, group);
+    } else if (session.durable && ctx.config.QUEUE_QOS0) enqueue(ctx, session, msg, 0, retain, subIds, group);
     return;
   }
   if (!online) {
-    if (session.durable) enqueue(ctx, session, msg, qos, retain, group);
+    if (session.durable) enqueue(ctx, session, msg, qos, retain, subIds, group);
     return;
   }
   // Order is kept: while anything waits, new messages wait behind it.
   if (session.queuedCount > 0 || session.inflight.size >= windowOf(ctx, conn)) {
-    enqueue(ctx, session, msg, qos, retain, group);
+    enqueue(ctx, session, msg, qos, retain, subIds, group);
     return;
   }
   sendInflight(ctx, session, conn, msg, qos, retain, subIds, undefined, group);
@@ -58,10 +58,10 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, 
     return;
   }
   if (session.durable) {
-    if (seq === undefined) seq = ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Sent, packetId);
+    if (seq === undefined) seq = ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Sent, packetId, subIds);
     else ctx.store.markSent(seq, packetId);
   }
-  session.inflight.set(packetId, { packetId, msg, qos, retain, released: false, seq, group: group ?? undefined });
+  session.inflight.set(packetId, { packetId, msg, qos, retain, released: false, seq, subIds: subIds ?? undefined, group: group ?? undefined });
   conn.sendBytes(bytes);
 }
 
@@ -69,7 +69,7 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, 
  * Queues a message within the session's bounds. At the limit the oldest queued QoS 0 message
  * makes room; if there is none, the new message is dropped and counted (`session.dropped`).
  */
-function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, group: Group): void {
+function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, group: Group): void {
   const bytes = msg.payload.byteLength + msg.topic.length;
   while (session.queuedCount >= ctx.config.MAX_QUEUED_MESSAGES || session.queuedBytes + bytes > ctx.config.MAX_QUEUED_BYTES) {
     if (!dropOldestQos0(ctx, session)) {
@@ -77,8 +77,8 @@ function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS,
       return;
     }
   }
-  if (session.durable) ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Queued, null);
-  else session.queue.push({ msg, qos, retain, bytes, group: group ?? undefined });
+  if (session.durable) ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Queued, null, subIds);
+  else session.queue.push({ msg, qos, retain, bytes, subIds: subIds ?? undefined, group: group ?? undefined });
   session.queuedCount++;
   session.queuedBytes += bytes;
 }
@@ -106,7 +106,7 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
     const room = window - session.inflight.size;
     if (room <= 0) return;
     const batch = session.durable
-      ? ctx.store.nextQueued(session.clientId, room).map((r) => ({ msg: r.msg, qos: r.qos, retain: r.retain, seq: r.seq as number | undefined, group: undefined as Group | undefined }))
+      ? ctx.store.nextQueued(session.clientId, room).map((r) => ({ msg: r.msg, qos: r.qos, retain: r.retain, subIds: r.subIds ?? undefined, seq: r.seq as number | undefined, group: undefined as Group | undefined }))
       : session.queue.splice(0, room).map((q) => ({ ...q, seq: undefined as number | undefined }));
     if (batch.length === 0) {
       session.queuedCount = 0; // the counters drifted from storage; storage is the truth
@@ -121,12 +121,12 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
       // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
       const dropped = expired || !connMayRead(conn, q.msg.topic);
       if (dropped || q.qos === 0) {
-        const bytes = dropped ? null : publishBytes(conn, q.msg, 0, q.retain, null, 0, false, now);
+        const bytes = dropped ? null : publishBytes(conn, q.msg, 0, q.retain, q.subIds ?? null, 0, false, now);
         if (bytes) conn.sendBytes(bytes);
         if (q.seq !== undefined) ctx.store.deleteDelivery(q.seq);
         continue;
       }
-      sendInflight(ctx, session, conn, q.msg, q.qos, q.retain, null, q.seq, q.group ?? null);
+      sendInflight(ctx, session, conn, q.msg, q.qos, q.retain, q.subIds ?? null, q.seq, q.group ?? null);
     }
   }
 }
@@ -141,7 +141,7 @@ export function resume(ctx: DeliveryContext, session: Session): void {
       continue;
     }
     const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
-    const bytes = readable ? publishBytes(conn, f.msg, f.qos, f.retain, null, f.packetId, true, ctx.now()) : null;
+    const bytes = readable ? publishBytes(conn, f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now()) : null;
     if (bytes) conn.sendBytes(bytes);
     else complete(ctx, session, f.packetId, f.seq); // now too large for this client, or not readable: dropped
   }
@@ -149,25 +149,33 @@ export function resume(ctx: DeliveryContext, session: Session): void {
 }
 
 /**
- * A shared-subscription member lost its connection: messages it had not acknowledged (and, for
- * a session that ends, those waiting in its memory queue) go to another connected member.
+ * A shared-subscription member lost its connection: QoS 1 messages it had not acknowledged (and,
+ * for a session that ends, those waiting in its memory queue) go to another connected member.
+ * A QoS 2 delivery once started stays with its member: it completes when the member returns, or
+ * is dropped with its session [MQTT-4.8.2-4, 4.8.2-5].
  */
 export function rerouteShared(ctx: DeliveryContext, session: Session): void {
   for (const f of [...session.inflight.values()]) {
-    if (!f.group || f.released) continue; // after PUBREC the member has the message
+    if (!f.group || f.qos === 2) continue;
     const target = pickMember(f.group, session);
     if (!target || !mayRead(target, f.msg.topic)) continue; // nobody else (who may read it): it waits for this member
     session.inflight.delete(f.packetId);
     if (f.seq !== undefined) ctx.store.deleteDelivery(f.seq);
-    deliver(ctx, target.session, f.msg, (target.qos < f.msg.qos ? target.qos : f.msg.qos) as QoS, f.retain, null, f.group);
+    deliverToMember(ctx, target, f.msg, f.group);
   }
   if (session.durable) return;
   for (const q of session.queue.splice(0)) {
     session.queuedCount--;
     session.queuedBytes -= q.bytes;
     const target = q.group ? pickMember(q.group, session) : null;
-    if (target && mayRead(target, q.msg.topic)) deliver(ctx, target.session, q.msg, (target.qos < q.msg.qos ? target.qos : q.msg.qos) as QoS, q.retain, null, q.group);
+    if (target && mayRead(target, q.msg.topic)) deliverToMember(ctx, target, q.msg, q.group!);
   }
+}
+
+/** A message of a shared group delivered as the member's own subscription asks (QoS, RETAIN, id). */
+function deliverToMember(ctx: DeliveryContext, member: Subscription, msg: Message, group: SharedGroup<Subscription>): void {
+  const qos = (member.qos < msg.qos ? member.qos : msg.qos) as QoS;
+  deliver(ctx, member.session, msg, qos, member.retainAsPublished && msg.retain, member.subscriptionId ? [member.subscriptionId] : null, group);
 }
 
 export function onPuback(ctx: DeliveryContext, session: Session, packetId: number): void {

@@ -40,6 +40,8 @@ export interface Inflight {
   released: boolean;
   /** storage row, for a durable session */
   seq?: number;
+  /** MQTT 5 subscription identifiers it carries (sent again with a re-sent PUBLISH) */
+  subIds?: number[];
   /** the shared subscription group it was sent through (re-routed if this member drops) */
   group?: SharedGroup<Subscription>;
 }
@@ -50,6 +52,7 @@ export interface Queued {
   qos: QoS;
   retain: boolean;
   bytes: number;
+  subIds?: number[];
   group?: SharedGroup<Subscription>;
 }
 

@@ -62,4 +62,6 @@ export const MIGRATIONS: string[] = [
      packet_id INTEGER NOT NULL,
      PRIMARY KEY (client_id, packet_id)
    );`,
+  // 3: the MQTT 5 subscription identifiers a delivery carries ("7,8"), kept for queued and re-sent messages
+  `ALTER TABLE deliveries ADD COLUMN sub_ids TEXT;`,
 ];

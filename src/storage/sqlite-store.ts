@@ -4,6 +4,7 @@ import { propsFromText, propsToText } from "./props";
 import type { Message } from "../session/message";
 import type { Subscription, Will } from "../session/session";
 import { asBuffer, type ProtocolVersion, type QoS } from "../protocol/codec";
+import { prefixEnd } from "../topics/validate";
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -126,10 +127,13 @@ export class SqliteStore implements Store {
   }
 
   retainedWithPrefix(prefix: string): Message[] {
+    const end = prefixEnd(prefix);
     const rows =
       prefix === ""
         ? this.sql.exec("SELECT * FROM retained")
-        : this.sql.exec("SELECT * FROM retained WHERE topic >= ? AND topic < ?", prefix, prefix + "\uffff");
+        : end === null
+          ? this.sql.exec("SELECT * FROM retained WHERE topic >= ?", prefix)
+          : this.sql.exec("SELECT * FROM retained WHERE topic >= ? AND topic < ?", prefix, end);
     return rows.toArray().map(retainedFromRow);
   }
 
@@ -146,7 +150,8 @@ export class SqliteStore implements Store {
     const row = this.sql.exec("SELECT length(payload) AS b FROM retained WHERE topic = ?", topic).toArray()[0];
     return row ? Number(row.b) : null;
   }
-  addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null): number {
+
+  addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
     if (msg.storedId === undefined) {
       msg.storedId = Number(
         this.sql
@@ -165,7 +170,7 @@ export class SqliteStore implements Store {
     return Number(
       this.sql
         .exec(
-          "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+          "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id, sub_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
           clientId,
           msg.storedId,
           qos,
@@ -173,6 +178,7 @@ export class SqliteStore implements Store {
           msg.payload.byteLength + msg.topic.length,
           state,
           packetId,
+          subIds ? subIds.join(",") : null,
         )
         .one().seq,
     );
@@ -238,7 +244,7 @@ export class SqliteStore implements Store {
   }
 }
 
-const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS d_retain, d.state, d.packet_id,
+const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS d_retain, d.state, d.packet_id, d.sub_ids,
   m.id AS msg_id, m.topic, m.payload, m.qos, m.retain, m.props, m.expires_at
   FROM deliveries d JOIN messages m ON m.id = d.msg_id`;
 
@@ -261,6 +267,7 @@ function deliveryFromRow(r: Row): DeliveryRow {
     retain: Number(r.d_retain) === 1,
     state: Number(r.state) as DeliveryState,
     packetId: r.packet_id === null ? null : Number(r.packet_id),
+    subIds: r.sub_ids ? String(r.sub_ids).split(",").map(Number) : null,
   };
 }
 

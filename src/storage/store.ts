@@ -31,6 +31,8 @@ export interface DeliveryRow {
   retain: boolean;
   state: DeliveryState;
   packetId: number | null;
+  /** MQTT 5 subscription identifiers of the matching subscriptions */
+  subIds: number[] | null;
 }
 
 /** Queued, Sent (awaiting PUBACK/PUBREC), Released (QoS 2: PUBREC received, PUBREL sent). */
@@ -68,7 +70,7 @@ export interface Store {
 
   // Durable sessions: message bodies stored once, one delivery row per session.
   /** stores the body once per Message object (sets msg.storedId) and adds a delivery row; returns its seq */
-  addDelivery(clientId: string, msg: Message, qos: 0 | 1 | 2, retain: boolean, state: DeliveryState, packetId: number | null): number;
+  addDelivery(clientId: string, msg: Message, qos: 0 | 1 | 2, retain: boolean, state: DeliveryState, packetId: number | null, subIds?: number[] | null): number;
   markSent(seq: number, packetId: number): void;
   markReleased(seq: number): void;
   /** removes a delivery, and its message body once no delivery refers to it */

@@ -11,6 +11,8 @@ export class Router {
   private generation = 0;
   private readonly scratch: Session[] = [];
   private depth = 0;
+  /** observer of every added subscription (the broker starts its `$SYS` publisher from here) */
+  onAdd: ((filter: string) => void) | null = null;
 
   get subscriptionCount(): number {
     return this.trie.size;
@@ -20,6 +22,7 @@ export class Router {
     const shared = parseSharedFilter(sub.filter);
     if (shared && shared !== "invalid") this.trie.addShared(shared.group, shared.filter, sub.session.clientId, sub);
     else this.trie.add(sub.filter, sub.session.clientId, sub);
+    this.onAdd?.(sub.filter);
   }
 
   remove(session: Session, filter: string): void {

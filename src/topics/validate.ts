@@ -69,7 +69,8 @@ export function literalPrefix(filter: string): string {
   const hash = filter.indexOf("#");
   let end = filter.length;
   if (plus >= 0) end = Math.min(end, plus);
-  if (hash >= 0) end = Math.min(end, hash);
+  // "a/#" also matches "a" [MQTT-4.7.1-2]: the separator before "#" is not part of the prefix
+  if (hash >= 0) end = Math.min(end, Math.max(0, hash - 1));
   return filter.slice(0, end);
 }
 
@@ -81,4 +82,19 @@ export function withinTopicLimits(topic: string, maxLength: number, maxLevels: n
     for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f && ++levels > maxLevels) return false;
   }
   return true;
+}
+
+/**
+ * The least string above every string that starts with `prefix` (null when there is none), in
+ * code point order, which is SQLite's byte order of UTF-8: `topic >= prefix AND topic < end`
+ * selects exactly the topics starting with `prefix`, including ones with characters beyond U+FFFF.
+ */
+export function prefixEnd(prefix: string): string | null {
+  const points = Array.from(prefix);
+  while (points.length > 0) {
+    let next = points.pop()!.codePointAt(0)! + 1;
+    if (next >= 0xd800 && next <= 0xdfff) next = 0xe000; // surrogates are not characters
+    if (next <= 0x10ffff) return points.join("") + String.fromCodePoint(next);
+  }
+  return null;
 }

@@ -3,7 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IClientOptions } from "mqtt";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
-import { rawConnect, inspectBroker, closedWithin, record, sleep } from "./raw";
+import { RawClient } from "./raw";
+import { inspectBroker, closedWithin, record, sleep } from "./inspect";
 import { hashPassword } from "../../src/auth/password";
 import { makeKeys, sign, type TestKeys } from "../jwt-helpers";
 import { encode } from "../packets";
@@ -119,8 +120,8 @@ test("a refused client cannot take over a session, leaves no will and no session
 });
 
 test.each([4, 5] as const)("packets sent behind CONNECT wait for the verdict and keep their order (protocol %i)", async (v) => {
-  const c = await rawConnect(broker.url(), v);
-  c.send(
+  const c = await RawClient.open(broker.url(), v);
+  c.sendBytes(
     Uint8Array.from([
       ...encode({ cmd: "connect", protocolId: "MQTT", protocolVersion: v, clientId: `eager-${v}`, clean: true, keepalive: 0, username: "alice", password: Buffer.from("wonderland") }, v),
       ...encode({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `eager/${v}`, qos: 1 }] }, v),
@@ -132,15 +133,15 @@ test.each([4, 5] as const)("packets sent behind CONNECT wait for the verdict and
   for (let i = 0; i < 5; i++) seen.push((await c.next()).cmd);
   // the publish is routed after the subscription existed: our own message comes back
   expect(seen).toEqual(["connack", "suback", "publish", "puback", "pingresp"]);
-  c.close();
+  c.destroy();
 });
 
 test.each([4, 5] as const)("packets behind a refused CONNECT are never processed (protocol %i)", async (v) => {
   const watcher = await connect(broker.url(), { username: "alice", password: "wonderland" });
   await watcher.subscribeAsync("behind/#");
   const leaked = record(watcher);
-  const c = await rawConnect(broker.url(), v);
-  c.send(
+  const c = await RawClient.open(broker.url(), v);
+  c.sendBytes(
     Uint8Array.from([
       ...encode({ cmd: "connect", protocolId: "MQTT", protocolVersion: v, clientId: `refused-${v}`, clean: true, keepalive: 0, username: "alice", password: Buffer.from("nope") }, v),
       ...encode({ cmd: "publish", topic: "behind/x", payload: Buffer.from("sneaky"), qos: 0, retain: true, dup: false }, v),

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
-import { inspectBroker, record, sleep } from "./raw";
+import { inspectBroker, record, sleep } from "./inspect";
 import { hashPassword } from "../../src/auth/password";
 
 let broker: Broker;
@@ -76,10 +76,10 @@ describe("publish rights", () => {
     const listener = await as("root", { protocolVersion: 5 });
     await listener.subscribeAsync("$SYS/#");
     const leaked = record(listener);
-    expect(await publishResult(root, "$SYS/broker/clients", 1)).toBe(protocolVersion === 5 ? 0x87 : "ok");
+    expect(await publishResult(root, "$SYS/spoofed", 1)).toBe(protocolVersion === 5 ? 0x87 : "ok");
     expect(await publishResult(root, "$foo", 1, true)).toBe(protocolVersion === 5 ? 0x87 : "ok");
     await sleep(200);
-    expect(leaked).toEqual([]);
+    expect(leaked.filter((m) => !m.startsWith("$SYS/broker/"))).toEqual([]); // the broker's own $SYS updates aside
     expect((await inspectBroker(broker)).retained.count).toBe(0);
     await end(root, listener);
   });

@@ -2,7 +2,7 @@
 // list crosses from one to another.
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
-import { inspectBroker, record, sleep } from "./raw";
+import { inspectBroker, record, sleep } from "./inspect";
 
 let broker: Broker;
 beforeAll(async () => {

@@ -14,7 +14,8 @@ import fc from "fast-check";
 import type { MqttClient } from "mqtt";
 import type { Packet } from "mqtt-packet";
 import { startBroker, connect, end, type Broker } from "./harness";
-import { rawConnect, inspectBroker, uncaught, sleep, type RawClient } from "./raw";
+import { RawClient } from "./raw";
+import { inspectBroker, uncaught, sleep } from "./inspect";
 import { encode, packet, props, str, u16, u32, type Bytes } from "../packets";
 import { hashPassword } from "../../src/auth/password";
 
@@ -266,17 +267,17 @@ test(`fuzz: ${RUNS} hostile connections, steady traffic alongside`, async () => 
   const stats = { cases: 0, connections: 0, frames: 0, bytes: 0, accepted: 0, serverClosed: 0, alive: 0, disconnects: new Map<number, number>(), closeCodes: new Map<number, number>() };
   /** Sends a case on one socket and judges how the broker ended (or kept) it. */
   async function runOne(client: RawClient, frames: Uint8Array[], v: V): Promise<void> {
-    client.send(frames);
+    for (const f of frames) client.sendBytes(f);
     // a PINGREQ as a marker: an answer (or a close) means the broker has judged everything
-    client.send(encode({ cmd: "pingreq" }, v));
+    client.sendBytes(encode({ cmd: "pingreq" }, v));
     const marker = (async () => {
       for (;;) {
         if (client.packets.some((p) => p.cmd === "pingresp")) return "alive";
         await sleep(5);
       }
     })();
-    const outcome = await Promise.race([client.closed.then((code) => ({ closed: code })), marker, sleep(300).then(() => "silent")]);
-    client.close();
+    const outcome = await Promise.race([client.closeFrame.then((c) => ({ closed: c.code })), marker, sleep(300).then(() => "silent")]);
+    client.destroy();
     const ack = client.packets.find((p) => p.cmd === "connack") as { returnCode?: number; reasonCode?: number } | undefined;
     if (ack && !ack.returnCode && !ack.reasonCode) stats.accepted++;
     if (typeof outcome === "object") {
@@ -300,7 +301,7 @@ test(`fuzz: ${RUNS} hostile connections, steady traffic alongside`, async () => 
       stats.connections += c.twin ? 2 : 1;
       stats.frames += frames.length;
       stats.bytes += frames.reduce((n, f) => n + f.length, 0);
-      const clients = await Promise.all((c.twin ? [1, 2] : [1]).map(() => rawConnect(broker.url(), c.v)));
+      const clients = await Promise.all((c.twin ? [1, 2] : [1]).map(() => RawClient.open(broker.url(), c.v)));
       await Promise.all(clients.map((client) => runOne(client, frames, c.v)));
     }),
     { numRuns: RUNS, endOnFailure: true },

@@ -1,6 +1,8 @@
 // Starts the built worker (dist/index.js) in workerd through Miniflare on a free port, with
 // persistent storage in a temp folder, so tests can restart the runtime on the same state.
-import { Miniflare } from "miniflare";
+// Static assets (the web console) are served as wrangler.toml's [assets] says.
+import { Miniflare, type WorkerOptions } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +12,8 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 export interface Broker {
   port: number;
   url(namespace?: string): string;
+  /** http://127.0.0.1:<port><path>, for the HTTP API and the console */
+  http(path?: string): string;
   mf: Miniflare;
   /** what workerd printed so far (stdout and stderr; still echoed to the console) */
   logs: string[];
@@ -29,7 +33,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startBroker(vars: Record<string, string> = {}): Promise<Broker> {
+export interface BrokerOptions {
+  /**
+   * More Workers in the same runtime, e.g. one that calls the broker through a service binding:
+   * `serviceBindings: { BROKER: { name: BROKER_WORKER, entrypoint: "BrokerService" } }`.
+   */
+  workers?: WorkerOptions[];
+}
+
+/** The broker Worker's name (wrangler.toml `name`), for service bindings of extra workers. */
+export const BROKER_WORKER = "edge-mqtt-broker";
+
+let assetsOptions: WorkerOptions["assets"] | undefined;
+/** wrangler's own reading of wrangler.toml [assets]: the same routing as `wrangler dev` and deploy. */
+function assets(): WorkerOptions["assets"] {
+  return (assetsOptions ??= unstable_getMiniflareWorkerOptions("wrangler.toml").workerOptions.assets);
+}
+
+export async function startBroker(vars: Record<string, string> = {}, extra: BrokerOptions = {}): Promise<Broker> {
   const port = await freePort();
   const persist = mkdtempSync(join(tmpdir(), "mqtt-broker-"));
   const logs: string[] = [];
@@ -42,17 +63,24 @@ export async function startBroker(vars: Record<string, string> = {}): Promise<Br
     host: "127.0.0.1",
     port,
     cf: false,
-    modules: true,
-    scriptPath: "dist/index.js",
-    compatibilityDate: "2026-04-01",
-    compatibilityFlags: ["nodejs_compat"],
-    durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
-    bindings: vars,
     defaultPersistRoot: persist,
     handleRuntimeStdio(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) {
       tee(stdout, process.stdout);
       tee(stderr, process.stderr);
     },
+    workers: [
+      {
+        name: BROKER_WORKER,
+        modules: true,
+        scriptPath: "dist/index.js",
+        compatibilityDate: "2026-04-01",
+        compatibilityFlags: ["nodejs_compat"],
+        durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
+        bindings: vars,
+        assets: assets(),
+      },
+      ...(extra.workers ?? []),
+    ],
   });
   let mf = new Miniflare(options());
   await mf.ready;
@@ -61,6 +89,7 @@ export async function startBroker(vars: Record<string, string> = {}): Promise<Br
     mf,
     logs,
     url: (namespace) => `ws://127.0.0.1:${port}/mqtt${namespace ? `/${namespace}` : ""}`,
+    http: (path = "/") => `http://127.0.0.1:${port}${path}`,
     async restart() {
       await mf.dispose();
       mf = new Miniflare(options());
@@ -122,4 +151,20 @@ export function quietFor(client: MqttClient, ms: number): Promise<string[]> {
 
 export function end(...clients: (MqttClient | undefined)[]): Promise<void[]> {
   return Promise.all(clients.map((c) => (c ? new Promise<void>((r) => c.end(true, {}, () => r())) : Promise.resolve())));
+}
+
+/** The HTTP API token for brokers started with `{ API_TOKEN: TEST_API_TOKEN }`. */
+export const TEST_API_TOKEN = "test-api-token";
+
+/**
+ * Publishes through the HTTP API: the operator's path, and the way to put a message on a `$`
+ * topic other than `$SYS` (MQTT clients may not publish to `$` topics).
+ */
+export async function apiPublish(broker: Broker, namespace: string, message: { topic: string; payload: string; qos?: number; retain?: boolean }): Promise<void> {
+  const res = await fetch(broker.http(`/api/${namespace}/publish`), {
+    method: "POST",
+    headers: { "content-type": "application/json", Authorization: `Bearer ${TEST_API_TOKEN}` },
+    body: JSON.stringify(message),
+  });
+  if (!res.ok) throw new Error(`API publish failed: ${res.status} ${await res.text()}`);
 }

@@ -1,110 +1,157 @@
-// A raw MQTT-over-WebSocket client for hostile-input tests: sends any bytes, records what the
-// broker answers and how the socket closes. Plus a look inside a namespace's broker.
+// A raw MQTT-over-WebSocket client (ws + mqtt-packet) for tests that must control the bytes and
+// the timing exactly: no automatic acknowledgements, no keep-alive pings, no retransmissions.
 import WebSocket from "ws";
-import type { Packet } from "mqtt-packet";
-import type { Broker } from "./harness";
-import type { BrokerSnapshot } from "../../src/broker/inspect";
-import { packetParser } from "../packets";
+import * as mqttPacket from "mqtt-packet";
 
-export interface RawClient {
-  send(bytes: Uint8Array | Uint8Array[]): void;
-  /** server packets so far */
-  packets: Packet[];
-  /** the next server packet (from `packets` or still to come) */
-  next(timeoutMs?: number): Promise<Packet>;
-  /** resolves when the socket has closed: the close code */
-  closed: Promise<number>;
-  isOpen(): boolean;
-  close(): void;
+export type Packet = mqttPacket.Packet;
+
+export interface Closed {
+  code: number;
+  reason: string;
+  /** ms since the socket was opened */
+  at: number;
 }
 
-export function rawConnect(url: string, version: 3 | 4 | 5 = 4, headers: Record<string, string> = {}): Promise<RawClient> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, "mqtt", { headers });
-    const packets: Packet[] = [];
-    let read = 0;
-    let waiting: ((p: Packet) => void) | null = null;
-    const parse = packetParser(version, (p) => {
-      packets.push(p);
-      if (waiting) {
-        const w = waiting;
-        waiting = null;
-        read++;
-        w(p);
-      }
+export class RawClient {
+  readonly packets: Packet[] = [];
+  readonly closed: Promise<Closed>;
+  /**
+   * The broker's close frame (or the close, whichever comes first). workerd may hold the TCP
+   * connection open for a while after the close handshake of a socket that never sent a message,
+   * so "the broker closed it" is best measured here.
+   */
+  readonly closeFrame: Promise<Closed>;
+  isClosed = false;
+  readonly openedAt = Date.now();
+  private readonly parser: mqttPacket.Parser;
+  private waiters: (() => void)[] = [];
+
+  private constructor(
+    readonly ws: WebSocket,
+    public version: 3 | 4 | 5,
+  ) {
+    this.parser = mqttPacket.parser({ protocolVersion: version });
+    this.parser.on("packet", (p: Packet) => {
+      this.packets.push(p);
+      this.wake();
     });
-    let open = false;
-    let closingByUs = false;
-    // The server's close frame counts as closed: workerd (locally) may keep the TCP connection
-    // half-open after a close sent from an alarm, leaving the client in CLOSING for a while.
-    const closed = new Promise<number>((r) => {
-      ws.on("close", (code) => r(code));
-      const poll = setInterval(() => {
-        if (ws.readyState === WebSocket.CLOSED) clearInterval(poll);
-        else if (ws.readyState === WebSocket.CLOSING && !closingByUs) {
-          clearInterval(poll);
-          r((ws as unknown as { _closeCode: number })._closeCode);
-          ws.terminate();
-        }
-      }, 10);
-    });
-    ws.on("message", (data: Buffer) => parse(new Uint8Array(data)));
-    ws.on("error", (e) => {
-      if (!open) reject(e);
-    });
-    ws.on("open", () => {
-      open = true;
-      resolve({
-        packets,
-        closed,
-        send(bytes) {
-          for (const b of Array.isArray(bytes) ? bytes : [bytes]) if (ws.readyState === WebSocket.OPEN) ws.send(b);
-        },
-        next(timeoutMs = 3000) {
-          if (read < packets.length) return Promise.resolve(packets[read++]!);
-          return new Promise((res, rej) => {
-            const timer = setTimeout(() => {
-              waiting = null;
-              rej(new Error(`no packet within ${timeoutMs} ms (got ${packets.map((p) => p.cmd).join(",")})`));
-            }, timeoutMs);
-            waiting = (p) => {
-              clearTimeout(timer);
-              res(p);
-            };
-          });
-        },
-        isOpen: () => ws.readyState === WebSocket.OPEN,
-        close: () => {
-          closingByUs = true;
-          ws.terminate();
-        },
+    this.parser.on("error", (e: Error) => this.packets.push({ cmd: "error", message: e.message } as unknown as Packet));
+    ws.on("message", (data: Buffer) => this.parser.parse(data));
+    this.closed = new Promise((resolve) => {
+      ws.on("close", (code, reason) => {
+        this.isClosed = true;
+        resolve({ code, reason: reason.toString(), at: Date.now() - this.openedAt });
+        this.wake();
       });
     });
-  });
-}
+    this.closeFrame = new Promise((resolve) => {
+      void this.closed.then(resolve);
+      // ws's receiver reports a close frame as "conclude" (internal, ws 8.x)
+      ws.once("open", () => {
+        const receiver = (ws as unknown as { _receiver?: { once(e: string, f: (code: number, reason: Buffer) => void): void } })._receiver;
+        receiver?.once("conclude", (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() - this.openedAt }));
+      });
+    });
+  }
 
-/** Resolves with the close code, or "open" if the socket is still open after `ms`. */
-export function closedWithin(c: RawClient, ms: number): Promise<number | "open"> {
-  return Promise.race([c.closed, new Promise<"open">((r) => setTimeout(() => r("open"), ms))]);
-}
+  /** Opens a WebSocket to `url` offering `protocols`, resolves once it is open. */
+  static open(url: string, version: 3 | 4 | 5 = 4, protocols: string | string[] = "mqtt"): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, protocols);
+      const client = new RawClient(ws, version);
+      ws.once("open", () => resolve(client));
+      ws.once("error", reject);
+    });
+  }
 
-/** The namespace's broker state and its consistency problems (Durable Object RPC). */
-export async function inspectBroker(broker: Broker, namespace = "default"): Promise<BrokerSnapshot> {
-  const ns = await broker.mf.getDurableObjectNamespace("BROKER");
-  const stub = ns.get(ns.idFromName(namespace)) as unknown as { inspect(): Promise<BrokerSnapshot> };
-  return JSON.parse(JSON.stringify(await stub.inspect())) as BrokerSnapshot;
-}
+  /** Opens a socket and completes CONNECT/CONNACK; rejects unless the CONNACK accepts. */
+  static async connect(url: string, connect: Partial<mqttPacket.IConnectPacket> = {}): Promise<RawClient> {
+    const version = (connect.protocolVersion ?? 4) as 3 | 4 | 5;
+    const client = await RawClient.open(url, version);
+    const connack = await client.connect(connect);
+    const code = (connack as mqttPacket.IConnackPacket).reasonCode ?? (connack as mqttPacket.IConnackPacket).returnCode;
+    if (code !== 0) throw new Error(`CONNECT refused: ${code}`);
+    return client;
+  }
 
-/** workerd log lines that mean an exception escaped to the runtime. */
-export function uncaught(broker: Broker): string[] {
-  return broker.logs.join("").split("\n").filter((l) => /Uncaught|internal error/i.test(l));
-}
+  /** Sends CONNECT (clean, keep-alive 0 unless given) and returns the CONNACK. */
+  async connect(connect: Partial<mqttPacket.IConnectPacket> = {}): Promise<Packet> {
+    this.send({
+      cmd: "connect",
+      protocolId: this.version === 3 ? "MQIsdp" : "MQTT",
+      protocolVersion: this.version,
+      clientId: `raw-${Math.random().toString(16).slice(2)}`,
+      clean: true,
+      keepalive: 0,
+      ...connect,
+    } as mqttPacket.IConnectPacket);
+    return this.next("connack");
+  }
 
-/** Records every message a client receives from now on, as "topic=payload". */
-export function record(client: { on(e: "message", f: (t: string, p: Buffer) => void): unknown }): string[] {
-  const got: string[] = [];
-  client.on("message", (topic: string, payload: Buffer) => got.push(`${topic}=${payload.toString()}`));
-  return got;
-}
+  send(packet: Packet): void {
+    this.ws.send(mqttPacket.generate(packet, { protocolVersion: this.version }));
+  }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  sendBytes(bytes: Uint8Array | string): void {
+    this.ws.send(bytes);
+  }
+
+  /** Encodes a packet without sending it. */
+  encode(packet: Packet): Buffer {
+    return mqttPacket.generate(packet, { protocolVersion: this.version });
+  }
+
+  /**
+   * The next received packet (optionally of one type; other packets before it are skipped).
+   * Rejects when the socket closes or after `timeoutMs`.
+   */
+  async next<C extends Packet["cmd"]>(cmd?: C, timeoutMs = 5000): Promise<Extract<Packet, { cmd: C }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      while (this.packets.length > 0) {
+        const p = this.packets.shift()!;
+        if ((p.cmd as string) === "error") throw new Error(`unparsable bytes from the broker: ${(p as unknown as { message: string }).message}`);
+        if (!cmd || p.cmd === cmd) return p as Extract<Packet, { cmd: C }>;
+      }
+      if (this.isClosed) throw new Error(`socket closed while waiting for ${cmd ?? "a packet"}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${cmd ?? "a packet"}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** The packets received within `ms` (to show that nothing arrives). */
+  async quietFor(ms: number): Promise<Packet[]> {
+    await new Promise((r) => setTimeout(r, ms));
+    return this.packets.splice(0);
+  }
+
+  /** Resolves with the close, or rejects if the socket is still open after `timeoutMs`. */
+  closedWithin(timeoutMs: number): Promise<Closed> {
+    return Promise.race([
+      this.closed,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`socket still open after ${timeoutMs} ms`)), timeoutMs)),
+    ]);
+  }
+
+  /** Drops the TCP connection without a close handshake (the broker sees 1006). */
+  destroy(): void {
+    this.ws.terminate();
+  }
+
+  close(): void {
+    if (!this.isClosed) this.ws.close();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}

@@ -88,6 +88,10 @@ describe.each([4, 5] as const)("after CONNECT, protocol %i", (v) => {
     ["CONNACK from a client", packet(0x20, [0, 0]), PROTOCOL],
     ["reserved packet type 0", packet(0x00), MALFORMED],
     ["remaining length of 5 bytes", Uint8Array.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x7f]), MALFORMED],
+    // judged on the first byte, without waiting for a length that may never come
+    ["HTTP text (\"GE\": PUBACK with flags 7)", Uint8Array.from([0x47, 0x45]), MALFORMED],
+    ["0xDE: PINGRESP from a client, length incomplete", Uint8Array.from([0xde, 0xad]), PROTOCOL],
+    ["PUBLISH QoS 3, nothing else yet", Uint8Array.from([0x36]), MALFORMED],
     ["remaining length not minimal", Uint8Array.from([0xc0, 0x80, 0x00]), MALFORMED],
     ["over the maximum packet size", packet(0x30, str("a"), noProps, new Array(2000).fill(0)), TOO_LARGE],
     ["announced over the maximum before it arrives", Uint8Array.from([0x30, ...vbi(100_000), 0, 1]), TOO_LARGE],

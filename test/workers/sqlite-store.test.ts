@@ -5,6 +5,7 @@ import { expect, test } from "vitest";
 import { Buffer } from "node:buffer";
 import { SqliteStore } from "../../src/storage/sqlite-store";
 import { DeliveryState } from "../../src/storage/store";
+import { MIGRATIONS } from "../../src/storage/schema";
 import type { Message } from "../../src/session/message";
 
 function withStore(name: string, fn: (store: SqliteStore, sql: SqlStorage) => void): Promise<void> {
@@ -17,7 +18,7 @@ const message = (topic: string, payload: string): Message => ({ topic, payload: 
 test("migrations are idempotent and recorded", async () => {
   await withStore("store-migrate", (_store, sql) => {
     new SqliteStore(sql); // a second open applies nothing twice
-    expect(sql.exec("SELECT value FROM meta WHERE key = 'schema_version'").one().value).toBe("2");
+    expect(sql.exec("SELECT value FROM meta WHERE key = 'schema_version'").one().value).toBe(String(MIGRATIONS.length));
   });
 });
 
@@ -81,5 +82,15 @@ test("retained messages: replace, prefix lookup, delete", async () => {
     expect(store.countRetained()).toBe(2);
     store.deleteRetained("home/a");
     expect(store.countRetained()).toBe(1);
+  });
+});
+
+test("a delivery keeps its MQTT 5 subscription identifiers, queued and in flight", async () => {
+  await withStore("store-sub-ids", (store) => {
+    store.addDelivery("c", message("t", "two ids"), 1, false, DeliveryState.Queued, null, [7, 268435455]);
+    store.addDelivery("c", message("t", "none"), 1, false, DeliveryState.Queued, null);
+    store.addDelivery("c", message("t", "sent"), 1, false, DeliveryState.Sent, 3, [1]);
+    expect(store.nextQueued("c", 10).map((r) => r.subIds)).toEqual([[7, 268435455], null]);
+    expect(store.loadInflight().map((r) => r.subIds)).toEqual([[1]]);
   });
 });

@@ -1,0 +1,129 @@
+// The HTTP API under /api/<namespace>/...: bearer auth, routing, validation, JSON in and out.
+// Every failure is a JSON `{ "error": "..." }`; bad input is a 4xx, never a 500.
+import { Buffer } from "node:buffer";
+import type { Env } from "../broker/namespace-do";
+import type { RetainedMessage } from "../broker/admin";
+import type { PublishProperties } from "../protocol/codec";
+import { loadConfig } from "../config";
+import { authorize } from "./auth";
+import { InputError, clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
+
+const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats)(?:\/(.*))?$/;
+const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "DELETE", stats: "GET" };
+
+export async function handleApi(request: Request, env: Env): Promise<Response> {
+  try {
+    const auth = await authorize(request, env.API_TOKEN);
+    if (auth === "disabled") return error(403, "the HTTP API is off: set the API_TOKEN secret to enable it");
+    if (auth === "unauthorized") {
+      return error(401, "missing or wrong token: send Authorization: Bearer <API_TOKEN>", { "WWW-Authenticate": "Bearer" });
+    }
+    return await route(request, env);
+  } catch (err) {
+    if (err instanceof InputError) return error(err.status, err.message);
+    console.error(`[api] ${request.method} ${new URL(request.url).pathname}: ${(err as Error)?.stack ?? String(err)}`);
+    return error(500, "internal error");
+  }
+}
+
+async function route(request: Request, env: Env): Promise<Response> {
+  const url = new URL(request.url);
+  const m = ROUTE.exec(url.pathname);
+  if (!m) return error(404, "no such API path: use /api/<namespace>/publish, /retained, /clients, /clients/<id> or /stats");
+  const namespace = namespaceOf(m[1]);
+  const resource = m[2]!;
+  const rest = m[3];
+  const broker = env.BROKER.get(env.BROKER.idFromName(namespace));
+  const method = request.method;
+  const query = url.searchParams;
+
+  if (rest !== undefined && (resource !== "clients" || rest === "")) return error(404, `no such API path: ${url.pathname}`);
+  const path = rest === undefined ? resource : `${resource}/<id>`;
+  switch (`${method} ${path}`) {
+    case "POST publish": {
+      const max = loadConfig(env).MAX_PACKET_SIZE;
+      const msg = publishOf(await jsonBody(request, max), max);
+      return json(200, { matched: await broker.publish(msg) });
+    }
+    case "GET retained": {
+      const filter = filterOf(query.get("filter"));
+      const limit = integerOf(query.get("limit"), "limit", 1, 10000, 1000);
+      const { messages, truncated } = await broker.retained(filter, limit);
+      return json(200, { filter, messages: messages.map(retainedJson), truncated });
+    }
+    case "DELETE retained": {
+      const topic = topicOf(query.get("topic") ?? undefined);
+      return json(200, { topic, deleted: await broker.deleteRetained(topic) });
+    }
+    case "GET clients":
+      return json(200, { clients: await broker.clients() });
+    case "DELETE clients/<id>": {
+      const clientId = clientIdOf(decode(rest!));
+      if (!(await broker.disconnect(clientId))) return error(404, `client "${clientId}" is not connected`);
+      return json(200, { disconnected: clientId });
+    }
+    case "GET stats":
+      return json(200, { namespace, ...(await broker.stats()) });
+    default: {
+      const allow = ALLOWED[path]!;
+      return error(405, `use ${allow} for ${url.pathname}`, { Allow: allow });
+    }
+  }
+}
+
+/** The request body as JSON, refusing bodies far larger than the largest payload could need. */
+async function jsonBody(request: Request, maxPayload: number): Promise<unknown> {
+  const limit = Math.ceil(maxPayload / 3) * 4 + 256 * 1024; // base64 of the payload plus room for properties
+  const declared = Number(request.headers.get("Content-Length") ?? "0");
+  if (declared > limit) throw new InputError(`request body exceeds ${limit} bytes`, 413);
+  const text = await request.text();
+  if (text.length > limit) throw new InputError(`request body exceeds ${limit} bytes`, 413);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InputError("the request body must be JSON");
+  }
+}
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new InputError("malformed percent-encoding in the client id");
+  }
+}
+
+/** Binary as JSON: the text when it is UTF-8, and always base64 (the same names a publish accepts). */
+function bytesJson(name: string, bytes: Uint8Array): Record<string, string> {
+  const out: Record<string, string> = {};
+  try {
+    out[name] = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    // not text: base64 only
+  }
+  out[`${name}Base64`] = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+  return out;
+}
+
+function retainedJson(m: RetainedMessage): Record<string, unknown> {
+  const out: Record<string, unknown> = { topic: m.topic, qos: m.qos, ...bytesJson("payload", m.payload) };
+  if (m.properties) out.properties = propertiesJson(m.properties);
+  if (m.expiresAt !== undefined) out.expiresAt = m.expiresAt;
+  return out;
+}
+
+function propertiesJson(p: PublishProperties): Record<string, unknown> {
+  const { correlationData, ...rest } = p;
+  return correlationData ? { ...rest, ...bytesJson("correlationData", correlationData) } : rest;
+}
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body) + "\n", {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
+  });
+}
+
+function error(status: number, message: string, headers: Record<string, string> = {}): Response {
+  return json(status, { error: message }, headers);
+}

@@ -1,0 +1,60 @@
+// Typed RPC for other Workers through a service binding:
+//   services = [{ binding = "BROKER", service = "edge-mqtt-broker", entrypoint = "BrokerService" }]
+//   await env.BROKER.publish("default", { topic: "a/b", payload: "hi", qos: 1 })
+// Same validation and semantics as the HTTP API; no token, since only Workers the account owner
+// binds can call it. Invalid input rejects with an Error whose message says what is wrong.
+import { WorkerEntrypoint } from "cloudflare:workers";
+import type { Env } from "../broker/namespace-do";
+import type { ClientInfo, NamespaceStats, RetainedMessage } from "../broker/admin";
+import type { PublishProperties, QoS } from "../protocol/codec";
+import { loadConfig } from "../config";
+import { clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
+
+/** A message to publish. `payload`: text (UTF-8) or bytes; or `payloadBase64`. */
+export interface PublishRequest {
+  topic: string;
+  payload?: string | Uint8Array | ArrayBuffer;
+  payloadBase64?: string;
+  qos?: QoS;
+  retain?: boolean;
+  /** MQTT 5 publish properties (MQTT.js names); correlationData may be text or bytes */
+  properties?: Omit<PublishProperties, "topicAlias" | "subscriptionIdentifier" | "correlationData"> & {
+    correlationData?: string | Uint8Array | ArrayBuffer;
+    correlationDataBase64?: string;
+  };
+}
+
+export class BrokerService extends WorkerEntrypoint<Env> {
+  /** Publishes like an MQTT client would; `matched` is how many subscribers' sessions matched. */
+  async publish(namespace: string, message: PublishRequest): Promise<{ matched: number }> {
+    const max = loadConfig(this.env).MAX_PACKET_SIZE;
+    const msg = publishOf(message, max);
+    return { matched: await this.broker(namespace).publish(msg) };
+  }
+
+  async retained(namespace: string, filter = "#", limit = 1000): Promise<{ messages: RetainedMessage[]; truncated: boolean }> {
+    return this.broker(namespace).retained(filterOf(filter), integerOf(limit, "limit", 1, 10000, 1000));
+  }
+
+  /** Removes a retained message (publishing nothing); false when there was none. */
+  async deleteRetained(namespace: string, topic: string): Promise<boolean> {
+    return this.broker(namespace).deleteRetained(topicOf(topic));
+  }
+
+  async clients(namespace: string): Promise<ClientInfo[]> {
+    return this.broker(namespace).clients();
+  }
+
+  /** Ends a client's connection (its will is published); false when it is not connected. */
+  async disconnect(namespace: string, clientId: string): Promise<boolean> {
+    return this.broker(namespace).disconnect(clientIdOf(clientId));
+  }
+
+  async stats(namespace: string): Promise<NamespaceStats> {
+    return this.broker(namespace).stats();
+  }
+
+  private broker(namespace: string) {
+    return this.env.BROKER.get(this.env.BROKER.idFromName(namespaceOf(namespace)));
+  }
+}

@@ -1,0 +1,151 @@
+// What the HTTP API and the RPC entry point can do to one namespace, over the pure broker core.
+// Inputs are validated before they get here (src/api/input.ts); results are plain data that
+// survive Durable Object RPC (structured clone).
+import type { BrokerCore } from "./core";
+import type { Message } from "../session/message";
+import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
+import { asBuffer } from "../protocol/codec";
+import { ProtocolError } from "../protocol/errors";
+import { RC } from "../protocol/reason-codes";
+import { literalPrefix, topicMatches } from "../topics/validate";
+
+/** A message from outside MQTT; the payload may arrive as a plain Uint8Array (RPC drops Buffer). */
+export interface ExternalMessage {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties?: PublishProperties;
+}
+
+export interface ClientInfo {
+  clientId: string;
+  /** presence: a connection holds the session now, or the session waits offline */
+  status: "online" | "offline";
+  protocolVersion: ProtocolVersion;
+  /** online: when the connection opened and last sent a packet (ms) */
+  connectedAt?: number;
+  lastSeen?: number;
+  keepalive?: number;
+  /** session expiry interval in seconds (0: ends with the connection) */
+  sessionExpiry: number;
+  /** offline: when the session expires (ms; absent: never) */
+  expiresAt?: number;
+  subscriptions: { filter: string; qos: QoS }[];
+  /** messages waiting for the client, sent but unacknowledged, and refused because the queue was full */
+  queued: number;
+  inflight: number;
+  dropped: number;
+  hasWill: boolean;
+}
+
+export interface NamespaceStats {
+  /** sample time (ms): rates are differences of two samples over their time difference */
+  time: number;
+  /** seconds since the object started (counters count from then) */
+  uptime: number;
+  clients: { connected: number; total: number };
+  subscriptions: number;
+  retained: number;
+  messages: { received: number; sent: number };
+  bytes: { received: number; sent: number };
+}
+
+export interface RetainedMessage {
+  topic: string;
+  qos: QoS;
+  payload: Uint8Array;
+  properties?: PublishProperties;
+  /** ms, from the Message Expiry Interval */
+  expiresAt?: number;
+}
+
+/** Routes a message exactly like an MQTT PUBLISH; returns how many sessions matched. */
+export function publishExternal(core: BrokerCore, m: ExternalMessage): number {
+  const msg: Message = { topic: m.topic, payload: asBuffer(m.payload), qos: m.qos, retain: m.retain };
+  if (m.properties) {
+    const properties = { ...m.properties };
+    // mqtt-packet and the store recognise binary properties as Buffers
+    if (properties.correlationData) properties.correlationData = asBuffer(properties.correlationData);
+    msg.properties = properties;
+    if (properties.messageExpiryInterval !== undefined) msg.expiresAt = core.now() + properties.messageExpiryInterval * 1000;
+  }
+  return core.publish(msg);
+}
+
+export function listClients(core: BrokerCore): ClientInfo[] {
+  const out: ClientInfo[] = [];
+  for (const s of core.sessions.values()) {
+    const info: ClientInfo = {
+      clientId: s.clientId,
+      status: s.conn ? "online" : "offline",
+      protocolVersion: s.version,
+      sessionExpiry: s.expiryInterval,
+      subscriptions: [...s.subscriptions.values()].map((sub) => ({ filter: sub.filter, qos: sub.qos })),
+      queued: s.queuedCount,
+      inflight: s.inflight.size,
+      dropped: s.dropped,
+      hasWill: s.will !== null,
+    };
+    if (s.conn) {
+      info.connectedAt = s.conn.openedAt;
+      info.lastSeen = s.conn.lastSeen;
+      info.keepalive = s.conn.keepalive;
+    } else if (s.expiresAt !== null) {
+      info.expiresAt = s.expiresAt;
+    }
+    out.push(info);
+  }
+  return out.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
+}
+
+/** Retained messages matching `filter`, at most `limit` of them, in topic order. */
+export function listRetained(core: BrokerCore, filter: string, limit: number): { messages: RetainedMessage[]; truncated: boolean } {
+  const now = core.now();
+  const messages: RetainedMessage[] = [];
+  const rows = core.store.retainedWithPrefix(literalPrefix(filter)).sort((a, b) => (a.topic < b.topic ? -1 : 1));
+  for (const msg of rows) {
+    if (!topicMatches(filter, msg.topic)) continue;
+    if (msg.expiresAt !== undefined && msg.expiresAt <= now) continue;
+    if (messages.length === limit) return { messages, truncated: true };
+    const r: RetainedMessage = { topic: msg.topic, qos: msg.qos, payload: msg.payload };
+    if (msg.properties) r.properties = msg.properties;
+    if (msg.expiresAt !== undefined) r.expiresAt = msg.expiresAt;
+    messages.push(r);
+  }
+  return { messages, truncated: false };
+}
+
+/** Removes a retained message without publishing anything; returns whether there was one. */
+export function deleteRetained(core: BrokerCore, topic: string): boolean {
+  const before = core.store.countRetained();
+  core.store.deleteRetained(topic);
+  return core.store.countRetained() < before;
+}
+
+/**
+ * Ends a client's connection like a server-side failure would: MQTT 5 clients get DISCONNECT
+ * 0x98 (administrative action), and the will is published. Returns false when not connected.
+ */
+export function disconnectClient(core: BrokerCore, clientId: string): boolean {
+  const conn = core.sessions.get(clientId)?.conn;
+  if (!conn) return false;
+  core.fail(conn, new ProtocolError(RC.ADMINISTRATIVE_ACTION, "disconnected by an administrator"));
+  return true;
+}
+
+export function namespaceStats(core: BrokerCore): NamespaceStats {
+  const now = core.now();
+  const c = core.counters;
+  let connected = 0;
+  for (const s of core.sessions.values()) if (s.conn) connected++;
+  return {
+    time: now,
+    uptime: Math.floor((now - c.startedAt) / 1000),
+    clients: { connected, total: core.sessions.size },
+    subscriptions: core.router.subscriptionCount,
+    retained: core.store.countRetained(),
+    messages: { received: c.messagesReceived, sent: c.messagesSent },
+    bytes: { received: c.bytesReceived, sent: c.bytesSent },
+  };
+}

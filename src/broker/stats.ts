@@ -1,0 +1,111 @@
+// Traffic counters for the stats API and `$SYS/broker/...`, and the `$SYS` publisher.
+// Counters are plain integers in memory: the hot path pays an increment, never a storage write or
+// an allocation. They count since the object last started (it is evicted when idle), like a
+// broker process's counters count since it started.
+import type { BrokerCore } from "./core";
+import type { Message } from "../session/message";
+import type { Session } from "../session/session";
+import { deliver } from "../session/delivery";
+import { parseSharedFilter } from "../topics/validate";
+import { namespaceStats, type NamespaceStats } from "./admin";
+
+export class Counters {
+  /** application messages published into the broker: client PUBLISH, wills, HTTP API, RPC */
+  messagesReceived = 0;
+  /** PUBLISH packets sent to clients */
+  messagesSent = 0;
+  /** WebSocket payload bytes, both directions */
+  bytesReceived = 0;
+  bytesSent = 0;
+
+  constructor(readonly startedAt: number) {}
+}
+
+/** `$SYS` and `$SYS/...`: reserved for the broker, clients may not publish there. */
+export function isSysTopic(topic: string): boolean {
+  return topic.charCodeAt(0) === 0x24 /* $ */ && (topic === "$SYS" || topic.startsWith("$SYS/"));
+}
+
+/**
+ * Whether a subscription filter (maybe `$share/<group>/...`) can match `$SYS` topics: only one
+ * whose first level is `$SYS`, since a leading wildcard never matches a `$` topic [MQTT-4.7.2-1].
+ */
+export function isSysFilter(filter: string): boolean {
+  const shared = parseSharedFilter(filter);
+  if (shared === "invalid") return false;
+  return isSysTopic(shared ? shared.filter : filter);
+}
+
+/** The `$SYS/broker/...` topics, with Mosquitto's names so existing dashboards understand them. */
+export function sysValues(stats: NamespaceStats): [topic: string, value: string][] {
+  return [
+    ["$SYS/broker/uptime", `${stats.uptime} seconds`],
+    ["$SYS/broker/clients/connected", String(stats.clients.connected)],
+    ["$SYS/broker/clients/total", String(stats.clients.total)],
+    ["$SYS/broker/subscriptions/count", String(stats.subscriptions)],
+    ["$SYS/broker/retained messages/count", String(stats.retained)],
+    ["$SYS/broker/messages/received", String(stats.messages.received)],
+    ["$SYS/broker/messages/sent", String(stats.messages.sent)],
+    ["$SYS/broker/bytes/received", String(stats.bytes.received)],
+    ["$SYS/broker/bytes/sent", String(stats.bytes.sent)],
+  ];
+}
+
+/**
+ * Publishes the `$SYS` topics every SYS_INTERVAL seconds while a connected client subscribes to
+ * them, on the object's alarm (a timer would not survive hibernation). Nobody listening costs
+ * nothing: the publisher stops, and only a new `$SYS` subscription or a returning session
+ * holding one starts it again.
+ */
+export class SysPublisher {
+  /** next due time (ms); null while stopped */
+  private nextAt: number | null = null;
+  private readonly encoder = new TextEncoder();
+
+  constructor(private readonly core: BrokerCore) {}
+
+  get running(): boolean {
+    return this.nextAt !== null;
+  }
+
+  /** A subscription was added (SUBSCRIBE, or restored after a wake). */
+  filterAdded(filter: string): void {
+    if (this.nextAt === null && isSysFilter(filter)) this.start();
+  }
+
+  /** A session got a connection: one that kept `$SYS` subscriptions while offline restarts us. */
+  sessionConnected(session: Session): void {
+    if (this.nextAt !== null) return;
+    for (const filter of session.subscriptions.keys()) this.filterAdded(filter);
+  }
+
+  /** Publish at once (on the next alarm, so after the SUBACK), then periodically. */
+  private start(): void {
+    if (this.core.config.SYS_INTERVAL <= 0) return;
+    this.nextAt = this.core.now();
+    this.core.wakeAt(this.nextAt);
+  }
+
+  /** Called on every alarm: publishes when due. Returns when to be woken next, null when stopped. */
+  tick(now: number): number | null {
+    if (this.nextAt === null || now < this.nextAt) return this.nextAt;
+    this.nextAt = this.publish() ? now + this.core.config.SYS_INTERVAL * 1000 : null;
+    return this.nextAt;
+  }
+
+  /** Routes one round of values like any message (never stored, not counted as received). Returns whether a connected client got one. */
+  private publish(): boolean {
+    const core = this.core;
+    let listened = false;
+    for (const [topic, value] of sysValues(namespaceStats(core))) {
+      const msg: Message = { topic, payload: this.encoder.encode(value), qos: 0, retain: false };
+      const targets = core.router.match(msg);
+      for (let i = 0; i < targets.length; i++) {
+        const s = targets[i]!;
+        if (s.conn) listened = true;
+        deliver(core, s, msg, s.matchQos, s.matchRetain, s.matchSubIds, s.matchGroup);
+      }
+    }
+    return listened;
+  }
+}

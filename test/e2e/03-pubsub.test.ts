@@ -1,0 +1,266 @@
+// Publish/subscribe: QoS in both directions, wildcards, the $ rule, overlapping subscriptions,
+// SUBACK/UNSUBACK codes, and topic names that close the connection.
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { IDisconnectPacket, IPublishPacket, MqttClient } from "mqtt";
+import type { ISubackPacket, IUnsubackPacket } from "mqtt-packet";
+import { startBroker, connect, collect, quietFor, end, apiPublish, TEST_API_TOKEN, type Broker } from "./harness";
+import { RawClient } from "./raw";
+
+let broker: Broker;
+beforeAll(async () => {
+  broker = await startBroker({ API_TOKEN: TEST_API_TOKEN });
+});
+afterAll(() => broker.close());
+
+const VERSIONS = [4, 5] as const;
+let seq = 0;
+/** A fresh topic prefix per test, so tests sharing the broker never see each other's messages. */
+const fresh = (name: string) => `t${++seq}-${name}`;
+
+const closedPromise = (c: MqttClient) => new Promise<void>((r) => c.once("close", () => r()));
+
+describe.each(VERSIONS)("protocol %i", (protocolVersion) => {
+  test("every QoS pair: delivered once at min(published QoS, granted QoS) [MQTT-3.8.4-8]", async () => {
+    const root = fresh("qos");
+    const subs = await Promise.all([0, 1, 2].map(() => connect(broker.url(), { protocolVersion })));
+    const granted = await Promise.all(subs.map((s, q) => s.subscribeAsync(`${root}/#`, { qos: q as 0 | 1 | 2 })));
+    expect(granted.map((g) => g[0]!.qos)).toEqual([0, 1, 2]);
+    const pub = await connect(broker.url(), { protocolVersion });
+    const got = subs.map((s) => collect(s, 3));
+    for (const q of [0, 1, 2] as const) await pub.publishAsync(`${root}/p${q}`, `m${q}`, { qos: q });
+    const received = (await Promise.all(got)).map((msgs) => msgs.map((m) => `${m.payload}@${m.packet.qos}`));
+    expect(received).toEqual([
+      ["m0@0", "m1@0", "m2@0"], // granted 0
+      ["m0@0", "m1@1", "m2@1"], // granted 1
+      ["m0@0", "m1@1", "m2@2"], // granted 2
+    ]);
+    expect(await Promise.all(subs.map((s) => quietFor(s, 300)))).toEqual([[], [], []]); // and nothing twice
+    await end(pub, ...subs);
+  });
+
+  test("messages keep their order and their bytes, including a large binary payload", async () => {
+    const topic = fresh("order");
+    const sub = await connect(broker.url(), { protocolVersion });
+    await sub.subscribeAsync(topic, { qos: 1 });
+    const pub = await connect(broker.url(), { protocolVersion });
+    const big = Buffer.alloc(200 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+    const got = collect(sub, 21);
+    for (let i = 0; i < 20; i++) pub.publish(topic, `n${i}`, { qos: (i % 2) as 0 | 1 });
+    await pub.publishAsync(topic, big, { qos: 1 });
+    const msgs = await got;
+    expect(msgs.slice(0, 20).map((m) => m.payload)).toEqual(Array.from({ length: 20 }, (_, i) => `n${i}`));
+    expect(Buffer.compare(msgs[20]!.packet.payload as Buffer, big)).toBe(0);
+    await end(pub, sub);
+  });
+
+  test("wildcards: + is one level (empty allowed), # is the rest and the parent [MQTT-4.7.1-2, 4.7.1-3]", async () => {
+    const r = fresh("wild");
+    const plus = await connect(broker.url(), { protocolVersion });
+    const hash = await connect(broker.url(), { protocolVersion });
+    const plusPlus = await connect(broker.url(), { protocolVersion });
+    await plus.subscribeAsync(`${r}/+/c`);
+    await hash.subscribeAsync(`${r}/a/#`);
+    await plusPlus.subscribeAsync("+/+");
+    const pub = await connect(broker.url(), { protocolVersion });
+    const gotPlus = quietFor(plus, 800);
+    const gotHash = quietFor(hash, 800);
+    const gotPlusPlus = quietFor(plusPlus, 800);
+    for (const t of [`${r}/a/c`, `${r}//c`, `${r}/a/b/c`, `${r}/a`, `${r}/a/`, `${r}/x/c/d`, `/${r}`]) await pub.publishAsync(t, "m", { qos: 1 });
+    expect(await gotPlus).toEqual([`${r}/a/c=m`, `${r}//c=m`]);
+    expect(await gotHash).toEqual([`${r}/a/c=m`, `${r}/a/b/c=m`, `${r}/a=m`, `${r}/a/=m`]);
+    expect(await gotPlusPlus).toEqual([`${r}/a=m`, `/${r}=m`]);
+    await end(plus, hash, plusPlus, pub);
+  });
+
+  test("$ topics are not matched by # or +/... but by $-filters [MQTT-4.7.2-1]", async () => {
+    const wild = await connect(broker.url(), { protocolVersion });
+    const plusLevel = await connect(broker.url(), { protocolVersion });
+    const dollar = await connect(broker.url(), { protocolVersion });
+    await wild.subscribeAsync("#");
+    await plusLevel.subscribeAsync("+/dollar-test");
+    await dollar.subscribeAsync("$test/#");
+    const quietWild = quietFor(wild, 800);
+    const quietPlus = quietFor(plusLevel, 800);
+    const got = collect(dollar, 1);
+    // MQTT clients may not publish to `$` topics (README "Authentication, ACLs and limits"): the operator's API can
+    await apiPublish(broker, "default", { topic: "$test/dollar-test", payload: "d", qos: 1 });
+    expect((await got)[0]!.topic).toBe("$test/dollar-test");
+    expect((await quietWild).filter((m) => m.startsWith("$"))).toEqual([]);
+    expect(await quietPlus).toEqual([]);
+    await end(wild, plusLevel, dollar);
+  });
+
+  test("overlapping subscriptions of one client deliver one copy at the highest QoS [MQTT-3.3.5-1]", async () => {
+    const r = fresh("overlap");
+    const sub = await connect(broker.url(), { protocolVersion });
+    await sub.subscribeAsync({ [`${r}/#`]: { qos: 0 }, [`${r}/+`]: { qos: 2 }, [`${r}/x`]: { qos: 1 } });
+    const pub = await connect(broker.url(), { protocolVersion });
+    const got = quietFor(sub, 800);
+    const packets: IPublishPacket[] = [];
+    sub.on("message", (_t, _p, packet) => packets.push(packet));
+    await pub.publishAsync(`${r}/x`, "one", { qos: 2 });
+    await pub.publishAsync(`${r}/x`, "two", { qos: 1 });
+    expect(await got).toEqual([`${r}/x=one`, `${r}/x=two`]);
+    expect(packets.map((p) => p.qos)).toEqual([2, 1]);
+    await end(sub, pub);
+  });
+
+  test("a publisher receives its own message when subscribed (no No Local unless asked)", async () => {
+    const topic = fresh("self");
+    const c = await connect(broker.url(), { protocolVersion });
+    await c.subscribeAsync(topic, { qos: 1 });
+    const got = collect(c, 1);
+    await c.publishAsync(topic, "me", { qos: 1 });
+    expect((await got)[0]!.payload).toBe("me");
+    await end(c);
+  });
+
+  test("UNSUBSCRIBE stops delivery; UNSUBACK answers with the same packet id [MQTT-3.10.4-4, 3.10.4-5]", async () => {
+    const r = fresh("unsub");
+    const sub = await connect(broker.url(), { protocolVersion });
+    await sub.subscribeAsync([`${r}/a`, `${r}/b`], { qos: 1 });
+    const pub = await connect(broker.url(), { protocolVersion });
+    const first = collect(sub, 2);
+    await pub.publishAsync(`${r}/a`, "1", { qos: 1 });
+    await pub.publishAsync(`${r}/b`, "1", { qos: 1 });
+    await first;
+    await sub.unsubscribeAsync(`${r}/a`);
+    const after = quietFor(sub, 800);
+    await pub.publishAsync(`${r}/a`, "2", { qos: 1 });
+    await pub.publishAsync(`${r}/b`, "2", { qos: 1 });
+    expect(await after).toEqual([`${r}/b=2`]);
+    await end(sub, pub);
+  });
+
+  test("SUBACK: invalid filters get 0x80 (3.1.1) / 0x8F (5), valid ones in the same SUBSCRIBE are granted [MQTT-3.9.3-1]", async () => {
+    const r = fresh("suback");
+    const raw = await RawClient.connect(broker.url(), { protocolVersion });
+    raw.send({
+      cmd: "subscribe",
+      messageId: 77,
+      subscriptions: [
+        { topic: `${r}/ok`, qos: 2 },
+        { topic: `${r}/#/bad`, qos: 1 },
+        { topic: `${r}/a+`, qos: 0 },
+        { topic: `${r}/+/ok`, qos: 1 },
+        { topic: "$share/g", qos: 1 },
+        { topic: `$share/g/${r}/shared`, qos: 0 },
+      ],
+    });
+    const ack = (await raw.next("suback")) as ISubackPacket;
+    expect(ack.messageId).toBe(77);
+    const bad = protocolVersion === 5 ? 0x8f : 0x80;
+    expect(ack.granted).toEqual([2, bad, bad, 1, bad, 0]);
+    // the connection stays usable, and the valid filters work
+    raw.send({ cmd: "publish", topic: `${r}/x/ok`, payload: Buffer.from("v"), qos: 0, retain: false, dup: false });
+    const msg = (await raw.next("publish")) as IPublishPacket;
+    expect(msg.topic).toBe(`${r}/x/ok`);
+    raw.close();
+  });
+
+  test("UNSUBACK reason codes: 0x00 for a subscription, 0x11 for none (MQTT 5); no payload in 3.1.1", async () => {
+    const r = fresh("unsuback");
+    const raw = await RawClient.connect(broker.url(), { protocolVersion });
+    raw.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `${r}/a`, qos: 1 }] });
+    await raw.next("suback");
+    raw.send({ cmd: "unsubscribe", messageId: 2, unsubscriptions: [`${r}/a`, `${r}/never`] });
+    const ack = (await raw.next("unsuback")) as IUnsubackPacket;
+    expect(ack.messageId).toBe(2);
+    if (protocolVersion === 5) expect(ack.granted).toEqual([0x00, 0x11]);
+    else expect(ack.granted ?? []).toEqual([]);
+    raw.close();
+  });
+
+  test("PUBLISH to a topic with a wildcard closes the connection [MQTT-3.3.2-2]", async () => {
+    const watcher = await connect(broker.url(), { protocolVersion });
+    await watcher.subscribeAsync("#");
+    const c = await connect(broker.url(), { protocolVersion });
+    const closed = closedPromise(c);
+    const disconnect = new Promise<IDisconnectPacket>((r) => c.once("disconnect", r));
+    const quiet = quietFor(watcher, 800);
+    c.publish(`${fresh("pubwild")}/#`, "x");
+    await closed;
+    if (protocolVersion === 5) expect((await disconnect).reasonCode).toBe(0x90);
+    expect((await quiet).filter((m) => m.includes("pubwild"))).toEqual([]);
+    await end(watcher);
+  });
+
+  test("PUBLISH with + in the topic closes the connection (raw) [MQTT-3.3.2-2]", async () => {
+    const raw = await RawClient.connect(broker.url(), { protocolVersion });
+    raw.send({ cmd: "publish", topic: "a/+/b", payload: Buffer.from("x"), qos: 1, messageId: 1, retain: false, dup: false });
+    await raw.closedWithin(2000);
+    const acks = raw.packets.filter((p) => p.cmd === "puback");
+    expect(acks).toEqual([]);
+    if (protocolVersion === 5) expect((raw.packets.find((p) => p.cmd === "disconnect") as IDisconnectPacket).reasonCode).toBe(0x90);
+  });
+
+  test("PUBLISH to an empty topic (and no topic alias) closes the connection [MQTT-4.7.3-1]", async () => {
+    const raw = await RawClient.connect(broker.url(), { protocolVersion });
+    raw.send({ cmd: "publish", topic: "", payload: Buffer.from("x"), qos: 0, retain: false, dup: false });
+    await raw.closedWithin(2000);
+    // MQTT 5: "a zero length Topic Name and no Topic Alias" is a Protocol Error (§3.3.2.1)
+    if (protocolVersion === 5) expect((raw.packets.find((p) => p.cmd === "disconnect") as IDisconnectPacket).reasonCode).toBe(0x82);
+    else expect(raw.packets).toEqual([]);
+  });
+
+  test("PUBLISH QoS 1 with packet id 0 closes the connection [MQTT-2.2.1-3]", async () => {
+    const raw = await RawClient.connect(broker.url(), { protocolVersion });
+    const bytes = raw.encode({ cmd: "publish", topic: "pid0", payload: Buffer.from("x"), qos: 1, messageId: 1, retain: false, dup: false });
+    // topic "pid0": 2-byte header, 2-byte length, 4 bytes → packet id at 8..9
+    bytes[8] = 0;
+    bytes[9] = 0;
+    raw.sendBytes(bytes);
+    await raw.closedWithin(2000);
+    expect(raw.packets.filter((p) => p.cmd === "puback")).toEqual([]);
+  });
+});
+
+describe("mixed protocol versions", () => {
+  test.each([
+    [4, 5],
+    [5, 4],
+  ] as const)("a protocol %i publisher reaches a protocol %i subscriber", async (pubVersion, subVersion) => {
+    const topic = fresh("mixed");
+    const sub = await connect(broker.url(), { protocolVersion: subVersion });
+    await sub.subscribeAsync(topic, { qos: 2 });
+    const pub = await connect(broker.url(), { protocolVersion: pubVersion });
+    const got = collect(sub, 2);
+    await pub.publishAsync(topic, "q1", { qos: 1 });
+    await pub.publishAsync(topic, "q2", { qos: 2 });
+    expect((await got).map((m) => `${m.payload}@${m.packet.qos}`)).toEqual(["q1@1", "q2@2"]);
+    await end(sub, pub);
+  });
+
+  test("MQTT 5 publish properties reach MQTT 5 subscribers [MQTT-3.3.2-17, 3.3.2-20]", async () => {
+    const topic = fresh("props");
+    const sub = await connect(broker.url(), { protocolVersion: 5 });
+    await sub.subscribeAsync(topic, { qos: 1 });
+    const pub = await connect(broker.url(), { protocolVersion: 5 });
+    const got = collect(sub, 1);
+    await pub.publishAsync(topic, "p", {
+      qos: 1,
+      properties: { contentType: "text/plain", userProperties: { a: "1" }, responseTopic: "reply/here", correlationData: Buffer.from([1, 2, 3]) },
+    });
+    const props = (await got)[0]!.packet.properties!;
+    expect(props.contentType).toBe("text/plain");
+    expect(props.userProperties).toEqual({ a: "1" });
+    expect(props.responseTopic).toBe("reply/here");
+    expect(Buffer.from(props.correlationData!)).toEqual(Buffer.from([1, 2, 3]));
+    await end(sub, pub);
+  });
+
+  test("MQTT 5: PUBACK says 0x10 when nobody is subscribed, 0x00 otherwise", async () => {
+    const topic = fresh("nomatch");
+    const raw = await RawClient.connect(broker.url(), { protocolVersion: 5 });
+    raw.send({ cmd: "publish", topic, payload: Buffer.from("x"), qos: 1, messageId: 5, retain: false, dup: false });
+    expect(((await raw.next("puback")) as { reasonCode?: number }).reasonCode).toBe(0x10);
+    raw.send({ cmd: "subscribe", messageId: 6, subscriptions: [{ topic, qos: 0 }] });
+    await raw.next("suback");
+    raw.send({ cmd: "publish", topic, payload: Buffer.from("x"), qos: 1, messageId: 7, retain: false, dup: false });
+    const ack = (await raw.next("puback")) as { messageId: number; reasonCode?: number };
+    expect(ack.messageId).toBe(7);
+    expect(ack.reasonCode ?? 0).toBe(0);
+    raw.close();
+  });
+});

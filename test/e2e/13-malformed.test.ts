@@ -1,0 +1,153 @@
+// Malformed input and WebSocket framing: a broken stream closes only its own connection; packets
+// may be merged into one frame or split over many.
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
+import { startBroker, connect, collect, quietFor, end, type Broker } from "./harness";
+import { RawClient } from "./raw";
+
+let broker: Broker;
+beforeAll(async () => {
+  broker = await startBroker({ MAX_PACKET_SIZE: "65536" });
+});
+afterAll(() => broker.close());
+
+let seq = 0;
+const fresh = (name: string) => `m${++seq}-${name}`;
+
+const pub = (topic: string, payload: string | Buffer, qos: 0 | 1 = 0, messageId?: number): IPublishPacket => ({
+  cmd: "publish",
+  topic,
+  payload: Buffer.from(payload),
+  qos,
+  messageId,
+  retain: false,
+  dup: false,
+});
+
+/**
+ * A bystander pair on the same namespace: proves the broker still serves other clients after an
+ * offender was closed.
+ */
+async function bystanders(protocolVersion: 4 | 5) {
+  const topic = fresh("bystander");
+  const listener = await connect(broker.url(), { protocolVersion });
+  await listener.subscribeAsync(topic, { qos: 1 });
+  const talker = await connect(broker.url(), { protocolVersion });
+  let closes = 0;
+  for (const c of [listener, talker]) c.on("close", () => closes++);
+  return {
+    async stillWork(label: string) {
+      const got = collect(listener, 1);
+      await talker.publishAsync(topic, label, { qos: 1 });
+      expect((await got)[0]!.payload).toBe(label);
+      expect(closes).toBe(0);
+    },
+    end: () => end(listener, talker),
+  };
+}
+
+describe.each([4, 5] as const)("protocol %i", (protocolVersion) => {
+  const offenders: [string, (raw: RawClient) => void, number][] = [
+    ["garbage bytes", (raw) => raw.sendBytes(Buffer.from("GET / HTTP/1.1\r\n\r\n")), 0x81],
+    ["a reserved packet type", (raw) => raw.sendBytes(Uint8Array.from([0x00, 0x00])), 0x81],
+    ["a 5-byte remaining length", (raw) => raw.sendBytes(Uint8Array.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])), 0x81],
+    ["a remaining length above the maximum packet size", (raw) => raw.sendBytes(Uint8Array.from([0x30, 0xff, 0xff, 0x7f])), 0x95],
+    ["a packet above the maximum packet size", (raw) => raw.send(pub("big", Buffer.alloc(70000))), 0x95],
+    ["a text frame [MQTT-6.0.0-1]", (raw) => raw.sendBytes("hello"), 0x81],
+  ];
+
+  test.each(offenders)("%s closes only the offender; others keep receiving", async (_name, offend, reason) => {
+    const others = await bystanders(protocolVersion);
+    await others.stillWork("before");
+    const raw = await RawClient.connect(broker.url(), { protocolVersion });
+    offend(raw);
+    await raw.closedWithin(3000);
+    if (protocolVersion === 5) {
+      expect((raw.packets.find((p) => p.cmd === "disconnect") as IDisconnectPacket | undefined)?.reasonCode).toBe(reason);
+    } else {
+      expect(raw.packets).toEqual([]);
+    }
+    await others.stillWork("after");
+    await others.end();
+  });
+
+  test.each([
+    ["garbage", Buffer.from([0xde, 0xad, 0xbe, 0xef])],
+    ["text", "CONNECT"],
+  ] as const)("%s before CONNECT closes without an answer", async (_name, bytes) => {
+    const raw = await RawClient.open(broker.url(), protocolVersion);
+    raw.sendBytes(bytes);
+    await raw.closedWithin(3000);
+    expect(raw.packets).toEqual([]);
+  });
+
+  test("many packets in one WebSocket frame are all handled, in order", async () => {
+    const topic = fresh("merged");
+    const raw = await RawClient.open(broker.url(), protocolVersion);
+    const packets: Packet[] = [
+      { cmd: "connect", protocolId: "MQTT", protocolVersion, clientId: fresh("merged-client"), clean: true, keepalive: 0 },
+      { cmd: "subscribe", messageId: 1, subscriptions: [{ topic, qos: 1 }] },
+      ...Array.from({ length: 50 }, (_, i) => pub(topic, `n${i}`, 1, i + 10)),
+      { cmd: "pingreq" },
+    ];
+    raw.sendBytes(Buffer.concat(packets.map((p) => raw.encode(p))));
+    expect((await raw.next()).cmd).toBe("connack");
+    expect((await raw.next()).cmd).toBe("suback");
+    const acks: number[] = [];
+    const delivered: string[] = [];
+    while (delivered.length < 50 || acks.length < 50) {
+      const p = await raw.next();
+      if (p.cmd === "puback") acks.push(p.messageId!);
+      else if (p.cmd === "publish") {
+        delivered.push(p.payload.toString());
+        raw.send({ cmd: "puback", messageId: p.messageId! });
+      } else throw new Error(`unexpected ${p.cmd}`);
+    }
+    expect(acks).toEqual(Array.from({ length: 50 }, (_, i) => i + 10));
+    expect(delivered).toEqual(Array.from({ length: 50 }, (_, i) => `n${i}`));
+    expect((await raw.next()).cmd).toBe("pingresp");
+    raw.close();
+  });
+
+  test("one packet split across many frames (one byte each) is reassembled", async () => {
+    const topic = fresh("split");
+    const raw = await RawClient.open(broker.url(), protocolVersion);
+    const bytes = Buffer.concat([
+      raw.encode({ cmd: "connect", protocolId: "MQTT", protocolVersion, clientId: fresh("split-client"), clean: true, keepalive: 0 }),
+      raw.encode({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic, qos: 0 }] }),
+    ]);
+    for (const b of bytes) raw.sendBytes(Uint8Array.of(b));
+    expect((await raw.next()).cmd).toBe("connack");
+    expect((await raw.next()).cmd).toBe("suback");
+    const payload = Buffer.alloc(3000, 0x61);
+    const publish = raw.encode(pub(topic, payload));
+    for (let i = 0; i < publish.length; i += 7) raw.sendBytes(publish.subarray(i, i + 7));
+    const p = (await raw.next("publish")) as IPublishPacket;
+    expect(Buffer.compare(p.payload as Buffer, payload)).toBe(0);
+    raw.close();
+  });
+
+  test("packets before a malformed one in the same frame are handled; nothing after it", async () => {
+    const topic = fresh("partial");
+    const watcher = await connect(broker.url(), { protocolVersion });
+    await watcher.subscribeAsync(topic, { qos: 1 });
+    const raw = await RawClient.connect(broker.url(), { protocolVersion });
+    const got = quietFor(watcher, 1000);
+    raw.sendBytes(Buffer.concat([raw.encode(pub(topic, "good")), Buffer.from([0x00, 0x00]), raw.encode(pub(topic, "after"))]));
+    await raw.closedWithin(3000);
+    expect(await got).toEqual([`${topic}=good`]);
+    await end(watcher);
+  });
+
+  test("bytes after DISCONNECT in the same frame are ignored", async () => {
+    const topic = fresh("after-disconnect");
+    const watcher = await connect(broker.url(), { protocolVersion });
+    await watcher.subscribeAsync(topic, { qos: 1 });
+    const raw = await RawClient.connect(broker.url(), { protocolVersion });
+    const got = quietFor(watcher, 1000);
+    raw.sendBytes(Buffer.concat([raw.encode(pub(topic, "before")), raw.encode({ cmd: "disconnect" }), raw.encode(pub(topic, "after"))]));
+    await raw.closedWithin(3000);
+    expect(await got).toEqual([`${topic}=before`]);
+    await end(watcher);
+  });
+});
