@@ -45,7 +45,8 @@ function handshake(path: string, protocols?: string | string[]): Promise<{ proto
 }
 
 describe("HTTP routing", () => {
-  test.each(["/", "/foo", "/mqttx", "/mqtt2/a", "/api/mqtt"])("unknown path %s → 404 with a hint", async (path) => {
+  // `/` is the web console and `/api/…` the HTTP API (test/e2e/30-api.test.ts).
+  test.each(["/foo", "/mqttx", "/mqtt2/a", "/mqtt-console"])("unknown path %s → 404 with a hint", async (path) => {
     const res = await http(path);
     expect(res.status).toBe(404);
     expect(res.text).toMatch(/\/mqtt/);
