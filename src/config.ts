@@ -23,6 +23,21 @@ export interface BrokerConfig {
   TOPIC_ALIAS_MAXIMUM: number;
   /** Seconds a new socket may take to send CONNECT before it is closed. */
   CONNECT_TIMEOUT: number;
+  /** Longest topic name or filter, in characters, and most levels (PUBLISH, SUBSCRIBE, wills). */
+  MAX_TOPIC_LENGTH: number;
+  MAX_TOPIC_LEVELS: number;
+  /** Subscriptions one session may hold. */
+  MAX_SUBSCRIPTIONS: number;
+  /** Connected clients per namespace (one Durable Object). */
+  MAX_CONNECTIONS: number;
+  /** Retained messages per namespace, and the sum of their payload sizes in bytes. */
+  MAX_RETAINED_MESSAGES: number;
+  MAX_RETAINED_BYTES: number;
+  /** Inbound PUBLISH packets per second per connection (token bucket), and the burst allowed; 0 = no limit. */
+  MAX_PUBLISH_RATE: number;
+  PUBLISH_BURST: number;
+  /** Comma-separated Origin values allowed to open a WebSocket from a browser; empty = any. */
+  ALLOWED_ORIGINS: string;
   /** Seconds between `$SYS/broker/...` updates while someone subscribes to them; 0 = no $SYS topics. */
   SYS_INTERVAL: number;
   /**
@@ -44,6 +59,15 @@ export const DEFAULTS: BrokerConfig = {
   RECEIVE_MAXIMUM: 1024,
   TOPIC_ALIAS_MAXIMUM: 64,
   CONNECT_TIMEOUT: 10,
+  MAX_TOPIC_LENGTH: 1024,
+  MAX_TOPIC_LEVELS: 32,
+  MAX_SUBSCRIPTIONS: 256,
+  MAX_CONNECTIONS: 1000,
+  MAX_RETAINED_MESSAGES: 10_000,
+  MAX_RETAINED_BYTES: 16 * 1024 * 1024,
+  MAX_PUBLISH_RATE: 1000,
+  PUBLISH_BURST: 2000,
+  ALLOWED_ORIGINS: "",
   SYS_INTERVAL: 10,
   RESPONSE_INFORMATION_PREFIX: "",
 };

@@ -2,6 +2,7 @@
 // and /api/... to the HTTP API. Everything else is the web console, served as static assets
 // (wrangler.toml [assets]) before the Worker is even invoked.
 import { NamespaceBroker, SUBPROTOCOL_HEADER, type Env } from "./broker/namespace-do";
+import { loadConfig } from "./config";
 import { handleApi } from "./api/http";
 import { NAMESPACE } from "./api/input";
 import { BrokerService } from "./api/rpc";
@@ -21,6 +22,11 @@ export default {
     if (!NAMESPACE.test(namespace)) {
       return text(400, "invalid namespace: use 1-64 characters of A-Z a-z 0-9 _ . -");
     }
+    // Browsers send Origin and let any page open WebSockets; other clients send none.
+    const origin = request.headers.get("Origin");
+    if (origin !== null && !originAllowed(origin, loadConfig(env).ALLOWED_ORIGINS)) {
+      return text(403, `origin not allowed: ${origin} is not in ALLOWED_ORIGINS`);
+    }
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
       return text(426, "this endpoint speaks MQTT over WebSocket: send an Upgrade: websocket request", { Upgrade: "websocket" });
     }
@@ -38,6 +44,12 @@ export default {
     return stub.fetch(new Request(request, { headers }));
   },
 } satisfies ExportedHandler<Env>;
+
+/** ALLOWED_ORIGINS: comma-separated origins ("https://app.example.com"); empty allows any. */
+function originAllowed(origin: string, allowed: string): boolean {
+  if (allowed.trim() === "") return true;
+  return allowed.split(",").some((a) => a.trim() === "*" || a.trim().toLowerCase() === origin.toLowerCase());
+}
 
 function text(status: number, body: string, headers: Record<string, string> = {}): Response {
   return new Response(body + "\n", { status, headers: { "content-type": "text/plain; charset=utf-8", ...headers } });

@@ -2,6 +2,9 @@ import type { BrokerConfig } from "../config";
 import { PacketReader, encode, type Packet, type ProtocolVersion } from "../protocol/codec";
 import type { Session } from "../session/session";
 import { keepAliveDeadline } from "../timers/deadlines";
+import type { TopicAcl } from "../auth/acl";
+import type { Grant } from "../auth/authenticator";
+import { TokenBucket } from "./limits";
 import { Counters } from "./stats";
 
 /** What the runtime gives a connection: a socket to write to and a place that survives hibernation. */
@@ -34,6 +37,8 @@ export interface Attachment {
   npi?: 1;
   /** MQTT 5: topic aliases the client set towards us */
   ta?: [number, string][];
+  /** what authentication granted (user name, topic patterns), to rebuild the rights after a wake */
+  g?: Grant;
 }
 
 export type ConnectionState = "awaiting-connect" | "connected" | "closed";
@@ -61,6 +66,15 @@ export class Connection {
   /** set when the client ended with DISCONNECT (no will, unless reason 0x04) */
   disconnected = false;
   reader: PacketReader;
+  /** what authentication granted, and its compiled ACLs (null: unrestricted); see auth/ */
+  grant: Grant = {};
+  publishAcl: TopicAcl | null = null;
+  readAcl: TopicAcl | null = null;
+  /** while CONNECT is being verified (asynchronously): the packets that arrived after it */
+  authQueue: Packet[] | null = null;
+  authWork: Promise<void> | null = null;
+  /** inbound PUBLISH rate limit */
+  readonly publishRate: TokenBucket;
   private seenSaved: number;
 
   constructor(
@@ -80,10 +94,12 @@ export class Connection {
       this.keepalive = attachment.ka ?? 0;
       this.receiveMaximum = attachment.rm ?? 65535;
       this.maxPacketSize = attachment.mps ?? 268435460;
+      this.grant = attachment.g ?? {};
       this.topicAliasMaximum = attachment.tam ?? 0;
       this.problemInformation = attachment.npi !== 1;
       if (attachment.ta) this.inboundAliases = new Map(attachment.ta);
     }
+    this.publishRate = new TokenBucket(config.MAX_PUBLISH_RATE, config.PUBLISH_BURST);
     // A parser is stateful; after hibernation it is rebuilt for the known version (partial bytes
     // of a packet that straddled hibernation are lost; the next bytes then fail to parse).
     this.reader = new PacketReader(attachment.cid !== undefined ? this.version : undefined, config.MAX_PACKET_SIZE);
@@ -117,6 +133,7 @@ export class Connection {
       a.ka = this.keepalive;
       if (this.receiveMaximum !== 65535) a.rm = this.receiveMaximum;
       if (this.maxPacketSize !== 268435460) a.mps = this.maxPacketSize;
+      if (this.grant.username !== undefined || this.grant.publish || this.grant.subscribe) a.g = this.grant;
       if (this.topicAliasMaximum) a.tam = this.topicAliasMaximum;
       if (!this.problemInformation) a.npi = 1;
       if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];

@@ -13,6 +13,8 @@ import { DeliveryState, type Store } from "../storage/store";
 import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
 import { Counters, SysPublisher, isSysTopic } from "./stats";
+import { Authenticator } from "../auth/authenticator";
+import { RetainedQuota } from "./limits";
 
 export interface Runtime {
   now(): number;
@@ -31,6 +33,9 @@ export class BrokerCore implements DeliveryContext {
   /** traffic counters for the stats API and $SYS (in memory, since the object started) */
   readonly counters: Counters;
   readonly sys: SysPublisher;
+  /** who may connect and with which rights; the Durable Object sets it from its configuration */
+  auth: Authenticator = Authenticator.open();
+  private quota: RetainedQuota | null = null;
 
   constructor(
     readonly store: Store,
@@ -170,6 +175,11 @@ export class BrokerCore implements DeliveryContext {
 
   // ——— used by handlers ———
 
+  /** Retained messages per namespace: ask before storing one (see limits.ts). */
+  get retainedQuota(): RetainedQuota {
+    return (this.quota ??= new RetainedQuota(this.store, this.config));
+  }
+
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
   publish(msg: Message): number {
     this.counters.messagesReceived++;
@@ -232,7 +242,9 @@ export class BrokerCore implements DeliveryContext {
     session.willAt = null;
     if (!will) return;
     if (this.sessions.get(session.clientId) === session) this.store.clearWill(session.clientId);
-    const msg: Message = { topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, origin: session.clientId };
+    // A will over the retained quota still goes out, just not retained.
+    const retain = will.retain && this.retainedQuota.admit(will.topic, will.payload.byteLength);
+    const msg: Message = { topic: will.topic, payload: will.payload, qos: will.qos, retain, origin: session.clientId };
     if (will.properties) {
       msg.properties = will.properties;
       if (will.properties.messageExpiryInterval !== undefined) msg.expiresAt = this.now() + will.properties.messageExpiryInterval * 1000;

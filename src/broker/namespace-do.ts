@@ -6,6 +6,10 @@ import { Connection, type Attachment, type Transport } from "./connection";
 import { loadConfig } from "../config";
 import { SqliteStore } from "../storage/sqlite-store";
 import * as admin from "./admin";
+import { Authenticator } from "../auth/authenticator";
+import { loadAuthConfig } from "../auth/config";
+import { judgeSubscriptions } from "../auth/rights";
+import { inspect, type BrokerSnapshot } from "./inspect";
 
 export interface Env {
   BROKER: DurableObjectNamespace<NamespaceBroker>;
@@ -31,10 +35,16 @@ export class NamespaceBroker extends DurableObject<Env> {
       log: (level, message) => console[level](`[broker] ${message}`),
     };
     this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime);
+    // The namespace is the name the Worker derived this object's id from.
+    this.core.auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
+    this.core.auth.announce();
     // Every entry point runs after this: memory is rebuilt before the first event after a wake.
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
-      this.core.restore(ctx.getWebSockets().map((ws) => this.connectionOf(ws)));
+      const live = ctx.getWebSockets().map((ws) => this.connectionOf(ws));
+      this.core.restore(live);
+      // Subscriptions come back from storage without their ACL verdicts: judge them again.
+      for (const conn of live) if (conn.session?.conn === conn) judgeSubscriptions(conn.session, conn.readAcl);
     });
   }
 
@@ -54,8 +64,11 @@ export class NamespaceBroker extends DurableObject<Env> {
     });
   }
 
-  override webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): void {
-    this.core.receive(this.connectionOf(ws), message);
+  override webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): void | Promise<void> {
+    const conn = this.connectionOf(ws);
+    this.core.receive(conn, message);
+    // A CONNECT under verification: the event lasts until the verdict is handled.
+    return conn.authWork ?? undefined;
   }
 
   override webSocketClose(ws: WebSocket, code: number): void {
@@ -77,6 +90,11 @@ export class NamespaceBroker extends DurableObject<Env> {
   override alarm(): void {
     this.alarmAt = null;
     this.core.alarm();
+  }
+
+  /** RPC, for tests and tools holding the binding: state and consistency problems (read-only). */
+  inspect(): BrokerSnapshot {
+    return inspect(this.core);
   }
 
   // ——— RPC from the Worker (HTTP API, BrokerService): inputs are validated there ———
@@ -121,6 +139,12 @@ export class NamespaceBroker extends DurableObject<Env> {
       };
       const att = attachment ?? (ws.deserializeAttachment() as Attachment | null) ?? { seen: Date.now(), at: Date.now() };
       conn = new Connection(transport, this.core.config, att, this.core.counters);
+      if (conn.state === "connected") {
+        // Woken from hibernation: the rights granted at CONNECT come back from the attachment.
+        const rights = this.core.auth.rights(conn.grant, conn.clientId);
+        conn.publishAcl = rights.publish;
+        conn.readAcl = rights.read;
+      }
       this.conns.set(ws, conn);
     }
     return conn;

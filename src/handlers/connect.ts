@@ -5,30 +5,54 @@ import { ConnectRefused, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES, type Will } from "../session/session";
 import { resume } from "../session/delivery";
-import { isValidTopicName } from "../topics/validate";
+import { isValidTopicName, withinTopicLimits } from "../topics/validate";
+import type { Grant } from "../auth/authenticator";
+import { judgeSubscriptions, mayPublish } from "../auth/rights";
 import { isUtf8 } from "../protocol/utf8";
 
-export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPacket): void {
+/**
+ * First step of CONNECT: who is this? Returns the grant, or a promise of it when verification
+ * is asynchronous. Nothing is stored or changed before the verdict, so a refused client cannot
+ * take over a session or leave a will [MQTT-3.1.4-2/3].
+ */
+export function authenticateConnect(core: BrokerCore, conn: Connection, p: ConnectPacket): Grant | Promise<Grant> {
+  conn.version = p.protocolVersion as ProtocolVersion; // a refusal's CONNACK speaks the client's version
+  return core.auth.authenticate(p);
+}
+
+/** Second step, synchronous: limits, the will's rights, takeover, the session and CONNACK. */
+export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPacket, grant: Grant): void {
   const version = p.protocolVersion as ProtocolVersion;
   conn.version = version;
   const props = p.properties;
   const config = core.config;
 
-  if (version === 5 && props?.authenticationMethod) {
-    throw new ConnectRefused(RC.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not configured");
-  }
   let clientId = p.clientId;
   let assigned = false;
   if (clientId === "") {
     // [MQTT-3.1.3-8] MQTT 3.1.1: an empty id needs clean session
     if (version !== 5 && !p.clean) throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "empty client id requires clean session");
-    clientId = `auto-${crypto.randomUUID()}`;
+    clientId = grant.clientId ?? `auto-${crypto.randomUUID()}`; // a token may pin the id
     assigned = true;
   }
   if (clientId.length > config.MAX_CLIENT_ID_LENGTH) {
     throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "client id too long");
   }
+  const rights = core.auth.rights(grant, clientId);
+  conn.grant = grant;
+  conn.publishAcl = rights.publish;
+  conn.readAcl = rights.read;
   const will = willOf(p);
+  if (will) {
+    if (!withinTopicLimits(will.topic, config.MAX_TOPIC_LENGTH, config.MAX_TOPIC_LEVELS)) {
+      throw new ConnectRefused(RC.TOPIC_NAME_INVALID, "will topic exceeds the topic limits");
+    }
+    // A will obeys the publish rules of its client; `$` topics are the broker's.
+    if (!mayPublish(conn, will.topic)) throw new ConnectRefused(RC.NOT_AUTHORIZED, "will topic not allowed");
+  }
+  if (config.MAX_CONNECTIONS > 0 && !core.sessions.get(clientId)?.conn && connectedCount(core) >= config.MAX_CONNECTIONS) {
+    throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too many connections in this namespace");
+  }
   if (version === 5) {
     if (props?.receiveMaximum === 0) throw protocolError("Receive Maximum 0");
     if (props?.maximumPacketSize === 0) throw protocolError("Maximum Packet Size 0");
@@ -67,6 +91,7 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   session.will = will;
   session.conn = conn;
   conn.session = session;
+  judgeSubscriptions(session, conn.readAcl);
   conn.accept(clientId, version, keepalive);
   core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null });
 
@@ -93,6 +118,12 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   const deadline = conn.deadline;
   if (deadline !== null) core.wakeAt(deadline);
   if (sessionPresent) resume(core, session);
+}
+
+function connectedCount(core: BrokerCore): number {
+  let n = 0;
+  for (const c of core.connections) if (c.state === "connected") n++;
+  return n;
 }
 
 function willOf(p: ConnectPacket): Will | null {

@@ -5,8 +5,9 @@ import { ProtocolError, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import type { Message } from "../session/message";
 import { isInboundQos2Pending, rememberInboundQos2 } from "../session/inbound";
-import { isValidTopicName } from "../topics/validate";
+import { isValidTopicName, withinTopicLimits } from "../topics/validate";
 import { isUtf8 } from "../protocol/utf8";
+import { mayPublish } from "../auth/rights";
 
 /** Inbound PUBLISH, validated in wire order: QoS/packet id, topic (alias), then routed and acknowledged. */
 export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPacket): void {
@@ -14,6 +15,7 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   const qos = p.qos;
   const id = p.messageId ?? 0;
   if (qos > 0 && id === 0) throw protocolError("packet id 0"); // [MQTT-2.2.1-3]
+  if (!conn.publishRate.take(core.now())) throw new ProtocolError(RC.MESSAGE_RATE_TOO_HIGH, "publish rate exceeded");
 
   const props = p.properties;
   let topic = p.topic;
@@ -34,7 +36,6 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
       throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
     }
   }
-
   const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId };
   if (props && conn.version === 5) {
     // [MQTT-3.3.4-6] subscription identifiers are the server's to send
@@ -52,6 +53,9 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
     refuse(conn, qos, id, RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
     return;
   }
+  // Last, as it books room for a retained message: limits, the publish ACL, the retained quota.
+  const refused = refusal(core, conn, topic, p);
+  if (refused !== 0) return deny(core, conn, p, refused);
   const matched = core.publish(msg);
 
   if (qos === 0) return;
@@ -62,6 +66,45 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
   }
   rememberInboundQos2(core.store, session, id);
   conn.send({ cmd: "pubrec", messageId: id, reasonCode });
+}
+
+const DENIED: Record<number, string> = {
+  [RC.TOPIC_NAME_INVALID]: "topic exceeds the topic limits",
+  [RC.NOT_AUTHORIZED]: "not authorized to publish to this topic",
+  [RC.QUOTA_EXCEEDED]: "retained message quota exceeded",
+};
+
+/** Why the broker will not take this message (0: it will): limits, rights, retained quota (booked when it fits). */
+function refusal(core: BrokerCore, conn: Connection, topic: string, p: PublishPacket): number {
+  const config = core.config;
+  if (!withinTopicLimits(topic, config.MAX_TOPIC_LENGTH, config.MAX_TOPIC_LEVELS)) return RC.TOPIC_NAME_INVALID;
+  if (!mayPublish(conn, topic)) return RC.NOT_AUTHORIZED; // publish ACL; `$` topics are the broker's
+  if (p.retain && !core.retainedQuota.admit(topic, (p.payload as Uint8Array).byteLength)) return RC.QUOTA_EXCEEDED;
+  return 0;
+}
+
+/**
+ * A message the broker does not route. MQTT 5 says why in PUBACK/PUBREC (a PUBREC ≥ 0x80 ends
+ * the QoS 2 exchange, MQTT 5 §4.3.3); QoS 0 is dropped. MQTT 3.1.1 cannot say no, so the message
+ * is acknowledged as usual and dropped, as Mosquitto does [MQTT-3.3.5-2]: the connection stays.
+ */
+function deny(core: BrokerCore, conn: Connection, p: PublishPacket, code: number): void {
+  const id = p.messageId ?? 0;
+  if (p.qos === 0) return;
+  if (conn.version === 5) {
+    refuse(conn, p.qos, id, code, DENIED[code] ?? "refused");
+    return;
+  }
+  if (p.qos === 1) {
+    conn.send({ cmd: "puback", messageId: id });
+    return;
+  }
+  const session = conn.session!;
+  if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
+    throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
+  }
+  rememberInboundQos2(core.store, session, id);
+  conn.send({ cmd: "pubrec", messageId: id });
 }
 
 /** Answers a QoS 1/2 PUBLISH with an MQTT 5 error reason code; the message is not routed. */

@@ -5,7 +5,8 @@ import { protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import type { Subscription } from "../session/session";
 import { deliver } from "../session/delivery";
-import { isValidTopicFilter, literalPrefix, parseSharedFilter, topicMatches } from "../topics/validate";
+import { isValidTopicFilter, literalPrefix, parseSharedFilter, topicMatches, withinTopicLimits } from "../topics/validate";
+import { filterAccess, mayRead } from "../auth/rights";
 
 export function handleSubscribe(core: BrokerCore, conn: Connection, p: SubscribePacket): void {
   const session = conn.session!;
@@ -23,6 +24,20 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
       continue;
     }
     if (shared && s.nl) throw protocolError("No Local on a shared subscription"); // [MQTT-3.8.3-4]
+    const config = core.config;
+    if (!withinTopicLimits(s.topic, config.MAX_TOPIC_LENGTH, config.MAX_TOPIC_LEVELS)) {
+      granted.push(v5 ? RC.TOPIC_FILTER_INVALID : 0x80);
+      continue;
+    }
+    const access = filterAccess(conn.readAcl, s.topic);
+    if (access === "denied") {
+      granted.push(v5 ? RC.NOT_AUTHORIZED : 0x80);
+      continue;
+    }
+    if (config.MAX_SUBSCRIPTIONS > 0 && !session.subscriptions.has(s.topic) && session.subscriptions.size >= config.MAX_SUBSCRIPTIONS) {
+      granted.push(v5 ? RC.QUOTA_EXCEEDED : 0x80);
+      continue;
+    }
     const qos = Math.min(s.qos, 2) as QoS;
     const sub: Subscription = {
       session,
@@ -32,6 +47,7 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
       retainAsPublished: v5 ? !!s.rap : false,
       retainHandling: v5 ? ((s.rh ?? 0) as 0 | 1 | 2) : 0,
       subscriptionId,
+      aclCovered: access === "covered",
     };
     const existed = session.subscriptions.has(s.topic);
     session.subscriptions.set(s.topic, sub);
@@ -53,6 +69,7 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
         core.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
         continue;
       }
+      if (!mayRead(sub, msg.topic)) continue; // never a retained message the client may not read
       const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
       deliver(core, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
     }

@@ -3,6 +3,7 @@ import * as mqtt from "mqtt-packet";
 import { Buffer } from "node:buffer";
 import { ProtocolError, malformed } from "./errors";
 import { RC } from "./reason-codes";
+import { checkFixedHeader, checkPacket } from "./wellformed";
 
 export type Packet = mqtt.Packet;
 export type ConnectPacket = mqtt.IConnectPacket;
@@ -16,19 +17,27 @@ export type ProtocolVersion = 3 | 4 | 5;
 
 /**
  * Reassembles MQTT packets from a byte stream: a WebSocket frame may hold several packets or
- * part of one, so the parser (and its partial bytes) lives as long as the connection.
+ * part of one, so the reader (and its partial bytes) lives as long as the connection. Framing is
+ * done here, so the size limit applies as soon as a length is announced, and each complete
+ * packet is checked byte by byte (wellformed.ts) before mqtt-packet decodes it.
  */
 export class PacketReader {
   private readonly parser: mqtt.Parser;
-  private readonly packets: Packet[] = [];
+  private decoded: Packet | null = null;
   private error: Error | null = null;
+  /** bytes of an incomplete packet, and its total size once the header is known (0 before) */
+  private chunks: Uint8Array[] | null = null;
+  private buffered = 0;
+  private need = 0;
 
   constructor(
-    version: ProtocolVersion | undefined,
+    private version: ProtocolVersion | undefined,
     private readonly maxPacketSize: number,
   ) {
     this.parser = mqtt.parser(version ? { protocolVersion: version } : {});
-    this.parser.on("packet", (p: Packet) => this.packets.push(p));
+    this.parser.on("packet", (p: Packet) => {
+      this.decoded = p;
+    });
     this.parser.on("error", (e: Error) => {
       this.error ??= e;
     });
@@ -39,29 +48,82 @@ export class PacketReader {
    * once the stream is broken; the packets before the fault have been handed over by then.
    */
   read(bytes: Uint8Array, onPacket: (p: Packet) => void): void {
-    this.parser.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    const packets = this.packets;
-    for (let i = 0; i < packets.length; i++) {
-      const p = packets[i]!;
-      if (packetSize(p.length ?? 0) > this.maxPacketSize) {
-        packets.length = 0;
-        throw new ProtocolError(RC.PACKET_TOO_LARGE, "packet exceeds the maximum packet size");
+    let data = bytes;
+    if (this.chunks) {
+      this.chunks.push(bytes);
+      this.buffered += bytes.byteLength;
+      if (this.need === 0) {
+        // The header was incomplete (under 5 bytes): join the little there is and look again.
+        data = concat(this.chunks, this.buffered);
+        this.chunks = [data];
+        const frame = frameAt(data, 0, this.maxPacketSize);
+        if (frame) this.need = frame.total;
       }
-      onPacket(p);
+      if (this.need === 0 || this.buffered < this.need) return;
+      data = concat(this.chunks, this.buffered);
+      this.chunks = null;
+      this.buffered = 0;
+      this.need = 0;
     }
-    packets.length = 0;
+    let off = 0;
+    while (off < data.byteLength) {
+      checkFixedHeader(data[off]!, this.version);
+      const frame = frameAt(data, off, this.maxPacketSize);
+      if (!frame || data.byteLength - off < frame.total) {
+        const tail = data.slice(off); // a copy: the frame's buffer is not ours to keep
+        this.chunks = [tail];
+        this.buffered = tail.byteLength;
+        this.need = frame ? frame.total : 0;
+        return;
+      }
+      const packetBytes = data.subarray(off, off + frame.total);
+      off += frame.total;
+      checkPacket(packetBytes, frame.bodyStart, this.version);
+      const packet = this.decode(packetBytes);
+      if (packet.cmd === "connect" && this.version === undefined) this.version = packet.protocolVersion as ProtocolVersion;
+      onPacket(packet);
+    }
+  }
+
+  private decode(bytes: Uint8Array): Packet {
+    this.parser.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const packet = this.decoded;
+    this.decoded = null;
     if (this.error) throw readerError(this.error);
-    // A packet still arriving whose announced length is already too large.
-    const pending = (this.parser as unknown as { packet: { length: number } }).packet;
-    if (pending && pending.length > 0 && packetSize(pending.length) > this.maxPacketSize) {
-      throw new ProtocolError(RC.PACKET_TOO_LARGE, "packet exceeds the maximum packet size");
-    }
+    if (!packet) throw malformed("packet could not be decoded");
+    return packet;
   }
 }
 
-function packetSize(remainingLength: number): number {
-  const lengthBytes = remainingLength < 128 ? 1 : remainingLength < 16384 ? 2 : remainingLength < 2097152 ? 3 : 4;
-  return 1 + lengthBytes + remainingLength;
+/** The fixed header at `off`: null while incomplete; throws on a bad length or one over the limit. */
+function frameAt(b: Uint8Array, off: number, maxPacketSize: number): { bodyStart: number; total: number } | null {
+  let length = 0;
+  let mul = 1;
+  for (let n = 0; n < 4; n++) {
+    const i = off + 1 + n;
+    if (i >= b.byteLength) return null;
+    const byte = b[i]!;
+    length += (byte & 0x7f) * mul;
+    if ((byte & 0x80) === 0) {
+      if (n > 0 && byte === 0) throw malformed("remaining length not minimally encoded"); // [MQTT-1.5.5-1]
+      const total = 2 + n + length;
+      if (total > maxPacketSize) throw new ProtocolError(RC.PACKET_TOO_LARGE, "packet exceeds the maximum packet size");
+      return { bodyStart: 2 + n, total };
+    }
+    mul *= 128;
+  }
+  throw malformed("remaining length longer than 4 bytes");
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
 }
 
 function readerError(e: Error): ProtocolError {

@@ -8,6 +8,7 @@ import type { SharedGroup } from "../topics/trie";
 import { pickMember } from "../topics/router";
 import type { BrokerConfig } from "../config";
 import { DeliveryState, type Store } from "../storage/store";
+import { connMayRead, mayRead } from "../auth/rights";
 
 export interface DeliveryContext {
   readonly config: BrokerConfig;
@@ -119,8 +120,10 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
       session.queuedCount--;
       session.queuedBytes -= q.msg.payload.byteLength + q.msg.topic.length;
       const expired = q.msg.expiresAt !== undefined && q.msg.expiresAt <= now;
-      if (expired || q.qos === 0) {
-        const bytes = expired ? null : publishBytes(conn, q.msg, 0, q.retain, q.subIds ?? null, 0, false, now);
+      // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
+      const dropped = expired || !connMayRead(conn, q.msg.topic);
+      if (dropped || q.qos === 0) {
+        const bytes = dropped ? null : publishBytes(conn, q.msg, 0, q.retain, q.subIds ?? null, 0, false, now);
         if (bytes) conn.sendBytes(bytes);
         if (q.seq !== undefined) ctx.store.deleteDelivery(q.seq);
         continue;
@@ -139,9 +142,10 @@ export function resume(ctx: DeliveryContext, session: Session): void {
       conn.send({ cmd: "pubrel", messageId: f.packetId });
       continue;
     }
-    const bytes = publishBytes(conn, f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now());
+    const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
+    const bytes = readable ? publishBytes(conn, f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now()) : null;
     if (bytes) conn.sendBytes(bytes);
-    else complete(ctx, session, f.packetId, f.seq); // now too large for this client: dropped
+    else complete(ctx, session, f.packetId, f.seq); // now too large for this client, or not readable: dropped
   }
   drainQueue(ctx, session);
 }
@@ -156,7 +160,7 @@ export function rerouteShared(ctx: DeliveryContext, session: Session): void {
   for (const f of [...session.inflight.values()]) {
     if (!f.group || f.qos === 2) continue;
     const target = pickMember(f.group, session);
-    if (!target) continue; // nobody else connected: it waits for this member
+    if (!target || !mayRead(target, f.msg.topic)) continue; // nobody else (who may read it): it waits for this member
     session.inflight.delete(f.packetId);
     if (f.seq !== undefined) ctx.store.deleteDelivery(f.seq);
     deliverToMember(ctx, target, f.msg, f.group);
@@ -166,7 +170,7 @@ export function rerouteShared(ctx: DeliveryContext, session: Session): void {
     session.queuedCount--;
     session.queuedBytes -= q.bytes;
     const target = q.group ? pickMember(q.group, session) : null;
-    if (target) deliverToMember(ctx, target, q.msg, q.group!);
+    if (target && mayRead(target, q.msg.topic)) deliverToMember(ctx, target, q.msg, q.group!);
   }
 }
 

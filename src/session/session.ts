@@ -1,6 +1,7 @@
 import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
 import type { Connection } from "../broker/connection";
+import type { TopicAcl } from "../auth/acl";
 import type { SharedGroup } from "../topics/trie";
 
 export interface SubscriptionOptions {
@@ -15,6 +16,8 @@ export interface Subscription extends SubscriptionOptions {
   session: Session;
   /** the filter as the client sent it (with `$share/<group>/` when shared) */
   filter: string;
+  /** true when the read ACL covers the whole filter: deliveries skip the per-topic check */
+  aclCovered?: boolean;
 }
 
 export interface Will {
@@ -77,6 +80,8 @@ export class Session {
   dropped = 0;
   /** inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-10] */
   readonly inboundQos2 = new Set<number>();
+  /** read ACL of the session's latest connection (null: unrestricted), checked while it is offline */
+  readAcl: TopicAcl | null = null;
   private lastPacketId = 0;
   /** router scratch: the publish generation in which this session last matched */
   matchGen = 0;

@@ -141,6 +141,16 @@ export class SqliteStore implements Store {
     return Number(this.sql.exec("SELECT COUNT(*) AS n FROM retained").one().n);
   }
 
+  retainedUsage(): { count: number; bytes: number } {
+    const row = this.sql.exec("SELECT COUNT(*) AS n, COALESCE(SUM(length(payload)), 0) AS b FROM retained").one();
+    return { count: Number(row.n), bytes: Number(row.b) };
+  }
+
+  retainedSize(topic: string): number | null {
+    const row = this.sql.exec("SELECT length(payload) AS b FROM retained WHERE topic = ?", topic).toArray()[0];
+    return row ? Number(row.b) : null;
+  }
+
   addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
     if (msg.storedId === undefined) {
       msg.storedId = Number(

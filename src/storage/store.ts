@@ -63,6 +63,10 @@ export interface Store {
   /** retained messages whose topic starts with `prefix` (the caller matches the filter) */
   retainedWithPrefix(prefix: string): Message[];
   countRetained(): number;
+  /** retained messages and the sum of their payload sizes (for the retained quota) */
+  retainedUsage(): { count: number; bytes: number };
+  /** payload size of the retained message on `topic`, null if there is none */
+  retainedSize(topic: string): number | null;
 
   // Durable sessions: message bodies stored once, one delivery row per session.
   /** stores the body once per Message object (sets msg.storedId) and adds a delivery row; returns its seq */

@@ -4,6 +4,7 @@ import { parseSharedFilter } from "./validate";
 import type { Session, Subscription } from "../session/session";
 import type { Message } from "../session/message";
 import type { QoS } from "../protocol/codec";
+import { mayRead } from "../auth/rights";
 
 export class Router {
   private readonly trie = new TopicTrie<Subscription>();
@@ -45,11 +46,12 @@ export class Router {
         msg.topic,
         (sub) => {
           if (sub.noLocal && sub.session.clientId === msg.origin) return; // MQTT 5 No Local
+          if (!mayRead(sub, msg.topic)) return; // a filter broader than the read ACL
           take(out, gen, sub, msg, null);
         },
         (group) => {
           const sub = pickMember(group, null);
-          if (sub) take(out, gen, sub, msg, group);
+          if (sub && mayRead(sub, msg.topic)) take(out, gen, sub, msg, group);
         },
       );
     } finally {

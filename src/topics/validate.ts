@@ -74,6 +74,16 @@ export function literalPrefix(filter: string): string {
   return filter.slice(0, end);
 }
 
+/** Within the configured topic length (characters) and level count; 0 switches a limit off. */
+export function withinTopicLimits(topic: string, maxLength: number, maxLevels: number): boolean {
+  if (maxLength > 0 && topic.length > maxLength) return false;
+  if (maxLevels > 0) {
+    let levels = 1;
+    for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f && ++levels > maxLevels) return false;
+  }
+  return true;
+}
+
 /**
  * The least string above every string that starts with `prefix` (null when there is none), in
  * code point order, which is SQLite's byte order of UTF-8: `topic >= prefix AND topic < end`

@@ -15,6 +15,8 @@ export interface Broker {
   /** http://127.0.0.1:<port><path>, for the HTTP API and the console */
   http(path?: string): string;
   mf: Miniflare;
+  /** what workerd printed so far (stdout and stderr; still echoed to the console) */
+  logs: string[];
   /** dispose the runtime and start it again on the same storage and port */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -51,11 +53,21 @@ function assets(): WorkerOptions["assets"] {
 export async function startBroker(vars: Record<string, string> = {}, extra: BrokerOptions = {}): Promise<Broker> {
   const port = await freePort();
   const persist = mkdtempSync(join(tmpdir(), "mqtt-broker-"));
+  const logs: string[] = [];
+  const tee = (stream: NodeJS.ReadableStream, out: NodeJS.WriteStream) =>
+    stream.on("data", (chunk: Buffer) => {
+      logs.push(chunk.toString());
+      out.write(chunk);
+    });
   const options = () => ({
     host: "127.0.0.1",
     port,
     cf: false,
     defaultPersistRoot: persist,
+    handleRuntimeStdio(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream) {
+      tee(stdout, process.stdout);
+      tee(stderr, process.stderr);
+    },
     workers: [
       {
         name: BROKER_WORKER,
@@ -75,6 +87,7 @@ export async function startBroker(vars: Record<string, string> = {}, extra: Brok
   const broker: Broker = {
     port,
     mf,
+    logs,
     url: (namespace) => `ws://127.0.0.1:${port}/mqtt${namespace ? `/${namespace}` : ""}`,
     http: (path = "/") => `http://127.0.0.1:${port}${path}`,
     async restart() {
@@ -138,4 +151,20 @@ export function quietFor(client: MqttClient, ms: number): Promise<string[]> {
 
 export function end(...clients: (MqttClient | undefined)[]): Promise<void[]> {
   return Promise.all(clients.map((c) => (c ? new Promise<void>((r) => c.end(true, {}, () => r())) : Promise.resolve())));
+}
+
+/** The HTTP API token for brokers started with `{ API_TOKEN: TEST_API_TOKEN }`. */
+export const TEST_API_TOKEN = "test-api-token";
+
+/**
+ * Publishes through the HTTP API: the operator's path, and the way to put a message on a `$`
+ * topic other than `$SYS` (MQTT clients may not publish to `$` topics).
+ */
+export async function apiPublish(broker: Broker, namespace: string, message: { topic: string; payload: string; qos?: number; retain?: boolean }): Promise<void> {
+  const res = await fetch(broker.http(`/api/${namespace}/publish`), {
+    method: "POST",
+    headers: { "content-type": "application/json", Authorization: `Bearer ${TEST_API_TOKEN}` },
+    body: JSON.stringify(message),
+  });
+  if (!res.ok) throw new Error(`API publish failed: ${res.status} ${await res.text()}`);
 }

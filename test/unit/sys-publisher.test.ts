@@ -28,6 +28,8 @@ class MemoryStore implements Store {
   deleteRetained = (topic: string) => void this.retained.delete(topic);
   retainedWithPrefix = (prefix: string) => [...this.retained.values()].filter((m) => m.topic.startsWith(prefix));
   countRetained = () => this.retained.size;
+  retainedUsage = () => ({ count: this.retained.size, bytes: [...this.retained.values()].reduce((n, m) => n + m.payload.byteLength, 0) });
+  retainedSize = (topic: string) => this.retained.get(topic)?.payload.byteLength ?? null;
   // Durable deliveries: unused here ($SYS goes out at QoS 0)
   private seq = 0;
   addDelivery = () => ++this.seq;

@@ -1,0 +1,138 @@
+// Topic ACLs: lists of patterns like Mosquitto's pattern ACLs. A pattern is a topic filter in
+// which %c stands for the client id and %u for the user name. Patterns match the way
+// subscriptions do, so `#` and `+` do not match topics starting with `$` [MQTT-4.7.2-1]:
+// `$SYS/#` has to be granted explicitly. Compiled once per connection; `allows` runs per message.
+
+/** What a topic filter gets under a read ACL. */
+export type FilterAccess = "covered" | "partial" | "denied";
+
+export class TopicAcl {
+  /** pattern levels, after substitution */
+  private readonly patterns: readonly (readonly string[])[];
+  /** a bare `#` pattern: every topic that does not start with `$` */
+  private readonly all: boolean;
+
+  private constructor(patterns: string[][]) {
+    this.patterns = patterns;
+    this.all = patterns.some((p) => p.length === 1 && p[0] === "#");
+  }
+
+  /**
+   * Substitutes %c and %u and drops patterns that cannot apply: %u without a user name, and a
+   * substitution that contains `/`, `+` or `#` — a client id `+` must not turn
+   * `clients/%c/#` into `clients/+/#` (Mosquitto does the same).
+   */
+  static compile(patterns: readonly string[], clientId: string, username: string | undefined): TopicAcl {
+    const out: string[][] = [];
+    for (const raw of patterns) {
+      const filter = substitute(raw, clientId, username);
+      if (filter !== null && isPattern(filter)) out.push(filter.split("/"));
+    }
+    return new TopicAcl(out);
+  }
+
+  get size(): number {
+    return this.patterns.length;
+  }
+
+  /** Whether a topic name matches a pattern. No allocation: runs for every publish and delivery. */
+  allows(topic: string): boolean {
+    if (this.all && topic.charCodeAt(0) !== 0x24) return true;
+    const patterns = this.patterns;
+    for (let i = 0; i < patterns.length; i++) if (matches(patterns[i]!, topic)) return true;
+    return false;
+  }
+
+  /**
+   * A subscription filter (without `$share/<group>/`) against the read patterns: "covered" when
+   * every topic it matches is readable, "partial" when some are (deliveries are then checked one
+   * by one), "denied" when none are.
+   */
+  access(filter: string): FilterAccess {
+    const f = filter.split("/");
+    let partial = false;
+    for (const p of this.patterns) {
+      if (covers(p, f)) return "covered";
+      if (!partial && overlaps(p, f)) partial = true;
+    }
+    return partial ? "partial" : "denied";
+  }
+}
+
+function substitute(pattern: string, clientId: string, username: string | undefined): string | null {
+  if (!pattern.includes("%")) return pattern;
+  if (pattern.includes("%u") && !usable(username)) return null;
+  if (pattern.includes("%c") && !usable(clientId)) return null;
+  return pattern.replaceAll("%c", clientId).replaceAll("%u", username ?? "");
+}
+
+function usable(value: string | undefined): value is string {
+  return value !== undefined && value !== "" && !/[/+#]/.test(value);
+}
+
+/** A topic filter, as a pattern: levels of text, `+`, or a final `#`. */
+export function isPattern(p: string): boolean {
+  if (p.length === 0 || p.includes("\u0000")) return false;
+  const levels = p.split("/");
+  for (let i = 0; i < levels.length; i++) {
+    const l = levels[i]!;
+    if (l.includes("#") && (l !== "#" || i !== levels.length - 1)) return false;
+    if (l.includes("+") && l !== "+") return false;
+  }
+  return true;
+}
+
+const isWild = (level: string) => level === "+" || level === "#";
+const isDollar = (level: string) => level.charCodeAt(0) === 0x24;
+
+/** Topic-name match, walking the string level by level without splitting it. */
+function matches(p: readonly string[], topic: string): boolean {
+  let pos = 0; // start of the current topic level; topic.length + 1 once past the last level
+  const dollar = topic.charCodeAt(0) === 0x24;
+  for (let i = 0; i < p.length; i++) {
+    const level = p[i]!;
+    if (level === "#") return !(i === 0 && dollar); // also matches the parent level ("a/#" ~ "a")
+    if (pos > topic.length) return false;
+    let end = topic.indexOf("/", pos);
+    if (end < 0) end = topic.length;
+    if (level === "+") {
+      if (i === 0 && dollar) return false;
+    } else if (end - pos !== level.length || !topic.startsWith(level, pos)) return false;
+    pos = end + 1;
+  }
+  return pos === topic.length + 1;
+}
+
+/** Every topic matching filter `f` matches pattern `p`. */
+function covers(p: readonly string[], f: readonly string[]): boolean {
+  for (let i = 0; i < p.length; i++) {
+    const pl = p[i]!;
+    const fl = f[i];
+    if (pl === "#") return !(i === 0 && fl !== undefined && !isWild(fl) && isDollar(fl));
+    if (fl === undefined || fl === "#") return false;
+    if (pl === "+") {
+      if (i === 0 && fl !== "+" && isDollar(fl)) return false;
+    } else if (fl !== pl) return false; // includes fl === "+" under a literal: broader
+  }
+  return f.length === p.length;
+}
+
+/** Some topic matches both filter `f` and pattern `p`. */
+function overlaps(p: readonly string[], f: readonly string[]): boolean {
+  for (let i = 0; ; i++) {
+    const pl = p[i];
+    const fl = f[i];
+    if (pl === undefined && fl === undefined) return true;
+    if (pl === "#" || fl === "#") {
+      const other = pl === "#" ? fl : pl;
+      return !(i === 0 && other !== undefined && !isWild(other) && isDollar(other));
+    }
+    if (pl === undefined || fl === undefined) return false;
+    if (pl === "+" || fl === "+") {
+      const other = pl === "+" ? fl : pl;
+      if (i === 0 && !isWild(other) && isDollar(other)) return false;
+      continue;
+    }
+    if (pl !== fl) return false;
+  }
+}

@@ -1,0 +1,168 @@
+// Who may connect, and with which topic rights. Runs once per CONNECT, before any session logic:
+// a refused client leaves nothing behind (no session, no will, no takeover). Password hashes and
+// JWT signatures are checked with crypto.subtle, which is asynchronous: the dispatcher holds the
+// connection's later packets until the verdict (see dispatcher.ts). AUTH_MODE=none stays synchronous.
+import type { ConnectPacket } from "../protocol/codec";
+import { ConnectRefused } from "../protocol/errors";
+import { RC } from "../protocol/reason-codes";
+import { TopicAcl } from "./acl";
+import { loadAuthConfig, stringList, type AclLists, type AuthConfig } from "./config";
+import { JwtError, importJwtKeys, looksLikeJwt, verifyJwt, type Claims, type JwtKey } from "./jwt";
+import { PBKDF2_ITERATIONS, verifyPassword, type PasswordHash } from "./password";
+
+/** What authentication grants a connection; kept in the socket attachment over hibernation. */
+export interface Grant extends AclLists {
+  username?: string;
+  /** a client id a token pins; used when the client sent an empty one */
+  clientId?: string;
+}
+
+/** The compiled rights of one connection; null means unrestricted. */
+export interface Rights {
+  publish: TopicAcl | null;
+  read: TopicAcl | null;
+}
+
+type Log = (level: "info" | "warn" | "error", message: string) => void;
+
+/** Grants from tokens are kept in the socket attachment (16 KiB): their patterns are bounded. */
+const MAX_GRANT_CHARS = 4096;
+
+/** Verified when the user is unknown, so a wrong name costs as long as a wrong password. */
+const DUMMY_HASH: PasswordHash = { iterations: PBKDF2_ITERATIONS, salt: new Uint8Array(16), key: new Uint8Array(32) };
+
+export class Authenticator {
+  private keys: Promise<JwtKey[]> | null = null;
+
+  constructor(
+    readonly config: AuthConfig,
+    /** this object's namespace (null if unknown: tokens pinned to a namespace are then refused) */
+    readonly namespace: string | null,
+    private readonly log: Log,
+    private readonly now: () => number = () => Date.now(),
+  ) {}
+
+  /** Anyone may connect (AUTH_MODE=none, the local default). */
+  static open(): Authenticator {
+    return new Authenticator(loadAuthConfig({}), null, () => {});
+  }
+
+  /** Says at start-up what protects this broker — loudly when nothing does. */
+  announce(): void {
+    for (const e of this.config.errors) this.log("error", `auth configuration: ${e} — refusing every connection until fixed`);
+    for (const w of this.config.warnings) this.log("warn", `auth configuration: ${w}`);
+    if (this.config.modes.size === 0 && this.config.errors.length === 0) {
+      this.log("warn", "AUTH_MODE=none: ANY client may connect, publish and subscribe. Set AUTH_MODE to password or jwt before exposing this broker.");
+    }
+  }
+
+  /**
+   * The verdict on a CONNECT: a Grant (synchronously when AUTH_MODE=none), or a ConnectRefused
+   * (thrown, or the promise rejects) that becomes CONNACK 0x86/0x87/0x8C (3.1.1: 4/5).
+   */
+  authenticate(p: ConnectPacket): Grant | Promise<Grant> {
+    // [MQTT-4.12.0-1] enhanced authentication is not offered
+    if (p.protocolVersion === 5 && p.properties?.authenticationMethod) {
+      throw new ConnectRefused(RC.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not configured");
+    }
+    if (this.config.errors.length) throw new ConnectRefused(RC.SERVER_UNAVAILABLE, "authentication is misconfigured");
+    if (this.config.modes.size === 0) return p.username === undefined ? {} : { username: p.username };
+    return this.verify(p);
+  }
+
+  private async verify(p: ConnectPacket): Promise<Grant> {
+    const password = p.password;
+    const modes = this.config.modes;
+    if (password && modes.has("jwt")) {
+      const text = asText(password);
+      if (text !== null && looksLikeJwt(text)) return this.verifyToken(p, text);
+    }
+    if (modes.has("password")) return this.verifyUser(p, password);
+    throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, "no JWT in the password field");
+  }
+
+  private async verifyUser(p: ConnectPacket, password: Uint8Array | undefined): Promise<Grant> {
+    const name = p.username;
+    const user = name === undefined ? undefined : this.config.users.get(name);
+    const ok = await verifyPassword(password ?? new Uint8Array(0), user?.hash ?? DUMMY_HASH);
+    if (!user || !password || !ok) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, user ? "wrong password" : "unknown user");
+    if (user.namespaces && (this.namespace === null || !user.namespaces.includes(this.namespace))) {
+      throw this.refuse(RC.NOT_AUTHORIZED, p, `user may not use namespace ${this.namespace}`);
+    }
+    const grant: Grant = { username: name };
+    if (user.publish) grant.publish = user.publish;
+    if (user.subscribe) grant.subscribe = user.subscribe;
+    return grant;
+  }
+
+  private async verifyToken(p: ConnectPacket, token: string): Promise<Grant> {
+    let claims: Claims;
+    try {
+      const c = this.config;
+      claims = await verifyJwt(token, await this.jwtKeys(), {
+        now: Math.floor(this.now() / 1000),
+        audience: c.jwtAudience,
+        issuer: c.jwtIssuer,
+      });
+    } catch (e) {
+      if (e instanceof JwtError) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT refused: ${e.message}`);
+      throw e;
+    }
+    // The token names the namespaces it is for ("*": any); one for another namespace is refused.
+    const ns = typeof claims.ns === "string" ? [claims.ns] : stringList(claims.ns);
+    if (!ns) throw this.refuse(RC.NOT_AUTHORIZED, p, "JWT has no ns claim");
+    if (!ns.includes("*") && (this.namespace === null || !ns.includes(this.namespace))) {
+      throw this.refuse(RC.NOT_AUTHORIZED, p, `JWT is not for namespace ${this.namespace}`);
+    }
+    const grant: Grant = {};
+    const username = typeof claims.sub === "string" ? claims.sub : p.username;
+    if (username !== undefined) grant.username = username;
+    if (claims.client_id !== undefined) {
+      if (typeof claims.client_id !== "string") throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, "JWT client_id is not a string");
+      if (p.clientId !== "" && p.clientId !== claims.client_id) throw this.refuse(RC.NOT_AUTHORIZED, p, "client id differs from the JWT's client_id");
+      grant.clientId = claims.client_id;
+    }
+    for (const key of ["publish", "subscribe"] as const) {
+      if (claims[key] === undefined) continue;
+      const list = stringList(claims[key]);
+      if (!list) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT ${key} claim is not a list of patterns`);
+      grant[key] = list;
+    }
+    const size = (grant.publish ?? []).concat(grant.subscribe ?? []).reduce((n, s) => n + s.length + 3, 0);
+    if (size > MAX_GRANT_CHARS) throw this.refuse(RC.NOT_AUTHORIZED, p, "JWT topic patterns are too large");
+    return grant;
+  }
+
+  private jwtKeys(): Promise<JwtKey[]> {
+    this.keys ??= importJwtKeys(this.config.jwtSecret, this.config.jwtPublicKey).catch((e: unknown) => {
+      this.log("error", `JWT key configuration: ${(e as Error).message}`);
+      throw new ConnectRefused(RC.SERVER_UNAVAILABLE, "JWT keys are misconfigured");
+    });
+    return this.keys;
+  }
+
+  /** Compiles the rights of a grant (ACL_DEFAULT fills lists the grant does not have). */
+  rights(grant: Grant, clientId: string): Rights {
+    const publish = grant.publish ?? this.config.defaults.publish;
+    const read = grant.subscribe ?? this.config.defaults.subscribe;
+    return {
+      publish: publish ? TopicAcl.compile(publish, clientId, grant.username) : null,
+      read: read ? TopicAcl.compile(read, clientId, grant.username) : null,
+    };
+  }
+
+  private refuse(code: number, p: ConnectPacket, why: string): ConnectRefused {
+    this.log("warn", `refused CONNECT of "${p.clientId}"${p.username !== undefined ? ` (user "${p.username}")` : ""}: ${why}`);
+    // The reason also travels in the WebSocket close frame: say nothing that tells a wrong user
+    // name from a wrong password.
+    return new ConnectRefused(code, code === RC.NOT_AUTHORIZED ? "not authorized" : "bad user name or password");
+  }
+}
+
+function asText(bytes: Uint8Array): string | null {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,136 @@
+// Authentication and ACL settings from wrangler.toml [vars] and Worker secrets, parsed once per
+// object. A setting that does not parse is not skipped: it is reported, and the broker then
+// refuses every connection (fail closed) rather than run with less protection than configured.
+import { isPattern } from "./acl";
+import { parsePasswordHash, type PasswordHash } from "./password";
+
+export type AuthMode = "password" | "jwt";
+
+/** Topic patterns: undefined means "whatever ACL_DEFAULT says". */
+export interface AclLists {
+  publish?: string[];
+  subscribe?: string[];
+}
+
+export interface UserEntry extends AclLists {
+  hash: PasswordHash;
+  /** namespaces the user may connect to; undefined: all */
+  namespaces?: string[];
+}
+
+export interface AuthConfig {
+  /** empty: AUTH_MODE=none, anyone may connect */
+  modes: ReadonlySet<AuthMode>;
+  users: ReadonlyMap<string, UserEntry>;
+  jwtSecret?: string;
+  jwtPublicKey?: string;
+  jwtAudience?: string;
+  jwtIssuer?: string;
+  /** ACL_DEFAULT: lists for clients whose user entry or token has none; undefined: unrestricted */
+  defaults: AclLists;
+  /** configuration problems; any makes the broker refuse connections */
+  errors: string[];
+  /** advice for the log */
+  warnings: string[];
+}
+
+export function loadAuthConfig(env: Record<string, unknown>): AuthConfig {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  const modes = new Set<AuthMode>();
+  const rawMode = str(env.AUTH_MODE) ?? "none";
+  for (const m of rawMode.split(",").map((s) => s.trim().toLowerCase())) {
+    if (m === "password" || m === "jwt") modes.add(m);
+    else if (m !== "none" && m !== "") errors.push(`AUTH_MODE: unknown mode "${m}" (use none, password, jwt or password,jwt)`);
+  }
+  if (modes.size > 0 && rawMode.toLowerCase().includes("none")) errors.push(`AUTH_MODE: "none" cannot be combined with other modes`);
+
+  const users = new Map<string, UserEntry>();
+  const usersText = str(env.AUTH_USERS);
+  if (usersText !== undefined) parseUsers(usersText, users, errors);
+  if (modes.has("password") && users.size === 0 && !errors.length) errors.push("AUTH_MODE includes password but AUTH_USERS lists no users");
+
+  const config: AuthConfig = { modes, users, defaults: {}, errors, warnings };
+  config.jwtSecret = str(env.JWT_SECRET);
+  config.jwtPublicKey = str(env.JWT_PUBLIC_KEY);
+  config.jwtAudience = str(env.JWT_AUDIENCE);
+  config.jwtIssuer = str(env.JWT_ISSUER);
+  if (modes.has("jwt")) {
+    if (!config.jwtSecret && !config.jwtPublicKey) errors.push("AUTH_MODE includes jwt but neither JWT_SECRET nor JWT_PUBLIC_KEY is set");
+    if (config.jwtSecret && config.jwtSecret.length < 32) warnings.push("JWT_SECRET is shorter than 32 characters: use a long random secret");
+  }
+
+  const defaults = str(env.ACL_DEFAULT);
+  if (defaults !== undefined) {
+    const parsed = parseJson(defaults, "ACL_DEFAULT", errors);
+    if (parsed !== undefined) config.defaults = aclLists(parsed, "ACL_DEFAULT", errors);
+  }
+  return config;
+}
+
+function parseUsers(text: string, users: Map<string, UserEntry>, errors: string[]): void {
+  const parsed = parseJson(text, "AUTH_USERS", errors);
+  if (parsed === undefined) return;
+  if (!isObject(parsed)) {
+    errors.push(`AUTH_USERS must be a JSON object: {"alice": {"password": "pbkdf2-sha256$..."}}`);
+    return;
+  }
+  for (const [name, value] of Object.entries(parsed)) {
+    const where = `AUTH_USERS["${name}"]`;
+    const entry = typeof value === "string" ? { password: value } : value;
+    if (!isObject(entry) || typeof entry.password !== "string") {
+      errors.push(`${where}: needs "password": "<hash from npm run hash-password>"`);
+      continue;
+    }
+    const hash = parsePasswordHash(entry.password);
+    if (!hash) {
+      errors.push(`${where}: password is not a pbkdf2-sha256 hash with at most 100000 iterations (plain text is not accepted)`);
+      continue;
+    }
+    const user: UserEntry = { hash, ...aclLists(entry, where, errors) };
+    if (entry.namespaces !== undefined) {
+      const ns = stringList(entry.namespaces);
+      if (ns) user.namespaces = ns;
+      else errors.push(`${where}.namespaces must be a list of namespace names`);
+    }
+    users.set(name, user);
+  }
+}
+
+/** `publish` and `subscribe` pattern lists of an object; bad patterns are errors. */
+export function aclLists(value: unknown, where: string, errors: string[]): AclLists {
+  const out: AclLists = {};
+  if (!isObject(value)) {
+    errors.push(`${where} must be a JSON object with "publish" and/or "subscribe" lists`);
+    return out;
+  }
+  for (const key of ["publish", "subscribe"] as const) {
+    if (value[key] === undefined) continue;
+    const list = stringList(value[key]);
+    const bad = list?.find((p) => !isPattern(p.replaceAll("%c", "c").replaceAll("%u", "u")));
+    if (!list || bad !== undefined) errors.push(`${where}.${key} must be a list of topic patterns${bad !== undefined ? ` (bad: "${bad}")` : ""}`);
+    else out[key] = list;
+  }
+  return out;
+}
+
+function parseJson(text: string, where: string, errors: string[]): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    errors.push(`${where} is not valid JSON: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+export function stringList(v: unknown): string[] | undefined {
+  return Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as string[]) : undefined;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === "string" && v.trim() !== "" ? v.trim() : undefined;
+}

@@ -1,0 +1,71 @@
+// A read-only look at one namespace's broker: what memory and storage hold, and every place they
+// disagree. Used by tests (through the Durable Object's `inspect` RPC method, which only code
+// holding the BROKER binding can call) to prove that hostile input leaves the state consistent.
+import type { BrokerCore } from "./core";
+
+export interface BrokerSnapshot {
+  sessions: { clientId: string; connected: boolean; persistent: boolean; expiresAt: number | null; subscriptions: string[]; will: string | null }[];
+  connections: { clientId: string; state: string }[];
+  retained: { count: number; bytes: number };
+  /** empty when memory, storage and the router agree */
+  problems: string[];
+}
+
+export function inspect(core: BrokerCore): BrokerSnapshot {
+  const problems: string[] = [];
+  const rows = new Map(core.store.loadSessions().map((r) => [r.clientId, r]));
+  const storedSubs = new Set(core.store.loadSubscriptions().map((s) => `${s.clientId}\u0000${s.filter}`));
+  let subCount = 0;
+  for (const [id, s] of core.sessions) {
+    const row = rows.get(id);
+    if (!row) problems.push(`session ${id} is in memory but not stored`);
+    else if (row.connected !== (s.conn !== null)) problems.push(`session ${id}: stored connected=${row.connected}, memory ${s.conn !== null}`);
+    if (s.conn && (s.conn.session !== s || !core.connections.has(s.conn) || s.conn.state !== "connected")) {
+      problems.push(`session ${id} holds a connection that does not hold it`);
+    }
+    for (const filter of s.subscriptions.keys()) {
+      subCount++;
+      if (!storedSubs.delete(`${id}\u0000${filter}`)) problems.push(`subscription ${id} ${filter} is not stored`);
+    }
+  }
+  for (const id of rows.keys()) if (!core.sessions.has(id)) problems.push(`session ${id} is stored but not in memory`);
+  for (const key of storedSubs) problems.push(`stored subscription ${key.replace("\u0000", " ")} has no session in memory`);
+  if (core.router.subscriptionCount !== subCount) problems.push(`router holds ${core.router.subscriptionCount} subscriptions, sessions ${subCount}`);
+  for (const c of core.connections) {
+    if (c.state === "connected" && c.session?.conn !== c) problems.push(`connection ${c.clientId} is connected without its session`);
+  }
+  // Durable sessions: stored deliveries belong to a session, and match what memory holds.
+  const storedInflight = new Map<string, Set<number>>();
+  for (const row of core.store.loadInflight()) {
+    if (!core.sessions.has(row.clientId)) problems.push(`stored delivery ${row.seq} of unknown session ${row.clientId}`);
+    let set = storedInflight.get(row.clientId);
+    if (!set) storedInflight.set(row.clientId, (set = new Set()));
+    set.add(row.seq);
+  }
+  const queued = new Map(core.store.queueStats().map((q) => [q.clientId, q.count]));
+  for (const id of queued.keys()) if (!core.sessions.has(id)) problems.push(`stored queue of unknown session ${id}`);
+  for (const [id, s] of core.sessions) {
+    if (!s.durable) continue;
+    const memory = [...s.inflight.values()].map((f) => f.seq ?? -1).sort((a, b) => a - b);
+    const stored = [...(storedInflight.get(id) ?? [])].sort((a, b) => a - b);
+    if (memory.join() !== stored.join()) problems.push(`session ${id}: in-flight ${memory.join()} in memory, ${stored.join()} stored`);
+    if ((queued.get(id) ?? 0) !== s.queuedCount) problems.push(`session ${id}: ${s.queuedCount} queued in memory, ${queued.get(id) ?? 0} stored`);
+  }
+  const retained = core.store.retainedUsage();
+  const { MAX_RETAINED_MESSAGES: maxCount, MAX_RETAINED_BYTES: maxBytes } = core.config;
+  if (maxCount > 0 && retained.count > maxCount) problems.push(`${retained.count} retained messages, limit ${maxCount}`);
+  if (maxBytes > 0 && retained.bytes > maxBytes) problems.push(`${retained.bytes} retained bytes, limit ${maxBytes}`);
+  return {
+    sessions: [...core.sessions.values()].map((s) => ({
+      clientId: s.clientId,
+      connected: s.conn !== null,
+      persistent: s.persistent,
+      expiresAt: s.expiresAt,
+      subscriptions: [...s.subscriptions.keys()],
+      will: s.will ? s.will.topic : null,
+    })),
+    connections: [...core.connections].map((c) => ({ clientId: c.clientId, state: c.state })),
+    retained,
+    problems,
+  };
+}

@@ -1,0 +1,145 @@
+import { describe, expect, test } from "vitest";
+import type { IConnectPacket } from "mqtt-packet";
+import { Authenticator, type Grant } from "../../src/auth/authenticator";
+import { loadAuthConfig } from "../../src/auth/config";
+import { hashPassword } from "../../src/auth/password";
+import { ProtocolError } from "../../src/protocol/errors";
+import { makeKeys, sign } from "../jwt-helpers";
+
+const connect = (over: Partial<IConnectPacket> = {}): IConnectPacket => ({
+  cmd: "connect",
+  protocolId: "MQTT",
+  protocolVersion: 4,
+  clean: true,
+  keepalive: 0,
+  clientId: "c1",
+  ...over,
+});
+
+/** The grant, or the refusal's reason code. */
+async function verdict(auth: Authenticator, p: IConnectPacket): Promise<Grant | number> {
+  try {
+    return await auth.authenticate(p);
+  } catch (e) {
+    if (e instanceof ProtocolError) return e.reasonCode;
+    throw e;
+  }
+}
+
+const logs: string[] = [];
+const make = (env: Record<string, string>, namespace: string | null = "default") =>
+  new Authenticator(loadAuthConfig(env), namespace, (level, m) => logs.push(`${level} ${m}`));
+
+describe("AUTH_MODE=none", () => {
+  test("is synchronous and grants the user name, and says so loudly", () => {
+    const auth = make({});
+    expect(auth.authenticate(connect({ username: "u" }))).toEqual({ username: "u" });
+    logs.length = 0;
+    auth.announce();
+    expect(logs.join("\n")).toMatch(/warn AUTH_MODE=none: ANY client may connect/);
+  });
+
+  test("MQTT 5 enhanced authentication is refused with 0x8C", async () => {
+    expect(await verdict(make({}), connect({ protocolVersion: 5, properties: { authenticationMethod: "SCRAM-SHA-1" } }))).toBe(0x8c);
+  });
+});
+
+describe("configuration fails closed", () => {
+  test.each([
+    [{ AUTH_MODE: "password" }, /lists no users/],
+    [{ AUTH_MODE: "password", AUTH_USERS: `{"alice": "plain"}` }, /plain text is not accepted/],
+    [{ AUTH_MODE: "password", AUTH_USERS: `not json` }, /not valid JSON/],
+    [{ AUTH_MODE: "jwt" }, /neither JWT_SECRET nor JWT_PUBLIC_KEY/],
+    [{ AUTH_MODE: "ldap" }, /unknown mode/],
+    [{ ACL_DEFAULT: `{"publish": ["a/#/b"]}` }, /bad: "a\/#\/b"/],
+  ])("%j", async (env, message) => {
+    const auth = make(env);
+    expect(auth.config.errors.join("; ")).toMatch(message);
+    expect(await verdict(auth, connect())).toBe(0x88);
+  });
+});
+
+describe("AUTH_MODE=password", async () => {
+  const users = {
+    alice: { password: await hashPassword("wonderland", 1000), publish: ["a/%u/#"], subscribe: ["a/#"] },
+    bob: await hashPassword("builder", 1000),
+    carol: { password: await hashPassword("c", 1000), namespaces: ["team-a"] },
+  };
+  const auth = make({ AUTH_MODE: "password", AUTH_USERS: JSON.stringify(users), ACL_DEFAULT: `{"subscribe": ["public/#"]}` });
+  const pw = (s: string) => Buffer.from(s);
+
+  test("right password: the user's lists, ACL_DEFAULT for missing ones", async () => {
+    expect(await verdict(auth, connect({ username: "alice", password: pw("wonderland") }))).toEqual({
+      username: "alice",
+      publish: ["a/%u/#"],
+      subscribe: ["a/#"],
+    });
+    const bob = (await verdict(auth, connect({ username: "bob", password: pw("builder") }))) as Grant;
+    expect(bob).toEqual({ username: "bob" });
+    const rights = auth.rights(bob, "c1");
+    expect(rights.publish).toBeNull();
+    expect(rights.read!.allows("public/x")).toBe(true);
+    expect(rights.read!.allows("a/x")).toBe(false);
+  });
+
+  test("wrong password, unknown user, no password: 0x86", async () => {
+    expect(await verdict(auth, connect({ username: "alice", password: pw("nope") }))).toBe(0x86);
+    expect(await verdict(auth, connect({ username: "mallory", password: pw("x") }))).toBe(0x86);
+    expect(await verdict(auth, connect({ username: "alice" }))).toBe(0x86);
+    expect(await verdict(auth, connect())).toBe(0x86);
+  });
+
+  test("a user limited to other namespaces: 0x87", async () => {
+    expect(await verdict(auth, connect({ username: "carol", password: pw("c") }))).toBe(0x87);
+    const teamA = make({ AUTH_MODE: "password", AUTH_USERS: JSON.stringify(users) }, "team-a");
+    expect(await verdict(teamA, connect({ username: "carol", password: pw("c") }))).toEqual({ username: "carol" });
+  });
+
+  test("the close reason does not tell a wrong user from a wrong password", async () => {
+    const reasons = await Promise.all(
+      [connect({ username: "alice", password: pw("nope") }), connect({ username: "mallory", password: pw("x") })].map((p) =>
+        Promise.resolve(auth.authenticate(p)).catch((e: Error) => e.message),
+      ),
+    );
+    expect(reasons[0]).toBe(reasons[1]);
+  });
+});
+
+describe("AUTH_MODE=jwt", async () => {
+  const keys = await makeKeys();
+  const now = Math.floor(Date.now() / 1000);
+  const auth = make(
+    { AUTH_MODE: "jwt", JWT_SECRET: keys.secret, JWT_PUBLIC_KEY: JSON.stringify(keys.ecPublic), JWT_AUDIENCE: "mqtt" },
+    "default",
+  );
+  const withToken = async (claims: Record<string, unknown>, over: Partial<IConnectPacket> = {}, alg: "HS256" | "ES256" = "HS256") =>
+    verdict(auth, connect({ username: "ignored", password: Buffer.from(await sign(keys, alg, { aud: "mqtt", exp: now + 60, ...claims })), ...over }));
+
+  test("claims become the grant", async () => {
+    expect(await withToken({ ns: "default", sub: "dev", client_id: "c1", publish: ["t/%c/#"], subscribe: ["t/#"] }, {}, "ES256")).toEqual({
+      username: "dev",
+      clientId: "c1",
+      publish: ["t/%c/#"],
+      subscribe: ["t/#"],
+    });
+    expect(await withToken({ ns: ["x", "default"] })).toEqual({ username: "ignored" });
+    expect(await withToken({ ns: "*" }, { clientId: "" })).toEqual({ username: "ignored" });
+  });
+
+  test("a token for another namespace, or without ns: 0x87", async () => {
+    expect(await withToken({ ns: "other" })).toBe(0x87);
+    expect(await withToken({})).toBe(0x87);
+  });
+
+  test("the client id a token pins", async () => {
+    expect(await withToken({ ns: "default", client_id: "dev-9" })).toBe(0x87);
+    expect(await withToken({ ns: "default", client_id: "dev-9" }, { clientId: "" })).toMatchObject({ clientId: "dev-9" });
+  });
+
+  test("bad tokens: 0x86", async () => {
+    expect(await withToken({ ns: "default", exp: now - 1 })).toBe(0x86);
+    expect(await withToken({ ns: "default", aud: "web" })).toBe(0x86);
+    expect(await withToken({ ns: "default", publish: "t/#" })).toBe(0x86);
+    expect(await verdict(auth, connect({ username: "u", password: Buffer.from("not-a-token") }))).toBe(0x86);
+  });
+});
