@@ -19,12 +19,10 @@ export type ProtocolVersion = 3 | 4 | 5;
  * Reassembles MQTT packets from a byte stream: a WebSocket frame may hold several packets or
  * part of one, so the reader (and its partial bytes) lives as long as the connection. Framing is
  * done here, so the size limit applies as soon as a length is announced, and each complete
- * packet is checked byte by byte (wellformed.ts) before mqtt-packet decodes it.
+ * packet is checked byte by byte (wellformed.ts) before it is decoded. Only the bytes of an
+ * unfinished packet are per-connection state; the decoder is shared.
  */
 export class PacketReader {
-  private readonly parser: mqtt.Parser;
-  private decoded: Packet | null = null;
-  private error: Error | null = null;
   /** bytes of an incomplete packet, and its total size once the header is known (0 before) */
   private chunks: Uint8Array[] | null = null;
   private buffered = 0;
@@ -33,15 +31,7 @@ export class PacketReader {
   constructor(
     private version: ProtocolVersion | undefined,
     private readonly maxPacketSize: number,
-  ) {
-    this.parser = mqtt.parser(version ? { protocolVersion: version } : {});
-    this.parser.on("packet", (p: Packet) => {
-      this.decoded = p;
-    });
-    this.parser.on("error", (e: Error) => {
-      this.error ??= e;
-    });
-  }
+  ) {}
 
   /**
    * Feeds bytes and hands each complete packet to `onPacket`, in order. Throws a ProtocolError
@@ -79,19 +69,10 @@ export class PacketReader {
       const packetBytes = data.subarray(off, off + frame.total);
       off += frame.total;
       checkPacket(packetBytes, frame.bodyStart, this.version);
-      const packet = this.decode(packetBytes);
+      const packet = decodePacket(packetBytes, frame.bodyStart, this.version);
       if (packet.cmd === "connect" && this.version === undefined) this.version = packet.protocolVersion as ProtocolVersion;
       onPacket(packet);
     }
-  }
-
-  private decode(bytes: Uint8Array): Packet {
-    this.parser.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-    const packet = this.decoded;
-    this.decoded = null;
-    if (this.error) throw readerError(this.error);
-    if (!packet) throw malformed("packet could not be decoded");
-    return packet;
   }
 }
 
@@ -126,6 +107,102 @@ function concat(chunks: Uint8Array[], size: number): Uint8Array {
   return out;
 }
 
+const PINGREQ: Packet = Object.freeze({ cmd: "pingreq" }) as Packet;
+const ACK_TYPES = [undefined, undefined, undefined, undefined, "puback", "pubrec", "pubrel", "pubcomp"] as const;
+const utf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+
+/** A topic string: ASCII (the usual case) without a decoder call. */
+function decodeString(buf: Uint8Array, start: number, end: number): string {
+  if (end - start <= 64) {
+    let ascii = true;
+    for (let i = start; i < end; i++) if (buf[i]! > 0x7f) ascii = false;
+    if (ascii) return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
+  }
+  return utf8.decode(buf.subarray(start, end));
+}
+
+/**
+ * Decodes one complete, already checked packet (wellformed.ts). PUBLISH without properties,
+ * acknowledgements and PINGREQ, the packets of the hot path, are decoded here by hand; the rest
+ * by mqtt-packet.
+ */
+export function decodePacket(buf: Uint8Array, bodyStart: number, version: ProtocolVersion | undefined): Packet {
+  const start = 0;
+  const end = buf.byteLength;
+  const header = buf[0]!;
+  const type = header >> 4;
+  const pos = bodyStart;
+  const length = end - pos;
+  if (version !== undefined) {
+    if (type === 3) {
+      const fast = decodePublish(buf, header, pos, end, version);
+      if (fast) return fast;
+    } else if (type >= 4 && type <= 7 && length === 2 && (header & 0x0f) === (type === 6 ? 2 : 0)) {
+      // [MQTT-3.6.1-1] PUBREL has flags 0010; the others 0000
+      return { cmd: ACK_TYPES[type]!, messageId: (buf[pos]! << 8) | buf[pos + 1]! } as Packet;
+    } else if (type === 12 && length === 0 && (header & 0x0f) === 0) {
+      return PINGREQ;
+    }
+  }
+  return decodeWithMqttPacket(buf, start, end, version);
+}
+
+/** PUBLISH without properties; null to leave it to the general decoder. */
+function decodePublish(buf: Uint8Array, header: number, pos: number, end: number, version: ProtocolVersion): Packet | null {
+  const qos = (header >> 1) & 3;
+  if (qos === 3) throw malformed("PUBLISH with QoS 3"); // [MQTT-3.3.1-4]
+  if (pos + 2 > end) throw malformed("PUBLISH too short");
+  const topicLength = (buf[pos]! << 8) | buf[pos + 1]!;
+  pos += 2;
+  if (pos + topicLength > end) throw malformed("topic longer than the packet");
+  const topic = decodeString(buf, pos, pos + topicLength); // checked as UTF-8 by wellformed.ts
+  pos += topicLength;
+  let messageId: number | undefined;
+  if (qos > 0) {
+    if (pos + 2 > end) throw malformed("PUBLISH without packet id");
+    messageId = (buf[pos]! << 8) | buf[pos + 1]!;
+    pos += 2;
+  }
+  if (version === 5) {
+    if (pos >= end || buf[pos] !== 0) return null; // has properties
+    pos++;
+  }
+  return {
+    cmd: "publish",
+    topic,
+    payload: Buffer.from(buf.buffer, buf.byteOffset + pos, end - pos),
+    qos: qos as QoS,
+    dup: (header & 8) !== 0,
+    retain: (header & 1) !== 0,
+    messageId,
+  } as Packet;
+}
+
+/** mqtt-packet's parser for the other packets: one shared instance, always given one whole packet. */
+let parser: mqtt.Parser | null = null;
+let parsed: Packet | null = null;
+let parseError: Error | null = null;
+
+function decodeWithMqttPacket(buf: Uint8Array, start: number, end: number, version: ProtocolVersion | undefined): Packet {
+  if (!parser) {
+    parser = mqtt.parser();
+    parser.on("packet", (p: Packet) => (parsed = p));
+    parser.on("error", (e: Error) => (parseError = e));
+  }
+  const internals = parser as unknown as { settings: object; _pos: number; _resetState(): void };
+  internals.settings = version ? { protocolVersion: version } : {};
+  internals._pos = 0; // _resetState leaves the read position of a packet that failed
+  parsed = null;
+  parseError = null;
+  parser.parse(Buffer.from(buf.buffer, buf.byteOffset + start, end - start));
+  const p = parsed as Packet | null;
+  const err = parseError as Error | null;
+  internals._resetState(); // nothing may carry over to the next packet, whoever it is from
+  if (err) throw readerError(err);
+  if (!p) throw malformed("incomplete packet");
+  return p;
+}
+
 function readerError(e: Error): ProtocolError {
   if (/protocol version|protocolId/i.test(e.message)) {
     return new ProtocolError(RC.UNSUPPORTED_PROTOCOL_VERSION, e.message);
@@ -133,10 +210,66 @@ function readerError(e: Error): ProtocolError {
   return malformed(e.message);
 }
 
+const PINGRESP = new Uint8Array([0xd0, 0]);
+const ACK_HEADERS: Record<string, number> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
+
 export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
-  if (packet.cmd === "publish" && !Buffer.isBuffer(packet.payload)) packet.payload = asBuffer(packet.payload);
+  switch (packet.cmd) {
+    case "pingresp":
+      return PINGRESP;
+    case "puback":
+    case "pubrec":
+    case "pubrel":
+    case "pubcomp":
+      // The common acknowledgement: packet id only (MQTT 5 may omit reason 0x00 without properties)
+      if (!packet.properties && (version !== 5 || !packet.reasonCode)) {
+        const id = packet.messageId ?? 0;
+        return new Uint8Array([ACK_HEADERS[packet.cmd]!, 2, id >> 8, id & 0xff]);
+      }
+      break;
+    case "publish":
+      if (!packet.properties || Object.keys(packet.properties).length === 0) {
+        return encodePublish(packet.topic, packet.payload as Uint8Array, packet.qos, packet.retain, packet.dup, packet.messageId ?? 0, version);
+      }
+      if (!Buffer.isBuffer(packet.payload)) packet.payload = asBuffer(packet.payload);
+      break;
+  }
   return mqtt.generate(packet, { protocolVersion: version });
 }
+
+const textEncoder = new TextEncoder();
+
+/** A PUBLISH without properties, encoded by hand (the fan-out path). */
+export function encodePublish(topic: string, payload: Uint8Array | string, qos: QoS, retain: boolean, dup: boolean, packetId: number, version: ProtocolVersion): Uint8Array {
+  const body = typeof payload === "string" ? textEncoder.encode(payload) : payload;
+  const nonAscii = isAscii(topic) ? null : textEncoder.encode(topic);
+  const topicLength = nonAscii ? nonAscii.byteLength : topic.length;
+  const remaining = 2 + topicLength + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + body.byteLength;
+  const lengthBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4;
+  const out = new Uint8Array(1 + lengthBytes + remaining);
+  out[0] = 0x30 | (dup ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
+  let pos = 1;
+  let n = remaining;
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out[pos++] = b;
+  } while (n > 0);
+  out[pos++] = topicLength >> 8;
+  out[pos++] = topicLength & 0xff;
+  if (nonAscii) out.set(nonAscii, pos);
+  else for (let i = 0; i < topicLength; i++) out[pos + i] = topic.charCodeAt(i);
+  pos += topicLength;
+  if (qos > 0) {
+    out[pos++] = packetId >> 8;
+    out[pos++] = packetId & 0xff;
+  }
+  if (version === 5) out[pos++] = 0; // no properties
+  out.set(body, pos);
+  return out;
+}
+
 
 /** A Buffer view of bytes (no copy); mqtt-packet's encoder needs Buffer methods. */
 export function asBuffer(bytes: Uint8Array | string): Buffer {
@@ -163,4 +296,9 @@ export function withPacketId(bytes: Uint8Array, idOffset: number, packetId: numb
   out[idOffset + 1] = packetId & 0xff;
   if (dup) out[0] = out[0]! | 0x08;
   return out;
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }

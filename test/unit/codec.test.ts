@@ -29,7 +29,7 @@ function shape(p: Packet): unknown {
   return {
     cmd: o.cmd,
     clientId: o.clientId,
-    topic: o.topic,
+    topic: o.topic ?? undefined,
     payload: o.cmd === "publish" ? Buffer.from(o.payload as Uint8Array).toString("hex") : undefined,
     qos: o.cmd === "publish" ? o.qos : undefined,
     messageId: o.messageId,
