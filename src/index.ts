@@ -1,16 +1,14 @@
 // Worker entry: routes /mqtt[/<namespace>] WebSocket upgrades to the namespace's Durable Object
 // and /api/... to the HTTP API. Everything else is the web console, served as static assets
 // (wrangler.toml [assets]) before the Worker is even invoked.
-import { NamespaceBroker, SUBPROTOCOL_HEADER, type Env } from "./broker/namespace-do";
+import { NamespaceBroker, type Env } from "./broker/namespace-do";
+import { chooseSubprotocol } from "./protocol/subprotocol";
 import { loadConfig } from "./config";
 import { handleApi } from "./api/http";
 import { NAMESPACE } from "./api/input";
 import { BrokerService } from "./api/rpc";
 
 export { NamespaceBroker, BrokerService };
-
-/** Subprotocols we speak, in order of preference (MQTT.js and browsers insist on the echo). */
-const SUBPROTOCOLS = ["mqtt", "mqttv3.1"];
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
@@ -30,18 +28,12 @@ export default {
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
       return text(426, "this endpoint speaks MQTT over WebSocket: send an Upgrade: websocket request", { Upgrade: "websocket" });
     }
-    const offered = (request.headers.get("Sec-WebSocket-Protocol") ?? "")
-      .split(",")
-      .map((p) => p.trim())
-      .filter(Boolean);
-    const protocol = SUBPROTOCOLS.find((p) => offered.includes(p));
-    if (offered.length > 0 && !protocol) return text(400, `unsupported WebSocket subprotocol: offer "mqtt"`);
-
-    const headers = new Headers(request.headers);
-    if (protocol) headers.set(SUBPROTOCOL_HEADER, protocol);
-    else headers.delete(SUBPROTOCOL_HEADER);
+    if (chooseSubprotocol(request.headers.get("Sec-WebSocket-Protocol")) === "unsupported") {
+      return text(400, `unsupported WebSocket subprotocol: offer "mqtt"`);
+    }
+    // The request goes on unchanged (a copy would cost memory for the socket's whole life).
     const stub = env.BROKER.get(env.BROKER.idFromName(namespace));
-    return stub.fetch(new Request(request, { headers }));
+    return stub.fetch(request);
   },
 } satisfies ExportedHandler<Env>;
 

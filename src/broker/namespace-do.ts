@@ -1,6 +1,7 @@
 // The Durable Object of one namespace: wires the runtime's entry points to the broker core.
 // No protocol logic lives here.
 import { DurableObject } from "cloudflare:workers";
+import { chooseSubprotocol } from "../protocol/subprotocol";
 import { BrokerCore, type Runtime } from "./core";
 import { Connection, type Attachment, type Transport } from "./connection";
 import { loadConfig } from "../config";
@@ -18,8 +19,6 @@ export interface Env {
   [key: string]: unknown;
 }
 
-/** Header the Worker uses to tell the object which WebSocket subprotocol to echo. */
-export const SUBPROTOCOL_HEADER = "x-mqtt-subprotocol";
 
 export class NamespaceBroker extends DurableObject<Env> {
   private readonly core: BrokerCore;
@@ -56,11 +55,11 @@ export class NamespaceBroker extends DurableObject<Env> {
     const attachment: Attachment = { seen: now, at: now };
     server.serializeAttachment(attachment);
     this.core.open(this.connectionOf(server, attachment));
-    const protocol = request.headers.get(SUBPROTOCOL_HEADER);
+    const protocol = chooseSubprotocol(request.headers.get("Sec-WebSocket-Protocol")); // the Worker refused "unsupported"
     return new Response(null, {
       status: 101,
       webSocket: client,
-      headers: protocol ? { "Sec-WebSocket-Protocol": protocol } : {},
+      headers: protocol && protocol !== "unsupported" ? { "Sec-WebSocket-Protocol": protocol } : {},
     });
   }
 
