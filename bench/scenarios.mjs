@@ -153,21 +153,29 @@ export async function latency(target, rate = 1000, seconds = 3) {
   return { p50: l[Math.floor(l.length * 0.5)], p99: l[Math.floor(l.length * 0.99)], received: stats.received };
 }
 
-/** Connect `n` idle clients: time to connect them and memory per connection. */
-export async function idleConnections(target, n = 2000, concurrency = 50) {
-  await new Promise((r) => setTimeout(r, 500));
+/**
+ * Connect `n` idle clients: time to connect them and memory per connection. Memory is the
+ * marginal cost: measured from after `warmup` connections (so one-time growth of the process,
+ * such as the JIT and the heap's first reservations, is not spread over the connections).
+ */
+export async function idleConnections(target, n = 2000, concurrency = 50, warmup = 1000) {
+  const open = async (count) => {
+    const out = [];
+    for (let i = 0; i < count; i += concurrency) {
+      out.push(...(await Promise.all(Array.from({ length: Math.min(concurrency, count - i) }, () => LiteClient.connect(target.url(), { clientId: id("idle"), keepalive: 60 })))));
+    }
+    return out;
+  };
+  const warm = await open(warmup);
+  await new Promise((r) => setTimeout(r, 1000));
   const rss0 = rssBytes(target.pids());
   const t0 = performance.now();
-  const clients = [];
-  for (let i = 0; i < n; i += concurrency) {
-    const batch = await Promise.all(Array.from({ length: Math.min(concurrency, n - i) }, () => LiteClient.connect(target.url(), { clientId: id("idle"), keepalive: 60 })));
-    clients.push(...batch);
-  }
+  const clients = await open(n);
   const seconds = (performance.now() - t0) / 1000;
   await new Promise((r) => setTimeout(r, 1000));
   const rss1 = rssBytes(target.pids());
   const result = { connections: clients.length, seconds, bytesPerConnection: (rss1 - rss0) / n };
-  await Promise.all(clients.map((c) => c.terminate()));
+  await Promise.all([...warm, ...clients].map((c) => c.terminate()));
   return result;
 }
 
