@@ -66,6 +66,8 @@ export class Connection {
   /** set when the client ended with DISCONNECT (no will, unless reason 0x04) */
   disconnected = false;
   reader: PacketReader;
+  /** the dispatcher bound to this connection, made once rather than per frame */
+  onPacket: ((packet: Packet) => void) | null = null;
   /** what authentication granted, and its compiled ACLs (null: unrestricted); see auth/ */
   grant: Grant = {};
   publishAcl: TopicAcl | null = null;

@@ -140,7 +140,7 @@ export class BrokerCore implements DeliveryContext {
     conn.touch(this.now());
     this.counters.bytesReceived += data.byteLength;
     try {
-      conn.reader.read(new Uint8Array(data), (packet) => dispatch(this, conn, packet));
+      conn.reader.read(new Uint8Array(data), (conn.onPacket ??= (packet) => dispatch(this, conn, packet)));
     } catch (err) {
       this.fail(conn, err);
     }

@@ -66,7 +66,7 @@ export class PacketReader {
         this.need = frame ? frame.total : 0;
         return;
       }
-      const packetBytes = data.subarray(off, off + frame.total);
+      const packetBytes = off === 0 && frame.total === data.byteLength ? data : data.subarray(off, off + frame.total);
       off += frame.total;
       checkPacket(packetBytes, frame.bodyStart, this.version);
       const packet = decodePacket(packetBytes, frame.bodyStart, this.version);

@@ -54,6 +54,7 @@ interface Cursor {
 }
 
 const seen = new Uint8Array(64);
+const cursor: Cursor = { b: seen, i: 0, end: 0 };
 
 /**
  * The first byte of a packet, judged as soon as it arrives (before its length does): packet
@@ -93,7 +94,10 @@ export function checkFixedHeader(b0: number, version: ProtocolVersion | undefine
 export function checkPacket(b: Uint8Array, bodyStart: number, version: ProtocolVersion | undefined): void {
   const type = b[0]! >> 4;
   const flags = b[0]! & 0x0f;
-  const c: Cursor = { b, i: bodyStart, end: b.length };
+  const c = cursor; // one cursor, reused: checks run one packet at a time, never nested
+  c.b = b;
+  c.i = bodyStart;
+  c.end = b.length;
   if (type === 1) return checkConnect(c);
   const v5 = version === 5;
   switch (type) {
