@@ -1,7 +1,7 @@
 // Durable sessions: offline queueing, redelivery, clean start, expiry, limits [MQTT-4.1, 3.1.2-4/5/6].
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
-import { RawClient } from "./raw-client";
+import { RawClient } from "./raw";
 import type { IPublishPacket } from "mqtt-packet";
 
 let broker: Broker;
@@ -44,11 +44,11 @@ describe.each([4, 5] as const)("protocol %i", (v) => {
     const pub = await connect(broker.url(), { protocolVersion: v });
     await pub.publishAsync(`c${v}/x`, "old", { qos: 1 });
 
-    const fresh = await RawClient.connect(broker.url(), { clientId: id, clean: true }, v);
+    const fresh = await RawClient.handshake(broker.url(), { clientId: id, clean: true }, v);
     expect(fresh.connack.sessionPresent).toBe(false);
-    await expect(fresh.client.next("publish", 300)).rejects.toThrow(/timed out/); // the queue is gone
+    await expect(fresh.client.take("publish", 300)).rejects.toThrow(/timed out/); // the queue is gone
     await pub.publishAsync(`c${v}/x`, "after", { qos: 1 });
-    await expect(fresh.client.next("publish", 300)).rejects.toThrow(/timed out/); // and the subscription
+    await expect(fresh.client.take("publish", 300)).rejects.toThrow(/timed out/); // and the subscription
     await fresh.client.end();
     await end(pub);
   });
@@ -56,23 +56,23 @@ describe.each([4, 5] as const)("protocol %i", (v) => {
   test("unacknowledged QoS 1 is re-sent with DUP after reconnect", async () => {
     const id = `dup-${v}`;
     const url = broker.url();
-    const { client: raw } = await RawClient.connect(url, { clientId: id, clean: true, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }, v);
+    const { client: raw } = await RawClient.handshake(url, { clientId: id, clean: true, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }, v);
     // clean start for a fresh session, then reconnect clean=false to keep it
     raw.send({ cmd: "disconnect" });
     await raw.closed;
-    const first = await RawClient.connect(url, { clientId: id, clean: false, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }, v);
+    const first = await RawClient.handshake(url, { clientId: id, clean: false, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }, v);
     first.client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `dup${v}/t`, qos: 1 }] });
-    await first.client.next("suback");
+    await first.client.take("suback");
 
     const pub = await connect(url, { protocolVersion: v });
     await pub.publishAsync(`dup${v}/t`, "needs-ack", { qos: 1 });
-    const p1 = (await first.client.next("publish")) as IPublishPacket;
+    const p1 = (await first.client.take("publish")) as IPublishPacket;
     expect(p1.dup).toBe(false);
     await first.client.destroy(); // drop without PUBACK
 
-    const second = await RawClient.connect(url, { clientId: id, clean: false, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }, v);
+    const second = await RawClient.handshake(url, { clientId: id, clean: false, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }, v);
     expect(second.connack.sessionPresent).toBe(true);
-    const p2 = (await second.client.next("publish")) as IPublishPacket;
+    const p2 = (await second.client.take("publish")) as IPublishPacket;
     expect(p2.dup).toBe(true);
     expect(p2.messageId).toBe(p1.messageId);
     expect(p2.payload.toString()).toBe("needs-ack");
@@ -80,9 +80,9 @@ describe.each([4, 5] as const)("protocol %i", (v) => {
     second.client.send({ cmd: "disconnect" });
     await second.client.closed;
 
-    const third = await RawClient.connect(url, { clientId: id, clean: false, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }, v);
+    const third = await RawClient.handshake(url, { clientId: id, clean: false, ...(v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {}) }, v);
     expect(third.connack.sessionPresent).toBe(true);
-    await expect(third.client.next("publish", 400)).rejects.toThrow(/timed out/); // acknowledged: not sent again
+    await expect(third.client.take("publish", 400)).rejects.toThrow(/timed out/); // acknowledged: not sent again
     await third.client.end();
     await end(pub);
   });
@@ -91,22 +91,22 @@ describe.each([4, 5] as const)("protocol %i", (v) => {
     const id = `rel-${v}`;
     const url = broker.url();
     const props = v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {};
-    const a = await RawClient.connect(url, { clientId: id, clean: false, ...props }, v);
+    const a = await RawClient.handshake(url, { clientId: id, clean: false, ...props }, v);
     a.client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `rel${v}/t`, qos: 2 }] });
-    await a.client.next("suback");
+    await a.client.take("suback");
     const pub = await connect(url, { protocolVersion: v });
     await pub.publishAsync(`rel${v}/t`, "once", { qos: 2 });
-    const p = (await a.client.next("publish")) as IPublishPacket;
+    const p = (await a.client.take("publish")) as IPublishPacket;
     a.client.send({ cmd: "pubrec", messageId: p.messageId! });
-    await a.client.next("pubrel");
+    await a.client.take("pubrel");
     await a.client.destroy(); // drop before PUBCOMP
 
-    const b = await RawClient.connect(url, { clientId: id, clean: false, ...props }, v);
-    const rel = await b.client.next();
+    const b = await RawClient.handshake(url, { clientId: id, clean: false, ...props }, v);
+    const rel = await b.client.take();
     expect(rel.cmd).toBe("pubrel");
     expect((rel as { messageId: number }).messageId).toBe(p.messageId);
     b.client.send({ cmd: "pubcomp", messageId: p.messageId! });
-    await expect(b.client.next("publish", 400)).rejects.toThrow(/timed out/);
+    await expect(b.client.take("publish", 400)).rejects.toThrow(/timed out/);
     await b.client.end();
     await end(pub);
   });
@@ -117,19 +117,19 @@ describe.each([4, 5] as const)("protocol %i", (v) => {
     await sub.subscribeAsync(`in${v}/t`, { qos: 2 });
     const props = v === 5 ? { properties: { sessionExpiryInterval: 300 } } : {};
     const id = `inq2-${v}`;
-    const a = await RawClient.connect(url, { clientId: id, clean: false, ...props }, v);
+    const a = await RawClient.handshake(url, { clientId: id, clean: false, ...props }, v);
     const got = collect(sub, 1);
     a.client.send({ cmd: "publish", topic: `in${v}/t`, payload: Buffer.from("exactly-once"), qos: 2, messageId: 7, dup: false, retain: false });
-    await a.client.next("pubrec");
+    await a.client.take("pubrec");
     await a.client.destroy(); // lost before PUBREL
 
-    const b = await RawClient.connect(url, { clientId: id, clean: false, ...props }, v);
+    const b = await RawClient.handshake(url, { clientId: id, clean: false, ...props }, v);
     expect(b.connack.sessionPresent).toBe(true);
     // The client did not see PUBREC (as far as it knows): it retransmits with DUP, then releases.
     b.client.send({ cmd: "publish", topic: `in${v}/t`, payload: Buffer.from("exactly-once"), qos: 2, messageId: 7, dup: true, retain: false });
-    await b.client.next("pubrec");
+    await b.client.take("pubrec");
     b.client.send({ cmd: "pubrel", messageId: 7 });
-    const comp = await b.client.next("pubcomp");
+    const comp = await b.client.take("pubcomp");
     expect((comp as { reasonCode?: number }).reasonCode ?? 0).toBe(0);
     expect((await got).map((m) => m.payload)).toEqual(["exactly-once"]);
     expect(await quietFor(sub, 300)).toEqual([]);
@@ -145,7 +145,7 @@ describe("MQTT 5 session expiry", () => {
     await c.subscribeAsync("exp/#", { qos: 1 });
     await end(c);
     // Still there inside the interval …
-    const back = await RawClient.connect(broker.url(), { clientId: id, clean: false, properties: { sessionExpiryInterval: 1 } }, 5);
+    const back = await RawClient.handshake(broker.url(), { clientId: id, clean: false, properties: { sessionExpiryInterval: 1 } }, 5);
     expect(back.connack.sessionPresent).toBe(true);
     back.client.send({ cmd: "disconnect" });
     await back.client.closed;
@@ -155,7 +155,7 @@ describe("MQTT 5 session expiry", () => {
     while (present && Date.now() - disconnectedAt < 5000) {
       await new Promise((r) => setTimeout(r, 250));
       if (Date.now() - disconnectedAt < 1000) continue;
-      const probe = await RawClient.connect(broker.url(), { clientId: id, clean: false, properties: { sessionExpiryInterval: 1 } }, 5);
+      const probe = await RawClient.handshake(broker.url(), { clientId: id, clean: false, properties: { sessionExpiryInterval: 1 } }, 5);
       present = probe.connack.sessionPresent;
       probe.client.send({ cmd: "disconnect" });
       await probe.client.closed;
@@ -166,20 +166,20 @@ describe("MQTT 5 session expiry", () => {
 
   test("DISCONNECT can shorten the expiry to 0: the session ends with the connection", async () => {
     const id = "expire-at-disconnect";
-    const a = await RawClient.connect(broker.url(), { clientId: id, clean: true, properties: { sessionExpiryInterval: 600 } }, 5);
+    const a = await RawClient.handshake(broker.url(), { clientId: id, clean: true, properties: { sessionExpiryInterval: 600 } }, 5);
     a.client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "x/y", qos: 1 }] });
-    await a.client.next("suback");
+    await a.client.take("suback");
     a.client.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 0 } });
     await a.client.closed;
-    const b = await RawClient.connect(broker.url(), { clientId: id, clean: false, properties: { sessionExpiryInterval: 600 } }, 5);
+    const b = await RawClient.handshake(broker.url(), { clientId: id, clean: false, properties: { sessionExpiryInterval: 600 } }, 5);
     expect(b.connack.sessionPresent).toBe(false);
     await b.client.end();
   });
 
   test("DISCONNECT cannot extend a session that was to end with its connection (0x82)", async () => {
-    const a = await RawClient.connect(broker.url(), { clientId: "zero-then-more", clean: true }, 5);
+    const a = await RawClient.handshake(broker.url(), { clientId: "zero-then-more", clean: true }, 5);
     a.client.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 60 } });
-    const d = await a.client.next("disconnect");
+    const d = await a.client.take("disconnect");
     expect((d as { reasonCode: number }).reasonCode).toBe(0x82);
     await a.client.closed;
   });

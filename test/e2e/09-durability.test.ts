@@ -1,7 +1,7 @@
 // Sessions survive hibernation and runtime restarts; queues are bounded.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
-import { RawClient, type Packet } from "./raw-client";
+import { RawClient, type Packet } from "./raw";
 import type { IPublishPacket } from "mqtt-packet";
 
 describe("restart", () => {
@@ -14,27 +14,27 @@ describe("restart", () => {
   test("queued and in-flight QoS 1 arrive at least once, QoS 2 exactly once, after a restart", async () => {
     const url = broker.url();
     const id = "restart-sub";
-    const a = await RawClient.connect(url, { clientId: id, clean: false });
+    const a = await RawClient.handshake(url, { clientId: id, clean: false });
     a.client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "r/1", qos: 1 }, { topic: "r/2", qos: 2 }] });
-    await a.client.next("suback");
+    await a.client.take("suback");
 
-    const pub = await RawClient.connect(url, { clientId: "restart-pub", clean: false });
+    const pub = await RawClient.handshake(url, { clientId: "restart-pub", clean: false });
     const publish = async (topic: string, payload: string, qos: 1 | 2, messageId: number) => {
       pub.client.send({ cmd: "publish", topic, payload: Buffer.from(payload), qos, messageId, dup: false, retain: false });
-      await pub.client.next(qos === 1 ? "puback" : "pubrec");
+      await pub.client.take(qos === 1 ? "puback" : "pubrec");
       if (qos === 2) {
         pub.client.send({ cmd: "pubrel", messageId });
-        await pub.client.next("pubcomp");
+        await pub.client.take("pubcomp");
       }
     };
     // In flight to the online subscriber: a1 (no PUBACK), b0 (no PUBREC), b1 (PUBREC sent, no PUBCOMP).
     await publish("r/1", "a1", 1, 1);
     await publish("r/2", "b0", 2, 2);
     await publish("r/2", "b1", 2, 3);
-    const first = [(await a.client.next("publish")) as IPublishPacket, (await a.client.next("publish")) as IPublishPacket, (await a.client.next("publish")) as IPublishPacket];
+    const first = [(await a.client.take("publish")) as IPublishPacket, (await a.client.take("publish")) as IPublishPacket, (await a.client.take("publish")) as IPublishPacket];
     expect(first.map((p) => p.payload.toString())).toEqual(["a1", "b0", "b1"]);
     a.client.send({ cmd: "pubrec", messageId: first[2]!.messageId! });
-    await a.client.next("pubrel");
+    await a.client.take("pubrel");
     await a.client.destroy();
     // Queued while offline.
     await publish("r/1", "a2", 1, 4);
@@ -43,19 +43,19 @@ describe("restart", () => {
     await publish("r/2", "b3", 2, 7);
     // The publisher's own inbound QoS 2 is cut between PUBREC and PUBREL by the restart.
     pub.client.send({ cmd: "publish", topic: "r/2", payload: Buffer.from("c1"), qos: 2, messageId: 8, dup: false, retain: false });
-    await pub.client.next("pubrec");
+    await pub.client.take("pubrec");
 
     await broker.restart();
     await pub.client.closed;
 
-    const b = await RawClient.connect(url, { clientId: id, clean: false });
+    const b = await RawClient.handshake(url, { clientId: id, clean: false });
     expect(b.connack.sessionPresent).toBe(true);
-    const pub2 = await RawClient.connect(url, { clientId: "restart-pub", clean: false });
+    const pub2 = await RawClient.handshake(url, { clientId: "restart-pub", clean: false });
     expect(pub2.connack.sessionPresent).toBe(true);
     pub2.client.send({ cmd: "publish", topic: "r/2", payload: Buffer.from("c1"), qos: 2, messageId: 8, dup: true, retain: false });
-    await pub2.client.next("pubrec");
+    await pub2.client.take("pubrec");
     pub2.client.send({ cmd: "pubrel", messageId: 8 });
-    await pub2.client.next("pubcomp");
+    await pub2.client.take("pubcomp");
 
     // Play a well-behaved QoS 2 receiver (method B: deliver on PUBLISH, dedupe by packet id until PUBREL).
     const delivered: string[] = [];
@@ -64,7 +64,7 @@ describe("restart", () => {
     for (;;) {
       let p: Packet;
       try {
-        p = await b.client.next(undefined, 700);
+        p = await b.client.take(undefined, 700);
       } catch {
         break;
       }
@@ -154,19 +154,19 @@ describe("MQTT 3.1.1 persistent session expiry", () => {
 
   test("a clean-session-0 session expires after MAX_SESSION_EXPIRY", async () => {
     const url = broker.url();
-    const first = await RawClient.connect(url, { clientId: "v3-expiry", clean: false });
+    const first = await RawClient.handshake(url, { clientId: "v3-expiry", clean: false });
     expect(first.connack.sessionPresent).toBe(false);
     first.client.send({ cmd: "disconnect" });
     await first.client.closed;
     const leftAt = Date.now();
-    const soon = await RawClient.connect(url, { clientId: "v3-expiry", clean: false });
+    const soon = await RawClient.handshake(url, { clientId: "v3-expiry", clean: false });
     expect(soon.connack.sessionPresent).toBe(true); // kept inside the interval
     soon.client.send({ cmd: "disconnect" });
     await soon.client.closed;
     const reconnectedAfter = Date.now();
     // wait past the 1 s expiry, measured from the last disconnect
     await new Promise((r) => setTimeout(r, Math.max(0, 1300 - (Date.now() - reconnectedAfter))));
-    const late = await RawClient.connect(url, { clientId: "v3-expiry", clean: false });
+    const late = await RawClient.handshake(url, { clientId: "v3-expiry", clean: false });
     expect(late.connack.sessionPresent).toBe(false);
     expect(Date.now() - leftAt).toBeGreaterThanOrEqual(1000);
     await late.client.end();

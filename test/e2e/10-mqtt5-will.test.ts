@@ -2,7 +2,7 @@
 // [MQTT-3.1.2-8, 3.1.2-26, 3.14.4-3; §3.1.3.2].
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
-import { RawClient } from "./raw-client";
+import { RawClient } from "./raw";
 import type { IConnectPacket } from "mqtt-packet";
 
 let broker: Broker;
@@ -15,7 +15,7 @@ type Will = NonNullable<IConnectPacket["will"]>;
 
 /** A raw MQTT 5 client with a will on `topic`; `expiry` is its Session Expiry Interval. */
 function withWill(clientId: string, topic: string, delay: number, expiry: number, will: Partial<Will> = {}) {
-  return RawClient.connect(
+  return RawClient.handshake(
     broker.url(),
     {
       clientId,
@@ -52,7 +52,7 @@ describe("Will Delay Interval", () => {
     const w = await watcher("will/cancel");
     const { client } = await withWill("will-cancel", "will/cancel", 1, 60);
     await client.destroy();
-    const back = await RawClient.connect(broker.url(), { clientId: "will-cancel", clean: false, properties: { sessionExpiryInterval: 60 } }, 5);
+    const back = await RawClient.handshake(broker.url(), { clientId: "will-cancel", clean: false, properties: { sessionExpiryInterval: 60 } }, 5);
     expect(back.connack.sessionPresent).toBe(true);
     expect(await quietFor(w, 1800)).toEqual([]); // well past the 1 s delay
     back.client.send({ cmd: "disconnect", reasonCode: 0 });
@@ -71,7 +71,7 @@ describe("Will Delay Interval", () => {
     expect(msg!.payload).toBe("will of will-expiry");
     expect(waited).toBeGreaterThanOrEqual(900);
     expect(waited).toBeLessThan(5000); // with the session after 1 s, not after the hour
-    const probe = await RawClient.connect(broker.url(), { clientId: "will-expiry", clean: false, properties: { sessionExpiryInterval: 1 } }, 5);
+    const probe = await RawClient.handshake(broker.url(), { clientId: "will-expiry", clean: false, properties: { sessionExpiryInterval: 1 } }, 5);
     expect(probe.connack.sessionPresent).toBe(false); // the session did end
     await probe.client.end();
     await end(w);
@@ -188,7 +188,7 @@ describe("Will Properties", () => {
 
   test("MQTT 3.1.1 wills are published at once (no delay in 3.1.1)", async () => {
     const w = await watcher("will/v4");
-    const { client } = await RawClient.connect(broker.url(), {
+    const { client } = await RawClient.handshake(broker.url(), {
       clientId: "will-v4",
       clean: true,
       will: { topic: "will/v4", payload: Buffer.from("v4 will"), qos: 0, retain: false },

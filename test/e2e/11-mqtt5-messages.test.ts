@@ -2,7 +2,7 @@
 // Identifiers, request/response, User Properties, Payload Format Indicator, Content Type.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
-import { RawClient } from "./raw-client";
+import { RawClient } from "./raw";
 import type { IPublishPacket, IDisconnectPacket, IPubackPacket } from "mqtt-packet";
 
 let broker: Broker;
@@ -41,18 +41,18 @@ describe("Message Expiry Interval", () => {
   });
 
   test("[MQTT-3.3.2-5] a message waiting for a full in-flight window expires there too", async () => {
-    const { client } = await RawClient.connect(broker.url(), { clientId: "exp-window", clean: true, properties: { receiveMaximum: 1 } }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "exp-window", clean: true, properties: { receiveMaximum: 1 } }, 5);
     client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "exp/window", qos: 1 }] });
-    await client.next("suback");
+    await client.take("suback");
     const pub = await connect(broker.url(), v5);
     await pub.publishAsync("exp/window", "first", { qos: 1 });
     await pub.publishAsync("exp/window", "expires-waiting", { qos: 1, properties: { messageExpiryInterval: 1 } });
     await pub.publishAsync("exp/window", "last", { qos: 1, properties: { messageExpiryInterval: 60 } });
-    const first = (await client.next("publish")) as IPublishPacket;
+    const first = (await client.take("publish")) as IPublishPacket;
     expect(first.payload.toString()).toBe("first");
     await sleep(1500);
     client.send({ cmd: "puback", messageId: first.messageId! });
-    const next = (await client.next("publish")) as IPublishPacket;
+    const next = (await client.take("publish")) as IPublishPacket;
     expect(next.payload.toString()).toBe("last");
     expect(next.properties!.messageExpiryInterval).toBeLessThanOrEqual(59);
     await client.end();
@@ -80,7 +80,7 @@ describe("Topic Alias", () => {
   test("[MQTT-3.3.2-12] inbound aliases up to the Topic Alias Maximum we announce are accepted and resolved", async () => {
     const sub = await connect(broker.url(), v5);
     await sub.subscribeAsync("alias/in/#", { qos: 1 });
-    const { client, connack } = await RawClient.connect(broker.url(), { clientId: "alias-in", clean: true }, 5);
+    const { client, connack } = await RawClient.handshake(broker.url(), { clientId: "alias-in", clean: true }, 5);
     const max = connack.properties!.topicAliasMaximum!;
     expect(max).toBeGreaterThan(0);
     const got = collect(sub, 4);
@@ -88,7 +88,7 @@ describe("Topic Alias", () => {
     client.send(publish("", "use 1", { properties: { topicAlias: 1 } }));
     client.send(publish("alias/in/b", "set max", { properties: { topicAlias: max } }));
     client.send(publish("", "use max", { qos: 1, messageId: 5, properties: { topicAlias: max } }));
-    expect(((await client.next("puback")) as IPubackPacket).reasonCode ?? 0).toBe(0);
+    expect(((await client.take("puback")) as IPubackPacket).reasonCode ?? 0).toBe(0);
     expect((await got).map((m) => `${m.topic}=${m.payload}`)).toEqual(["alias/in/a=set 1", "alias/in/a=use 1", "alias/in/b=set max", "alias/in/b=use max"]);
     // The alias is not forwarded: subscribers see the topic (they did not ask for aliases).
     expect((await got).every((m) => m.packet.properties?.topicAlias === undefined)).toBe(true);
@@ -99,7 +99,7 @@ describe("Topic Alias", () => {
   test("[MQTT-3.3.2-12] an alias can be re-pointed at another topic", async () => {
     const sub = await connect(broker.url(), v5);
     await sub.subscribeAsync("alias/re/#", { qos: 0 });
-    const { client } = await RawClient.connect(broker.url(), { clientId: "alias-re", clean: true }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "alias-re", clean: true }, 5);
     const got = collect(sub, 3);
     client.send(publish("alias/re/one", "1", { properties: { topicAlias: 3 } }));
     client.send(publish("alias/re/two", "2", { properties: { topicAlias: 3 } }));
@@ -114,42 +114,42 @@ describe("Topic Alias", () => {
     ["above the maximum", 65535],
     ["[MQTT-3.3.2-8] zero", 0],
   ])("an alias %s gets DISCONNECT 0x94 (Topic Alias invalid)", async (_name, alias) => {
-    const { client } = await RawClient.connect(broker.url(), { clientId: `alias-bad-${alias}`, clean: true }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: `alias-bad-${alias}`, clean: true }, 5);
     client.send(publish("alias/bad", "x", { properties: { topicAlias: alias } }));
-    const d = (await client.next("disconnect")) as IDisconnectPacket;
+    const d = (await client.take("disconnect")) as IDisconnectPacket;
     expect(d.reasonCode).toBe(0x94);
     expect(d.properties?.reasonString).toBeTruthy();
     await client.closed;
   });
 
   test("an empty topic with an alias never set is a Protocol Error (0x82)", async () => {
-    const { client } = await RawClient.connect(broker.url(), { clientId: "alias-unknown", clean: true }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "alias-unknown", clean: true }, 5);
     client.send(publish("", "x", { properties: { topicAlias: 2 } }));
-    expect(((await client.next("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
+    expect(((await client.take("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
     await client.closed;
   });
 
   test("[MQTT-3.3.2-7] aliases do not carry over to a new connection", async () => {
-    const a = await RawClient.connect(broker.url(), { clientId: "alias-carry", clean: false, properties: { sessionExpiryInterval: 60 } }, 5);
+    const a = await RawClient.handshake(broker.url(), { clientId: "alias-carry", clean: false, properties: { sessionExpiryInterval: 60 } }, 5);
     a.client.send(publish("alias/carry", "x", { properties: { topicAlias: 1 } }));
     a.client.send({ cmd: "disconnect", reasonCode: 0 });
     await a.client.closed;
-    const b = await RawClient.connect(broker.url(), { clientId: "alias-carry", clean: false, properties: { sessionExpiryInterval: 0 } }, 5);
+    const b = await RawClient.handshake(broker.url(), { clientId: "alias-carry", clean: false, properties: { sessionExpiryInterval: 0 } }, 5);
     b.client.send(publish("", "y", { properties: { topicAlias: 1 } }));
-    expect(((await b.client.next("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
+    expect(((await b.client.take("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
     await b.client.closed;
   });
 
   test("[MQTT-3.1.2-29] outbound aliases stay within the client's Topic Alias Maximum and replace repeated topics", async () => {
-    const { client } = await RawClient.connect(broker.url(), { clientId: "alias-out", clean: true, properties: { topicAliasMaximum: 2 } }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "alias-out", clean: true, properties: { topicAliasMaximum: 2 } }, 5);
     client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "alias/out/#", qos: 1 }] });
-    await client.next("suback");
+    await client.take("suback");
     const pub = await connect(broker.url(), v5);
     const topics = ["a", "a", "b", "c", "a", "c", "b"].map((t) => `alias/out/${t}`);
     for (const [i, t] of topics.entries()) await pub.publishAsync(t, `m${i}`, { qos: i % 2 ? 1 : 0 });
     const seen: { topic: string; alias?: number }[] = [];
     for (let i = 0; i < topics.length; i++) {
-      const p = (await client.next("publish")) as IPublishPacket;
+      const p = (await client.take("publish")) as IPublishPacket;
       if (p.qos > 0) client.send({ cmd: "puback", messageId: p.messageId! });
       seen.push({ topic: p.topic, alias: p.properties?.topicAlias });
     }
@@ -167,13 +167,13 @@ describe("Topic Alias", () => {
   });
 
   test("[MQTT-3.1.2-30] no Topic Alias Maximum from the client: no aliases are sent", async () => {
-    const { client } = await RawClient.connect(broker.url(), { clientId: "alias-none", clean: true }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "alias-none", clean: true }, 5);
     client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "alias/none", qos: 0 }] });
-    await client.next("suback");
+    await client.take("suback");
     const pub = await connect(broker.url(), v5);
     for (let i = 0; i < 3; i++) await pub.publishAsync("alias/none", `m${i}`, { qos: 0 });
     for (let i = 0; i < 3; i++) {
-      const p = (await client.next("publish")) as IPublishPacket;
+      const p = (await client.take("publish")) as IPublishPacket;
       expect(p.topic).toBe("alias/none");
       expect(p.properties?.topicAlias).toBeUndefined();
     }
@@ -256,22 +256,22 @@ describe("Subscription Identifiers", () => {
 
   test("a message re-sent with DUP after reconnect keeps its identifier; so does one that waited for the window", async () => {
     const props = { sessionExpiryInterval: 300, receiveMaximum: 1 };
-    const a = await RawClient.connect(broker.url(), { clientId: "sid-dup", clean: true, properties: props }, 5);
+    const a = await RawClient.handshake(broker.url(), { clientId: "sid-dup", clean: true, properties: props }, 5);
     a.client.send({ cmd: "subscribe", messageId: 1, properties: { subscriptionIdentifier: 5 }, subscriptions: [{ topic: "sid5/t", qos: 1 }] });
-    await a.client.next("suback");
+    await a.client.take("suback");
     const pub = await connect(broker.url(), v5);
     await pub.publishAsync("sid5/t", "in-flight", { qos: 1 });
     await pub.publishAsync("sid5/t", "queued", { qos: 1 });
-    const first = (await a.client.next("publish")) as IPublishPacket;
+    const first = (await a.client.take("publish")) as IPublishPacket;
     expect(first.properties?.subscriptionIdentifier).toBe(5);
     await a.client.destroy(); // no PUBACK
-    const b = await RawClient.connect(broker.url(), { clientId: "sid-dup", clean: false, properties: props }, 5);
-    const again = (await b.client.next("publish")) as IPublishPacket;
+    const b = await RawClient.handshake(broker.url(), { clientId: "sid-dup", clean: false, properties: props }, 5);
+    const again = (await b.client.take("publish")) as IPublishPacket;
     expect(again.dup).toBe(true);
     expect(again.payload.toString()).toBe("in-flight");
     expect(again.properties?.subscriptionIdentifier).toBe(5);
     b.client.send({ cmd: "puback", messageId: again.messageId! });
-    const queued = (await b.client.next("publish")) as IPublishPacket;
+    const queued = (await b.client.take("publish")) as IPublishPacket;
     expect(queued.payload.toString()).toBe("queued");
     expect(queued.properties?.subscriptionIdentifier).toBe(5);
     b.client.send({ cmd: "puback", messageId: queued.messageId! });
@@ -281,9 +281,9 @@ describe("Subscription Identifiers", () => {
   });
 
   test("[MQTT-3.3.4-6] a PUBLISH from a client must not carry a Subscription Identifier: Protocol Error", async () => {
-    const { client } = await RawClient.connect(broker.url(), { clientId: "sid-inbound", clean: true }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "sid-inbound", clean: true }, 5);
     client.send(publish("sid6/t", "x", { properties: { subscriptionIdentifier: 3 } }));
-    expect(((await client.next("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
+    expect(((await client.take("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
     await client.closed;
   });
 });
@@ -357,27 +357,27 @@ describe("User Properties, Payload Format Indicator, Content Type", () => {
   test("Payload Format Indicator 1 with a payload that is not UTF-8: PUBACK/PUBREC 0x99 and not forwarded; QoS 0 gets DISCONNECT 0x99", async () => {
     const sub = await connect(broker.url(), v5);
     await sub.subscribeAsync("pfi/#", { qos: 2 });
-    const { client } = await RawClient.connect(broker.url(), { clientId: "pfi-bad", clean: true }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "pfi-bad", clean: true }, 5);
     const bad = Buffer.from([0x68, 0xc3, 0x28]); // an invalid 2-byte sequence
     client.send({ ...publish("pfi/1", ""), payload: bad, qos: 1, messageId: 1, properties: { payloadFormatIndicator: true } });
-    const ack = (await client.next("puback")) as IPubackPacket;
+    const ack = (await client.take("puback")) as IPubackPacket;
     expect(ack.reasonCode).toBe(0x99);
     client.send({ ...publish("pfi/2", ""), payload: bad, qos: 2, messageId: 2, properties: { payloadFormatIndicator: true } });
-    expect(((await client.next("pubrec")) as IPubackPacket).reasonCode).toBe(0x99);
+    expect(((await client.take("pubrec")) as IPubackPacket).reasonCode).toBe(0x99);
     expect(await quietFor(sub, 300)).toEqual([]);
     // The same bytes without the indicator are just binary.
     const got = collect(sub, 1);
     client.send({ ...publish("pfi/3", ""), payload: bad, qos: 1, messageId: 3 });
-    expect(((await client.next("puback")) as IPubackPacket).reasonCode ?? 0).toBe(0);
+    expect(((await client.take("puback")) as IPubackPacket).reasonCode ?? 0).toBe(0);
     expect((await got)[0]!.topic).toBe("pfi/3");
     client.send({ ...publish("pfi/4", ""), payload: bad, properties: { payloadFormatIndicator: true } });
-    expect(((await client.next("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x99);
+    expect(((await client.take("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x99);
     await client.closed;
     await end(sub);
   });
 
   test("a will announced as UTF-8 that is not: CONNACK 0x99", async () => {
-    const { client, connack } = await RawClient.connect(
+    const { client, connack } = await RawClient.handshake(
       broker.url(),
       { clientId: "pfi-will", clean: true, will: { topic: "pfi/will", payload: Buffer.from([0xc0, 0xaf]), qos: 0, retain: false, properties: { payloadFormatIndicator: true } } },
       5,

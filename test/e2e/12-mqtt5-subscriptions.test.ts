@@ -2,7 +2,7 @@
 // subscriptions `$share/<group>/<filter>` [MQTT-3.8.3-3/4, 3.3.1-9..13, 4.8.2-1..6].
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
-import { RawClient } from "./raw-client";
+import { RawClient } from "./raw";
 import type { IPublishPacket, IDisconnectPacket, ISubackPacket } from "mqtt-packet";
 import type { MqttClient } from "mqtt";
 
@@ -163,16 +163,16 @@ describe("shared subscriptions", () => {
   });
 
   test("[MQTT-4.8.2-3] QoS is the member's granted QoS, and acknowledgements work as usual", async () => {
-    const { client } = await RawClient.connect(broker.url(), { clientId: "sh-qos", clean: true }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "sh-qos", clean: true }, 5);
     client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$share/q/sh/qos", qos: 1 }] });
-    expect(((await client.next("suback")) as ISubackPacket).granted).toEqual([1]);
+    expect(((await client.take("suback")) as ISubackPacket).granted).toEqual([1]);
     const pub = await connect(broker.url(), v5);
     await pub.publishAsync("sh/qos", "two", { qos: 2 });
-    const p = (await client.next("publish")) as IPublishPacket;
+    const p = (await client.take("publish")) as IPublishPacket;
     expect(p.qos).toBe(1);
     client.send({ cmd: "puback", messageId: p.messageId! });
     await pub.publishAsync("sh/qos", "zero", { qos: 0 });
-    expect(((await client.next("publish")) as IPublishPacket).qos).toBe(0);
+    expect(((await client.take("publish")) as IPublishPacket).qos).toBe(0);
     // QoS 2 end to end through a QoS 2 member
     const q2 = await connect(broker.url(), v5);
     await q2.subscribeAsync("$share/q2/sh/qos2", { qos: 2 });
@@ -203,10 +203,10 @@ describe("shared subscriptions", () => {
     const ids = [`${group}-a`, `${group}-b`];
     const raws: RawClient[] = [];
     for (const [n, clientId] of ids.entries()) {
-      const { client } = await RawClient.connect(broker.url(), { clientId, clean: true, properties }, 5);
+      const { client } = await RawClient.handshake(broker.url(), { clientId, clean: true, properties }, 5);
       const subscriptionIdentifier = n + 1; // each member's own
       client.send({ cmd: "subscribe", messageId: 1, properties: { subscriptionIdentifier }, subscriptions: [{ topic: `$share/${group}/${topic}`, qos }] });
-      await client.next("suback");
+      await client.take("suback");
       raws.push(client);
     }
     const pub = await connect(broker.url(), v5);
@@ -219,7 +219,7 @@ describe("shared subscriptions", () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     const holder = raws[i]!;
-    const p = (await holder.next("publish")) as IPublishPacket;
+    const p = (await holder.take("publish")) as IPublishPacket;
     expect(p.payload.toString()).toBe("held");
     expect(p.properties?.subscriptionIdentifier).toBe(i + 1);
     return { holder, holderId: ids[i]!, other: raws[1 - i]!, otherSubscriptionId: 2 - i, p, pub };
@@ -228,7 +228,7 @@ describe("shared subscriptions", () => {
   test("a member that drops with an unacknowledged QoS 1 message: it is re-routed to another member", async () => {
     const { holder, other, otherSubscriptionId, pub } = await pairWithHeldMessage("reroute", "sh/reroute", 1);
     await holder.destroy(); // no PUBACK
-    const again = (await other.next("publish", 3000)) as IPublishPacket;
+    const again = (await other.take("publish", 3000)) as IPublishPacket;
     expect(again.payload.toString()).toBe("held");
     expect(again.qos).toBe(1);
     expect(again.dup).toBe(false); // a first delivery to this member
@@ -236,7 +236,7 @@ describe("shared subscriptions", () => {
     other.send({ cmd: "puback", messageId: again.messageId! });
     // and the group goes on with the remaining member
     await pub.publishAsync("sh/reroute", "next", { qos: 1 });
-    expect(((await other.next("publish", 3000)) as IPublishPacket).payload.toString()).toBe("next");
+    expect(((await other.take("publish", 3000)) as IPublishPacket).payload.toString()).toBe("next");
     await other.end();
     await end(pub);
   });
@@ -245,9 +245,9 @@ describe("shared subscriptions", () => {
     const { holder, other, p, pub } = await pairWithHeldMessage("refused", "sh/refused", 1);
     holder.send({ cmd: "puback", messageId: p.messageId!, reasonCode: 0x80 });
     holder.send({ cmd: "pingreq" });
-    await holder.next("pingresp"); // the PUBACK has been processed
+    await holder.take("pingresp"); // the PUBACK has been processed
     await holder.destroy();
-    await expect(other.next("publish", 600)).rejects.toThrow(/timed out/);
+    await expect(other.take("publish", 600)).rejects.toThrow(/timed out/);
     await other.end();
     await end(pub);
   });
@@ -255,7 +255,7 @@ describe("shared subscriptions", () => {
   test("[MQTT-4.8.2-5] an unfinished QoS 2 delivery is not sent to another member when the member's session ends", async () => {
     const { holder, other, pub } = await pairWithHeldMessage("q2drop", "sh/q2drop", 2);
     await holder.destroy(); // no PUBREC; its session ends with the connection
-    await expect(other.next("publish", 600)).rejects.toThrow(/timed out/);
+    await expect(other.take("publish", 600)).rejects.toThrow(/timed out/);
     await other.end();
     await end(pub);
   });
@@ -264,14 +264,14 @@ describe("shared subscriptions", () => {
     const properties = { sessionExpiryInterval: 60 };
     const { holder, holderId, other, p, pub } = await pairWithHeldMessage("q2keep", "sh/q2keep", 2, properties);
     await holder.destroy(); // no PUBREC
-    await expect(other.next("publish", 600)).rejects.toThrow(/timed out/);
-    const back = await RawClient.connect(broker.url(), { clientId: holderId, clean: false, properties }, 5);
+    await expect(other.take("publish", 600)).rejects.toThrow(/timed out/);
+    const back = await RawClient.handshake(broker.url(), { clientId: holderId, clean: false, properties }, 5);
     expect(back.connack.sessionPresent).toBe(true);
-    const again = (await back.client.next("publish")) as IPublishPacket;
+    const again = (await back.client.take("publish")) as IPublishPacket;
     expect(again).toMatchObject({ dup: true, qos: 2, messageId: p.messageId });
     expect(again.payload.toString()).toBe("held");
     back.client.send({ cmd: "pubrec", messageId: again.messageId! });
-    await back.client.next("pubrel");
+    await back.client.take("pubrel");
     back.client.send({ cmd: "pubcomp", messageId: again.messageId! });
     back.client.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 0 } });
     await back.client.closed;
@@ -281,20 +281,20 @@ describe("shared subscriptions", () => {
   });
 
   test("[MQTT-3.8.3-4] No Local on a shared subscription is a Protocol Error", async () => {
-    const { client } = await RawClient.connect(broker.url(), { clientId: "sh-nl", clean: true }, 5);
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "sh-nl", clean: true }, 5);
     client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$share/g/sh/nl", qos: 1, nl: true }] });
-    expect(((await client.next("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
+    expect(((await client.take("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
     await client.closed;
   });
 
   test("[MQTT-4.8.2-1][MQTT-4.8.2-2] malformed shared filters get SUBACK 0x8F (MQTT 3.1.1: 0x80)", async () => {
     const filters = ["$share/g", "$share//t", "$share/g+/t", "$share/g#/t", "$share/g/t/#/x", "$share/ok/t"];
-    const five = await RawClient.connect(broker.url(), { clientId: "sh-bad-5", clean: true }, 5);
+    const five = await RawClient.handshake(broker.url(), { clientId: "sh-bad-5", clean: true }, 5);
     five.client.send({ cmd: "subscribe", messageId: 1, subscriptions: filters.map((topic) => ({ topic, qos: 1 as const })) });
-    expect(((await five.client.next("suback")) as ISubackPacket).granted).toEqual([0x8f, 0x8f, 0x8f, 0x8f, 0x8f, 1]);
-    const four = await RawClient.connect(broker.url(), { clientId: "sh-bad-4", clean: true }, 4);
+    expect(((await five.client.take("suback")) as ISubackPacket).granted).toEqual([0x8f, 0x8f, 0x8f, 0x8f, 0x8f, 1]);
+    const four = await RawClient.handshake(broker.url(), { clientId: "sh-bad-4", clean: true }, 4);
     four.client.send({ cmd: "subscribe", messageId: 1, subscriptions: filters.map((topic) => ({ topic, qos: 1 as const })) });
-    expect(((await four.client.next("suback")) as ISubackPacket).granted).toEqual([0x80, 0x80, 0x80, 0x80, 0x80, 1]);
+    expect(((await four.client.take("suback")) as ISubackPacket).granted).toEqual([0x80, 0x80, 0x80, 0x80, 0x80, 1]);
     await five.client.end();
     await four.client.end();
   });

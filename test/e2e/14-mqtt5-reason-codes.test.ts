@@ -3,7 +3,7 @@
 // and CONNACK for what a CONNECT asks that the broker does not do (enhanced authentication).
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
-import { RawClient } from "./raw-client";
+import { RawClient } from "./raw";
 import type { IConnectPacket, IDisconnectPacket, IPubackPacket, IPublishPacket, ISubackPacket, IUnsubackPacket } from "mqtt-packet";
 
 let broker: Broker;
@@ -13,13 +13,13 @@ beforeAll(async () => {
 afterAll(() => broker.close());
 
 const v5 = { protocolVersion: 5 as const };
-const raw5 = (clientId: string, more: Partial<IConnectPacket> = {}) => RawClient.connect(broker.url(), { clientId, clean: true, ...more }, 5);
+const raw5 = (clientId: string, more: Partial<IConnectPacket> = {}) => RawClient.handshake(broker.url(), { clientId, clean: true, ...more }, 5);
 const publish = (topic: string, payload: string, more: Partial<IPublishPacket> = {}): IPublishPacket =>
   ({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 0, dup: false, retain: false, ...more }) as IPublishPacket;
 
 /** Waits for the server's DISCONNECT and the close that must follow it [MQTT-3.14.4-2]. */
 async function disconnectedWith(client: RawClient): Promise<IDisconnectPacket> {
-  const d = (await client.next("disconnect", 5000)) as IDisconnectPacket;
+  const d = (await client.take("disconnect", 5000)) as IDisconnectPacket;
   await client.closed;
   expect(client.pending()).toEqual([]); // nothing after the DISCONNECT [MQTT-3.14.4-1]
   expect(d.properties?.sessionExpiryInterval).toBeUndefined(); // [MQTT-3.14.2-2]
@@ -32,9 +32,9 @@ describe("acknowledgements", () => {
     await sub.subscribeAsync("rc/puback/has", { qos: 1 });
     const { client } = await raw5("rc-puback");
     client.send(publish("rc/puback/has", "x", { qos: 1, messageId: 1 }));
-    expect(((await client.next("puback")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
+    expect(((await client.take("puback")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
     client.send(publish("rc/puback/none", "x", { qos: 1, messageId: 2 }));
-    expect(((await client.next("puback")) as IPubackPacket).reasonCode).toBe(0x10);
+    expect(((await client.take("puback")) as IPubackPacket).reasonCode).toBe(0x10);
     await client.end();
     await end(sub);
   });
@@ -45,16 +45,16 @@ describe("acknowledgements", () => {
     const got = collect(sub, 1);
     const { client } = await raw5("rc-pubrec");
     client.send(publish("rc/pubrec/has", "x", { qos: 2, messageId: 1 }));
-    expect(((await client.next("pubrec")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
+    expect(((await client.take("pubrec")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
     client.send(publish("rc/pubrec/has", "x", { qos: 2, messageId: 1, dup: true }));
-    expect(((await client.next("pubrec")) as IPubackPacket).reasonCode ?? 0).toBeLessThan(0x80);
+    expect(((await client.take("pubrec")) as IPubackPacket).reasonCode ?? 0).toBeLessThan(0x80);
     client.send({ cmd: "pubrel", messageId: 1 });
-    expect(((await client.next("pubcomp")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
+    expect(((await client.take("pubcomp")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
     expect((await got).length).toBe(1);
     client.send(publish("rc/pubrec/none", "x", { qos: 2, messageId: 2 }));
-    expect(((await client.next("pubrec")) as IPubackPacket).reasonCode).toBe(0x10);
+    expect(((await client.take("pubrec")) as IPubackPacket).reasonCode).toBe(0x10);
     client.send({ cmd: "pubrel", messageId: 2 });
-    expect(((await client.next("pubcomp")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
+    expect(((await client.take("pubcomp")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
     await client.end();
     await end(sub);
   });
@@ -62,28 +62,28 @@ describe("acknowledgements", () => {
   test("PUBCOMP 0x92 for a PUBREL with an unknown packet id; PUBREL 0x92 for a PUBREC with one", async () => {
     const { client } = await raw5("rc-0x92");
     client.send({ cmd: "pubrel", messageId: 4242 });
-    expect(((await client.next("pubcomp")) as IPubackPacket).reasonCode).toBe(0x92);
+    expect(((await client.take("pubcomp")) as IPubackPacket).reasonCode).toBe(0x92);
     client.send({ cmd: "pubrec", messageId: 4243 });
-    expect(((await client.next("pubrel")) as IPubackPacket).reasonCode).toBe(0x92);
+    expect(((await client.take("pubrel")) as IPubackPacket).reasonCode).toBe(0x92);
     // PUBREL after a completed exchange is unknown too
     client.send(publish("rc/x", "x", { qos: 2, messageId: 7 }));
-    await client.next("pubrec");
+    await client.take("pubrec");
     client.send({ cmd: "pubrel", messageId: 7 });
-    expect(((await client.next("pubcomp")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
+    expect(((await client.take("pubcomp")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
     client.send({ cmd: "pubrel", messageId: 7 });
-    expect(((await client.next("pubcomp")) as IPubackPacket).reasonCode).toBe(0x92);
+    expect(((await client.take("pubcomp")) as IPubackPacket).reasonCode).toBe(0x92);
     await client.end();
   });
 
   test("PUBREL 0x00 for our own QoS 2 send", async () => {
     const { client } = await raw5("rc-pubrel");
     client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "rc/rel", qos: 2 }] });
-    await client.next("suback");
+    await client.take("suback");
     const pub = await connect(broker.url(), v5);
     await pub.publishAsync("rc/rel", "x", { qos: 2 });
-    const p = (await client.next("publish")) as IPublishPacket;
+    const p = (await client.take("publish")) as IPublishPacket;
     client.send({ cmd: "pubrec", messageId: p.messageId! });
-    expect(((await client.next("pubrel")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
+    expect(((await client.take("pubrel")) as IPubackPacket).reasonCode ?? 0).toBe(0x00);
     client.send({ cmd: "pubcomp", messageId: p.messageId! });
     await client.end();
     await end(pub);
@@ -103,7 +103,7 @@ describe("acknowledgements", () => {
         { topic: "rc/+/#", qos: 2 },
       ],
     });
-    const ack = (await client.next("suback")) as ISubackPacket;
+    const ack = (await client.take("suback")) as ISubackPacket;
     expect(ack.messageId).toBe(1);
     expect(ack.granted).toEqual([0, 1, 2, 0x8f, 0x8f, 2]);
     await client.end();
@@ -112,9 +112,9 @@ describe("acknowledgements", () => {
   test("[MQTT-3.11.3-1] UNSUBACK: 0x00 Success, 0x11 No subscription existed, 0x8F for an invalid filter", async () => {
     const { client } = await raw5("rc-unsuback");
     client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "rc/u/a", qos: 1 }, { topic: "$share/g/rc/u/b", qos: 1 }] });
-    await client.next("suback");
+    await client.take("suback");
     client.send({ cmd: "unsubscribe", messageId: 2, unsubscriptions: ["rc/u/a", "rc/u/never", "$share/g/rc/u/b", "rc/#/bad", "rc/u/a"] });
-    const ack = (await client.next("unsuback")) as IUnsubackPacket;
+    const ack = (await client.take("unsuback")) as IUnsubackPacket;
     expect(ack.messageId).toBe(2);
     expect(ack.granted).toEqual([0x00, 0x11, 0x00, 0x8f, 0x11]);
     await client.end();
@@ -155,7 +155,7 @@ describe("server DISCONNECT reason codes", () => {
     const will = { topic: "rc/takeover-will", payload: Buffer.from("will"), qos: 0 as const, retain: false, properties: { willDelayInterval: 1 } };
     const props = { sessionExpiryInterval: 60 };
     const old = await raw5("rc-0x8e-will", { will, properties: props });
-    const fresh = await RawClient.connect(broker.url(), { clientId: "rc-0x8e-will", clean: false, properties: props }, 5);
+    const fresh = await RawClient.handshake(broker.url(), { clientId: "rc-0x8e-will", clean: false, properties: props }, 5);
     expect((await disconnectedWith(old.client)).reasonCode).toBe(0x8e);
     const got: string[] = [];
     w.on("message", (_t, p) => got.push(p.toString()));

@@ -1,5 +1,7 @@
 // A raw MQTT-over-WebSocket client (ws + mqtt-packet) for tests that must control the bytes and
-// the timing exactly: no automatic acknowledgements, no keep-alive pings, no retransmissions.
+// the timing exactly: no automatic acknowledgements, no keep-alive pings, no retransmissions
+// (withholding acknowledgements, retransmitting, dropping mid-exchange: flows MQTT.js will not
+// perform on purpose).
 import WebSocket from "ws";
 import * as mqttPacket from "mqtt-packet";
 
@@ -74,6 +76,20 @@ export class RawClient {
     return client;
   }
 
+  /**
+   * Opens a socket, sends CONNECT (clean, keep-alive 0 unless given) and returns the client with
+   * its CONNACK, whatever the CONNACK's code.
+   */
+  static async handshake(
+    url: string,
+    connect: Partial<mqttPacket.IConnectPacket> & { clientId: string },
+    version: 3 | 4 | 5 = 4,
+  ): Promise<{ client: RawClient; connack: mqttPacket.IConnackPacket }> {
+    const client = await RawClient.open(url, version);
+    const connack = (await client.connect(connect)) as mqttPacket.IConnackPacket;
+    return { client, connack };
+  }
+
   /** Sends CONNECT (clean, keep-alive 0 unless given) and returns the CONNACK. */
   async connect(connect: Partial<mqttPacket.IConnectPacket> = {}): Promise<Packet> {
     this.send({
@@ -92,8 +108,9 @@ export class RawClient {
     this.ws.send(mqttPacket.generate(packet, { protocolVersion: this.version }));
   }
 
-  sendBytes(bytes: Uint8Array | string): void {
-    this.ws.send(bytes);
+  /** Sends raw bytes in a binary frame (a string goes as a text frame). */
+  sendBytes(bytes: Uint8Array | number[] | string): void {
+    this.ws.send(Array.isArray(bytes) ? Buffer.from(bytes) : bytes);
   }
 
   /** Encodes a packet without sending it. */
@@ -110,20 +127,34 @@ export class RawClient {
     for (;;) {
       while (this.packets.length > 0) {
         const p = this.packets.shift()!;
-        if ((p.cmd as string) === "error") throw new Error(`unparsable bytes from the broker: ${(p as unknown as { message: string }).message}`);
+        if ((p.cmd as string) === "error") throw unparsable(p);
         if (!cmd || p.cmd === cmd) return p as Extract<Packet, { cmd: C }>;
       }
-      if (this.isClosed) throw new Error(`socket closed while waiting for ${cmd ?? "a packet"}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${cmd ?? "a packet"}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await this.waitUntil(deadline, cmd);
     }
+  }
+
+  /**
+   * The first received packet not yet taken (optionally of one type), leaving packets of other
+   * types queued for later (unlike `next`, which drops them). Rejects when the socket closes or
+   * after `timeoutMs`.
+   */
+  async take(cmd?: Packet["cmd"], timeoutMs = 5000): Promise<Packet> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.packets.findIndex((p) => (p.cmd as string) === "error" || !cmd || p.cmd === cmd);
+      if (i >= 0) {
+        const p = this.packets.splice(i, 1)[0]!;
+        if ((p.cmd as string) === "error") throw unparsable(p);
+        return p;
+      }
+      await this.waitUntil(deadline, cmd);
+    }
+  }
+
+  /** Packets received and not yet taken. */
+  pending(): Packet[] {
+    return [...this.packets];
   }
 
   /** The packets received within `ms` (to show that nothing arrives). */
@@ -140,13 +171,35 @@ export class RawClient {
     ]);
   }
 
-  /** Drops the TCP connection without a close handshake (the broker sees 1006). */
-  destroy(): void {
+  /** Drops the TCP connection without a close handshake (the broker sees 1006); resolves once closed. */
+  destroy(): Promise<Closed> {
     this.ws.terminate();
+    return this.closed;
   }
 
+  /** Starts a close handshake without a status code (the broker sees 1005). */
   close(): void {
     if (!this.isClosed) this.ws.close();
+  }
+
+  /** Closes with a normal closure (1000) and resolves once closed. */
+  end(): Promise<Closed> {
+    this.ws.close(1000);
+    return this.closed;
+  }
+
+  /** Waits for a packet or the close; throws if the socket is closed or `deadline` has passed. */
+  private async waitUntil(deadline: number, cmd: string | undefined): Promise<void> {
+    if (this.isClosed) throw new Error(`socket closed while waiting for ${cmd ?? "a packet"}`);
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`timed out waiting for ${cmd ?? "a packet"}`);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, left);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   private wake(): void {
@@ -154,4 +207,8 @@ export class RawClient {
     this.waiters = [];
     for (const f of w) f();
   }
+}
+
+function unparsable(p: Packet): Error {
+  return new Error(`unparsable bytes from the broker: ${(p as unknown as { message: string }).message}`);
 }
