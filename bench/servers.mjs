@@ -26,28 +26,17 @@ function dirBytes(dir) {
   return total;
 }
 
-/** Our broker: the built worker under Miniflare (no wrangler dev proxy hop). */
-export async function startBroker(vars = {}) {
+/** A worker under Miniflare on a free port, with its own persistence folder; `pids` are its workerd processes. */
+async function startMiniflare(name, path, options) {
   const port = await freePort();
-  const persist = mkdtempSync(join(tmpdir(), "bench-broker-"));
+  const persist = mkdtempSync(join(tmpdir(), `bench-${name}-`));
   const before = new Set(workerdPids(process.pid));
-  const mf = new Miniflare({
-    host: "127.0.0.1",
-    port,
-    cf: false,
-    modules: true,
-    scriptPath: "dist/index.js",
-    compatibilityDate: "2026-04-01",
-    compatibilityFlags: ["nodejs_compat"],
-    durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
-    bindings: vars,
-    defaultPersistRoot: persist,
-  });
+  const mf = new Miniflare({ host: "127.0.0.1", port, cf: false, modules: true, compatibilityDate: "2026-04-01", defaultPersistRoot: persist, ...options });
   await mf.ready;
   const pids = workerdPids(process.pid).filter((p) => !before.has(p));
   return {
-    name: "broker",
-    url: (q = "") => `ws://127.0.0.1:${port}/mqtt/bench${q}`,
+    name,
+    url: (q = "") => `ws://127.0.0.1:${port}${path}${q}`,
     pids: () => pids,
     storageBytes: () => dirBytes(persist),
     async stop() {
@@ -57,32 +46,22 @@ export async function startBroker(vars = {}) {
   };
 }
 
-/** The raw relay DO: the runtime's limit for moving frames through one Durable Object. */
-export async function startRelay() {
-  const port = await freePort();
-  const persist = mkdtempSync(join(tmpdir(), "bench-relay-"));
-  const before = new Set(workerdPids(process.pid));
-  const mf = new Miniflare({
-    host: "127.0.0.1",
-    port,
-    cf: false,
-    modules: true,
-    scriptPath: "bench/relay-worker.mjs",
-    compatibilityDate: "2026-04-01",
-    durableObjects: { RELAY: { className: "Relay", useSQLite: true } },
-    defaultPersistRoot: persist,
+/** Our broker: the built worker under Miniflare (no wrangler dev proxy hop). */
+export function startBroker(vars = {}) {
+  return startMiniflare("broker", "/mqtt/bench", {
+    scriptPath: "dist/index.js",
+    compatibilityFlags: ["nodejs_compat"],
+    durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
+    bindings: vars,
   });
-  await mf.ready;
-  const pids = workerdPids(process.pid).filter((p) => !before.has(p));
-  return {
-    name: "relay",
-    url: (q = "") => `ws://127.0.0.1:${port}/relay${q}`,
-    pids: () => pids,
-    async stop() {
-      await mf.dispose();
-      rmSync(persist, { recursive: true, force: true });
-    },
-  };
+}
+
+/** The raw relay DO: the runtime's limit for moving frames through one Durable Object. */
+export function startRelay() {
+  return startMiniflare("relay", "/relay", {
+    scriptPath: "bench/relay-worker.mjs",
+    durableObjects: { RELAY: { className: "Relay", useSQLite: true } },
+  });
 }
 
 /** Aedes over WebSocket in a child process. */
