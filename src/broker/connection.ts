@@ -181,7 +181,12 @@ export class Connection {
     try {
       this.transport.close(code, reason);
     } catch {
-      // already closed
+      // Already closed, or a reason over the 123 bytes a close frame allows: close without it.
+      try {
+        this.transport.close(code, "");
+      } catch {
+        // already closed
+      }
     }
   }
 }

@@ -10,7 +10,6 @@ export class Router {
   private readonly trie = new TopicTrie<Subscription>();
   private generation = 0;
   private readonly scratch: Session[] = [];
-  private depth = 0;
   /** observer of every added subscription (the broker starts its `$SYS` publisher from here) */
   onAdd: ((filter: string) => void) | null = null;
 
@@ -33,30 +32,26 @@ export class Router {
 
   /**
    * The sessions a message goes to. Each returned session carries its delivery in its `match*`
-   * fields (QoS, RETAIN flag, subscription ids). The array is reused: consume it before the
-   * next call (a nested call, e.g. a will published while delivering, gets a fresh one).
+   * fields (QoS, RETAIN flag, subscription ids), and the array is reused: both are valid until
+   * the next call. Delivery never publishes, so a caller's loop over the result is never
+   * interleaved with another match.
    */
   match(msg: Message): Session[] {
-    const out = this.depth > 0 ? [] : this.scratch;
+    const out = this.scratch;
     out.length = 0;
     const gen = ++this.generation;
-    this.depth++;
-    try {
-      this.trie.match(
-        msg.topic,
-        (sub) => {
-          if (sub.noLocal && sub.session.clientId === msg.origin) return; // MQTT 5 No Local
-          if (!mayRead(sub, msg.topic)) return; // a filter broader than the read ACL
-          take(out, gen, sub, msg, null);
-        },
-        (group) => {
-          const sub = pickMember(group, null);
-          if (sub && mayRead(sub, msg.topic)) take(out, gen, sub, msg, group);
-        },
-      );
-    } finally {
-      this.depth--;
-    }
+    this.trie.match(
+      msg.topic,
+      (sub) => {
+        if (sub.noLocal && sub.session.clientId === msg.origin) return; // MQTT 5 No Local
+        if (!mayRead(sub, msg.topic)) return; // a filter broader than the read ACL
+        take(out, gen, sub, msg, null);
+      },
+      (group) => {
+        const sub = pickMember(group, null);
+        if (sub && mayRead(sub, msg.topic)) take(out, gen, sub, msg, group);
+      },
+    );
     return out;
   }
 }
