@@ -170,7 +170,7 @@ function decodePublish(buf: Uint8Array, header: number, pos: number, end: number
   return {
     cmd: "publish",
     topic,
-    payload: Buffer.from(buf.buffer, buf.byteOffset + pos, end - pos),
+    payload: buf.subarray(pos, end),
     qos: qos as QoS,
     dup: (header & 8) !== 0,
     retain: (header & 1) !== 0,

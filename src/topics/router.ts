@@ -37,23 +37,29 @@ export class Router {
    * interleaved with another match.
    */
   match(msg: Message): Session[] {
-    const out = this.scratch;
-    out.length = 0;
-    const gen = ++this.generation;
-    this.trie.match(
-      msg.topic,
-      (sub) => {
-        if (sub.noLocal && sub.session.clientId === msg.origin) return; // MQTT 5 No Local
-        if (!mayRead(sub, msg.topic)) return; // a filter broader than the read ACL
-        take(out, gen, sub, msg, null);
-      },
-      (group) => {
-        const sub = pickMember(group, null);
-        if (sub && mayRead(sub, msg.topic)) take(out, gen, sub, msg, group);
-      },
-    );
-    return out;
+    this.scratch.length = 0;
+    this.generation++;
+    this.current = msg;
+    this.trie.match(msg.topic, this.onSub, this.onGroup);
+    this.current = null;
+    return this.scratch;
   }
+
+  // The trie's callbacks, made once (not two closures per message); `current` is the message.
+  private current: Message | null = null;
+
+  private readonly onSub = (sub: Subscription): void => {
+    const msg = this.current!;
+    if (sub.noLocal && sub.session.clientId === msg.origin) return; // MQTT 5 No Local
+    if (!mayRead(sub, msg.topic)) return; // a filter broader than the read ACL
+    take(this.scratch, this.generation, sub, msg, null);
+  };
+
+  private readonly onGroup = (group: SharedGroup<Subscription>): void => {
+    const msg = this.current!;
+    const sub = pickMember(group, null);
+    if (sub && mayRead(sub, msg.topic)) take(this.scratch, this.generation, sub, msg, group);
+  };
 }
 
 function take(out: Session[], gen: number, sub: Subscription, msg: Message, group: SharedGroup<Subscription> | null): void {

@@ -75,10 +75,23 @@ export class TopicTrie<T> {
    * filter matches `topic`. A subscriber with several matching filters is reported once per filter.
    */
   match(topic: string, onSub: (value: T) => void, onGroup: (group: SharedGroup<T>) => void): void {
-    const levels = topic.split("/");
+    const levels = this.levelsOf(topic);
     // [MQTT-4.7.2-1] `$` topics are not matched by a filter that starts with a wildcard
     const dollar = topic.charCodeAt(0) === 0x24;
     this.walk(this.root, levels, 0, dollar, onSub, onGroup);
+  }
+
+  /** Topic levels, cached: most traffic repeats a bounded set of topics, so no split per message. */
+  private levels = new Map<string, string[]>();
+
+  private levelsOf(topic: string): string[] {
+    let levels = this.levels.get(topic);
+    if (!levels) {
+      if (this.levels.size >= 4096) this.levels = new Map(); // bounded: start over
+      levels = topic.split("/");
+      this.levels.set(topic, levels);
+    }
+    return levels;
   }
 
   private walk(
