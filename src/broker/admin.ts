@@ -2,7 +2,7 @@
 // Inputs are validated before they get here (src/api/input.ts); results are plain data that
 // survive Durable Object RPC (structured clone).
 import type { BrokerCore } from "./core";
-import type { Message } from "../session/message";
+import { setProperties, type Message } from "../session/message";
 import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
 import { asBuffer } from "../protocol/codec";
 import { ProtocolError } from "../protocol/errors";
@@ -67,8 +67,7 @@ export function publishExternal(core: BrokerCore, m: ExternalMessage): number {
     const properties = { ...m.properties };
     // mqtt-packet and the store recognise binary properties as Buffers
     if (properties.correlationData) properties.correlationData = asBuffer(properties.correlationData);
-    msg.properties = properties;
-    if (properties.messageExpiryInterval !== undefined) msg.expiresAt = core.now() + properties.messageExpiryInterval * 1000;
+    setProperties(msg, properties, core.now());
   }
   return core.publish(msg);
 }

@@ -6,7 +6,7 @@ import { dispatch } from "./dispatcher";
 import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES } from "../session/session";
-import type { Message } from "../session/message";
+import { setProperties, type Message } from "../session/message";
 import { deliver, rerouteShared, type DeliveryContext } from "../session/delivery";
 import { Router } from "../topics/router";
 import { DeliveryState, type Store } from "../storage/store";
@@ -245,10 +245,7 @@ export class BrokerCore implements DeliveryContext {
     // A will over the retained quota still goes out, just not retained.
     const retain = will.retain && this.retainedQuota.admit(will.topic, will.payload.byteLength);
     const msg: Message = { topic: will.topic, payload: will.payload, qos: will.qos, retain, origin: session.clientId };
-    if (will.properties) {
-      msg.properties = will.properties;
-      if (will.properties.messageExpiryInterval !== undefined) msg.expiresAt = this.now() + will.properties.messageExpiryInterval * 1000;
-    }
+    setProperties(msg, will.properties, this.now());
     this.publish(msg);
   }
 

@@ -3,7 +3,7 @@ import type { Connection } from "../broker/connection";
 import type { PublishPacket } from "../protocol/codec";
 import { ProtocolError, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
-import type { Message } from "../session/message";
+import { setProperties, type Message } from "../session/message";
 import { isInboundQos2Pending, rememberInboundQos2 } from "../session/inbound";
 import { isValidTopicName, withinTopicLimits } from "../topics/validate";
 import { isUtf8 } from "../protocol/utf8";
@@ -41,11 +41,7 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
     // [MQTT-3.3.4-6] subscription identifiers are the server's to send
     if (props.subscriptionIdentifier !== undefined) throw protocolError("subscription identifier in a client PUBLISH");
     const { topicAlias: _a, ...forwarded } = props;
-    if (forwarded.messageExpiryInterval !== undefined) msg.expiresAt = core.now() + forwarded.messageExpiryInterval * 1000;
-    for (const _k in forwarded) {
-      msg.properties = forwarded;
-      break;
-    }
+    setProperties(msg, forwarded, core.now());
   }
   // MQTT 5 Payload Format Indicator 1 promises UTF-8 [MQTT-3.3.2-4]
   if (msg.properties?.payloadFormatIndicator && !isUtf8(msg.payload)) {
@@ -64,7 +60,12 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
     conn.send({ cmd: "puback", messageId: id, reasonCode });
     return;
   }
-  rememberInboundQos2(core.store, session, id);
+  acceptQos2(core, conn, id, reasonCode);
+}
+
+/** PUBREC for a QoS 2 PUBLISH taken on: its id is remembered until PUBREL [MQTT-4.3.3-10]. */
+function acceptQos2(core: BrokerCore, conn: Connection, id: number, reasonCode: number): void {
+  rememberInboundQos2(core.store, conn.session!, id);
   conn.send({ cmd: "pubrec", messageId: id, reasonCode });
 }
 
@@ -99,12 +100,7 @@ function deny(core: BrokerCore, conn: Connection, p: PublishPacket, code: number
     conn.send({ cmd: "puback", messageId: id });
     return;
   }
-  const session = conn.session!;
-  if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
-    throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
-  }
-  rememberInboundQos2(core.store, session, id);
-  conn.send({ cmd: "pubrec", messageId: id });
+  acceptQos2(core, conn, id, RC.SUCCESS); // (the Receive Maximum was checked before any refusal)
 }
 
 /** Answers a QoS 1/2 PUBLISH with an MQTT 5 error reason code; the message is not routed. */

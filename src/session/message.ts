@@ -19,6 +19,19 @@ export interface Message {
 }
 
 /**
+ * Gives a message its MQTT 5 properties (none when empty); the Message Expiry Interval becomes an
+ * absolute time counted from `now`, so queues and retained storage can drop it when it passes.
+ */
+export function setProperties(msg: Message, properties: PublishProperties | undefined, now: number): void {
+  if (!properties) return;
+  for (const _key in properties) {
+    msg.properties = properties;
+    if (properties.messageExpiryInterval !== undefined) msg.expiresAt = now + properties.messageExpiryInterval * 1000;
+    return;
+  }
+}
+
+/**
  * The encoded PUBLISH for one variant (protocol family, QoS, RETAIN), cached on the message so a
  * fan-out to many subscribers encodes once. QoS > 0 variants carry packet id 0; the caller patches it.
  */
