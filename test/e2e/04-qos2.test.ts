@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IDisconnectPacket, IPublishPacket, IPubrelPacket } from "mqtt-packet";
 import { startBroker, connect, collect, quietFor, end, type Broker } from "./harness";
-import { RawClient } from "./raw";
+import { RawClient, publishPacket } from "./raw";
 
 let broker: Broker;
 beforeAll(async () => {
@@ -14,15 +14,8 @@ afterAll(() => broker.close());
 let seq = 0;
 const fresh = (name: string) => `q${++seq}-${name}`;
 
-const publish = (topic: string, payload: string, qos: 0 | 1 | 2, messageId?: number, dup = false): IPublishPacket => ({
-  cmd: "publish",
-  topic,
-  payload: Buffer.from(payload),
-  qos,
-  messageId,
-  retain: false,
-  dup,
-});
+const publish = (topic: string, payload: string, qos: 0 | 1 | 2, messageId?: number, dup = false): IPublishPacket =>
+  publishPacket(topic, payload, { qos, messageId, dup });
 
 describe.each([4, 5] as const)("protocol %i", (protocolVersion) => {
   test("inbound QoS 2: a retransmitted PUBLISH (DUP) before PUBREL is not delivered twice [MQTT-4.3.3-10]", async () => {

@@ -2,7 +2,7 @@
 // Identifiers, request/response, User Properties, Payload Format Indicator, Content Type.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
-import { RawClient } from "./raw";
+import { RawClient, publishPacket } from "./raw";
 import type { IPublishPacket, IDisconnectPacket, IPubackPacket } from "mqtt-packet";
 
 let broker: Broker;
@@ -14,8 +14,7 @@ afterAll(() => broker.close());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const v5 = { protocolVersion: 5 as const };
 const persistent = (clientId: string) => ({ ...v5, clientId, clean: false, properties: { sessionExpiryInterval: 300 } });
-const publish = (topic: string, payload: string, more: Partial<IPublishPacket> = {}): IPublishPacket =>
-  ({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 0, dup: false, retain: false, ...more }) as IPublishPacket;
+const publish = publishPacket;
 
 describe("Message Expiry Interval", () => {
   test("[MQTT-3.3.2-5] a message queued for an offline session past its expiry is dropped; [MQTT-3.3.2-6] the rest is forwarded with the interval less the wait", async () => {

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
 import { startBroker, connect, collect, quietFor, end, type Broker } from "./harness";
-import { RawClient } from "./raw";
+import { RawClient, publishPacket } from "./raw";
 
 let broker: Broker;
 beforeAll(async () => {
@@ -14,15 +14,8 @@ afterAll(() => broker.close());
 let seq = 0;
 const fresh = (name: string) => `m${++seq}-${name}`;
 
-const pub = (topic: string, payload: string | Buffer, qos: 0 | 1 = 0, messageId?: number): IPublishPacket => ({
-  cmd: "publish",
-  topic,
-  payload: Buffer.from(payload),
-  qos,
-  messageId,
-  retain: false,
-  dup: false,
-});
+const pub = (topic: string, payload: string | Buffer, qos: 0 | 1 = 0, messageId?: number): IPublishPacket =>
+  publishPacket(topic, payload, { qos, messageId });
 
 /**
  * A bystander pair on the same namespace: proves the broker still serves other clients after an

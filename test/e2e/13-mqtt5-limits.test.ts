@@ -3,12 +3,11 @@
 // Reason Strings, and CONNACK properties that match what the broker does.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
-import { RawClient } from "./raw";
+import { RawClient, publishPacket } from "./raw";
 import type { IConnackPacket, IDisconnectPacket, IPubackPacket, IPublishPacket, ISubackPacket } from "mqtt-packet";
 
 const v5 = { protocolVersion: 5 as const };
-const publish = (topic: string, payload: string | Buffer, more: Partial<IPublishPacket> = {}): IPublishPacket =>
-  ({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 0, dup: false, retain: false, ...more }) as IPublishPacket;
+const publish = publishPacket;
 
 describe("defaults", () => {
   let broker: Broker;

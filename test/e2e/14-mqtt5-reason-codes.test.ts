@@ -3,7 +3,7 @@
 // and CONNACK for what a CONNECT asks that the broker does not do (enhanced authentication).
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
-import { RawClient } from "./raw";
+import { RawClient, publishPacket } from "./raw";
 import type { IConnectPacket, IDisconnectPacket, IPubackPacket, IPublishPacket, ISubackPacket, IUnsubackPacket } from "mqtt-packet";
 
 let broker: Broker;
@@ -14,8 +14,7 @@ afterAll(() => broker.close());
 
 const v5 = { protocolVersion: 5 as const };
 const raw5 = (clientId: string, more: Partial<IConnectPacket> = {}) => RawClient.handshake(broker.url(), { clientId, clean: true, ...more }, 5);
-const publish = (topic: string, payload: string, more: Partial<IPublishPacket> = {}): IPublishPacket =>
-  ({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 0, dup: false, retain: false, ...more }) as IPublishPacket;
+const publish = publishPacket;
 
 /** Waits for the server's DISCONNECT and the close that must follow it [MQTT-3.14.4-2]. */
 async function disconnectedWith(client: RawClient): Promise<IDisconnectPacket> {

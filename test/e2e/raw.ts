@@ -7,6 +7,11 @@ import * as mqttPacket from "mqtt-packet";
 
 export type Packet = mqttPacket.Packet;
 
+/** A PUBLISH packet for `RawClient.send`: QoS 0, no DUP, no RETAIN unless `more` says otherwise. */
+export function publishPacket(topic: string, payload: string | Buffer, more: Partial<mqttPacket.IPublishPacket> = {}): mqttPacket.IPublishPacket {
+  return { cmd: "publish", topic, payload: Buffer.from(payload), qos: 0, dup: false, retain: false, ...more } as mqttPacket.IPublishPacket;
+}
+
 export interface Closed {
   code: number;
   reason: string;
