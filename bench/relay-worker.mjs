@@ -5,6 +5,12 @@ import { DurableObject } from "cloudflare:workers";
 
 const CONNACK = new Uint8Array([0x20, 2, 0, 0]);
 
+/** PUBACK for a QoS 1 PUBLISH (one-byte remaining length, as the benchmark's packets have) */
+function puback(bytes) {
+  const idAt = 2 + 2 + ((bytes[2] << 8) | bytes[3]);
+  return new Uint8Array([0x40, 2, bytes[idAt], bytes[idAt + 1]]);
+}
+
 export class Relay extends DurableObject {
   subs = new Set();
 
@@ -22,8 +28,9 @@ export class Relay extends DurableObject {
     if (first === 0x10) return ws.send(CONNACK); // CONNECT
     if (first === 0x82) return ws.send(new Uint8Array([0x90, 3, 0, 1, 0])); // SUBSCRIBE → SUBACK
     if (this.subs.size === 0) for (const s of this.ctx.getWebSockets("sub")) this.subs.add(s); // after a wake
-    if (this.ctx.getTags(ws)[0] !== "pub") return;
+    if (this.ctx.getTags(ws)[0] !== "pub") return; // a subscriber's PUBACK: nothing to do
     for (const s of this.subs) s.send(message);
+    if ((first & 0x06) === 0x02) ws.send(puback(new Uint8Array(message))); // QoS 1: acknowledge
   }
 
   webSocketClose(ws) {

@@ -41,6 +41,9 @@ export interface Attachment {
   g?: Grant;
 }
 
+/** a batch of packets is sent as soon as it reaches this size, even while corked */
+const MAX_BATCH_BYTES = 64 * 1024;
+
 export type ConnectionState = "awaiting-connect" | "connected" | "closed";
 
 /** One live WebSocket: its parser, its keep-alive clock and the session it holds. */
@@ -78,6 +81,10 @@ export class Connection {
   /** inbound PUBLISH rate limit */
   readonly publishRate: TokenBucket;
   private seenSaved: number;
+  /** while > 0, sent packets gather in `batch` and leave together as one frame (see cork) */
+  private corked = 0;
+  private batch: Uint8Array[] | null = null;
+  private batchBytes = 0;
 
   constructor(
     readonly transport: Transport,
@@ -164,10 +171,52 @@ export class Connection {
   sendBytes(bytes: Uint8Array): boolean {
     if (this.state === "closed") return false;
     if (bytes.byteLength > this.maxPacketSize) return false; // [MQTT-3.1.2-25] never exceed the client's maximum
+    this.counters.bytesSent += bytes.byteLength;
+    if ((bytes[0]! & 0xf0) === 0x30) this.counters.messagesSent++; // a PUBLISH
+    if (this.corked > 0) {
+      (this.batch ??= []).push(bytes);
+      this.batchBytes += bytes.byteLength;
+      if (this.batchBytes >= MAX_BATCH_BYTES) this.flush();
+      return true;
+    }
+    return this.write(bytes);
+  }
+
+  /**
+   * Until the matching uncork(), packets sent to this connection gather and then leave as one
+   * WebSocket frame: a turn that sends many (a queue drained, retained messages, acknowledgements
+   * of a frame of packets) pays the runtime's per-frame cost once. A frame may hold several MQTT
+   * packets [MQTT-6.0.0-2]. Calls nest; callers uncork in `finally`.
+   */
+  cork(): void {
+    this.corked++;
+  }
+
+  uncork(): void {
+    if (--this.corked === 0) this.flush();
+  }
+
+  /** Sends what has gathered now, as one frame; later packets gather again while corked. */
+  flush(): void {
+    if (this.batchBytes === 0) return;
+    const parts = this.batch!;
+    let bytes = parts[0]!;
+    if (parts.length > 1) {
+      bytes = new Uint8Array(this.batchBytes);
+      let at = 0;
+      for (const part of parts) {
+        bytes.set(part, at);
+        at += part.byteLength;
+      }
+    }
+    parts.length = 0;
+    this.batchBytes = 0;
+    this.write(bytes);
+  }
+
+  private write(bytes: Uint8Array): boolean {
     try {
       this.transport.send(bytes);
-      this.counters.bytesSent += bytes.byteLength;
-      if ((bytes[0]! & 0xf0) === 0x30) this.counters.messagesSent++; // a PUBLISH
       return true;
     } catch {
       // The socket is already gone; its close event will follow and clean up.
@@ -177,6 +226,7 @@ export class Connection {
 
   close(code = 1000, reason = ""): void {
     if (this.state === "closed") return;
+    this.flush(); // what was sent before the close goes first
     this.state = "closed";
     try {
       this.transport.close(code, reason);

@@ -139,10 +139,13 @@ export class BrokerCore implements DeliveryContext {
     }
     conn.touch(this.now());
     this.counters.bytesReceived += data.byteLength;
+    conn.cork(); // the answers to a frame of packets leave as one frame
     try {
       conn.reader.read(new Uint8Array(data), (conn.onPacket ??= (packet) => dispatch(this, conn, packet)));
     } catch (err) {
       this.fail(conn, err);
+    } finally {
+      conn.uncork();
     }
   }
 

@@ -115,6 +115,9 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   } else {
     conn.send({ cmd: "connack", sessionPresent, returnCode: 0 });
   }
+  // CONNACK in a frame of its own: a client that starts listening once connected (e.g. MQTT.js
+  // `await connectAsync()`, then `on("message")`) would miss messages parsed along with it.
+  conn.flush();
   const deadline = conn.deadline;
   if (deadline !== null) core.wakeAt(deadline);
   if (sessionPresent) resume(core, session);

@@ -58,6 +58,7 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
     if (!shared) retainedFor.push({ sub, existed });
   }
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
+  conn.flush(); // SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts)
 
   // [MQTT-3.3.1-6] retained messages for the new subscription, with RETAIN set
   for (const { sub, existed } of retainedFor) {

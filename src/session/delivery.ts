@@ -103,40 +103,68 @@ function dropOldestQos0(ctx: DeliveryContext, session: Session): boolean {
 export function drainQueue(ctx: DeliveryContext, session: Session): void {
   const conn = session.conn;
   if (!conn || conn.state !== "connected") return;
+  conn.cork(); // one frame for the batch
+  try {
+    sendQueued(ctx, session, conn);
+  } finally {
+    conn.uncork();
+  }
+}
+
+function sendQueued(ctx: DeliveryContext, session: Session, conn: Connection): void {
   const window = windowOf(ctx, conn);
   while (session.queuedCount > 0) {
     const room = window - session.inflight.size;
     if (room <= 0) return;
-    const batch = session.durable
-      ? ctx.store.nextQueued(session.clientId, room).map((r) => ({ msg: r.msg, qos: r.qos, retain: r.retain, subIds: r.subIds ?? undefined, seq: r.seq as number | undefined, group: undefined as Group | undefined }))
-      : session.queue.splice(0, room).map((q) => ({ ...q, seq: undefined as number | undefined }));
-    if (batch.length === 0) {
+    const now = ctx.now();
+    let taken: number;
+    if (session.durable) {
+      const rows = ctx.store.nextQueued(session.clientId, room);
+      for (const r of rows) sendDequeued(ctx, session, conn, r.msg, r.qos, r.retain, r.subIds, r.seq, null, now);
+      taken = rows.length;
+    } else {
+      const items = session.queue.splice(0, room);
+      for (const q of items) sendDequeued(ctx, session, conn, q.msg, q.qos, q.retain, q.subIds ?? null, undefined, q.group ?? null, now);
+      taken = items.length;
+    }
+    if (taken === 0) {
       session.queuedCount = 0; // the counters drifted from storage; storage is the truth
       session.queuedBytes = 0;
       return;
     }
-    const now = ctx.now();
-    for (const q of batch) {
-      session.queuedCount--;
-      session.queuedBytes -= q.msg.payload.byteLength + q.msg.topic.length;
-      const expired = q.msg.expiresAt !== undefined && q.msg.expiresAt <= now;
-      // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
-      const dropped = expired || !connMayRead(conn, q.msg.topic);
-      if (dropped || q.qos === 0) {
-        const bytes = dropped ? null : publishBytes(conn, q.msg, 0, q.retain, q.subIds ?? null, 0, false, now);
-        if (bytes) conn.sendBytes(bytes);
-        if (q.seq !== undefined) ctx.store.deleteDelivery(q.seq);
-        continue;
-      }
-      sendInflight(ctx, session, conn, q.msg, q.qos, q.retain, q.subIds ?? null, q.seq, q.group ?? null);
-    }
   }
+}
+
+/** One message leaving the queue: sent, or dropped when it expired or may no longer be read. */
+function sendDequeued(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group, now: number): void {
+  session.queuedCount--;
+  session.queuedBytes -= msg.payload.byteLength + msg.topic.length;
+  const expired = msg.expiresAt !== undefined && msg.expiresAt <= now;
+  // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
+  const dropped = expired || !connMayRead(conn, msg.topic);
+  if (dropped || qos === 0) {
+    const bytes = dropped ? null : publishBytes(conn, msg, 0, retain, subIds, 0, false, now);
+    if (bytes) conn.sendBytes(bytes);
+    if (seq !== undefined) ctx.store.deleteDelivery(seq);
+    return;
+  }
+  sendInflight(ctx, session, conn, msg, qos, retain, subIds, seq, group);
 }
 
 /** On reconnect to an existing session: unacknowledged messages first, with DUP, then the queue. */
 export function resume(ctx: DeliveryContext, session: Session): void {
   const conn = session.conn;
   if (!conn) return;
+  conn.cork();
+  try {
+    resend(ctx, session, conn);
+    drainQueue(ctx, session);
+  } finally {
+    conn.uncork();
+  }
+}
+
+function resend(ctx: DeliveryContext, session: Session, conn: Connection): void {
   for (const f of session.inflight.values()) {
     if (f.released) {
       conn.send({ cmd: "pubrel", messageId: f.packetId });
@@ -147,7 +175,6 @@ export function resume(ctx: DeliveryContext, session: Session): void {
     if (bytes) conn.sendBytes(bytes);
     else complete(ctx, session, f.packetId, f.seq); // now too large for this client, or not readable: dropped
   }
-  drainQueue(ctx, session);
 }
 
 /**

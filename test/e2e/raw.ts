@@ -21,6 +21,8 @@ export interface Closed {
 
 export class RawClient {
   readonly packets: Packet[] = [];
+  /** the byte size of every WebSocket frame received, in order */
+  readonly frames: number[] = [];
   readonly closed: Promise<Closed>;
   /**
    * The broker's close frame (or the close, whichever comes first). workerd may hold the TCP
@@ -43,7 +45,10 @@ export class RawClient {
       this.wake();
     });
     this.parser.on("error", (e: Error) => this.packets.push({ cmd: "error", message: e.message } as unknown as Packet));
-    ws.on("message", (data: Buffer) => this.parser.parse(data));
+    ws.on("message", (data: Buffer) => {
+      this.frames.push(data.byteLength);
+      this.parser.parse(data);
+    });
     this.closed = new Promise((resolve) => {
       ws.on("close", (code, reason) => {
         this.isClosed = true;
