@@ -191,12 +191,13 @@ export class BrokerCore implements DeliveryContext {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg);
     }
-    const targets = this.router.match(msg);
-    for (let i = 0; i < targets.length; i++) {
+    const n = this.router.match(msg);
+    const targets = this.router.matched;
+    for (let i = 0; i < n; i++) {
       const s = targets[i]!;
       deliver(this, s, msg, s.matchQos, s.matchRetain, s.matchSubIds, s.matchGroup);
     }
-    return targets.length;
+    return n;
   }
 
   /** The one place an error becomes a reason code: CONNACK while connecting, else MQTT 5 DISCONNECT. */

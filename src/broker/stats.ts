@@ -99,8 +99,9 @@ export class SysPublisher {
     let listened = false;
     for (const [topic, value] of sysValues(namespaceStats(core))) {
       const msg: Message = { topic, payload: this.encoder.encode(value), qos: 0, retain: false };
-      const targets = core.router.match(msg);
-      for (let i = 0; i < targets.length; i++) {
+      const n = core.router.match(msg);
+      const targets = core.router.matched;
+      for (let i = 0; i < n; i++) {
         const s = targets[i]!;
         if (s.conn) listened = true;
         deliver(core, s, msg, s.matchQos, s.matchRetain, s.matchSubIds, s.matchGroup);

@@ -36,7 +36,8 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
       throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
     }
   }
-  const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId };
+  // Every field the message may get is in the literal: the object is made with room for them.
+  const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId, properties: undefined, expiresAt: undefined, encoded: undefined, encodedSlot: undefined };
   if (props && conn.version === 5) {
     // [MQTT-3.3.4-6] subscription identifiers are the server's to send
     if (props.subscriptionIdentifier !== undefined) throw protocolError("subscription identifier in a client PUBLISH");

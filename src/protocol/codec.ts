@@ -111,14 +111,31 @@ const PINGREQ: Packet = Object.freeze({ cmd: "pingreq" }) as Packet;
 const ACK_TYPES = [undefined, undefined, undefined, undefined, "puback", "pubrec", "pubrel", "pubcomp"] as const;
 const utf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
+/**
+ * Short ASCII topics recently decoded, in a small table indexed by a hash of a few bytes: most
+ * traffic repeats a bounded set of topics, so the usual PUBLISH reuses its topic string (no
+ * allocation, and its hash is already computed for the topic maps) instead of making one.
+ */
+const recentTopics: (string | undefined)[] = new Array<string | undefined>(256).fill(undefined);
+
 /** A topic string: ASCII (the usual case) without a decoder call. */
 function decodeString(buf: Uint8Array, start: number, end: number): string {
-  if (end - start <= 64) {
+  const n = end - start;
+  if (n === 0) return "";
+  if (n <= 64) {
+    const slot = (n * 31 + buf[start]! * 7 + buf[start + (n >> 1)]! * 3 + buf[end - 1]!) & 255;
+    const recent = recentTopics[slot];
+    if (recent !== undefined && recent.length === n && sameAscii(recent, buf, start)) return recent;
     let ascii = true;
     for (let i = start; i < end; i++) if (buf[i]! > 0x7f) ascii = false;
-    if (ascii) return String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]);
+    if (ascii) return (recentTopics[slot] = String.fromCharCode.apply(null, buf.subarray(start, end) as unknown as number[]));
   }
   return utf8.decode(buf.subarray(start, end));
+}
+
+function sameAscii(s: string, buf: Uint8Array, start: number): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) !== buf[start + i]) return false;
+  return true;
 }
 
 /**
@@ -239,6 +256,25 @@ export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
 
 const textEncoder = new TextEncoder();
 
+// Outgoing packets up to 1 KiB are cut from a shared 8 KiB slab, as Node's Buffer pool does: a
+// view is cheap to make, a backing store per packet is not (the hot path makes one or two per
+// message). Encoded bytes are never written once made, and the socket copies them when sending.
+const SLAB_SIZE = 8192;
+const SLAB_MAX = 1024;
+let slab = new ArrayBuffer(SLAB_SIZE);
+let slabUsed = 0;
+
+function allocate(size: number): Uint8Array {
+  if (size > SLAB_MAX) return new Uint8Array(size);
+  if (slabUsed + size > SLAB_SIZE) {
+    slab = new ArrayBuffer(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, size);
+  slabUsed += (size + 7) & ~7; // 8-byte aligned
+  return out;
+}
+
 /** A PUBLISH without properties, encoded by hand (the fan-out path). */
 export function encodePublish(topic: string, payload: Uint8Array | string, qos: QoS, retain: boolean, dup: boolean, packetId: number, version: ProtocolVersion): Uint8Array {
   const body = typeof payload === "string" ? textEncoder.encode(payload) : payload;
@@ -246,7 +282,7 @@ export function encodePublish(topic: string, payload: Uint8Array | string, qos: 
   const topicLength = nonAscii ? nonAscii.byteLength : topic.length;
   const remaining = 2 + topicLength + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + body.byteLength;
   const lengthBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4;
-  const out = new Uint8Array(1 + lengthBytes + remaining);
+  const out = allocate(1 + lengthBytes + remaining);
   out[0] = 0x30 | (dup ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
   let pos = 1;
   let n = remaining;
@@ -291,7 +327,8 @@ export function publishIdOffset(bytes: Uint8Array): number {
 
 /** A copy of an encoded QoS > 0 PUBLISH with its packet id (and DUP flag) set. */
 export function withPacketId(bytes: Uint8Array, idOffset: number, packetId: number, dup: boolean): Uint8Array {
-  const out = new Uint8Array(bytes);
+  const out = allocate(bytes.byteLength);
+  out.set(bytes);
   out[idOffset] = packetId >> 8;
   out[idOffset + 1] = packetId & 0xff;
   if (dup) out[0] = out[0]! | 0x08;

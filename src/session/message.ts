@@ -14,7 +14,10 @@ export interface Message {
   origin?: string;
   /** storage row id once the body is stored for queued/in-flight delivery */
   storedId?: number;
-  /** encoded PUBLISH bytes per variant, built once and shared by every subscriber */
+  /** the encoded PUBLISH of the first variant asked for (most messages need only one), and which */
+  encoded?: Uint8Array;
+  encodedSlot?: number;
+  /** encodings of further variants, by slot */
   encodings?: (Uint8Array | undefined)[];
 }
 
@@ -37,8 +40,8 @@ export function setProperties(msg: Message, properties: PublishProperties | unde
  */
 export function encodedPublish(msg: Message, version: ProtocolVersion, qos: QoS, retain: boolean): Uint8Array {
   const slot = (version === 5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
-  const cache = (msg.encodings ??= []);
-  let bytes = cache[slot];
+  if (msg.encodedSlot === slot) return msg.encoded!;
+  let bytes = msg.encodings?.[slot];
   if (!bytes) {
     bytes = encode(
       {
@@ -53,7 +56,10 @@ export function encodedPublish(msg: Message, version: ProtocolVersion, qos: QoS,
       },
       version,
     );
-    cache[slot] = bytes;
+    if (msg.encoded === undefined) {
+      msg.encoded = bytes;
+      msg.encodedSlot = slot;
+    } else (msg.encodings ??= new Array<Uint8Array | undefined>(12).fill(undefined))[slot] = bytes;
   }
   return bytes;
 }

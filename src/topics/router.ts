@@ -9,7 +9,12 @@ import { mayRead } from "../auth/rights";
 export class Router {
   private readonly trie = new TopicTrie<Subscription>();
   private generation = 0;
-  private readonly scratch: Session[] = [];
+  /**
+   * The sessions of the last match, in `matched[0 .. count - 1]`. Reused, and never shortened
+   * (emptying an array frees its storage, and the next match would allocate it again).
+   */
+  readonly matched: Session[] = [];
+  private count = 0;
   /** observer of every added subscription (the broker starts its `$SYS` publisher from here) */
   onAdd: ((filter: string) => void) | null = null;
 
@@ -31,18 +36,18 @@ export class Router {
   }
 
   /**
-   * The sessions a message goes to. Each returned session carries its delivery in its `match*`
-   * fields (QoS, RETAIN flag, subscription ids), and the array is reused: both are valid until
-   * the next call. Delivery never publishes, so a caller's loop over the result is never
-   * interleaved with another match.
+   * The sessions a message goes to: returns their number, n, and they are `matched[0 .. n - 1]`.
+   * Each carries its delivery in its `match*` fields (QoS, RETAIN flag, subscription ids); both
+   * are valid until the next call. Delivery never publishes, so a caller's loop over the result
+   * is never interleaved with another match.
    */
-  match(msg: Message): Session[] {
-    this.scratch.length = 0;
+  match(msg: Message): number {
+    this.count = 0;
     this.generation++;
     this.current = msg;
     this.trie.match(msg.topic, this.onSub, this.onGroup);
     this.current = null;
-    return this.scratch;
+    return this.count;
   }
 
   // The trie's callbacks, made once (not two closures per message); `current` is the message.
@@ -52,34 +57,34 @@ export class Router {
     const msg = this.current!;
     if (sub.noLocal && sub.session.clientId === msg.origin) return; // MQTT 5 No Local
     if (!mayRead(sub, msg.topic)) return; // a filter broader than the read ACL
-    take(this.scratch, this.generation, sub, msg, null);
+    this.take(sub, msg, null);
   };
 
   private readonly onGroup = (group: SharedGroup<Subscription>): void => {
     const msg = this.current!;
     const sub = pickMember(group, null);
-    if (sub && mayRead(sub, msg.topic)) take(this.scratch, this.generation, sub, msg, group);
+    if (sub && mayRead(sub, msg.topic)) this.take(sub, msg, group);
   };
-}
 
-function take(out: Session[], gen: number, sub: Subscription, msg: Message, group: SharedGroup<Subscription> | null): void {
-  const s = sub.session;
-  const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-  const retain = sub.retainAsPublished && msg.retain;
-  if (s.matchGen !== gen) {
-    s.matchGen = gen;
-    s.matchQos = qos;
-    s.matchRetain = retain;
-    s.matchSubIds = sub.subscriptionId ? [sub.subscriptionId] : null;
-    s.matchGroup = group;
-    out.push(s);
-    return;
+  private take(sub: Subscription, msg: Message, group: SharedGroup<Subscription> | null): void {
+    const s = sub.session;
+    const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+    const retain = sub.retainAsPublished && msg.retain;
+    if (s.matchGen !== this.generation) {
+      s.matchGen = this.generation;
+      s.matchQos = qos;
+      s.matchRetain = retain;
+      s.matchSubIds = sub.subscriptionId ? [sub.subscriptionId] : null;
+      s.matchGroup = group;
+      this.matched[this.count++] = s;
+      return;
+    }
+    // Overlapping subscriptions: one copy at the highest QoS, every subscription id.
+    if (qos > s.matchQos) s.matchQos = qos;
+    if (retain) s.matchRetain = true;
+    if (sub.subscriptionId) (s.matchSubIds ??= []).push(sub.subscriptionId);
+    s.matchGroup = null; // also an ordinary subscriber: the copy is its own, not the group's
   }
-  // Overlapping subscriptions: one copy at the highest QoS, every subscription id.
-  if (qos > s.matchQos) s.matchQos = qos;
-  if (retain) s.matchRetain = true;
-  if (sub.subscriptionId) (s.matchSubIds ??= []).push(sub.subscriptionId);
-  s.matchGroup = null; // also an ordinary subscriber: the copy is its own, not the group's
 }
 
 /**

@@ -156,6 +156,7 @@ export class TopicTrie<T> {
 }
 
 function visit<T>(node: TrieNode<T>, onSub: (v: T) => void, onGroup: (g: SharedGroup<T>) => void): void {
-  if (node.subs) for (const v of node.subs.values()) onSub(v);
-  if (node.groups) for (const g of node.groups.values()) onGroup(g);
+  // forEach rather than for…of: no iterator object per visited node (the callbacks ignore the key)
+  if (node.subs) node.subs.forEach(onSub);
+  if (node.groups) node.groups.forEach(onGroup);
 }

@@ -1,9 +1,11 @@
-// Stream reassembly (PacketReader) and the encode-once PUBLISH patching (publishIdOffset/withPacketId).
+// Stream reassembly (PacketReader), the encode-once PUBLISH patching (publishIdOffset/withPacketId)
+// and the hot path's allocation savers (slab-cut packets, reused topic strings, cached encodings).
 import { describe, expect, test } from "vitest";
 import * as mqttPacket from "mqtt-packet";
 import { PacketReader, encode, publishIdOffset, withPacketId, type Packet, type ProtocolVersion } from "../../src/protocol/codec";
 import { ProtocolError } from "../../src/protocol/errors";
 import { RC } from "../../src/protocol/reason-codes";
+import { encodedPublish, type Message } from "../../src/session/message";
 
 const MAX = 1024 * 1024;
 
@@ -192,3 +194,60 @@ function reparse(packets: Packet[], version: ProtocolVersion): Packet[] {
   parser.parse(Buffer.from(bytesOf(packets, version)));
   return out;
 }
+
+describe("allocation-free hot path helpers", () => {
+  const parse = (bytes: Uint8Array, version: ProtocolVersion) => {
+    const parsed: Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: version });
+    parser.on("packet", (p: Packet) => parsed.push(p));
+    parser.parse(Buffer.from(bytes));
+    return parsed[0] as mqttPacket.IPublishPacket;
+  };
+
+  test("encoded packets cut from shared slabs never overlap: 3,000 kept packets of mixed sizes all still decode", () => {
+    const made: { bytes: Uint8Array; topic: string; payload: Buffer; id: number }[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const topic = `slab/${i}`;
+      const payload = Buffer.alloc((i * 37) % 1500, i & 0xff); // below and above the slab's 1 KiB cut-off
+      const base = encode({ cmd: "publish", topic, payload, qos: 1, retain: false, dup: false, messageId: 1 } as Packet, 4);
+      const id = (i % 65535) + 1;
+      made.push({ bytes: withPacketId(base, publishIdOffset(base), id, false), topic, payload, id });
+    }
+    for (const m of made) {
+      const p = parse(m.bytes, 4);
+      expect(p.topic).toBe(m.topic);
+      expect(p.messageId).toBe(m.id);
+      expect(Buffer.from(p.payload as Buffer).equals(m.payload)).toBe(true);
+    }
+  });
+
+  test("topics decode as themselves, whether new, recently seen, or sharing a slot of the recent-topics table", () => {
+    const topics = Array.from({ length: 2000 }, (_, i) => `t/${(i * 7919) % 1000}/${String.fromCharCode(97 + (i % 26))}`);
+    const reader = new PacketReader(4, MAX);
+    const seen: string[] = [];
+    for (const round of [0, 1]) {
+      for (const topic of round ? [...topics].reverse() : topics) {
+        reader.read(mqttPacket.generate({ cmd: "publish", topic, payload: Buffer.from("x"), qos: 0, retain: false, dup: false }, { protocolVersion: 4 }), (p) => seen.push((p as mqttPacket.IPublishPacket).topic));
+      }
+    }
+    expect(seen).toEqual([...topics, ...[...topics].reverse()]);
+    // a non-ASCII topic is never taken from the table
+    const utf8Topic = "t/é";
+    reader.read(mqttPacket.generate({ cmd: "publish", topic: utf8Topic, payload: Buffer.from("x"), qos: 0, retain: false, dup: false }, { protocolVersion: 4 }), (p) => seen.push((p as mqttPacket.IPublishPacket).topic));
+    expect(seen.at(-1)).toBe(utf8Topic);
+  });
+
+  test("a message's encodings: one per variant, made once, each right", () => {
+    const msg: Message = { topic: "enc/t", payload: new Uint8Array([1, 2, 3]), qos: 2, retain: true, properties: { contentType: "c" } };
+    const v4q0 = encodedPublish(msg, 4, 0, false);
+    expect(encodedPublish(msg, 4, 0, false)).toBe(v4q0); // cached
+    const v5q1r = encodedPublish(msg, 5, 1, true);
+    const v4q2 = encodedPublish(msg, 4, 2, false);
+    expect(encodedPublish(msg, 5, 1, true)).toBe(v5q1r);
+    expect(encodedPublish(msg, 4, 2, false)).toBe(v4q2);
+    expect(parse(v4q0, 4)).toMatchObject({ topic: "enc/t", qos: 0, retain: false });
+    expect(parse(v5q1r, 5)).toMatchObject({ topic: "enc/t", qos: 1, retain: true, properties: { contentType: "c" } });
+    expect(parse(v4q2, 4)).toMatchObject({ topic: "enc/t", qos: 2, retain: false });
+    expect(parse(v4q2, 4).properties).toBeUndefined();
+  });
+});
