@@ -256,9 +256,11 @@ export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
 
 const textEncoder = new TextEncoder();
 
-// Outgoing packets up to 1 KiB are cut from a shared 8 KiB slab, as Node's Buffer pool does: a
-// view is cheap to make, a backing store per packet is not (the hot path makes one or two per
-// message). Encoded bytes are never written once made, and the socket copies them when sending.
+// Packets that are sent at once and never kept (the per-subscriber copies of a QoS 1/2 PUBLISH)
+// are cut from a shared 8 KiB slab when they are small, as Node's Buffer pool does: a view is
+// cheap to make, a backing store per packet is not, and the socket copies the bytes when sending.
+// An encoding cached on a message gets its own buffer: a message may wait in a queue, and would
+// keep a whole slab alive.
 const SLAB_SIZE = 8192;
 const SLAB_MAX = 1024;
 let slab = new ArrayBuffer(SLAB_SIZE);
@@ -282,7 +284,7 @@ export function encodePublish(topic: string, payload: Uint8Array | string, qos: 
   const topicLength = nonAscii ? nonAscii.byteLength : topic.length;
   const remaining = 2 + topicLength + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + body.byteLength;
   const lengthBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4;
-  const out = allocate(1 + lengthBytes + remaining);
+  const out = new Uint8Array(1 + lengthBytes + remaining); // cached on the message: its own buffer
   out[0] = 0x30 | (dup ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
   let pos = 1;
   let n = remaining;
