@@ -36,8 +36,21 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
       throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
     }
   }
-  // Every field the message may get is in the literal: the object is made with room for them.
-  const msg: Message = { topic, payload: p.payload as Uint8Array, qos, retain: p.retain, origin: session.clientId, properties: undefined, expiresAt: undefined, encoded: undefined, encodedSlot: undefined };
+  // Every field the message may get later is in the literal, so the object is made with room for
+  // them (a field added afterwards costs an allocation per message).
+  const msg: Message = {
+    topic,
+    payload: p.payload as Uint8Array,
+    qos,
+    retain: p.retain,
+    origin: session.clientId,
+    properties: undefined,
+    expiresAt: undefined,
+    storedId: undefined,
+    encoded: undefined,
+    encodedSlot: undefined,
+    encodings: undefined,
+  };
   if (props && conn.version === 5) {
     // [MQTT-3.3.4-6] subscription identifiers are the server's to send
     if (props.subscriptionIdentifier !== undefined) throw protocolError("subscription identifier in a client PUBLISH");
