@@ -3,32 +3,16 @@
 // and prints the functions by self and by inclusive share of samples. "(program)", "(garbage
 // collector)" and native functions such as `send` are the runtime's share.
 //   PROFILE=fanin|fanout (default fanin), QOS=0|1 (default 1)
-import { Miniflare } from "miniflare";
 import WebSocket from "ws";
 import * as S from "./scenarios.mjs";
-import { freePort } from "./servers.mjs";
-import { workerdPids } from "./proc.mjs";
+import { freePort, startBroker } from "./servers.mjs";
 
 const scenario = process.env.PROFILE ?? "fanin";
 const qos = Number(process.env.QOS ?? 1);
 const run = (target) => (scenario === "fanout" ? S.fanOut(target, qos) : S.fanIn(target, qos));
 
-const [port, inspectorPort] = [await freePort(), await freePort()];
-const mf = new Miniflare({
-  host: "127.0.0.1",
-  port,
-  inspectorPort,
-  cf: false,
-  modules: true,
-  compatibilityDate: "2026-04-01",
-  scriptPath: "dist/index.js",
-  compatibilityFlags: ["nodejs_compat"],
-  durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
-  bindings: { MAX_QUEUED_MESSAGES: "100000", MAX_QUEUED_BYTES: "1000000000", MAX_PUBLISH_RATE: "0", MAX_CONNECTIONS: "0" },
-});
-await mf.ready;
-const pids = workerdPids(process.pid);
-const target = { url: (q = "") => `ws://127.0.0.1:${port}/mqtt/bench${q}`, pids: () => pids };
+const inspectorPort = await freePort();
+const target = await startBroker({ inspectorPort });
 await run(target); // warm-up: JIT
 
 const workers = await (await fetch(`http://127.0.0.1:${inspectorPort}/json`)).json();
@@ -74,5 +58,5 @@ const total = profile.samples.length;
 const top = (map, n) => [...map].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, c]) => `${((100 * c) / total).toFixed(1).padStart(6)}%  ${k}`).join("\n");
 console.log(`\nself time (line numbers are in dist/index.js):\n${top(self, 25)}\n\ninclusive time:\n${top(inclusive, 25)}`);
 inspector.close();
-await mf.dispose();
+await target.stop();
 process.exit(0);

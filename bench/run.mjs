@@ -8,11 +8,6 @@ import * as S from "./scenarios.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ONLY = process.env.BENCH_ONLY?.split(",");
-// The generator floods faster than one subscriber acknowledges; queues sized so nothing is
-// dropped (the defaults, 1,000 messages per session, would drop by design: see README).
-// Likewise the per-client publish rate (1,000/s) and the connections per namespace (1,000) are
-// off: the generator publishes ~10k/s per client and opens 2,000 idle connections.
-const LARGE_QUEUES = { MAX_QUEUED_MESSAGES: "100000", MAX_QUEUED_BYTES: "1000000000", MAX_PUBLISH_RATE: "0", MAX_CONNECTIONS: "0" };
 
 const scenarios = [
   { key: "fanin", name: "fan-in QoS 0 (4 → 1, 50k × 64 B)", targets: ["broker", "relay", "aedes"], run: (t) => S.fanIn(t, 0), metric: "perSecond" },
@@ -43,7 +38,7 @@ for (const sc of scenarios) {
   const row = { scenario: sc.name, metric: sc.metric, byTarget: {} };
   for (const name of sc.targets) {
     // `fresh`: a new process per run (memory figures would otherwise reuse the last run's heap)
-    const start = () => starters[name](name === "broker" ? LARGE_QUEUES : undefined);
+    const start = () => starters[name]();
     let target = await start();
     const runs = [];
     try {

@@ -46,13 +46,20 @@ async function startMiniflare(name, path, options) {
   };
 }
 
-/** Our broker: the built worker under Miniflare (no wrangler dev proxy hop). */
-export function startBroker(vars = {}) {
+// The generator floods faster than one subscriber acknowledges; queues sized so nothing is
+// dropped (the defaults, 1,000 messages per session, would drop by design: see README).
+// Likewise the per-client publish rate (1,000/s) and the connections per namespace (1,000) are
+// off: the generator publishes ~10k/s per client and opens 2,000 idle connections.
+export const BENCH_LIMITS = { MAX_QUEUED_MESSAGES: "100000", MAX_QUEUED_BYTES: "1000000000", MAX_PUBLISH_RATE: "0", MAX_CONNECTIONS: "0" };
+
+/** Our broker: the built worker under Miniflare (no wrangler dev proxy hop); `extra` adds Miniflare options. */
+export function startBroker(extra = {}) {
   return startMiniflare("broker", "/mqtt/bench", {
     scriptPath: "dist/index.js",
     compatibilityFlags: ["nodejs_compat"],
     durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
-    bindings: vars,
+    bindings: BENCH_LIMITS,
+    ...extra,
   });
 }
 

@@ -3,7 +3,7 @@ import { describe, expect, test } from "vitest";
 import { Connection, type Transport } from "../../src/broker/connection";
 import { DEFAULTS } from "../../src/config";
 
-function setup(config = DEFAULTS) {
+function setup() {
   const frames: Uint8Array[] = [];
   const events: string[] = [];
   const transport: Transport = {
@@ -14,7 +14,7 @@ function setup(config = DEFAULTS) {
     close: () => void events.push("close"),
     saveAttachment: () => {},
   };
-  const conn = new Connection(transport, config, { seen: 0, at: 0 });
+  const conn = new Connection(transport, DEFAULTS, { seen: 0, at: 0 });
   return { conn, frames, events };
 }
 
