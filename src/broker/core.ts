@@ -56,6 +56,11 @@ export class BrokerCore implements DeliveryContext {
     this.acked.add(seq);
   }
 
+  /** an acknowledged delivery still in storage, removed with the next batch */
+  isForgotten(seq: number): boolean {
+    return this.acked.has(seq);
+  }
+
   wakeAt(ms: number): void {
     this.runtime.wakeAt(ms);
   }

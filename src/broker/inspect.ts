@@ -37,6 +37,7 @@ export function inspect(core: BrokerCore): BrokerSnapshot {
   // Durable sessions: stored deliveries belong to a session, and match what memory holds.
   const storedInflight = new Map<string, Set<number>>();
   for (const row of core.store.loadInflight()) {
+    if (core.isForgotten(row.seq)) continue; // acknowledged: its removal is batched (storage/deferred-deletes.ts)
     if (!core.sessions.has(row.clientId)) problems.push(`stored delivery ${row.seq} of unknown session ${row.clientId}`);
     let set = storedInflight.get(row.clientId);
     if (!set) storedInflight.set(row.clientId, (set = new Set()));

@@ -19,6 +19,11 @@ export class DeferredDeletes {
     if (this.seqs.push(seq) === 1) this.later(() => this.flush());
   }
 
+  /** whether `seq` is acknowledged and waits for its removal */
+  has(seq: number): boolean {
+    return this.seqs.includes(seq);
+  }
+
   flush(): void {
     if (this.seqs.length === 0) return;
     const seqs = this.seqs;
