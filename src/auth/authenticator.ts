@@ -12,7 +12,14 @@ import { PBKDF2_ITERATIONS, verifyPassword, type PasswordHash } from "./password
 
 /** What authentication grants a connection; kept in the socket attachment over hibernation. */
 export interface Grant extends AclLists {
+  /** the user name %u stands for: verified (a password user, a token's subject) unless AUTH_MODE=none */
   username?: string;
+  /**
+   * Who authenticated, for session ownership: "user:<name>" for a password user or a token's
+   * subject (the same person either way), "token:<client_id claim>" for a token without one.
+   * Undefined with AUTH_MODE=none: nobody is identified, and sessions belong to nobody.
+   */
+  identity?: string;
   /** a client id a token pins; used when the client sent an empty one */
   clientId?: string;
 }
@@ -89,7 +96,7 @@ export class Authenticator {
     if (user.namespaces && (this.namespace === null || !user.namespaces.includes(this.namespace))) {
       throw this.refuse(RC.NOT_AUTHORIZED, p, `user may not use namespace ${this.namespace}`);
     }
-    const grant: Grant = { username: name };
+    const grant: Grant = { username: name, identity: `user:${name}` };
     if (user.publish) grant.publish = user.publish;
     if (user.subscribe) grant.subscribe = user.subscribe;
     return grant;
@@ -117,6 +124,7 @@ export class Authenticator {
     const grant: Grant = {};
     const username = typeof claims.sub === "string" ? claims.sub : p.username;
     if (username !== undefined) grant.username = username;
+    grant.identity = typeof claims.sub === "string" ? `user:${claims.sub}` : `token:${typeof claims.client_id === "string" ? claims.client_id : ""}`;
     if (claims.client_id !== undefined) {
       if (typeof claims.client_id !== "string") throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, "JWT client_id is not a string");
       if (p.clientId !== "" && p.clientId !== claims.client_id) throw this.refuse(RC.NOT_AUTHORIZED, p, "client id differs from the JWT's client_id");
@@ -149,6 +157,19 @@ export class Authenticator {
       publish: publish ? TopicAcl.compile(publish, clientId, grant.username) : null,
       read: read ? TopicAcl.compile(read, clientId, grant.username) : null,
     };
+  }
+
+  /**
+   * A session belongs to the identity that made it: another identity may neither resume it, nor
+   * discard it with Clean Start, nor take over its connection (CONNACK 0x87 / 3.1.1: 5). A
+   * session of nobody's (made with AUTH_MODE=none, or before owners were stored) goes to whoever
+   * takes it; with AUTH_MODE=none (no identity) nothing is checked, as nobody is identified.
+   */
+  checkOwner(owner: string | null, grant: Grant, clientId: string): void {
+    const identity = grant.identity;
+    if (identity === undefined || owner === null || owner === identity) return;
+    this.log("warn", `refused CONNECT of "${clientId}" (${identity}): the session belongs to ${owner}`);
+    throw new ConnectRefused(RC.NOT_AUTHORIZED, "not authorized");
   }
 
   private refuse(code: number, p: ConnectPacket, why: string): ConnectRefused {

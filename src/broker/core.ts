@@ -81,6 +81,7 @@ export class BrokerCore implements DeliveryContext {
       s.will = row.will;
       s.willAt = row.willAt;
       s.expiresAt = row.expiresAt;
+      s.owner = row.owner ?? null;
       this.sessions.set(s.clientId, s);
     }
     for (const row of this.store.loadSubscriptions()) {

@@ -4,7 +4,7 @@
 import type { BrokerCore } from "./core";
 
 export interface BrokerSnapshot {
-  sessions: { clientId: string; connected: boolean; persistent: boolean; expiresAt: number | null; subscriptions: string[]; will: string | null }[];
+  sessions: { clientId: string; connected: boolean; persistent: boolean; expiresAt: number | null; subscriptions: string[]; will: string | null; owner: string | null }[];
   connections: { clientId: string; state: string }[];
   retained: { count: number; bytes: number };
   /** empty when memory, storage and the router agree */
@@ -20,6 +20,7 @@ export function inspect(core: BrokerCore): BrokerSnapshot {
     const row = rows.get(id);
     if (!row) problems.push(`session ${id} is in memory but not stored`);
     else if (row.connected !== (s.conn !== null)) problems.push(`session ${id}: stored connected=${row.connected}, memory ${s.conn !== null}`);
+    if (row && (row.owner ?? null) !== s.owner) problems.push(`session ${id}: stored owner ${row.owner ?? null}, memory ${s.owner}`);
     if (s.conn && (s.conn.session !== s || !core.connections.has(s.conn) || s.conn.state !== "connected")) {
       problems.push(`session ${id} holds a connection that does not hold it`);
     }
@@ -64,6 +65,7 @@ export function inspect(core: BrokerCore): BrokerSnapshot {
       expiresAt: s.expiresAt,
       subscriptions: [...s.subscriptions.keys()],
       will: s.will ? s.will.topic : null,
+      owner: s.owner,
     })),
     connections: [...core.connections].map((c) => ({ clientId: c.clientId, state: c.state })),
     retained,

@@ -38,6 +38,9 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   if (clientId.length > config.MAX_CLIENT_ID_LENGTH) {
     throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "client id too long");
   }
+  // Another user's session is refused before anything changes: no takeover, no Clean Start.
+  const owned = core.sessions.get(clientId);
+  if (owned) core.auth.checkOwner(owned.owner, grant, clientId);
   const rights = core.auth.rights(grant, clientId);
   conn.grant = grant;
   conn.publishAcl = rights.publish;
@@ -89,11 +92,12 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   session.version = version;
   session.expiryInterval = expiry === NEVER_EXPIRES ? NEVER_EXPIRES : expiry;
   session.will = will;
+  session.owner = grant.identity ?? null; // a session of nobody's becomes the identity's
   session.conn = conn;
   conn.session = session;
   judgeSubscriptions(session, conn.readAcl);
   conn.accept(clientId, version, keepalive);
-  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null });
+  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null, owner: session.owner });
 
   if (version === 5) {
     const ackProps: NonNullable<import("mqtt-packet").IConnackPacket["properties"]> = {

@@ -64,6 +64,8 @@ export class Session {
   /** seconds; 0 = the session ends with its connection */
   expiryInterval = 0;
   conn: Connection | null = null;
+  /** the identity it belongs to (Grant.identity); null: nobody's, anyone may take it */
+  owner: string | null = null;
   will: Will | null = null;
   /** ms deadline of a delayed will, while one is pending */
   willAt: number | null = null;

@@ -64,4 +64,6 @@ export const MIGRATIONS: string[] = [
    );`,
   // 3: the MQTT 5 subscription identifiers a delivery carries ("7,8"), kept for queued and re-sent messages
   `ALTER TABLE deliveries ADD COLUMN sub_ids TEXT;`,
+  // 4: the authenticated identity a session belongs to (NULL: nobody's, e.g. made with AUTH_MODE=none)
+  `ALTER TABLE sessions ADD COLUMN owner TEXT;`,
 ];

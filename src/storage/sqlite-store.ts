@@ -37,6 +37,7 @@ export class SqliteStore implements Store {
       expiresAt: r.expires_at === null ? null : Number(r.expires_at),
       will: willFromRow(r),
       willAt: r.will_at === null ? null : Number(r.will_at),
+      owner: (r.owner as string | null) ?? null,
     }));
   }
 
@@ -54,10 +55,14 @@ export class SqliteStore implements Store {
 
   saveSession(s: SessionRow): void {
     const w = s.will;
+    // An upsert rather than INSERT OR REPLACE: a row saved without an owner keeps the stored one.
     this.sql.exec(
-      `INSERT OR REPLACE INTO sessions (client_id, version, expiry, connected, expires_at,
-         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO sessions (client_id, version, expiry, connected, expires_at,
+         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, owner)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+       ON CONFLICT (client_id) DO UPDATE SET version = ?2, expiry = ?3, connected = ?4, expires_at = ?5,
+         will_topic = ?6, will_payload = ?7, will_qos = ?8, will_retain = ?9, will_props = ?10, will_delay = ?11,
+         will_at = ?12, owner = CASE WHEN ?14 THEN ?13 ELSE owner END`,
       s.clientId,
       s.version,
       s.expiry,
@@ -70,6 +75,8 @@ export class SqliteStore implements Store {
       w ? propsToText(w.properties) : null,
       w ? w.delay : null,
       s.willAt,
+      s.owner ?? null,
+      s.owner !== undefined ? 1 : 0,
     );
   }
 

@@ -10,6 +10,11 @@ export interface SessionRow {
   expiresAt: number | null;
   will: Will | null;
   willAt: number | null;
+  /**
+   * The identity the session belongs to (see Grant.identity); null: nobody's. On save, undefined
+   * keeps the stored owner, so only CONNECT has to name it.
+   */
+  owner?: string | null;
 }
 
 export interface SubscriptionRow {

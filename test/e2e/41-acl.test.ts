@@ -1,13 +1,17 @@
 // Topic ACLs end to end: denied publishes and subscriptions per protocol version, filters
-// broader than the read ACL (live, retained, wills), `$` topics, %c/%u patterns, and a session
-// that changes hands.
+// broader than the read ACL (live, retained, wills), `$` topics, %c/%u patterns, sessions that
+// belong to the user who made them, and a session resumed with other rights.
+// "Nothing arrived" is proven with a marker sent the same way afterwards (see marker.ts).
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
-import { inspectBroker, record, sleep } from "./inspect";
+import { inspectBroker, record } from "./inspect";
+import { marker, until } from "./marker";
 import { hashPassword } from "../../src/auth/password";
+import { makeKeys, sign, type TestKeys } from "../jwt-helpers";
 
 let broker: Broker;
+let keys: TestKeys;
 const users = {
   alice: { publish: ["a/%u/#", "shared/#"], subscribe: ["a/#", "shared/#", "$SYS/#"] },
   bob: { publish: ["b/#", "shared/#"], subscribe: ["b/#", "shared/#"] },
@@ -16,17 +20,39 @@ const users = {
 };
 
 beforeAll(async () => {
+  keys = await makeKeys();
   const entries: Record<string, unknown> = {};
   for (const [name, acl] of Object.entries(users)) entries[name] = { password: await hashPassword(name, 1000), ...acl };
   broker = await startBroker({
-    AUTH_MODE: "password",
+    AUTH_MODE: "password,jwt",
     AUTH_USERS: JSON.stringify(entries),
+    JWT_SECRET: keys.secret,
     ACL_DEFAULT: JSON.stringify({ publish: ["#"], subscribe: ["#", "$SYS/#"] }),
   });
 });
 afterAll(() => broker.close());
 
 const as = (user: keyof typeof users, opts: IClientOptions = {}) => connect(broker.url(), { username: user, password: user, ...opts });
+/** A client with a token (HS256) carrying `claims`. */
+const withToken = async (claims: Record<string, unknown>, opts: IClientOptions = {}) =>
+  connect(broker.url(), { username: "whoever", password: await sign(keys, "HS256", { ns: "default", exp: Math.floor(Date.now() / 1000) + 300, ...claims }), ...opts });
+
+/** Connects, recording messages from before CONNACK on (a resumed queue follows right behind it). */
+function open(opts: IClientOptions): Promise<{ client: MqttClient; sessionPresent: boolean; got: string[] }> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(broker.url(), { reconnectPeriod: 0, ...opts });
+    const got = record(client);
+    client.once("connect", (ack) => resolve({ client, sessionPresent: ack.sessionPresent, got }));
+    client.once("error", reject);
+  });
+}
+
+/** The SUBACK codes of a subscription (MQTT.js rejects when one of them is a refusal). */
+const subscribeCodes = (c: MqttClient, subs: Record<string, { qos: 0 | 1 | 2 }>) =>
+  c.subscribeAsync(subs).then(
+    (g) => g.map((x) => x.qos as number),
+    (e: { packet: { granted: number[] } }) => e.packet.granted,
+  );
 
 /** The error code of a rejected publish, or "ok". */
 async function publishResult(c: MqttClient, topic: string, qos: 0 | 1 | 2, retain = false): Promise<number | "ok"> {
@@ -40,46 +66,45 @@ async function publishResult(c: MqttClient, topic: string, qos: 0 | 1 | 2, retai
 
 describe("publish rights", () => {
   test("MQTT 5: PUBACK/PUBREC 0x87, QoS 0 dropped; nobody receives it", async () => {
-    const bob = await as("bob");
-    await bob.subscribeAsync("b/#");
-    const leaked = record(bob);
+    const bob = await as("root"); // reads everything
+    await bob.subscribeAsync("#");
+    const got = record(bob);
     const alice = await as("alice", { protocolVersion: 5 });
     expect(await publishResult(alice, "b/1", 1)).toBe(0x87);
     expect(await publishResult(alice, "b/2", 2)).toBe(0x87);
     expect(await publishResult(alice, "b/3", 0)).toBe("ok");
     expect(await publishResult(alice, "a/bob/x", 1)).toBe(0x87); // %u is alice
     expect(await publishResult(alice, "a/alice/x", 1)).toBe("ok");
-    await sleep(300);
-    expect(leaked).toEqual([]);
+    // the marker follows the refused messages from alice to the reader: only it and a/alice/x arrive
+    const m = await marker(alice, bob, "shared/marker");
+    expect(got).toEqual(["a/alice/x=x", m]);
     await end(alice, bob);
   });
 
   test("MQTT 3.1.1: acknowledged and dropped, the connection stays", async () => {
     const bob = await as("bob");
-    await bob.subscribeAsync("b/#");
-    const leaked = record(bob);
+    await bob.subscribeAsync(["b/#", "shared/#"]);
+    const got = record(bob);
     const alice = await as("alice", { protocolVersion: 4 });
     for (const qos of [0, 1, 2] as const) expect(await publishResult(alice, `b/${qos}`, qos)).toBe("ok");
-    await sleep(300);
-    expect(leaked).toEqual([]);
     expect(alice.connected).toBe(true);
-    const got = collect(bob, 1);
-    await publishResult(alice, "shared/ok", 1);
-    await bob.subscribeAsync("shared/#");
+    // the same connection goes on publishing what it may
     await alice.publishAsync("shared/ok", "allowed", { qos: 1 });
-    expect((await got)[0]!.payload).toBe("allowed");
+    const m = await marker(alice, bob, "shared/marker");
+    expect(got).toEqual(["shared/ok=allowed", m]);
+    expect(alice.connected).toBe(true);
     await end(alice, bob);
   });
 
   test.each([4, 5] as const)("`$` topics are the broker's, whatever the ACL (protocol %i)", async (protocolVersion) => {
     const root = await as("root", { protocolVersion });
     const listener = await as("root", { protocolVersion: 5 });
-    await listener.subscribeAsync("$SYS/#");
-    const leaked = record(listener);
+    await listener.subscribeAsync(["$SYS/#", "m/#"]);
+    const got = record(listener);
     expect(await publishResult(root, "$SYS/spoofed", 1)).toBe(protocolVersion === 5 ? 0x87 : "ok");
     expect(await publishResult(root, "$foo", 1, true)).toBe(protocolVersion === 5 ? 0x87 : "ok");
-    await sleep(200);
-    expect(leaked.filter((m) => !m.startsWith("$SYS/broker/"))).toEqual([]); // the broker's own $SYS updates aside
+    const m = await marker(root, listener, `m/${protocolVersion}`);
+    expect(got.filter((x) => !x.startsWith("$SYS/broker/"))).toEqual([m]); // the broker's own $SYS updates aside
     expect((await inspectBroker(broker)).retained.count).toBe(0);
     await end(root, listener);
   });
@@ -88,9 +113,11 @@ describe("publish rights", () => {
     const d1 = await as("dev", { clientId: "d1", protocolVersion: 5 });
     expect(await publishResult(d1, "devices/d1/temp", 1)).toBe("ok");
     expect(await publishResult(d1, "devices/d2/temp", 1)).toBe(0x87);
+    expect(await subscribeCodes(d1, { "devices/d1/#": { qos: 1 }, "devices/d2/#": { qos: 1 } })).toEqual([1, 0x87]);
+    // "+" as a client id would make devices/%c/# read and write every device's subtree
     const wild = await as("dev", { clientId: "+", protocolVersion: 5 });
     expect(await publishResult(wild, "devices/d1/temp", 1)).toBe(0x87);
-    expect(await publishResult(wild, "devices/+/temp".replace("+", "x"), 1)).toBe(0x87);
+    expect(await subscribeCodes(wild, { "devices/d1/#": { qos: 1 }, "devices/+/temp": { qos: 1 } })).toEqual([0x87, 0x87]);
     await end(d1, wild);
   });
 });
@@ -123,8 +150,9 @@ describe("subscribe rights", () => {
     await bob.publishAsync("b/secret", "live secret", { qos: 1 });
     await bob.publishAsync("shared/news", "for everyone", { qos: 1 });
     await alice.publishAsync("a/alice/more", "more", { qos: 1 });
-    await sleep(300);
-    expect(live).toEqual(["shared/news=for everyone", "a/alice/more=more"]);
+    // bob's publishes were acknowledged before alice's marker left: anything of them is ahead of it
+    const m = await marker(bob, wide, "shared/marker");
+    expect(live).toEqual(["shared/news=for everyone", "a/alice/more=more", m]);
     await bob.publishAsync("b/secret", "", { qos: 1, retain: true });
     await alice.publishAsync("a/alice/public", "", { qos: 1, retain: true });
     await end(alice, bob, wide);
@@ -144,41 +172,102 @@ describe("subscribe rights", () => {
     const seen = record(wide);
     const reader = await as("root");
     await reader.subscribeAsync("shared/#");
-    const dying = await as("root", { protocolVersion: 5, will: will("a/root/will") });
-    const dying2 = await as("root", { protocolVersion: 5, will: will("shared/will") });
+    const dying = await as("root", { protocolVersion: 5, clientId: "dying-1", will: will("a/root/will") });
+    const dying2 = await as("root", { protocolVersion: 5, clientId: "dying-2", will: will("shared/will") });
     const got = collect(reader, 1);
     dying.stream.destroy();
     dying2.stream.destroy();
     expect((await got)[0]!.topic).toBe("shared/will");
-    // bob's "#" sees the shared will, never the one under a/
-    await sleep(300);
-    expect(seen).toEqual(["shared/will=gone"]);
+    // both wills went out once both sessions ended; then a marker follows them to bob's "#",
+    // which sees the shared will, never the one under a/
+    await until(async () => !(await inspectBroker(broker)).sessions.some((s) => s.clientId.startsWith("dying-")));
+    const m = await marker(reader, wide, "shared/marker");
+    expect(seen).toEqual(["shared/will=gone", m]);
     await end(wide, reader, dying, dying2);
   });
 });
 
-test("a session taken by a user with other rights: old subscriptions and queued messages are re-judged", async () => {
-  const opts = { protocolVersion: 5 as const, clientId: "handover", clean: false, properties: { sessionExpiryInterval: 300 } };
-  const first = await as("alice", opts);
-  await first.subscribeAsync("#", { qos: 1 });
-  await first.subscribeAsync("a/#", { qos: 1 }); // fully readable for alice, not for bob
-  await end(first);
-  const alice = await as("alice");
-  await alice.publishAsync("a/alice/queued", "for alice's session", { qos: 1 });
-  const bob = await as("bob");
-  await bob.publishAsync("shared/queued", "for anyone", { qos: 1 });
-  // bob resumes the session with alice's "#": he must not get a/... (queued or live)
-  // listen before CONNACK: the queue is delivered right behind it
-  const second = mqtt.connect(broker.url(), { username: "bob", password: "bob", reconnectPeriod: 0, ...opts });
-  const got = record(second);
-  await new Promise((r) => second.once("connect", r));
-  await sleep(300);
-  expect(got).toEqual(["shared/queued=for anyone"]);
-  await alice.publishAsync("a/alice/live", "not for bob", { qos: 1 });
-  await bob.publishAsync("b/live", "for bob", { qos: 1 });
-  await sleep(300);
-  expect(got).toEqual(["shared/queued=for anyone", "b/live=for bob"]);
-  expect((await inspectBroker(broker)).problems).toEqual([]);
-  await second.unsubscribeAsync(["#", "a/#"]);
-  await end(second, alice, bob);
+describe("a session belongs to the user who made it", () => {
+  const phone = { clientId: "alice-phone", clean: false, properties: { sessionExpiryInterval: 300 } };
+
+  test("another user cannot resume it, clean-start it or take it over: 0x87 / 5, and alice keeps it", async () => {
+    const first = await as("alice", { protocolVersion: 5, ...phone });
+    await first.subscribeAsync("a/alice/dm", { qos: 1 });
+    await end(first);
+    const sender = await as("root");
+    await sender.publishAsync("a/alice/dm", "queued for alice", { qos: 1 });
+
+    // bob, with his own good password, asks for alice's client id: refused whatever he asks for
+    for (const clean of [false, true]) {
+      await expect(as("bob", { protocolVersion: 5, ...phone, clean })).rejects.toMatchObject({ code: 0x87 });
+      await expect(as("bob", { protocolVersion: 4, clientId: phone.clientId, clean })).rejects.toMatchObject({ code: 5 });
+    }
+    // a token naming another subject is someone else too, and so is a token without a subject
+    await expect(withToken({ sub: "bob" }, { protocolVersion: 5, ...phone })).rejects.toMatchObject({ code: 0x87 });
+    await expect(withToken({}, { protocolVersion: 5, ...phone })).rejects.toMatchObject({ code: 0x87 });
+
+    // alice's session is intact: present, with her queued message
+    const { client: alice, sessionPresent, got } = await open({ username: "alice", password: "alice", protocolVersion: 5, ...phone });
+    expect(sessionPresent).toBe(true);
+    await until(() => got.length > 0);
+    expect(got).toEqual(["a/alice/dm=queued for alice"]);
+
+    // while she is connected, bob cannot take her connection away either
+    const events: string[] = [];
+    alice.on("disconnect", () => events.push("disconnect"));
+    alice.on("close", () => events.push("close"));
+    await expect(as("bob", { protocolVersion: 5, ...phone })).rejects.toMatchObject({ code: 0x87 });
+    await expect(as("bob", { protocolVersion: 4, clientId: phone.clientId })).rejects.toMatchObject({ code: 5 });
+    const m = await marker(sender, alice, "a/alice/dm");
+    expect(got).toEqual(["a/alice/dm=queued for alice", m]);
+    expect(events).toEqual([]);
+    expect(alice.connected).toBe(true);
+
+    const state = await inspectBroker(broker);
+    expect(state.problems).toEqual([]);
+    expect(state.sessions.find((s) => s.clientId === phone.clientId)).toMatchObject({ connected: true, owner: "user:alice" });
+
+    // alice herself may take it over (from another device with the same id), and by token as well
+    const again = await withToken({ sub: "alice" }, { protocolVersion: 5, ...phone });
+    await until(() => events.includes("close"));
+    await end(again, alice, sender);
+  });
+
+  test("the owner is stored with the session: still refused after a restart", async () => {
+    const opts = { protocolVersion: 5 as const, clientId: "alice-tablet", clean: false, properties: { sessionExpiryInterval: 300 } };
+    const first = await as("alice", opts);
+    await first.subscribeAsync("a/alice/tablet", { qos: 1 });
+    await end(first);
+    await broker.restart();
+    await expect(as("bob", opts)).rejects.toMatchObject({ code: 0x87 });
+    const alice = await open({ username: "alice", password: "alice", ...opts });
+    expect(alice.sessionPresent).toBe(true);
+    expect((await inspectBroker(broker)).sessions.find((s) => s.clientId === "alice-tablet")).toMatchObject({ owner: "user:alice" });
+    await end(alice.client);
+    const clean = await as("alice", { ...opts, clean: true, properties: {} });
+    await end(clean);
+  });
+
+  test("the owner resuming with other rights: old subscriptions and queued messages are judged again", async () => {
+    const opts = { protocolVersion: 5 as const, clientId: "handover", clean: false, properties: { sessionExpiryInterval: 300 } };
+    const first = await as("alice", opts); // read: a/#, shared/#, $SYS/#
+    await first.subscribeAsync("#", { qos: 1 });
+    await first.subscribeAsync("a/#", { qos: 1 }); // fully readable with alice's password, not with the token below
+    await end(first);
+    const alice = await as("alice");
+    await alice.publishAsync("a/alice/queued", "not for the narrow token", { qos: 1 });
+    const bob = await as("bob");
+    await bob.publishAsync("shared/queued", "for anyone", { qos: 1 });
+    // alice comes back with a token that may only read shared/#
+    const token = await sign(keys, "HS256", { ns: "default", sub: "alice", subscribe: ["shared/#"], exp: Math.floor(Date.now() / 1000) + 300 });
+    const { client: second, sessionPresent, got } = await open({ username: "alice", password: token, ...opts });
+    expect(sessionPresent).toBe(true);
+    await alice.publishAsync("a/alice/live", "not for the token either", { qos: 1 });
+    await bob.publishAsync("shared/live", "for anyone", { qos: 1 });
+    const m = await marker(bob, second, "shared/marker");
+    expect(got).toEqual(["shared/queued=for anyone", "shared/live=for anyone", m]);
+    expect((await inspectBroker(broker)).problems).toEqual([]);
+    await second.unsubscribeAsync(["#", "a/#"]);
+    await end(second, alice, bob);
+  });
 });

@@ -71,11 +71,12 @@ describe("AUTH_MODE=password", async () => {
   test("right password: the user's lists, ACL_DEFAULT for missing ones", async () => {
     expect(await verdict(auth, connect({ username: "alice", password: pw("wonderland") }))).toEqual({
       username: "alice",
+      identity: "user:alice",
       publish: ["a/%u/#"],
       subscribe: ["a/#"],
     });
     const bob = (await verdict(auth, connect({ username: "bob", password: pw("builder") }))) as Grant;
-    expect(bob).toEqual({ username: "bob" });
+    expect(bob).toEqual({ username: "bob", identity: "user:bob" });
     const rights = auth.rights(bob, "c1");
     expect(rights.publish).toBeNull();
     expect(rights.read!.allows("public/x")).toBe(true);
@@ -92,7 +93,7 @@ describe("AUTH_MODE=password", async () => {
   test("a user limited to other namespaces: 0x87", async () => {
     expect(await verdict(auth, connect({ username: "carol", password: pw("c") }))).toBe(0x87);
     const teamA = make({ AUTH_MODE: "password", AUTH_USERS: JSON.stringify(users) }, "team-a");
-    expect(await verdict(teamA, connect({ username: "carol", password: pw("c") }))).toEqual({ username: "carol" });
+    expect(await verdict(teamA, connect({ username: "carol", password: pw("c") }))).toEqual({ username: "carol", identity: "user:carol" });
   });
 
   test("the close reason does not tell a wrong user from a wrong password", async () => {
@@ -118,12 +119,13 @@ describe("AUTH_MODE=jwt", async () => {
   test("claims become the grant", async () => {
     expect(await withToken({ ns: "default", sub: "dev", client_id: "c1", publish: ["t/%c/#"], subscribe: ["t/#"] }, {}, "ES256")).toEqual({
       username: "dev",
+      identity: "user:dev",
       clientId: "c1",
       publish: ["t/%c/#"],
       subscribe: ["t/#"],
     });
-    expect(await withToken({ ns: ["x", "default"] })).toEqual({ username: "ignored" });
-    expect(await withToken({ ns: "*" }, { clientId: "" })).toEqual({ username: "ignored" });
+    expect(await withToken({ ns: ["x", "default"] })).toEqual({ username: "ignored", identity: "token:" });
+    expect(await withToken({ ns: "*" }, { clientId: "" })).toEqual({ username: "ignored", identity: "token:" });
   });
 
   test("a token for another namespace, or without ns: 0x87", async () => {
@@ -141,5 +143,29 @@ describe("AUTH_MODE=jwt", async () => {
     expect(await withToken({ ns: "default", aud: "web" })).toBe(0x86);
     expect(await withToken({ ns: "default", publish: "t/#" })).toBe(0x86);
     expect(await verdict(auth, connect({ username: "u", password: Buffer.from("not-a-token") }))).toBe(0x86);
+  });
+});
+
+describe("session ownership (checkOwner)", () => {
+  const auth = make({});
+  const refused = (owner: string | null, grant: Grant) => {
+    try {
+      auth.checkOwner(owner, grant, "phone");
+      return "allowed";
+    } catch (e) {
+      return e instanceof ProtocolError ? e.reasonCode : e;
+    }
+  };
+  test.each([
+    [null, {}, "allowed"], // AUTH_MODE=none: nobody's session, nobody identified
+    ["user:alice", {}, "allowed"], // AUTH_MODE=none: nobody is identified, nothing to check
+    [null, { identity: "user:bob" }, "allowed"], // a session of nobody's is taken
+    ["user:alice", { identity: "user:alice" }, "allowed"],
+    ["user:alice", { identity: "user:bob" }, 0x87],
+    ["user:alice", { identity: "token:" }, 0x87],
+    ["token:", { identity: "user:alice" }, 0x87],
+    ["token:dev-1", { identity: "token:" }, 0x87],
+  ] as const)("owner %j, grant %j: %s", (owner, grant, expected) => {
+    expect(refused(owner, grant)).toBe(expected);
   });
 });
