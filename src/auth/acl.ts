@@ -18,9 +18,11 @@ export class TopicAcl {
   }
 
   /**
-   * Substitutes %c and %u and drops patterns that cannot apply: %u without a user name, and a
-   * substitution that contains `/`, `+` or `#` — a client id `+` must not turn
-   * `clients/%c/#` into `clients/+/#` (Mosquitto does the same).
+   * Substitutes %c and %u in one pass (a substituted value is never read again as a
+   * placeholder), and drops a pattern that cannot apply or whose meaning a value would change:
+   * %u without a user name, or a value that is empty or holds `/`, `+`, `#`, `%` or NUL — client
+   * id `%u` with user name `+` must not turn `clients/%c/#` into `clients/+/#` — or that starts
+   * with `$` at the start of the pattern (`%c/#` with client id `$SYS`). Refused, never widened.
    */
   static compile(patterns: readonly string[], clientId: string, username: string | undefined): TopicAcl {
     const out: string[][] = [];
@@ -59,15 +61,29 @@ export class TopicAcl {
   }
 }
 
-function substitute(pattern: string, clientId: string, username: string | undefined): string | null {
+/** The pattern with %c and %u replaced in one pass; null when a value may not go in. */
+export function substitute(pattern: string, clientId: string, username: string | undefined): string | null {
   if (!pattern.includes("%")) return pattern;
-  if (pattern.includes("%u") && !usable(username)) return null;
-  if (pattern.includes("%c") && !usable(clientId)) return null;
-  return pattern.replaceAll("%c", clientId).replaceAll("%u", username ?? "");
+  let out = "";
+  let from = 0;
+  for (let i = pattern.indexOf("%"); i >= 0 && i < pattern.length - 1; i = pattern.indexOf("%", from)) {
+    const kind = pattern[i + 1];
+    if (kind !== "c" && kind !== "u") {
+      out += pattern.slice(from, i + 1); // another `%` sequence stays as it is
+      from = i + 1;
+      continue;
+    }
+    const value = kind === "c" ? clientId : username;
+    if (!usable(value) || (i === 0 && value.charCodeAt(0) === 0x24)) return null;
+    out += pattern.slice(from, i) + value;
+    from = i + 2;
+  }
+  return out + pattern.slice(from);
 }
 
+/** A value that stays one literal topic level once substituted. */
 function usable(value: string | undefined): value is string {
-  return value !== undefined && value !== "" && !/[/+#]/.test(value);
+  return value !== undefined && value !== "" && !/[/+#%\u0000]/.test(value);
 }
 
 /** A topic filter, as a pattern: levels of text, `+`, or a final `#`. */

@@ -271,3 +271,30 @@ describe("a session belongs to the user who made it", () => {
     await end(second, alice, bob);
   });
 });
+
+describe("a client id cannot forge a pattern", () => {
+  // AUTH_MODE=none: client ids and user names are the client's to choose, ACL_DEFAULT confines them
+  let open: Broker;
+  beforeAll(async () => {
+    open = await startBroker({ ACL_DEFAULT: JSON.stringify({ publish: ["clients/%c/#"], subscribe: ["clients/%c/#"] }) });
+  });
+  afterAll(() => open.close());
+
+  test("client id %u with user name +: not clients/+/#", async () => {
+    const victim = await connect(open.url(), { protocolVersion: 5, clientId: "victim-1" });
+    await victim.subscribeAsync("clients/victim-1/#", { qos: 1 });
+    await victim.publishAsync("clients/victim-1/secret", "retained secret", { qos: 1, retain: true });
+    const got = record(victim);
+    const attacker = await connect(open.url(), { protocolVersion: 5, clientId: "%u", username: "+" });
+    const seen = record(attacker);
+    expect(await subscribeCodes(attacker, { "clients/victim-1/#": { qos: 1 }, "clients/+/secret": { qos: 1 } })).toEqual([0x87, 0x87]);
+    expect(await publishResult(attacker, "clients/victim-1/cmd", 1)).toBe(0x87);
+    expect(await publishResult(attacker, "clients/%u/cmd", 1)).toBe(0x87); // its own "%u" subtree is no grant either
+    // the attacker's refused publishes were handled before the marker: the victim got only the marker
+    const m = await marker(victim, victim, "clients/victim-1/marker");
+    expect(got).toEqual([m]);
+    expect(seen).toEqual([]); // nothing retained, nothing live (its subscriptions were refused)
+    await victim.publishAsync("clients/victim-1/secret", "", { qos: 1, retain: true });
+    await end(victim, attacker);
+  });
+});
