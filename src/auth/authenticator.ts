@@ -121,10 +121,16 @@ export class Authenticator {
     if (!ns.includes("*") && (this.namespace === null || !ns.includes(this.namespace))) {
       throw this.refuse(RC.NOT_AUTHORIZED, p, `JWT is not for namespace ${this.namespace}`);
     }
+    // The user name is the token's (`sub`, or JWT_USERNAME_CLAIM), never the MQTT user name: the
+    // client chooses that one, and %u must not be the client's choice. Without the claim the
+    // token names nobody: %u patterns grant nothing, and its sessions are the token holders'.
     const grant: Grant = {};
-    const username = typeof claims.sub === "string" ? claims.sub : p.username;
-    if (username !== undefined) grant.username = username;
-    grant.identity = typeof claims.sub === "string" ? `user:${claims.sub}` : `token:${typeof claims.client_id === "string" ? claims.client_id : ""}`;
+    const user = claims[this.config.jwtUsernameClaim];
+    if (user !== undefined && (typeof user !== "string" || user === "")) {
+      throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT ${this.config.jwtUsernameClaim} claim is not a user name`);
+    }
+    if (user !== undefined) grant.username = user;
+    grant.identity = user !== undefined ? `user:${user}` : `token:${typeof claims.client_id === "string" ? claims.client_id : ""}`;
     if (claims.client_id !== undefined) {
       if (typeof claims.client_id !== "string") throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, "JWT client_id is not a string");
       if (p.clientId !== "" && p.clientId !== claims.client_id) throw this.refuse(RC.NOT_AUTHORIZED, p, "client id differs from the JWT's client_id");

@@ -26,6 +26,8 @@ export interface AuthConfig {
   jwtPublicKey?: string;
   jwtAudience?: string;
   jwtIssuer?: string;
+  /** JWT_USERNAME_CLAIM: the claim that names the user (`sub` unless configured) */
+  jwtUsernameClaim: string;
   /** ACL_DEFAULT: lists for clients whose user entry or token has none; undefined: unrestricted */
   defaults: AclLists;
   /** configuration problems; any makes the broker refuse connections */
@@ -50,7 +52,7 @@ export function loadAuthConfig(env: Record<string, unknown>): AuthConfig {
   if (usersText !== undefined) parseUsers(usersText, users, errors);
   if (modes.has("password") && users.size === 0 && !errors.length) errors.push("AUTH_MODE includes password but AUTH_USERS lists no users");
 
-  const config: AuthConfig = { modes, users, defaults: {}, errors, warnings };
+  const config: AuthConfig = { modes, users, defaults: {}, errors, warnings, jwtUsernameClaim: str(env.JWT_USERNAME_CLAIM) ?? "sub" };
   config.jwtSecret = str(env.JWT_SECRET);
   config.jwtPublicKey = str(env.JWT_PUBLIC_KEY);
   config.jwtAudience = str(env.JWT_AUDIENCE);

@@ -158,3 +158,20 @@ test.each([4, 5] as const)("packets behind a refused CONNECT are never processed
   expect(state.sessions.map((s) => s.clientId)).not.toContain(`refused-${v}`);
   await end(watcher);
 });
+
+test("a JWT without `sub` gets no %u: the MQTT user name does not stand in for it", async () => {
+  const claims = { publish: ["users/%u/#"], subscribe: ["users/%u/#", "public/#"] };
+  const c = await connect(broker.url(), { protocolVersion: 5, username: "alice", password: await token(claims) });
+  const codes = await c.subscribeAsync({ "users/alice/#": { qos: 1 }, "public/#": { qos: 1 } }).then(
+    (g) => g.map((x) => x.qos as number),
+    (e: { packet: { granted: number[] } }) => e.packet.granted,
+  );
+  expect(codes).toEqual([0x87, 1]);
+  await expect(c.publishAsync("users/alice/inbox", "forged", { qos: 1 })).rejects.toMatchObject({ code: 0x87 });
+  await end(c);
+  // with `sub`, %u is the subject
+  const named = await connect(broker.url(), { protocolVersion: 5, username: "alice", password: await token({ ...claims, sub: "dev-7" }) });
+  expect((await named.subscribeAsync("users/dev-7/#", { qos: 1 }))[0]!.qos).toBe(1);
+  await named.publishAsync("users/dev-7/inbox", "mine", { qos: 1 });
+  await end(named);
+});

@@ -124,8 +124,34 @@ describe("AUTH_MODE=jwt", async () => {
       publish: ["t/%c/#"],
       subscribe: ["t/#"],
     });
-    expect(await withToken({ ns: ["x", "default"] })).toEqual({ username: "ignored", identity: "token:" });
-    expect(await withToken({ ns: "*" }, { clientId: "" })).toEqual({ username: "ignored", identity: "token:" });
+    // without `sub` the token names no user: the MQTT user name is the client's to choose, so
+    // it is not taken for one (%u patterns then grant nothing)
+    expect(await withToken({ ns: ["x", "default"] })).toEqual({ identity: "token:" });
+    expect(await withToken({ ns: "*" }, { clientId: "" })).toEqual({ identity: "token:" });
+    expect(await withToken({ ns: "*", client_id: "c1" })).toEqual({ identity: "token:c1", clientId: "c1" });
+  });
+
+  test("without `sub`, a %u pattern does not apply, whatever the MQTT user name", async () => {
+    const claims = { ns: "default", publish: ["users/%u/#"], subscribe: ["users/%u/#", "public/#"] };
+    const grant = (await withToken(claims, { username: "victim" })) as Grant;
+    expect(grant.username).toBeUndefined();
+    const rights = auth.rights(grant, "c1");
+    expect(rights.read!.allows("users/victim/inbox")).toBe(false);
+    expect(rights.publish!.allows("users/victim/inbox")).toBe(false);
+    expect(rights.read!.allows("public/x")).toBe(true);
+    const named = (await withToken({ ...claims, sub: "dev" }, { username: "victim" })) as Grant;
+    expect(auth.rights(named, "c1").read!.allows("users/dev/inbox")).toBe(true);
+    expect(auth.rights(named, "c1").read!.allows("users/victim/inbox")).toBe(false);
+  });
+
+  test("JWT_USERNAME_CLAIM names another claim as the user name", async () => {
+    const custom = make({ AUTH_MODE: "jwt", JWT_SECRET: keys.secret, JWT_USERNAME_CLAIM: "preferred_username" });
+    const t = async (claims: Record<string, unknown>) =>
+      verdict(custom, connect({ username: "victim", password: Buffer.from(await sign(keys, "HS256", { ns: "default", exp: now + 60, ...claims })) }));
+    expect(await t({ sub: "uuid-1", preferred_username: "dev" })).toEqual({ username: "dev", identity: "user:dev" });
+    expect(await t({ sub: "uuid-1" })).toEqual({ identity: "token:" });
+    expect(await t({ preferred_username: 7 })).toBe(0x86); // present but not a user name
+    expect(await t({ preferred_username: "" })).toBe(0x86);
   });
 
   test("a token for another namespace, or without ns: 0x87", async () => {
