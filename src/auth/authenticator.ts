@@ -35,11 +35,13 @@ type Log = (level: "info" | "warn" | "error", message: string) => void;
 /** Grants from tokens are kept in the socket attachment (16 KiB): their patterns are bounded. */
 const MAX_GRANT_CHARS = 4096;
 
-/** Verified when the user is unknown, so a wrong name costs as long as a wrong password. */
-const DUMMY_HASH: PasswordHash = { iterations: PBKDF2_ITERATIONS, salt: new Uint8Array(16), key: new Uint8Array(32) };
-
 export class Authenticator {
   private keys: Promise<JwtKey[]> | null = null;
+  /**
+   * Verified when the user is unknown, so a wrong name costs as long as a wrong password: with
+   * the configured users' iteration count (the highest, should they differ; config.ts warns).
+   */
+  private readonly dummyHash: PasswordHash;
 
   constructor(
     readonly config: AuthConfig,
@@ -47,7 +49,16 @@ export class Authenticator {
     readonly namespace: string | null,
     private readonly log: Log,
     private readonly now: () => number = () => Date.now(),
-  ) {}
+  ) {
+    let iterations = 0;
+    for (const user of config.users.values()) iterations = Math.max(iterations, user.hash.iterations);
+    this.dummyHash = { iterations: iterations || PBKDF2_ITERATIONS, salt: new Uint8Array(16), key: new Uint8Array(32) };
+  }
+
+  /** The iteration count an unknown user's (dummy) verification costs. */
+  get dummyIterations(): number {
+    return this.dummyHash.iterations;
+  }
 
   /** Anyone may connect (AUTH_MODE=none, the local default). */
   static open(): Authenticator {
@@ -91,7 +102,7 @@ export class Authenticator {
   private async verifyUser(p: ConnectPacket, password: Uint8Array | undefined): Promise<Grant> {
     const name = p.username;
     const user = name === undefined ? undefined : this.config.users.get(name);
-    const ok = await verifyPassword(password ?? new Uint8Array(0), user?.hash ?? DUMMY_HASH);
+    const ok = await verifyPassword(password ?? new Uint8Array(0), user?.hash ?? this.dummyHash);
     if (!user || !password || !ok) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, user ? "wrong password" : "unknown user");
     if (user.namespaces && (this.namespace === null || !user.namespaces.includes(this.namespace))) {
       throw this.refuse(RC.NOT_AUTHORIZED, p, `user may not use namespace ${this.namespace}`);

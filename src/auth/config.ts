@@ -51,6 +51,12 @@ export function loadAuthConfig(env: Record<string, unknown>): AuthConfig {
   const usersText = str(env.AUTH_USERS);
   if (usersText !== undefined) parseUsers(usersText, users, errors);
   if (modes.has("password") && users.size === 0 && !errors.length) errors.push("AUTH_MODE includes password but AUTH_USERS lists no users");
+  const counts = new Set([...users.values()].map((u) => u.hash.iterations));
+  if (counts.size > 1) {
+    warnings.push(
+      `AUTH_USERS: the password hashes' iteration counts differ (${[...counts].sort((a, b) => a - b).join(", ")}): a user hashed with fewer answers faster than an unknown one, which tells that the user exists; hash every password with the same count`,
+    );
+  }
 
   const config: AuthConfig = { modes, users, defaults: {}, errors, warnings, jwtUsernameClaim: str(env.JWT_USERNAME_CLAIM) ?? "sub" };
   config.jwtSecret = str(env.JWT_SECRET);

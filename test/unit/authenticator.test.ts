@@ -195,3 +195,37 @@ describe("session ownership (checkOwner)", () => {
     expect(refused(owner, grant)).toBe(expected);
   });
 });
+
+describe("an unknown user costs what a known one does", () => {
+  test("the dummy hash uses the configured users' iteration count (the highest of them)", async () => {
+    const users = { alice: await hashPassword("a", 1000), bob: await hashPassword("b", 2000) };
+    const auth = make({ AUTH_MODE: "password", AUTH_USERS: JSON.stringify(users) });
+    expect(auth.dummyIterations).toBe(2000);
+    expect(make({ AUTH_MODE: "jwt", JWT_SECRET: "x".repeat(32) }).dummyIterations).toBe(100_000);
+  });
+
+  test("an unknown user takes as long as a wrong password (users hashed with 1,000 iterations)", async () => {
+    const auth = make({ AUTH_MODE: "password", AUTH_USERS: JSON.stringify({ alice: await hashPassword("a", 1000) }) });
+    const time = async (username: string) => {
+      const runs: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t = performance.now();
+        await verdict(auth, connect({ username, password: Buffer.from("wrong") }));
+        runs.push(performance.now() - t);
+      }
+      return runs.sort((a, b) => a - b)[2]!; // the median
+    };
+    await time("alice"); // warm up
+    const known = await time("alice");
+    const unknown = await time("mallory");
+    // 100,000 iterations for the dummy against 1,000 for alice would be ~100 times slower
+    expect(unknown).toBeLessThan(known * 5 + 5);
+  });
+
+  test("users hashed with different iteration counts: a warning at start-up", async () => {
+    const users = { alice: await hashPassword("a", 1000), bob: await hashPassword("b", 2000) };
+    logs.length = 0;
+    make({ AUTH_MODE: "password", AUTH_USERS: JSON.stringify(users) }).announce();
+    expect(logs.join("\n")).toMatch(/warn .*iteration counts differ/);
+  });
+});
