@@ -1,7 +1,7 @@
 // JSON Web Tokens (RFC 7519) sent as the MQTT password, verified with WebCrypto: HS256 with a
 // shared secret, RS256 and ES256 with public JWKs. Only those three algorithms: never "none",
 // and the algorithm must fit the key (an HS256 token is never checked against a public key).
-import { fromBase64 } from "./password";
+import { fromBase64Url } from "./password";
 
 export type JwtAlg = "HS256" | "RS256" | "ES256";
 
@@ -75,7 +75,7 @@ export async function verifyJwt(token: string, keys: readonly JwtKey[], check: J
   if (parts.length !== 3) throw new JwtError("not a JWT");
   const header = jsonPart(parts[0]!, "header");
   const claims = jsonPart(parts[1]!, "claims");
-  const signature = fromBase64(parts[2]!);
+  const signature = fromBase64Url(parts[2]!);
   if (!signature) throw new JwtError("signature is not base64url");
   // Extensions we do not understand must not be ignored (RFC 7515 §4.1.11).
   if (header.crit !== undefined) throw new JwtError("critical header parameters are not supported");
@@ -119,7 +119,7 @@ function verifySignature(k: JwtKey, signature: Uint8Array, data: Uint8Array): Pr
 }
 
 function jsonPart(part: string, what: string): Record<string, unknown> {
-  const bytes = fromBase64(part);
+  const bytes = fromBase64Url(part);
   if (!bytes) throw new JwtError(`${what} is not base64url`);
   let value: unknown;
   try {

@@ -52,16 +52,29 @@ export function toBase64(bytes: Uint8Array): string {
   return btoa(s);
 }
 
-/** Standard or URL-safe base64, padding optional; null when it is not base64. */
+/**
+ * Standard or URL-safe base64, padding optional (but complete when present); null when it is not
+ * base64 or not its canonical spelling: unused trailing bits must be zero, so that one byte
+ * string has one spelling per alphabet (a token cannot be re-spelt into another string).
+ */
 export function fromBase64(text: string): Uint8Array | null {
   const std = text.replace(/-/g, "+").replace(/_/g, "/");
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(std)) return null;
+  const body = std.replace(/=+$/, "");
+  if (body.length !== std.length && std.length % 4 !== 0) return null; // partial padding
+  let bin: string;
   try {
-    const bin = atob(std.padEnd(Math.ceil(std.length / 4) * 4, "="));
-    const out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
+    bin = atob(body.padEnd(Math.ceil(body.length / 4) * 4, "="));
   } catch {
     return null;
   }
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  if (toBase64(out).replace(/=+$/, "") !== body) return null; // unused bits set
+  return out;
+}
+
+/** base64url as JWS writes it (RFC 7515 §2): the URL-safe alphabet, no padding, canonical. */
+export function fromBase64Url(text: string): Uint8Array | null {
+  return /^[A-Za-z0-9_-]*$/.test(text) ? fromBase64(text) : null;
 }

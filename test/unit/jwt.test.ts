@@ -53,6 +53,28 @@ describe("JWT verification", async () => {
     expect(await refused(crit)).toMatch(/critical/);
   });
 
+  // A token has exactly one spelling: a signature (or header, or claims) written with other
+  // unused trailing bits, padding or the standard alphabet is another string, and is refused.
+  test.each(["HS256", "RS256", "ES256"] as const)("%s: only the canonical base64url spelling is accepted", async (alg) => {
+    const t = await sign(keys, alg, { sub: "alice" });
+    expect(await refused(t)).toBe("accepted");
+    const [h, c, s] = t.split(".") as [string, string, string];
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet.indexOf(s.at(-1)!);
+    const sameBytes = `${h}.${c}.${s.slice(0, -1)}${alphabet[last ^ 1]}`; // flips an unused trailing bit
+    expect(Buffer.from(sameBytes.split(".")[2]!, "base64url")).toEqual(Buffer.from(s, "base64url"));
+    expect(await refused(sameBytes)).toMatch(/not base64url/);
+    const padded = `${h}.${c}.${s}${"=".repeat((4 - (s.length % 4)) % 4)}`;
+    if (padded !== t) expect(await refused(padded)).toMatch(/not base64url/);
+    const standard = `${h}.${c}.${s.replaceAll("-", "+").replaceAll("_", "/")}`;
+    if (standard !== t) expect(await refused(standard)).toMatch(/not base64url/);
+    const claims = Buffer.from(JSON.stringify({ sub: "alice" })).toString("base64url");
+    if (claims.length % 4 !== 0) {
+      const i = alphabet.indexOf(claims.at(-1)!);
+      expect(await refused(`${h}.${claims.slice(0, -1)}${alphabet[i ^ 1]}.${s}`)).toMatch(/not base64url/);
+    }
+  });
+
   test("kid picks the key", async () => {
     const withKid = await importJwtKeys(undefined, JSON.stringify({ keys: [{ ...keys.ecPublic, kid: "k1" }] }));
     const good = await sign(keys, "ES256", {}, { kid: "k1" });

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import { execFileSync } from "node:child_process";
-import { hashPassword, parsePasswordHash, verifyPassword, PBKDF2_ITERATIONS } from "../../src/auth/password";
+import { fromBase64, hashPassword, parsePasswordHash, verifyPassword, PBKDF2_ITERATIONS } from "../../src/auth/password";
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -30,8 +30,31 @@ describe("PBKDF2 password hashes", () => {
     ["another algorithm", "pbkdf2-sha1$1000$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="],
     ["short key", "pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAA==$AAAA"],
     ["not base64", "pbkdf2-sha256$1000$!!!$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="],
+    ["non-canonical base64 (unused bits set)", "pbkdf2-sha256$1000$AAAAAAAAAAAAAAAAAAAAAB==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="],
   ])("refuses %s", (_what, text) => {
     expect(parsePasswordHash(text)).toBeNull();
+  });
+
+  test.each([
+    ["QQ", [0x41]],
+    ["QQ==", [0x41]],
+    ["QUI", [0x41, 0x42]],
+    ["QUI=", [0x41, 0x42]],
+    ["QUJD", [0x41, 0x42, 0x43]],
+    ["-_8", [0xfb, 0xff]], // URL-safe alphabet
+    ["+/8=", [0xfb, 0xff]],
+    ["", []],
+    ["QR", null], // trailing bits set: the same bytes as "QQ", spelt differently
+    ["QR==", null],
+    ["QUJ", null],
+    ["QQ=", null], // padding, when present, is complete
+    ["QQ===", null],
+    ["Q", null],
+    ["QQ==QQ==", null],
+    ["Q Q=", null],
+  ] as const)("fromBase64(%j): %j", (text, expected) => {
+    const out = fromBase64(text);
+    expect(out === null ? null : [...out]).toEqual(expected);
   });
 
   test("npm run hash-password writes a hash the broker verifies", async () => {
