@@ -121,6 +121,7 @@ export class Authenticator {
         now: Math.floor(this.now() / 1000),
         audience: c.jwtAudience,
         issuer: c.jwtIssuer,
+        maxAge: c.jwtMaxAge,
       });
     } catch (e) {
       if (e instanceof JwtError) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT refused: ${e.message}`);

@@ -26,6 +26,8 @@ export interface AuthConfig {
   jwtPublicKey?: string;
   jwtAudience?: string;
   jwtIssuer?: string;
+  /** JWT_MAX_AGE: seconds after `iat` a token is refused (tokens then need iat); undefined: no limit */
+  jwtMaxAge?: number;
   /** JWT_USERNAME_CLAIM: the claim that names the user (`sub` unless configured) */
   jwtUsernameClaim: string;
   /** ACL_DEFAULT: lists for clients whose user entry or token has none; undefined: unrestricted */
@@ -63,6 +65,12 @@ export function loadAuthConfig(env: Record<string, unknown>): AuthConfig {
   config.jwtPublicKey = str(env.JWT_PUBLIC_KEY);
   config.jwtAudience = str(env.JWT_AUDIENCE);
   config.jwtIssuer = str(env.JWT_ISSUER);
+  const maxAge = str(env.JWT_MAX_AGE);
+  if (maxAge !== undefined) {
+    const n = Number(maxAge);
+    if (Number.isInteger(n) && n > 0) config.jwtMaxAge = n;
+    else errors.push(`JWT_MAX_AGE must be a whole number of seconds above 0 (got "${maxAge}")`);
+  }
   if (modes.has("jwt")) {
     if (!config.jwtSecret && !config.jwtPublicKey) errors.push("AUTH_MODE includes jwt but neither JWT_SECRET nor JWT_PUBLIC_KEY is set");
     if (config.jwtSecret && config.jwtSecret.length < 32) warnings.push("JWT_SECRET is shorter than 32 characters: use a long random secret");

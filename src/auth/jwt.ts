@@ -18,6 +18,8 @@ export interface JwtCheck {
   now: number;
   audience?: string;
   issuer?: string;
+  /** seconds: tokens need `iat` and are refused once this old (exp or not) */
+  maxAge?: number;
 }
 
 /** Why a token was refused (goes to the log, never to the client). */
@@ -96,6 +98,11 @@ export async function verifyJwt(token: string, keys: readonly JwtKey[], check: J
   const { now } = check;
   if (claims.exp !== undefined && !(typeof claims.exp === "number" && now < claims.exp)) throw new JwtError("token expired");
   if (claims.nbf !== undefined && !(typeof claims.nbf === "number" && now >= claims.nbf)) throw new JwtError("token not yet valid");
+  if (check.maxAge !== undefined) {
+    if (typeof claims.iat !== "number" || !Number.isFinite(claims.iat)) throw new JwtError("token has no iat");
+    if (claims.iat > now) throw new JwtError("token issued in the future");
+    if (now - claims.iat >= check.maxAge) throw new JwtError("token too old");
+  }
   if (check.audience !== undefined) {
     const aud = claims.aud;
     const ok = aud === check.audience || (Array.isArray(aud) && aud.includes(check.audience));

@@ -144,6 +144,16 @@ describe("AUTH_MODE=jwt", async () => {
     expect(auth.rights(named, "c1").read!.allows("users/victim/inbox")).toBe(false);
   });
 
+  test("JWT_MAX_AGE: tokens older than it are refused, and tokens without iat", async () => {
+    const aged = make({ AUTH_MODE: "jwt", JWT_SECRET: keys.secret, JWT_MAX_AGE: "600" });
+    const t = async (claims: Record<string, unknown>) =>
+      verdict(aged, connect({ password: Buffer.from(await sign(keys, "HS256", { ns: "default", sub: "dev", ...claims })) }));
+    expect(await t({ iat: now - 60 })).toMatchObject({ username: "dev" });
+    expect(await t({ iat: now - 601 })).toBe(0x86);
+    expect(await t({})).toBe(0x86);
+    expect(make({ AUTH_MODE: "jwt", JWT_SECRET: keys.secret, JWT_MAX_AGE: "soon" }).config.errors.join()).toMatch(/JWT_MAX_AGE/);
+  });
+
   test("JWT_USERNAME_CLAIM names another claim as the user name", async () => {
     const custom = make({ AUTH_MODE: "jwt", JWT_SECRET: keys.secret, JWT_USERNAME_CLAIM: "preferred_username" });
     const t = async (claims: Record<string, unknown>) =>

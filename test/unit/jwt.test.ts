@@ -29,6 +29,22 @@ describe("JWT verification", async () => {
     expect(await refused(await sign(keys, "HS256", { nbf: now, exp: now + 1 }))).toBe("accepted");
   });
 
+  test("maxAge: a token needs iat, not in the future, and is refused once older (with or without exp)", async () => {
+    const maxAge = async (claims: Record<string, unknown>) =>
+      verifyJwt(await sign(keys, "HS256", claims), verifier, { now, maxAge: 3600 }).then(
+        () => "accepted",
+        (e: unknown) => (e instanceof JwtError ? e.message : `other: ${String(e)}`),
+      );
+    expect(await maxAge({ iat: now - 3599 })).toBe("accepted");
+    expect(await maxAge({ iat: now - 3600 })).toBe("token too old");
+    expect(await maxAge({ iat: now - 7200, exp: now + 60 })).toBe("token too old");
+    expect(await maxAge({})).toBe("token has no iat");
+    expect(await maxAge({ iat: "yesterday" })).toBe("token has no iat");
+    expect(await maxAge({ iat: now + 5 })).toBe("token issued in the future");
+    // without maxAge, a token without exp does not expire (as documented)
+    expect(await refused(await sign(keys, "HS256", {}))).toBe("accepted");
+  });
+
   test("aud and iss when configured", async () => {
     const t = await sign(keys, "ES256", { aud: ["mqtt", "other"], iss: "https://issuer" });
     expect(await refused(t, { audience: "mqtt", issuer: "https://issuer" })).toBe("accepted");
