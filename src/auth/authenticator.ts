@@ -9,6 +9,7 @@ import { TopicAcl } from "./acl";
 import { loadAuthConfig, stringList, type AclLists, type AuthConfig } from "./config";
 import { JwtError, importJwtKeys, looksLikeJwt, verifyJwt, type Claims, type JwtKey } from "./jwt";
 import { PBKDF2_ITERATIONS, verifyPassword, type PasswordHash } from "./password";
+import { quote } from "../log-safe";
 
 /** What authentication grants a connection; kept in the socket attachment over hibernation. */
 export interface Grant extends AclLists {
@@ -105,7 +106,7 @@ export class Authenticator {
     const ok = await verifyPassword(password ?? new Uint8Array(0), user?.hash ?? this.dummyHash);
     if (!user || !password || !ok) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, user ? "wrong password" : "unknown user");
     if (user.namespaces && (this.namespace === null || !user.namespaces.includes(this.namespace))) {
-      throw this.refuse(RC.NOT_AUTHORIZED, p, `user may not use namespace ${this.namespace}`);
+      throw this.refuse(RC.NOT_AUTHORIZED, p, `user may not use namespace ${quote(this.namespace)}`);
     }
     const grant: Grant = { username: name, identity: `user:${name}` };
     if (user.publish) grant.publish = user.publish;
@@ -131,7 +132,7 @@ export class Authenticator {
     const ns = typeof claims.ns === "string" ? [claims.ns] : stringList(claims.ns);
     if (!ns) throw this.refuse(RC.NOT_AUTHORIZED, p, "JWT has no ns claim");
     if (!ns.includes("*") && (this.namespace === null || !ns.includes(this.namespace))) {
-      throw this.refuse(RC.NOT_AUTHORIZED, p, `JWT is not for namespace ${this.namespace}`);
+      throw this.refuse(RC.NOT_AUTHORIZED, p, `JWT is not for namespace ${quote(this.namespace)}`);
     }
     // The user name is the token's (`sub`, or JWT_USERNAME_CLAIM), never the MQTT user name: the
     // client chooses that one, and %u must not be the client's choice. Without the claim the
@@ -186,12 +187,13 @@ export class Authenticator {
   checkOwner(owner: string | null, grant: Grant, clientId: string): void {
     const identity = grant.identity;
     if (identity === undefined || owner === null || owner === identity) return;
-    this.log("warn", `refused CONNECT of "${clientId}" (${identity}): the session belongs to ${owner}`);
+    this.log("warn", `refused CONNECT of ${quote(clientId)} (${quote(identity)}): the session belongs to ${quote(owner)}`);
     throw new ConnectRefused(RC.NOT_AUTHORIZED, "not authorized");
   }
 
   private refuse(code: number, p: ConnectPacket, why: string): ConnectRefused {
-    this.log("warn", `refused CONNECT of "${p.clientId}"${p.username !== undefined ? ` (user "${p.username}")` : ""}: ${why}`);
+    // `why` may quote values of its own (jwt.ts quotes a token's alg and kid)
+    this.log("warn", `refused CONNECT of ${quote(p.clientId)}${p.username !== undefined ? ` (user ${quote(p.username)})` : ""}: ${why}`);
     // The reason also travels in the WebSocket close frame: say nothing that tells a wrong user
     // name from a wrong password.
     return new ConnectRefused(code, code === RC.NOT_AUTHORIZED ? "not authorized" : "bad user name or password");

@@ -2,6 +2,7 @@
 // shared secret, RS256 and ES256 with public JWKs. Only those three algorithms: never "none",
 // and the algorithm must fit the key (an HS256 token is never checked against a public key).
 import { fromBase64Url } from "./password";
+import { quote } from "../log-safe";
 
 export type JwtAlg = "HS256" | "RS256" | "ES256";
 
@@ -84,7 +85,7 @@ export async function verifyJwt(token: string, keys: readonly JwtKey[], check: J
   const alg = header.alg;
   const kid = typeof header.kid === "string" ? header.kid : undefined;
   const candidates = keys.filter((k) => k.alg === alg && (kid === undefined || k.kid === undefined || k.kid === kid));
-  if (candidates.length === 0) throw new JwtError(`no key for alg ${String(alg)}${kid ? ` kid ${kid}` : ""}`);
+  if (candidates.length === 0) throw new JwtError(`no key for alg ${quote(alg, 16)}${kid !== undefined ? ` kid ${quote(kid, 64)}` : ""}`);
   const signed = new TextEncoder().encode(`${parts[0]}.${parts[1]}`);
   let valid = false;
   for (const k of candidates) {

@@ -15,6 +15,7 @@ import { nextDeadline } from "../timers/deadlines";
 import { Counters, SysPublisher, isSysTopic } from "./stats";
 import { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "./limits";
+import { quote } from "../log-safe";
 
 export interface Runtime {
   now(): number;
@@ -126,7 +127,7 @@ export class BrokerCore implements DeliveryContext {
     }
     for (const clientId of connected) {
       const session = this.sessions.get(clientId)!;
-      this.runtime.log("info", `connection of ${clientId} was lost while the broker was down`);
+      this.runtime.log("info", `connection of ${quote(clientId)} was lost while the broker was down`);
       this.sessionLostConnection(session, false);
     }
     this.alarm();
@@ -212,7 +213,7 @@ export class BrokerCore implements DeliveryContext {
     const known = err instanceof ProtocolError;
     const code = known ? err.reasonCode : RC.IMPLEMENTATION_SPECIFIC_ERROR;
     const message = err instanceof Error ? err.message : String(err);
-    if (!known) this.runtime.log("error", `internal error on ${conn.clientId || "new connection"}: ${(err as Error)?.stack ?? message}`);
+    if (!known) this.runtime.log("error", `internal error on ${conn.clientId ? quote(conn.clientId) : "new connection"}: ${(err as Error)?.stack ?? message}`);
     if (conn.state === "awaiting-connect") {
       if (conn.version === 5 && known && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
         // An MQTT 5 CONNECT that was read and refused, also for a protocol error in it: CONNACK says why

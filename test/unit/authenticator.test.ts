@@ -182,6 +182,22 @@ describe("AUTH_MODE=jwt", async () => {
   });
 });
 
+describe("the log quotes what the client chose", async () => {
+  const keys = await makeKeys();
+  test("client id, user name and a token's kid cannot forge log lines", async () => {
+    const auth = make({ AUTH_MODE: "password,jwt", AUTH_USERS: JSON.stringify({ alice: await hashPassword("a", 1000) }), JWT_SECRET: keys.secret });
+    logs.length = 0;
+    await verdict(auth, connect({ clientId: "c1\nerror forged", username: "mallory\r\nwarn x", password: Buffer.from("x") }));
+    const token = await sign(keys, "HS256", { ns: "default" }, { alg: "RS256", kid: "k\nerror kid forged" });
+    await verdict(auth, connect({ clientId: "c2", password: Buffer.from(token) }));
+    expect(logs).toHaveLength(2);
+    for (const line of logs) expect(line).not.toMatch(/[\r\n]/);
+    expect(logs[0]).toContain(`"c1\\u000aerror forged"`);
+    expect(logs[0]).toContain(`"mallory\\u000d\\u000awarn x"`);
+    expect(logs[1]).toContain(`kid "k\\u000aerror kid forged"`);
+  });
+});
+
 describe("session ownership (checkOwner)", () => {
   const auth = make({});
   const refused = (owner: string | null, grant: Grant) => {
