@@ -18,10 +18,13 @@
 
   // ——— connection ———
 
+  // The namespace is remembered across visits; the API token only for this tab's session
+  // (sessionStorage: gone with the tab, never shared with other tabs or left on disk).
   const saved = JSON.parse(localStorage.getItem("mqtt-console") || "{}");
+  if (saved.token !== undefined) localStorage.setItem("mqtt-console", JSON.stringify({ namespace: saved.namespace })); // older versions kept it here
   const params = new URLSearchParams(location.search);
   $("namespace").value = params.get("namespace") || saved.namespace || "default";
-  $("token").value = saved.token || "";
+  $("token").value = sessionStorage.getItem("mqtt-console-token") || "";
 
   $("connect-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -31,7 +34,8 @@
 
   function connect() {
     namespace = $("namespace").value.trim();
-    localStorage.setItem("mqtt-console", JSON.stringify({ namespace, token: $("token").value }));
+    localStorage.setItem("mqtt-console", JSON.stringify({ namespace }));
+    sessionStorage.setItem("mqtt-console-token", $("token").value);
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/mqtt/${encodeURIComponent(namespace)}`;
     setStatus("connecting", `connecting to ${namespace}…`);

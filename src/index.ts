@@ -20,10 +20,11 @@ export default {
     if (!NAMESPACE.test(namespace)) {
       return text(400, "invalid namespace: use 1-64 characters of A-Z a-z 0-9 _ . -");
     }
-    // Browsers send Origin and let any page open WebSockets; other clients send none.
+    // Browsers send Origin and let any page open WebSockets (no CORS for them); other clients
+    // send none. Without ALLOWED_ORIGINS only the broker's own origin (its console) may.
     const origin = request.headers.get("Origin");
-    if (origin !== null && !originAllowed(origin, loadConfig(env).ALLOWED_ORIGINS)) {
-      return text(403, `origin not allowed: ${origin} is not in ALLOWED_ORIGINS`);
+    if (origin !== null && !originAllowed(origin, url.origin, loadConfig(env).ALLOWED_ORIGINS)) {
+      return text(403, `origin not allowed: ${JSON.stringify(origin.slice(0, 200))} is not this broker's origin nor in ALLOWED_ORIGINS`);
     }
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
       return text(426, "this endpoint speaks MQTT over WebSocket: send an Upgrade: websocket request", { Upgrade: "websocket" });
@@ -37,10 +38,14 @@ export default {
   },
 } satisfies ExportedHandler<Env>;
 
-/** ALLOWED_ORIGINS: comma-separated origins ("https://app.example.com"); empty allows any. */
-function originAllowed(origin: string, allowed: string): boolean {
-  if (allowed.trim() === "") return true;
-  return allowed.split(",").some((a) => a.trim() === "*" || a.trim().toLowerCase() === origin.toLowerCase());
+/**
+ * The broker's own origin, and ALLOWED_ORIGINS: comma-separated origins ("https://app.example.com"),
+ * or "*" for any page at all. Empty: the own origin only.
+ */
+function originAllowed(origin: string, own: string, allowed: string): boolean {
+  const o = origin.toLowerCase();
+  if (o === own.toLowerCase()) return true;
+  return allowed.split(",").some((a) => a.trim() === "*" || (a.trim() !== "" && a.trim().toLowerCase() === o));
 }
 
 function text(status: number, body: string, headers: Record<string, string> = {}): Response {

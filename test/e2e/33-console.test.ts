@@ -11,11 +11,16 @@ let broker: Broker;
 let browser: Browser;
 let page: Page;
 const pageErrors: string[] = [];
+/** what the browser refused under the console's Content-Security-Policy (public/_headers) */
+const cspViolations: string[] = [];
 
 beforeAll(async () => {
   [broker, browser] = await Promise.all([startBroker({ API_TOKEN: TOKEN }), launchBrowser()]);
   page = await browser.context.newPage();
   page.on("pageerror", (err) => pageErrors.push(err.message));
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
   mkdirSync("test-results", { recursive: true });
 }, 60000);
 afterAll(async () => {
@@ -46,6 +51,9 @@ test("connects, subscribes, receives, publishes, and the overview follows", { ti
   await page.click("#connect");
   await page.waitForSelector('#status[data-state="connected"]');
   await textOf("#stat-online", (t) => t === "1"); // the console itself
+  // the API token stays with this tab (sessionStorage), never in localStorage
+  expect(await page.evaluate("localStorage.getItem('mqtt-console')")).toBe(JSON.stringify({ namespace: "demo" }));
+  expect(await page.evaluate("sessionStorage.getItem('mqtt-console-token')")).toBe(TOKEN);
 
   // A device in the same namespace: the overview counts it, with its presence
   const device = await connect(broker.url("demo"), {
@@ -118,6 +126,7 @@ test("connects, subscribes, receives, publishes, and the overview follows", { ti
 
   await end(device);
   expect(pageErrors).toEqual([]);
+  expect(cspViolations).toEqual([]);
 });
 
 test("without the API token the console still publishes and receives, and says how to get the overview", { timeout: 60000 }, async () => {
