@@ -24,7 +24,7 @@ export default {
     // send none. Without ALLOWED_ORIGINS only the broker's own origin (its console) may.
     const origin = request.headers.get("Origin");
     if (origin !== null && !originAllowed(origin, url.origin, loadConfig(env).ALLOWED_ORIGINS)) {
-      return text(403, `origin not allowed: ${JSON.stringify(origin.slice(0, 200))} is not this broker's origin nor in ALLOWED_ORIGINS`);
+      return text(403, `origin not allowed: ${origin.slice(0, 200)} is not this broker's origin nor in ALLOWED_ORIGINS`);
     }
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
       return text(426, "this endpoint speaks MQTT over WebSocket: send an Upgrade: websocket request", { Upgrade: "websocket" });
