@@ -6,17 +6,20 @@ import type { RetainedMessage } from "../broker/admin";
 import type { PublishProperties } from "../protocol/codec";
 import { loadConfig } from "../config";
 import { authorize } from "./auth";
-import { InputError, clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
+import { InputError, NAMESPACE, clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
 
 const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats)(?:\/(.*))?$/;
 const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "DELETE", stats: "GET" };
 
 export async function handleApi(request: Request, env: Env): Promise<Response> {
   try {
-    const auth = await authorize(request, env.API_TOKEN);
-    if (auth === "disabled") return error(403, "the HTTP API is off: set the API_TOKEN secret to enable it");
+    // the namespace a path names, for its own token (API_TOKENS); routing validates it later
+    const named = /^\/api\/([^/]+)/.exec(new URL(request.url).pathname)?.[1];
+    const auth = await authorize(request, env, named !== undefined && NAMESPACE.test(named) ? named : null);
+    if (auth === "disabled") return error(403, "the HTTP API is off: set the API_TOKEN (or API_TOKENS) secret to enable it");
+    if (auth === "misconfigured") return error(503, 'the HTTP API is misconfigured: API_TOKENS must be JSON {"<namespace>": "<token>", ...}');
     if (auth === "unauthorized") {
-      return error(401, "missing or wrong token: send Authorization: Bearer <API_TOKEN>", { "WWW-Authenticate": "Bearer" });
+      return error(401, "missing or wrong token: send Authorization: Bearer <API_TOKEN, or the namespace's token in API_TOKENS>", { "WWW-Authenticate": "Bearer" });
     }
     return await route(request, env);
   } catch (err) {

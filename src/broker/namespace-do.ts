@@ -16,6 +16,8 @@ export interface Env {
   BROKER: DurableObjectNamespace<NamespaceBroker>;
   /** secret: bearer token of the HTTP API (no token: the API is off) */
   API_TOKEN?: string;
+  /** JSON {"<namespace>": "<token>"}: HTTP API tokens that open one namespace each */
+  API_TOKENS?: string;
   [key: string]: unknown;
 }
 

@@ -73,15 +73,15 @@ describe("auth", () => {
   });
 
   test("no token configured: the API is off, whatever is sent", async () => {
-    expect(await authorize(req("Bearer x"), undefined)).toBe("disabled");
-    expect(await authorize(req("Bearer x"), "")).toBe("disabled");
+    expect(await authorize(req("Bearer x"), { API_TOKEN: undefined }, "default")).toBe("disabled");
+    expect(await authorize(req("Bearer x"), { API_TOKEN: "" }, "default")).toBe("disabled");
   });
 
   test("bearer scheme only", async () => {
-    expect(await authorize(req("Bearer t"), "t")).toBe("ok");
-    expect(await authorize(req("BEARER  t"), "t")).toBe("ok");
-    expect(await authorize(req("Basic dDp0"), "t")).toBe("unauthorized");
-    expect(await authorize(req("Bearer t extra"), "t")).toBe("unauthorized");
-    expect(await authorize(req(), "t")).toBe("unauthorized");
+    expect(await authorize(req("Bearer t"), { API_TOKEN: "t" }, "default")).toBe("ok");
+    expect(await authorize(req("BEARER  t"), { API_TOKEN: "t" }, "default")).toBe("ok");
+    expect(await authorize(req("Basic dDp0"), { API_TOKEN: "t" }, "default")).toBe("unauthorized");
+    expect(await authorize(req("Bearer t extra"), { API_TOKEN: "t" }, "default")).toBe("unauthorized");
+    expect(await authorize(req(), { API_TOKEN: "t" }, "default")).toBe("unauthorized");
   });
 });
