@@ -46,7 +46,9 @@ async function route(request: Request, env: Env): Promise<Response> {
     case "POST publish": {
       const max = loadConfig(env).MAX_PACKET_SIZE;
       const msg = publishOf(await jsonBody(request, max), max);
-      return json(200, { matched: await broker.publish(msg) });
+      const outcome = await broker.publish(msg);
+      if ("refused" in outcome) return error(outcome.status, outcome.refused);
+      return json(200, { matched: outcome.matched });
     }
     case "GET retained": {
       const filter = filterOf(query.get("filter"));

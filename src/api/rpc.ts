@@ -29,7 +29,9 @@ export class BrokerService extends WorkerEntrypoint<Env> {
   async publish(namespace: string, message: PublishRequest): Promise<{ matched: number }> {
     const max = loadConfig(this.env).MAX_PACKET_SIZE;
     const msg = publishOf(message, max);
-    return { matched: await this.broker(namespace).publish(msg) };
+    const outcome = await this.broker(namespace).publish(msg);
+    if ("refused" in outcome) throw new Error(outcome.refused); // the topic limits, the retained quota
+    return { matched: outcome.matched };
   }
 
   async retained(namespace: string, filter = "#", limit = 1000): Promise<{ messages: RetainedMessage[]; truncated: boolean }> {

@@ -7,7 +7,7 @@ import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec"
 import { asBuffer } from "../protocol/codec";
 import { ProtocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
-import { literalPrefix, topicMatches } from "../topics/validate";
+import { literalPrefix, topicMatches, withinTopicLimits } from "../topics/validate";
 
 /** A message from outside MQTT; the payload may arrive as a plain Uint8Array (RPC drops Buffer). */
 export interface ExternalMessage {
@@ -60,8 +60,21 @@ export interface RetainedMessage {
   expiresAt?: number;
 }
 
-/** Routes a message exactly like an MQTT PUBLISH; returns how many sessions matched. */
-export function publishExternal(core: BrokerCore, m: ExternalMessage): number {
+/** How an external publish went: how many sessions matched, or why it was refused (an HTTP status). */
+export type PublishOutcome = { matched: number } | { refused: string; status: number };
+
+/**
+ * Routes a message exactly like an MQTT PUBLISH, under the same limits: the topic limits and
+ * the retained quota (booked when it fits), as publish.ts applies them to clients.
+ */
+export function publishExternal(core: BrokerCore, m: ExternalMessage): PublishOutcome {
+  const config = core.config;
+  if (!withinTopicLimits(m.topic, config.MAX_TOPIC_LENGTH, config.MAX_TOPIC_LEVELS)) {
+    return { refused: `topic exceeds the topic limits (MAX_TOPIC_LENGTH ${config.MAX_TOPIC_LENGTH}, MAX_TOPIC_LEVELS ${config.MAX_TOPIC_LEVELS})`, status: 400 };
+  }
+  if (m.retain && !core.retainedQuota.admit(m.topic, m.payload.byteLength)) {
+    return { refused: "retained message quota exceeded (MAX_RETAINED_MESSAGES, MAX_RETAINED_BYTES): nothing was stored or delivered", status: 507 };
+  }
   const msg: Message = { topic: m.topic, payload: asBuffer(m.payload), qos: m.qos, retain: m.retain };
   if (m.properties) {
     const properties = { ...m.properties };
@@ -69,7 +82,7 @@ export function publishExternal(core: BrokerCore, m: ExternalMessage): number {
     if (properties.correlationData) properties.correlationData = asBuffer(properties.correlationData);
     setProperties(msg, properties, core.now());
   }
-  return core.publish(msg);
+  return { matched: core.publish(msg) };
 }
 
 export function listClients(core: BrokerCore): ClientInfo[] {

@@ -100,7 +100,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   // ——— RPC from the Worker (HTTP API, BrokerService): inputs are validated there ———
 
-  publish(msg: admin.ExternalMessage): number {
+  publish(msg: admin.ExternalMessage): admin.PublishOutcome {
     return admin.publishExternal(this.core, msg);
   }
 
