@@ -30,6 +30,8 @@ export interface BrokerConfig {
   MAX_SUBSCRIPTIONS: number;
   /** Connected clients per namespace (one Durable Object). */
   MAX_CONNECTIONS: number;
+  /** Persistent sessions per namespace, connected or not; a new one beyond is refused (0x97 / 3). */
+  MAX_SESSIONS: number;
   /** Retained messages per namespace, and the sum of their payload sizes in bytes. */
   MAX_RETAINED_MESSAGES: number;
   MAX_RETAINED_BYTES: number;
@@ -63,6 +65,7 @@ export const DEFAULTS: BrokerConfig = {
   MAX_TOPIC_LEVELS: 32,
   MAX_SUBSCRIPTIONS: 256,
   MAX_CONNECTIONS: 1000,
+  MAX_SESSIONS: 10_000,
   MAX_RETAINED_MESSAGES: 10_000,
   MAX_RETAINED_BYTES: 16 * 1024 * 1024,
   MAX_PUBLISH_RATE: 1000,

@@ -39,6 +39,8 @@ export interface Attachment {
   ta?: [number, string][];
   /** what authentication granted (user name, topic patterns), to rebuild the rights after a wake */
   g?: Grant;
+  /** the broker closed this socket: a wake that still finds it must not let it hold a session */
+  x?: 1;
 }
 
 /** a batch of packets is sent as soon as it reaches this size, even while corked */
@@ -96,7 +98,8 @@ export class Connection {
     this.openedAt = attachment.at;
     this.lastSeen = attachment.seen;
     this.seenSaved = attachment.seen;
-    if (attachment.cid !== undefined) {
+    if (attachment.x === 1) this.state = "closed";
+    else if (attachment.cid !== undefined) {
       this.state = "connected";
       this.clientId = attachment.cid;
       this.version = attachment.v ?? 4;
@@ -228,6 +231,12 @@ export class Connection {
     if (this.state === "closed") return;
     this.flush(); // what was sent before the close goes first
     this.state = "closed";
+    try {
+      // The runtime may still list the socket while its close completes: a wake must know it is done.
+      this.transport.saveAttachment({ seen: this.lastSeen, at: this.openedAt, x: 1 });
+    } catch {
+      // already gone
+    }
     try {
       this.transport.close(code, reason);
     } catch {

@@ -15,6 +15,7 @@ import { nextDeadline } from "../timers/deadlines";
 import { Counters, SysPublisher, isSysTopic } from "./stats";
 import { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "./limits";
+import { judgeSubscriptions } from "../auth/rights";
 
 export interface Runtime {
   now(): number;
@@ -46,6 +47,7 @@ export class BrokerCore implements DeliveryContext {
     this.acked = new DeferredDeletes(store, runtime.later);
     this.sys = new SysPublisher(this);
     this.router.onAdd = (filter) => this.sys.filterAdded(filter);
+    this.router.onUnreadable = () => this.counters.messagesDropped++;
   }
 
   now(): number {
@@ -65,6 +67,10 @@ export class BrokerCore implements DeliveryContext {
     this.runtime.wakeAt(ms);
   }
 
+  later(fn: () => void): void {
+    this.runtime.later(fn);
+  }
+
   // ——— entry points ———
 
   /**
@@ -81,6 +87,7 @@ export class BrokerCore implements DeliveryContext {
       s.will = row.will;
       s.willAt = row.willAt;
       s.expiresAt = row.expiresAt;
+      s.grant = row.grant;
       this.sessions.set(s.clientId, s);
     }
     for (const row of this.store.loadSubscriptions()) {
@@ -112,8 +119,16 @@ export class BrokerCore implements DeliveryContext {
     for (const { clientId, packetId } of this.store.loadInboundQos2()) this.sessions.get(clientId)?.inboundQos2.add(packetId);
     const connected = new Set(rows.filter((r) => r.connected).map((r) => r.clientId));
     for (const conn of live) {
+      if (conn.state === "closed") {
+        conn.transport.close(1000, ""); // the broker closed it before it slept (connection.ts): again, for sure
+        continue;
+      }
       this.connections.add(conn);
       if (conn.state !== "connected") continue;
+      // the rights granted at CONNECT come back from the socket's attachment
+      const rights = this.auth.rights(conn.grant, conn.clientId);
+      conn.publishAcl = rights.publish;
+      conn.readAcl = rights.read;
       const session = this.sessions.get(conn.clientId);
       if (!session || session.conn) {
         this.fail(conn, new ProtocolError(RC.IMPLEMENTATION_SPECIFIC_ERROR, "session not found after restart"));
@@ -122,6 +137,12 @@ export class BrokerCore implements DeliveryContext {
       session.conn = conn;
       conn.session = session;
       connected.delete(conn.clientId);
+    }
+    // Subscriptions come back without their ACL verdicts: judged again with the rights of the
+    // connection holding the session, or of the last one for a session that waits offline.
+    for (const session of this.sessions.values()) {
+      const read = session.conn ? session.conn.readAcl : session.grant ? this.auth.rights(session.grant, session.clientId).read : null;
+      judgeSubscriptions(session, read);
     }
     for (const clientId of connected) {
       const session = this.sessions.get(clientId)!;
@@ -185,7 +206,7 @@ export class BrokerCore implements DeliveryContext {
 
   /** Retained messages per namespace: ask before storing one (see limits.ts). */
   get retainedQuota(): RetainedQuota {
-    return (this.quota ??= new RetainedQuota(this.store, this.config));
+    return (this.quota ??= new RetainedQuota(this.store, this.config, () => this.now()));
   }
 
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
@@ -270,6 +291,7 @@ export class BrokerCore implements DeliveryContext {
   private sessionLostConnection(session: Session, cleanDisconnect: boolean): void {
     const now = this.now();
     if (cleanDisconnect) session.will = null;
+    session.resendPending = null; // everything in flight is re-sent at the next connection
     rerouteShared(this, session);
     if (!session.persistent) {
       if (session.will) this.publishWill(session);
@@ -289,6 +311,7 @@ export class BrokerCore implements DeliveryContext {
       expiresAt: session.expiresAt,
       will: session.will,
       willAt: session.willAt,
+      grant: session.grant,
     });
     if (session.willAt !== null) this.wakeAt(session.willAt);
     if (session.expiresAt !== null) this.wakeAt(session.expiresAt);

@@ -9,7 +9,6 @@ import { SqliteStore } from "../storage/sqlite-store";
 import * as admin from "./admin";
 import { Authenticator } from "../auth/authenticator";
 import { loadAuthConfig } from "../auth/config";
-import { judgeSubscriptions } from "../auth/rights";
 import { inspect, type BrokerSnapshot } from "./inspect";
 
 export interface Env {
@@ -42,8 +41,6 @@ export class NamespaceBroker extends DurableObject<Env> {
       this.alarmAt = await ctx.storage.getAlarm();
       const live = ctx.getWebSockets().map((ws) => this.connectionOf(ws));
       this.core.restore(live);
-      // Subscriptions come back from storage without their ACL verdicts: judge them again.
-      for (const conn of live) if (conn.session?.conn === conn) judgeSubscriptions(conn.session, conn.readAcl);
     });
   }
 
@@ -138,12 +135,6 @@ export class NamespaceBroker extends DurableObject<Env> {
       };
       const att = attachment ?? (ws.deserializeAttachment() as Attachment | null) ?? { seen: Date.now(), at: Date.now() };
       conn = new Connection(transport, this.core.config, att, this.core.counters);
-      if (conn.state === "connected") {
-        // Woken from hibernation: the rights granted at CONNECT come back from the attachment.
-        const rights = this.core.auth.rights(conn.grant, conn.clientId);
-        conn.publishAcl = rights.publish;
-        conn.readAcl = rights.read;
-      }
       this.conns.set(ws, conn);
     }
     return conn;

@@ -2,13 +2,14 @@
 // writes each QoS 1/2 delivery to storage (body once, a row per session); others stay in memory.
 import { encode, publishIdOffset, withPacketId, type QoS } from "../protocol/codec";
 import type { Connection } from "../broker/connection";
-import { encodedPublish, type Message } from "./message";
-import type { Session, Subscription } from "./session";
+import { encodedPublish, isExpired, type Message } from "./message";
+import type { Inflight, Session, Subscription } from "./session";
 import type { SharedGroup } from "../topics/trie";
 import { pickMember } from "../topics/router";
 import type { BrokerConfig } from "../config";
 import { DeliveryState, type Store } from "../storage/store";
-import { connMayRead, mayRead } from "../auth/rights";
+import { connMayRead, mayRead as mayReadSub } from "../auth/rights";
+import { literalPrefix, topicMatches } from "../topics/validate";
 
 export interface DeliveryContext {
   readonly config: BrokerConfig;
@@ -16,6 +17,8 @@ export interface DeliveryContext {
   now(): number;
   /** removes an acknowledged delivery from storage, possibly a little later (batched) */
   forgetDelivery(seq: number): void;
+  /** run `fn` in a later event (continues work bounded per turn) */
+  later(fn: () => void): void;
 }
 
 type Group = SharedGroup<Subscription> | null;
@@ -25,7 +28,7 @@ type Group = SharedGroup<Subscription> | null;
  * `group` is the shared subscription it came through, if any.
  */
 export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, group: Group = null): void {
-  if (msg.expiresAt !== undefined && msg.expiresAt <= ctx.now()) return;
+  if (isExpired(msg, ctx.now())) return;
   const conn = session.conn;
   const online = conn !== null && conn.state === "connected";
   if (qos === 0) {
@@ -73,7 +76,9 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, 
  */
 function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, group: Group): void {
   const bytes = msg.payload.byteLength + msg.topic.length;
-  while (session.queuedCount >= ctx.config.MAX_QUEUED_MESSAGES || session.queuedBytes + bytes > ctx.config.MAX_QUEUED_BYTES) {
+  const full = () => session.queuedCount >= ctx.config.MAX_QUEUED_MESSAGES || session.queuedBytes + bytes > ctx.config.MAX_QUEUED_BYTES;
+  if (full()) dropExpired(ctx, session); // expired messages never displace live ones
+  while (full()) {
     if (!dropOldestQos0(ctx, session)) {
       session.dropped++;
       return;
@@ -83,6 +88,21 @@ function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS,
   else session.queue.push({ msg, qos, retain, bytes, subIds: subIds ?? undefined, group: group ?? undefined });
   session.queuedCount++;
   session.queuedBytes += bytes;
+}
+
+/** Removes the queued messages whose Message Expiry has passed [MQTT-3.3.2-5]. */
+function dropExpired(ctx: DeliveryContext, session: Session): void {
+  const now = ctx.now();
+  let count = 0;
+  let bytes = 0;
+  if (session.durable) ({ count, bytes } = ctx.store.dropExpiredQueued(session.clientId, now));
+  else {
+    const kept = session.queue.filter((q) => !isExpired(q.msg, now));
+    for (const q of session.queue) if (isExpired(q.msg, now)) (count++, (bytes += q.bytes));
+    session.queue.splice(0, session.queue.length, ...kept);
+  }
+  session.queuedCount -= count;
+  session.queuedBytes -= bytes;
 }
 
 function dropOldestQos0(ctx: DeliveryContext, session: Session): boolean {
@@ -106,6 +126,7 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
   conn.cork(); // one frame for the batch
   try {
     sendQueued(ctx, session, conn);
+    if (session.retainedBacklog && session.queuedCount === 0) sendRetainedBacklog(ctx, session, conn);
   } finally {
     conn.uncork();
   }
@@ -139,7 +160,7 @@ function sendQueued(ctx: DeliveryContext, session: Session, conn: Connection): v
 function sendDequeued(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group, now: number): void {
   session.queuedCount--;
   session.queuedBytes -= msg.payload.byteLength + msg.topic.length;
-  const expired = msg.expiresAt !== undefined && msg.expiresAt <= now;
+  const expired = isExpired(msg, now);
   // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
   const dropped = expired || !connMayRead(conn, msg.topic);
   if (dropped || qos === 0) {
@@ -164,17 +185,48 @@ export function resume(ctx: DeliveryContext, session: Session): void {
   }
 }
 
+/**
+ * Re-sends the unacknowledged messages, oldest first, with DUP and their packet ids
+ * [MQTT-4.4.0-1], at most the client's window of them now [MQTT-3.3.4-9]; the rest follow as
+ * acknowledgements arrive (`session.resendPending`). One that can no longer go to this client
+ * (too large for its Maximum Packet Size, or not readable) is dropped.
+ */
 function resend(ctx: DeliveryContext, session: Session, conn: Connection): void {
-  for (const f of session.inflight.values()) {
-    if (f.released) {
-      conn.send({ cmd: "pubrel", messageId: f.packetId });
-      continue;
-    }
-    const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
-    const bytes = readable ? publishBytes(conn, f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now()) : null;
-    if (bytes) conn.sendBytes(bytes);
-    else complete(ctx, session, f.packetId, f.seq); // now too large for this client, or not readable: dropped
+  const window = windowOf(ctx, conn);
+  const pending: number[] = [];
+  let outstanding = 0;
+  for (const f of [...session.inflight.values()]) {
+    if (outstanding >= window) pending.push(f.packetId);
+    else if (resendOne(ctx, session, conn, f)) outstanding++;
   }
+  session.resendPending = pending.length ? pending : null;
+}
+
+function resendOne(ctx: DeliveryContext, session: Session, conn: Connection, f: Inflight): boolean {
+  if (f.released) {
+    conn.send({ cmd: "pubrel", messageId: f.packetId });
+    return true;
+  }
+  const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
+  const bytes = readable ? publishBytes(conn, f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now()) : null;
+  if (bytes) {
+    conn.sendBytes(bytes);
+    return true;
+  }
+  session.inflight.delete(f.packetId); // dropped, without refilling while the re-sends are worked out
+  if (f.seq !== undefined) ctx.forgetDelivery(f.seq);
+  return false;
+}
+
+/** Re-sends held back by the window, as acknowledgements make room. */
+function resendMore(ctx: DeliveryContext, session: Session, conn: Connection): void {
+  const pending = session.resendPending!;
+  const window = windowOf(ctx, conn);
+  while (pending.length && session.inflight.size - pending.length < window) {
+    const f = session.inflight.get(pending.shift()!);
+    if (f) resendOne(ctx, session, conn, f);
+  }
+  if (pending.length === 0) session.resendPending = null;
 }
 
 /**
@@ -186,19 +238,76 @@ function resend(ctx: DeliveryContext, session: Session, conn: Connection): void 
 export function rerouteShared(ctx: DeliveryContext, session: Session): void {
   for (const f of [...session.inflight.values()]) {
     if (!f.group || f.qos === 2) continue;
-    const target = pickMember(f.group, session);
-    if (!target || !mayRead(target, f.msg.topic)) continue; // nobody else (who may read it): it waits for this member
+    const target = pickMember(f.group, session, f.msg.topic);
+    if (!target) continue; // nobody else (who may read it): it waits for this member
     session.inflight.delete(f.packetId);
-    if (f.seq !== undefined) ctx.store.deleteDelivery(f.seq);
+    // The new delivery first: a durable member's row refers to the stored body, which the old
+    // row's removal then keeps.
     deliverToMember(ctx, target, f.msg, f.group);
+    if (f.seq !== undefined) {
+      ctx.store.deleteDelivery(f.seq);
+      if (!target.session.durable) f.msg.storedId = undefined; // the body may be gone with the row
+    }
   }
+  if (session.resendPending) session.resendPending = session.resendPending.filter((id) => session.inflight.has(id));
   if (session.durable) return;
   for (const q of session.queue.splice(0)) {
     session.queuedCount--;
     session.queuedBytes -= q.bytes;
-    const target = q.group ? pickMember(q.group, session) : null;
-    if (target && mayRead(target, q.msg.topic)) deliverToMember(ctx, target, q.msg, q.group!);
+    const target = q.group ? pickMember(q.group, session, q.msg.topic) : null;
+    if (target) deliverToMember(ctx, target, q.msg, q.group!);
   }
+}
+
+/** Rows read per look-up of the retained backlog, and messages sent per turn when the window does not stop it. */
+const RETAINED_PAGE = 100;
+const RETAINED_PER_TURN = 1000;
+
+/**
+ * The retained messages a new subscription must get [MQTT-3.3.1-6], all of them, paced by the
+ * client's window: read from storage a page at a time behind a cursor (the last topic sent),
+ * never held in memory or in the queue. Continued as acknowledgements make room (drainQueue), or
+ * in a later turn when only the per-turn bound stopped it.
+ */
+export function sendRetained(ctx: DeliveryContext, session: Session, sub: Subscription): void {
+  (session.retainedBacklog ??= []).push({ sub, prefix: literalPrefix(sub.filter), after: null });
+  drainQueue(ctx, session);
+}
+
+function sendRetainedBacklog(ctx: DeliveryContext, session: Session, conn: Connection): void {
+  const backlog = session.retainedBacklog!;
+  const window = windowOf(ctx, conn);
+  const now = ctx.now();
+  let sent = 0;
+  while (backlog.length) {
+    const cursor = backlog[0]!;
+    const sub = cursor.sub;
+    if (session.subscriptions.get(sub.filter) !== sub) {
+      backlog.shift(); // unsubscribed or replaced meanwhile
+      continue;
+    }
+    if (session.inflight.size >= window || session.queuedCount > 0) return; // acknowledgements continue it
+    if (sent >= RETAINED_PER_TURN) {
+      ctx.later(() => drainQueue(ctx, session));
+      return;
+    }
+    const room = Math.min(window - session.inflight.size, RETAINED_PAGE);
+    const page = ctx.store.retainedAfter(cursor.prefix, cursor.after, room);
+    for (const msg of page) {
+      cursor.after = msg.topic;
+      if (!topicMatches(sub.filter, msg.topic)) continue;
+      if (isExpired(msg, now)) {
+        ctx.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
+        continue;
+      }
+      if (!mayReadSub(sub, msg.topic)) continue; // never a retained message the client may not read
+      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+      deliver(ctx, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
+      sent++;
+    }
+    if (page.length < room) backlog.shift(); // the last page: this subscription has all of them
+  }
+  session.retainedBacklog = null;
 }
 
 /** A message of a shared group delivered as the member's own subscription asks (QoS, RETAIN, id). */
@@ -236,7 +345,10 @@ export function onPubcomp(ctx: DeliveryContext, session: Session, packetId: numb
 export function complete(ctx: DeliveryContext, session: Session, packetId: number, seq: number | undefined): void {
   session.inflight.delete(packetId);
   if (seq !== undefined) ctx.forgetDelivery(seq);
-  if (session.queuedCount > 0 && session.conn && session.inflight.size <= windowOf(ctx, session.conn) >> 1) drainQueue(ctx, session);
+  const conn = session.conn;
+  if (!conn || conn.state !== "connected") return;
+  if (session.resendPending) return resendMore(ctx, session, conn);
+  if ((session.queuedCount > 0 || session.retainedBacklog) && session.inflight.size <= windowOf(ctx, conn) >> 1) drainQueue(ctx, session);
 }
 
 /**

@@ -2,6 +2,7 @@ import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
 import type { Connection } from "../broker/connection";
 import type { TopicAcl } from "../auth/acl";
+import type { Grant } from "../auth/authenticator";
 import type { SharedGroup } from "../topics/trie";
 
 export interface SubscriptionOptions {
@@ -56,6 +57,14 @@ export interface Queued {
   group?: SharedGroup<Subscription>;
 }
 
+/** Where a new subscription's retained messages stand: sent up to `after` (topic order). */
+export interface RetainedCursor {
+  sub: Subscription;
+  /** the literal start of the filter: only topics with it can match */
+  prefix: string;
+  after: string | null;
+}
+
 export const NEVER_EXPIRES = 0xffffffff;
 
 /** What the broker keeps for one client id, whether or not a connection holds it now. */
@@ -78,6 +87,12 @@ export class Session {
   queuedBytes = 0;
   /** messages refused because the queue was full */
   dropped = 0;
+  /** in-flight packet ids still to re-send after a reconnect, as the client's window allows */
+  resendPending: number[] | null = null;
+  /** retained messages still owed to new subscriptions, oldest subscription first */
+  retainedBacklog: RetainedCursor[] | null = null;
+  /** what authentication granted the latest connection (its rights apply while offline) */
+  grant: Grant | null = null;
   /** inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-10] */
   readonly inboundQos2 = new Set<number>();
   /** read ACL of the session's latest connection (null: unrestricted), checked while it is offline */

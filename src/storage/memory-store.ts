@@ -135,6 +135,21 @@ export class MemoryStore implements Store {
       .map((m) => ({ ...messageOf(m), retain: true }));
   }
 
+  retainedAfter(prefix: string, after: string | null, limit: number): Message[] {
+    return this.retainedWithPrefix(prefix)
+      .filter((m) => after === null || m.topic > after)
+      .slice(0, limit);
+  }
+
+  deleteExpiredRetained(now: number): void {
+    for (const [topic, m] of this.s.retained) {
+      if (m.expiresAt !== undefined && m.expiresAt < now) {
+        this.s.retained.delete(topic);
+        this.rowsWritten++;
+      }
+    }
+  }
+
   countRetained(): number {
     return this.s.retained.size;
   }
@@ -207,6 +222,20 @@ export class MemoryStore implements Store {
       q.bytes += d.bytes;
     }
     return [...stats.values()];
+  }
+
+  dropExpiredQueued(clientId: string, now: number): { count: number; bytes: number } {
+    let count = 0;
+    let bytes = 0;
+    for (const [seq, d] of this.s.deliveries) {
+      if (d.clientId !== clientId || d.state !== DeliveryState.Queued) continue;
+      const body = this.s.messages.get(d.msgId);
+      if (body?.expiresAt === undefined || body.expiresAt >= now) continue;
+      this.deleteDelivery(seq);
+      count++;
+      bytes += d.bytes;
+    }
+    return { count, bytes };
   }
 
   dropOldestQos0(clientId: string): number | null {

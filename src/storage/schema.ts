@@ -64,4 +64,7 @@ export const MIGRATIONS: string[] = [
    );`,
   // 3: the MQTT 5 subscription identifiers a delivery carries ("7,8"), kept for queued and re-sent messages
   `ALTER TABLE deliveries ADD COLUMN sub_ids TEXT;`,
+  // 4: what authentication granted a session's latest connection (JSON), so its read rights apply
+  // to what is queued for it while it is offline, also after a restart
+  `ALTER TABLE sessions ADD COLUMN grant_json TEXT;`,
 ];

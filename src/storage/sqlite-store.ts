@@ -3,6 +3,7 @@ import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Message } from "../session/message";
 import type { Subscription, Will } from "../session/session";
+import type { Grant } from "../auth/authenticator";
 import { asBuffer, type ProtocolVersion, type QoS } from "../protocol/codec";
 import { prefixEnd } from "../topics/validate";
 
@@ -37,6 +38,7 @@ export class SqliteStore implements Store {
       expiresAt: r.expires_at === null ? null : Number(r.expires_at),
       will: willFromRow(r),
       willAt: r.will_at === null ? null : Number(r.will_at),
+      grant: r.grant_json ? (JSON.parse(r.grant_json as string) as Grant) : null,
     }));
   }
 
@@ -56,8 +58,8 @@ export class SqliteStore implements Store {
     const w = s.will;
     this.sql.exec(
       `INSERT OR REPLACE INTO sessions (client_id, version, expiry, connected, expires_at,
-         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, grant_json)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       s.clientId,
       s.version,
       s.expiry,
@@ -70,6 +72,7 @@ export class SqliteStore implements Store {
       w ? propsToText(w.properties) : null,
       w ? w.delay : null,
       s.willAt,
+      s.grant ? JSON.stringify(s.grant) : null,
     );
   }
 
@@ -135,6 +138,23 @@ export class SqliteStore implements Store {
           ? this.sql.exec("SELECT * FROM retained WHERE topic >= ?", prefix)
           : this.sql.exec("SELECT * FROM retained WHERE topic >= ? AND topic < ?", prefix, end);
     return rows.toArray().map(retainedFromRow);
+  }
+
+  retainedAfter(prefix: string, after: string | null, limit: number): Message[] {
+    const end = prefixEnd(prefix);
+    const from = after !== null && after >= prefix ? after : null;
+    const lower = from === null ? "topic >= ?" : "topic > ?";
+    const upper = end === null ? "" : " AND topic < ?";
+    const args: SqlStorageValue[] = [from ?? prefix];
+    if (end !== null) args.push(end);
+    return this.sql
+      .exec(`SELECT * FROM retained WHERE ${lower}${upper} ORDER BY topic LIMIT ?`, ...args, limit)
+      .toArray()
+      .map(retainedFromRow);
+  }
+
+  deleteExpiredRetained(now: number): void {
+    this.sql.exec("DELETE FROM retained WHERE expires_at IS NOT NULL AND expires_at < ?", now);
   }
 
   countRetained(): number {
@@ -230,6 +250,20 @@ export class SqliteStore implements Store {
       .exec("SELECT client_id, COUNT(*) AS n, SUM(bytes) AS b FROM deliveries WHERE state = 0 GROUP BY client_id")
       .toArray()
       .map((r) => ({ clientId: r.client_id as string, count: Number(r.n), bytes: Number(r.b) }));
+  }
+
+  dropExpiredQueued(clientId: string, now: number): { count: number; bytes: number } {
+    const rows = this.sql
+      .exec(
+        `DELETE FROM deliveries WHERE client_id = ? AND state = 0
+           AND msg_id IN (SELECT id FROM messages WHERE expires_at IS NOT NULL AND expires_at < ?) RETURNING bytes`,
+        clientId,
+        now,
+      )
+      .toArray();
+    if (rows.length === 0) return { count: 0, bytes: 0 };
+    this.sql.exec("DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at < ? AND id NOT IN (SELECT msg_id FROM deliveries)", now);
+    return { count: rows.length, bytes: rows.reduce((n, r) => n + Number(r.bytes), 0) };
   }
 
   dropOldestQos0(clientId: string): number | null {

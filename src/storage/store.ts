@@ -1,6 +1,7 @@
 import type { Message } from "../session/message";
 import type { Subscription, Will } from "../session/session";
 import type { ProtocolVersion } from "../protocol/codec";
+import type { Grant } from "../auth/authenticator";
 
 export interface SessionRow {
   clientId: string;
@@ -10,6 +11,8 @@ export interface SessionRow {
   expiresAt: number | null;
   will: Will | null;
   willAt: number | null;
+  /** what authentication granted its latest connection: its rights while offline */
+  grant: Grant | null;
 }
 
 export interface SubscriptionRow {
@@ -62,6 +65,10 @@ export interface Store {
   deleteRetained(topic: string): void;
   /** retained messages whose topic starts with `prefix` (the caller matches the filter) */
   retainedWithPrefix(prefix: string): Message[];
+  /** up to `limit` of them in topic order, after the topic `after` (null: from the first) */
+  retainedAfter(prefix: string, after: string | null, limit: number): Message[];
+  /** removes retained messages whose Message Expiry passed before `now` */
+  deleteExpiredRetained(now: number): void;
   countRetained(): number;
   /** retained messages and the sum of their payload sizes (for the retained quota) */
   retainedUsage(): { count: number; bytes: number };
@@ -82,6 +89,8 @@ export interface Store {
   /** the oldest queued rows of a session */
   nextQueued(clientId: string, limit: number): DeliveryRow[];
   queueStats(): QueueStats[];
+  /** drops a session's queued rows whose message expired before `now`; returns what was freed */
+  dropExpiredQueued(clientId: string, now: number): { count: number; bytes: number };
   /** drops the oldest queued QoS 0 row of a session; returns its size in bytes, or null if none */
   dropOldestQos0(clientId: string): number | null;
 

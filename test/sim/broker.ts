@@ -49,6 +49,8 @@ export class SimBroker {
   alarmAt: number | null = null;
   private laters: (() => void)[] = [];
   private readonly sockets = new Map<SimSocket, Connection>();
+  /** sockets the broker closed since the last wake */
+  private serverClosed: SimSocket[] = [];
   logs: string[] = [];
   /** events run, and events committed */
   events = 0;
@@ -59,8 +61,8 @@ export class SimBroker {
     this.boot([]);
   }
 
-  private boot(live: SimSocket[]): void {
-    this.store = MemoryStore.fromSnapshot(this.committed);
+  private boot(live: SimSocket[], from?: MemoryStore): void {
+    this.store = from ?? MemoryStore.fromSnapshot(this.committed);
     const runtime: Runtime = {
       now: () => this.now,
       wakeAt: (ms) => {
@@ -117,7 +119,8 @@ export class SimBroker {
   }
 
   private commit(): void {
-    this.committed = this.store.snapshot();
+    // Only a crash in the middle of an event needs the last commit; between events the store is it.
+    if (this.options.wrapStore) this.committed = this.store.snapshot();
     for (const socket of [...this.sockets.keys()]) {
       const out = socket.pending;
       socket.pending = [];
@@ -125,6 +128,7 @@ export class SimBroker {
       if (socket.closing && !socket.closed) {
         socket.closed = socket.closing;
         socket.onClose(socket.closing.code, socket.closing.reason);
+        this.serverClosed.push(socket);
         this.run(() => this.core.socketClosed(this.connectionOf(socket))); // the runtime's webSocketClose
         this.sockets.delete(socket);
       }
@@ -146,7 +150,7 @@ export class SimBroker {
       s.closed = { code: 1006, reason: "runtime restarted" };
       s.onClose(1006, "runtime restarted");
     }
-    this.boot([]);
+    this.boot([], this.options.wrapStore ? undefined : this.store);
   }
 
   /** A restart between events (deploy, eviction with the sockets lost). */
@@ -155,11 +159,16 @@ export class SimBroker {
     this.crash();
   }
 
-  /** The object is evicted while idle; its sockets stay open with their attachments. */
-  hibernate(): void {
+  /**
+   * The object is evicted while idle; its sockets stay open with their attachments. `lingering`:
+   * the runtime still lists the sockets the broker closed (their close not yet complete).
+   */
+  hibernate(opts: { lingering?: boolean } = {}): void {
     this.flushLaters();
     const live = [...this.sockets.keys()].filter((s) => !s.closed);
-    this.boot(live);
+    if (opts.lingering) live.unshift(...this.serverClosed);
+    this.serverClosed = [];
+    this.boot(live, this.store);
   }
 
   // The alarm is stored by the runtime; memory's wish is an upper bound we keep across a crash.

@@ -38,6 +38,8 @@ export class SimClient {
   /** QoS 2 PUBLISH received and not yet released by PUBREL (the client's own exactly-once record) */
   readonly inboundQos2 = new Set<number>();
   private held: mqtt.Packet[] = [];
+  private parsing = 0;
+  private outbox: mqtt.Packet[] = [];
   private nextId = 1;
 
   constructor(
@@ -54,8 +56,19 @@ export class SimClient {
     this.connack = null;
     this.closed = null;
     this.held = [];
-    const onPacket = SimBroker_parser(this.version, (p) => this.onPacket(p));
-    this.socket = this.broker.open(onPacket, (code, reason) => {
+    const parser = mqtt.parser({ protocolVersion: this.version });
+    parser.on("packet", (p) => this.onPacket(p));
+    // mqtt-packet's parser is not re-entrant: what we answer while it parses leaves afterwards
+    const onBytes = (b: Uint8Array) => {
+      this.parsing++;
+      try {
+        parser.parse(Buffer.from(b));
+      } finally {
+        this.parsing--;
+      }
+      if (this.parsing === 0) this.flushOutbox();
+    };
+    this.socket = this.broker.open(onBytes, (code, reason) => {
       this.closed = { code, reason };
     });
     const packet: mqtt.IConnectPacket = {
@@ -91,7 +104,7 @@ export class SimClient {
     const before = this.packets.length;
     this.send(packet);
     const ack = this.packets.slice(before).find((p) => p.cmd === "suback" && p.messageId === messageId) as mqtt.ISubackPacket | undefined;
-    return ack ? ack.granted.map((g) => (typeof g === "number" ? g : g.qos)) : [];
+    return ack ? ack.granted.map((g) => (typeof g === "number" ? g : (g as { qos: number }).qos)) : [];
   }
 
   publish(topic: string, payload: string, qos: 0 | 1 | 2 = 0, retain = false, properties?: mqtt.IPublishPacket["properties"]): number | undefined {
@@ -131,9 +144,17 @@ export class SimClient {
   }
 
   send(packet: mqtt.Packet): void {
+    if (this.parsing > 0) {
+      this.outbox.push(packet);
+      return;
+    }
     if (!this.socket || this.closed) return;
     const bytes = mqtt.generate(packet, { protocolVersion: this.version });
     this.broker.receive(this.socket, new Uint8Array(bytes));
+  }
+
+  private flushOutbox(): void {
+    while (this.outbox.length) this.send(this.outbox.shift()!);
   }
 
   private id(): number {
@@ -175,10 +196,4 @@ export class SimClient {
       this.send({ cmd: "pubrec", messageId: p.messageId! });
     }
   }
-}
-
-function SimBroker_parser(version: 4 | 5, onPacket: (p: mqtt.Packet) => void): (b: Uint8Array) => void {
-  const parser = mqtt.parser({ protocolVersion: version });
-  parser.on("packet", onPacket);
-  return (b) => void parser.parse(Buffer.from(b));
 }
