@@ -81,7 +81,7 @@ export class BrokerCore implements DeliveryContext {
   restore(live: Connection[]): void {
     const rows = this.store.loadSessions();
     for (const row of rows) {
-      const s = new Session(row.clientId, row.expiry > 0);
+      const s = new Session(row.clientId, row.durable);
       s.version = row.version;
       s.expiryInterval = row.expiry;
       s.will = row.will;
@@ -312,6 +312,7 @@ export class BrokerCore implements DeliveryContext {
       will: session.will,
       willAt: session.willAt,
       grant: session.grant,
+      durable: session.durable,
     });
     if (session.willAt !== null) this.wakeAt(session.willAt);
     if (session.expiresAt !== null) this.wakeAt(session.expiresAt);

@@ -100,7 +100,7 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   conn.session = session;
   judgeSubscriptions(session, conn.readAcl);
   conn.accept(clientId, version, keepalive);
-  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null, grant });
+  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null, grant, durable: session.durable });
 
   if (version === 5) {
     const ackProps: NonNullable<import("mqtt-packet").IConnackPacket["properties"]> = {

@@ -66,5 +66,9 @@ export const MIGRATIONS: string[] = [
   `ALTER TABLE deliveries ADD COLUMN sub_ids TEXT;`,
   // 4: what authentication granted a session's latest connection (JSON), so its read rights apply
   // to what is queued for it while it is offline, also after a restart
-  `ALTER TABLE sessions ADD COLUMN grant_json TEXT;`,
+  // ... and whether the session was created durable (its queue is stored), which a later
+  // Session Expiry of 0 does not change
+  `ALTER TABLE sessions ADD COLUMN grant_json TEXT;
+   ALTER TABLE sessions ADD COLUMN durable INTEGER;
+   UPDATE sessions SET durable = CASE WHEN expiry > 0 THEN 1 ELSE 0 END;`,
 ];

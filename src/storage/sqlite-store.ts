@@ -39,6 +39,7 @@ export class SqliteStore implements Store {
       will: willFromRow(r),
       willAt: r.will_at === null ? null : Number(r.will_at),
       grant: r.grant_json ? (JSON.parse(r.grant_json as string) as Grant) : null,
+      durable: Number(r.durable) === 1,
     }));
   }
 
@@ -58,8 +59,8 @@ export class SqliteStore implements Store {
     const w = s.will;
     this.sql.exec(
       `INSERT OR REPLACE INTO sessions (client_id, version, expiry, connected, expires_at,
-         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, grant_json)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, grant_json, durable)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       s.clientId,
       s.version,
       s.expiry,
@@ -73,6 +74,7 @@ export class SqliteStore implements Store {
       w ? w.delay : null,
       s.willAt,
       s.grant ? JSON.stringify(s.grant) : null,
+      s.durable ? 1 : 0,
     );
   }
 

@@ -13,6 +13,8 @@ export interface SessionRow {
   willAt: number | null;
   /** what authentication granted its latest connection: its rights while offline */
   grant: Grant | null;
+  /** created to outlive its connection: its queue and in-flight messages are stored */
+  durable: boolean;
 }
 
 export interface SubscriptionRow {

@@ -236,6 +236,25 @@ describe("MAX_SESSIONS", () => {
   });
 });
 
+describe("found by the model", () => {
+  test("a durable session taken up with Session Expiry 0 keeps its stored queue across a wake", () => {
+    const b = new SimBroker();
+    const s = new SimClient(b, "S");
+    s.connect({ clean: false }); // MQTT 3.1.1 persistent: created durable
+    s.subscribe("t", 1);
+    s.connect({ version: 5, clean: false, expiry: 0, receiveMaximum: 1 }); // takes it over, now ends with the connection
+    s.ackMode = "hold";
+    const pub = new SimClient(b, "P");
+    pub.connect();
+    for (const m of ["a", "b", "c"]) pub.publish("t", m, 1); // "b" and "c" wait in the stored queue
+    b.hibernate();
+    s.ackMode = "auto";
+    s.releaseAcks();
+    expect(payloads(s)).toEqual(["a", "b", "c"]);
+    consistent(b);
+  });
+});
+
 describe("smaller findings", () => {
   test("a PUBREC with an error code does not complete a QoS 1 delivery", () => {
     const b = new SimBroker();

@@ -52,8 +52,12 @@ export class SimBroker {
   /** sockets the broker closed since the last wake */
   private serverClosed: SimSocket[] = [];
   logs: string[] = [];
-  /** events run, and events committed */
+  /** events run */
   events = 0;
+  /** runtime crashes so far */
+  crashes = 0;
+  /** set by a fault injector: the current event commits, then the runtime dies before its sends leave */
+  crashAfterCommit = false;
 
   constructor(private readonly options: SimOptions = {}) {
     this.config = { ...DEFAULTS, SYS_INTERVAL: 0, MAX_PUBLISH_RATE: 0, ...options.config };
@@ -121,6 +125,11 @@ export class SimBroker {
   private commit(): void {
     // Only a crash in the middle of an event needs the last commit; between events the store is it.
     if (this.options.wrapStore) this.committed = this.store.snapshot();
+    if (this.crashAfterCommit) {
+      this.crashAfterCommit = false;
+      this.crash();
+      return;
+    }
     for (const socket of [...this.sockets.keys()]) {
       const out = socket.pending;
       socket.pending = [];
@@ -137,6 +146,7 @@ export class SimBroker {
 
   /** The runtime dies: uncommitted writes and unsent packets are lost, every socket drops (1006). */
   crash(): void {
+    this.crashes++;
     const sockets = [...this.sockets.keys()];
     for (const s of sockets) {
       s.pending = [];

@@ -4,6 +4,8 @@ import * as mqtt from "mqtt-packet";
 import type { SimBroker, SimSocket } from "./broker";
 
 export interface Received {
+  /** false for a QoS 2 PUBLISH whose packet id the client already holds (a re-send it discards) */
+  fresh: boolean;
   topic: string;
   payload: string;
   qos: 0 | 1 | 2;
@@ -31,6 +33,8 @@ export class SimClient {
   version: 4 | 5 = 4;
   packets: mqtt.Packet[] = [];
   received: Received[] = [];
+  /** the QoS 1/2 PUBLISH we acknowledged (PUBACK or PUBREC sent), in order */
+  acknowledged: { topic: string; payload: string; retain: boolean }[] = [];
   connack: mqtt.IConnackPacket | null = null;
   closed: { code: number; reason: string } | null = null;
   /** "auto": acknowledge each PUBLISH at once; "hold": keep them for releaseAcks() */
@@ -68,9 +72,10 @@ export class SimClient {
       }
       if (this.parsing === 0) this.flushOutbox();
     };
-    this.socket = this.broker.open(onBytes, (code, reason) => {
-      this.closed = { code, reason };
+    const socket = this.broker.open(onBytes, (code, reason) => {
+      if (this.socket === socket) this.closed = { code, reason }; // not an older socket of ours closing
     });
+    this.socket = socket;
     const packet: mqtt.IConnectPacket = {
       cmd: "connect",
       protocolId: "MQTT",
@@ -165,9 +170,15 @@ export class SimClient {
 
   private onPacket(p: mqtt.Packet): void {
     this.packets.push(p);
-    if (p.cmd === "connack") this.connack = p;
+    if (p.cmd === "connack") {
+      this.connack = p;
+      if (!p.sessionPresent) this.inboundQos2.clear(); // a new session: nothing is pending
+    }
     if (p.cmd === "publish") {
+      const fresh = p.qos !== 2 || !this.inboundQos2.has(p.messageId!);
+      if (p.qos === 2) this.inboundQos2.add(p.messageId!); // delivered on receipt; PUBREL forgets the id
       this.received.push({
+        fresh,
         topic: p.topic,
         payload: Buffer.from(p.payload as Buffer).toString(),
         qos: p.qos,
@@ -189,11 +200,9 @@ export class SimClient {
   }
 
   private ack(p: mqtt.Packet): void {
-    if (p.cmd !== "publish") return;
+    if (p.cmd !== "publish" || !this.socket || this.closed) return;
+    this.acknowledged.push({ topic: p.topic, payload: Buffer.from(p.payload as Buffer).toString(), retain: p.retain });
     if (p.qos === 1) this.send({ cmd: "puback", messageId: p.messageId! });
-    if (p.qos === 2) {
-      this.inboundQos2.add(p.messageId!);
-      this.send({ cmd: "pubrec", messageId: p.messageId! });
-    }
+    if (p.qos === 2) this.send({ cmd: "pubrec", messageId: p.messageId! });
   }
 }
