@@ -7,7 +7,7 @@ import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES } from "../session/session";
 import { setProperties, type Message } from "../session/message";
-import { deliver, rerouteShared, type DeliveryContext } from "../session/delivery";
+import { backlogRows, deliver, rerouteShared, restoreBacklog, restorePendingResends, type DeliveryContext } from "../session/delivery";
 import { Router } from "../topics/router";
 import { DeliveryState, type Store } from "../storage/store";
 import { DeferredDeletes } from "../storage/deferred-deletes";
@@ -97,6 +97,7 @@ export class BrokerCore implements DeliveryContext {
       session.subscriptions.set(row.filter, sub);
       this.router.add(sub);
     }
+    for (const row of rows) restoreBacklog(this.sessions.get(row.clientId)!, row.retainedBacklog);
     for (const row of this.store.loadInflight()) {
       const session = this.sessions.get(row.clientId);
       if (!session || row.packetId === null || row.qos === 0) continue;
@@ -137,6 +138,7 @@ export class BrokerCore implements DeliveryContext {
       session.conn = conn;
       conn.session = session;
       connected.delete(conn.clientId);
+      restorePendingResends(this, session, conn);
     }
     // Subscriptions come back without their ACL verdicts: judged again with the rights of the
     // connection holding the session, or of the last one for a session that waits offline.
@@ -313,6 +315,7 @@ export class BrokerCore implements DeliveryContext {
       willAt: session.willAt,
       grant: session.grant,
       durable: session.durable,
+      retainedBacklog: backlogRows(session),
     });
     if (session.willAt !== null) this.wakeAt(session.willAt);
     if (session.expiresAt !== null) this.wakeAt(session.expiresAt);

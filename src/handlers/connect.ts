@@ -4,7 +4,7 @@ import type { ConnectPacket, ProtocolVersion, QoS } from "../protocol/codec";
 import { ConnectRefused, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES, type Will } from "../session/session";
-import { resume } from "../session/delivery";
+import { backlogRows, resume } from "../session/delivery";
 import { isValidTopicName, withinTopicLimits } from "../topics/validate";
 import type { Grant } from "../auth/authenticator";
 import { judgeSubscriptions, mayPublish } from "../auth/rights";
@@ -100,7 +100,7 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   conn.session = session;
   judgeSubscriptions(session, conn.readAcl);
   conn.accept(clientId, version, keepalive);
-  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null, grant, durable: session.durable });
+  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null, grant, durable: session.durable, retainedBacklog: backlogRows(session) });
 
   if (version === 5) {
     const ackProps: NonNullable<import("mqtt-packet").IConnackPacket["properties"]> = {

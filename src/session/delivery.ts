@@ -7,7 +7,7 @@ import type { Inflight, Session, Subscription } from "./session";
 import type { SharedGroup } from "../topics/trie";
 import { pickMember } from "../topics/router";
 import type { BrokerConfig } from "../config";
-import { DeliveryState, type Store } from "../storage/store";
+import { DeliveryState, type RetainedCursorRow, type Store } from "../storage/store";
 import { connMayRead, mayRead as mayReadSub } from "../auth/rights";
 import { literalPrefix, topicMatches } from "../topics/validate";
 
@@ -218,6 +218,16 @@ function resendOne(ctx: DeliveryContext, session: Session, conn: Connection, f: 
   return false;
 }
 
+/**
+ * After a wake, for a session whose connection lived on: which in-flight messages it had not
+ * re-sent yet. Re-sends go out oldest first and fill the window before anything new is sent, so
+ * the first `window` were sent on this connection and the rest still wait.
+ */
+export function restorePendingResends(ctx: DeliveryContext, session: Session, conn: Connection): void {
+  const ids = [...session.inflight.keys()].slice(windowOf(ctx, conn));
+  session.resendPending = ids.length ? ids : null;
+}
+
 /** Re-sends held back by the window, as acknowledgements make room. */
 function resendMore(ctx: DeliveryContext, session: Session, conn: Connection): void {
   const pending = session.resendPending!;
@@ -272,6 +282,27 @@ const RETAINED_PER_TURN = 1000;
 export function sendRetained(ctx: DeliveryContext, session: Session, sub: Subscription): void {
   (session.retainedBacklog ??= []).push({ sub, prefix: literalPrefix(sub.filter), after: null });
   drainQueue(ctx, session);
+  saveBacklog(ctx, session);
+}
+
+/** A durable session's backlog is stored with it, so a wake or restart continues where it stood. */
+function saveBacklog(ctx: DeliveryContext, session: Session): void {
+  if (!session.durable) return;
+  ctx.store.saveRetainedBacklog(session.clientId, backlogRows(session));
+}
+
+/** The retained backlog as stored with the session. */
+export function backlogRows(session: Session): RetainedCursorRow[] | null {
+  return session.retainedBacklog?.map((c) => ({ filter: c.sub.filter, after: c.after })) ?? null;
+}
+
+/** Restores a stored backlog (subscriptions already loaded; a cursor without one is done). */
+export function restoreBacklog(session: Session, rows: RetainedCursorRow[] | null): void {
+  const cursors = (rows ?? []).flatMap((r) => {
+    const sub = session.subscriptions.get(r.filter);
+    return sub ? [{ sub, prefix: literalPrefix(sub.filter), after: r.after }] : [];
+  });
+  session.retainedBacklog = cursors.length ? cursors : null;
 }
 
 function sendRetainedBacklog(ctx: DeliveryContext, session: Session, conn: Connection): void {
@@ -279,35 +310,42 @@ function sendRetainedBacklog(ctx: DeliveryContext, session: Session, conn: Conne
   const window = windowOf(ctx, conn);
   const now = ctx.now();
   let sent = 0;
-  while (backlog.length) {
-    const cursor = backlog[0]!;
-    const sub = cursor.sub;
-    if (session.subscriptions.get(sub.filter) !== sub) {
-      backlog.shift(); // unsubscribed or replaced meanwhile
-      continue;
-    }
-    if (session.inflight.size >= window || session.queuedCount > 0) return; // acknowledgements continue it
-    if (sent >= RETAINED_PER_TURN) {
-      ctx.later(() => drainQueue(ctx, session));
-      return;
-    }
-    const room = Math.min(window - session.inflight.size, RETAINED_PAGE);
-    const page = ctx.store.retainedAfter(cursor.prefix, cursor.after, room);
-    for (const msg of page) {
-      cursor.after = msg.topic;
-      if (!topicMatches(sub.filter, msg.topic)) continue;
-      if (isExpired(msg, now)) {
-        ctx.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
+  let moved = false;
+  try {
+    while (backlog.length) {
+      const cursor = backlog[0]!;
+      const sub = cursor.sub;
+      if (session.subscriptions.get(sub.filter) !== sub) {
+        backlog.shift(); // unsubscribed or replaced meanwhile
+        moved = true;
         continue;
       }
-      if (!mayReadSub(sub, msg.topic)) continue; // never a retained message the client may not read
-      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-      deliver(ctx, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
-      sent++;
+      if (session.inflight.size >= window || session.queuedCount > 0) return; // acknowledgements continue it
+      if (sent >= RETAINED_PER_TURN) {
+        ctx.later(() => drainQueue(ctx, session));
+        return;
+      }
+      const room = Math.min(window - session.inflight.size, RETAINED_PAGE);
+      const page = ctx.store.retainedAfter(cursor.prefix, cursor.after, room);
+      moved = true;
+      for (const msg of page) {
+        cursor.after = msg.topic;
+        if (!topicMatches(sub.filter, msg.topic)) continue;
+        if (isExpired(msg, now)) {
+          ctx.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
+          continue;
+        }
+        if (!mayReadSub(sub, msg.topic)) continue; // never a retained message the client may not read
+        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+        deliver(ctx, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
+        sent++;
+      }
+      if (page.length < room) backlog.shift(); // the last page: this subscription has all of them
     }
-    if (page.length < room) backlog.shift(); // the last page: this subscription has all of them
+    session.retainedBacklog = null;
+  } finally {
+    if (moved) saveBacklog(ctx, session);
   }
-  session.retainedBacklog = null;
 }
 
 /** A message of a shared group delivered as the member's own subscription asks (QoS, RETAIN, id). */

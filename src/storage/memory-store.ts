@@ -3,7 +3,7 @@
 // removed with its last delivery, deliveries come back in seq order. Used by the plain-Node tests
 // (the model-based and crash tests run BrokerCore over it); `snapshot`/`fromSnapshot` stand for
 // a commit and a restart from what was committed.
-import { DeliveryState, type DeliveryRow, type QueueStats, type SessionRow, type Store, type SubscriptionRow } from "./store";
+import { DeliveryState, type DeliveryRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
 import type { Message } from "../session/message";
 import type { Subscription } from "../session/session";
 import { asBuffer, type QoS } from "../protocol/codec";
@@ -84,6 +84,13 @@ export class MemoryStore implements Store {
     if (!row) return;
     this.rowsWritten++;
     Object.assign(row, { connected: false, expiresAt, willAt });
+  }
+
+  saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void {
+    const row = this.s.sessions.get(clientId);
+    if (!row) return;
+    this.rowsWritten++;
+    row.retainedBacklog = backlog ? structuredClone(backlog) : null;
   }
 
   clearWill(clientId: string): void {

@@ -70,5 +70,6 @@ export const MIGRATIONS: string[] = [
   // Session Expiry of 0 does not change
   `ALTER TABLE sessions ADD COLUMN grant_json TEXT;
    ALTER TABLE sessions ADD COLUMN durable INTEGER;
+   ALTER TABLE sessions ADD COLUMN retained_backlog TEXT; -- JSON [{filter, after}]: retained messages still owed
    UPDATE sessions SET durable = CASE WHEN expiry > 0 THEN 1 ELSE 0 END;`,
 ];

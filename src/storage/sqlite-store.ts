@@ -1,4 +1,4 @@
-import { DeliveryState, type DeliveryRow, type QueueStats, type Store, type SessionRow, type SubscriptionRow } from "./store";
+import { DeliveryState, type DeliveryRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
 import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Message } from "../session/message";
@@ -40,6 +40,7 @@ export class SqliteStore implements Store {
       willAt: r.will_at === null ? null : Number(r.will_at),
       grant: r.grant_json ? (JSON.parse(r.grant_json as string) as Grant) : null,
       durable: Number(r.durable) === 1,
+      retainedBacklog: r.retained_backlog ? (JSON.parse(r.retained_backlog as string) as RetainedCursorRow[]) : null,
     }));
   }
 
@@ -59,8 +60,8 @@ export class SqliteStore implements Store {
     const w = s.will;
     this.sql.exec(
       `INSERT OR REPLACE INTO sessions (client_id, version, expiry, connected, expires_at,
-         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, grant_json, durable)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, grant_json, durable, retained_backlog)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       s.clientId,
       s.version,
       s.expiry,
@@ -75,11 +76,16 @@ export class SqliteStore implements Store {
       s.willAt,
       s.grant ? JSON.stringify(s.grant) : null,
       s.durable ? 1 : 0,
+      s.retainedBacklog ? JSON.stringify(s.retainedBacklog) : null,
     );
   }
 
   markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void {
     this.sql.exec("UPDATE sessions SET connected = 0, expires_at = ?, will_at = ? WHERE client_id = ?", expiresAt, willAt, clientId);
+  }
+
+  saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void {
+    this.sql.exec("UPDATE sessions SET retained_backlog = ? WHERE client_id = ?", backlog ? JSON.stringify(backlog) : null, clientId);
   }
 
   clearWill(clientId: string): void {

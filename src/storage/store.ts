@@ -15,6 +15,13 @@ export interface SessionRow {
   grant: Grant | null;
   /** created to outlive its connection: its queue and in-flight messages are stored */
   durable: boolean;
+  /** retained messages still owed to new subscriptions: each filter and the last topic sent */
+  retainedBacklog: RetainedCursorRow[] | null;
+}
+
+export interface RetainedCursorRow {
+  filter: string;
+  after: string | null;
 }
 
 export interface SubscriptionRow {
@@ -58,6 +65,7 @@ export interface Store {
   /** the connection ended; the session stays until `expiresAt` (null: never) */
   markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void;
   clearWill(clientId: string): void;
+  saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void;
   deleteSession(clientId: string): void;
 
   saveSubscription(clientId: string, sub: Subscription): void;

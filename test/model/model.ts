@@ -443,7 +443,9 @@ export class ModelRun {
       this.owed.get(cid)?.delete(r.retain ? `${r.payload}|r` : r.payload);
       if (!r.retain) this.groupOwed.delete(r.payload);
     }
-    if (!got || r.retain) return;
+    // A shared group's copy and the client's own subscription's copy are two deliveries [MQTT-4.8.2]:
+    // repeats are checked outside the shared topics only.
+    if (!got || r.retain || r.topic.startsWith("sh/")) return;
     if (r.qos === 2 && r.fresh) {
       if (got.qos2.has(r.payload) && !this.sessions.get(cid)?.uncertain) throw new Violation(`${where}: QoS 2 delivered twice`);
       got.qos2.add(r.payload);
@@ -452,7 +454,7 @@ export class ModelRun {
     const first = !got.live.has(r.payload);
     got.live.add(r.payload);
     const p = this.published.get(r.payload);
-    if (first && p && r.qos > 0 && !r.topic.startsWith("sh/")) {
+    if (first && p && r.qos > 0) {
       const k = `${p.from}|${p.topic}`;
       const last = got.lastSeq.get(k) ?? 0;
       if (p.seq < last) throw new Violation(`${where}: out of order (after m${last})`);

@@ -253,6 +253,25 @@ describe("found by the model", () => {
     expect(payloads(s)).toEqual(["a", "b", "c"]);
     consistent(b);
   });
+
+  test("re-sends held back by a smaller Receive Maximum still go out after a wake", () => {
+    const b = new SimBroker();
+    const s = new SimClient(b, "S");
+    s.ackMode = "hold";
+    s.connect({ clean: false });
+    s.subscribe("t", 1);
+    const pub = new SimClient(b, "P");
+    pub.connect();
+    for (const m of ["a", "b", "c"]) pub.publish("t", m, 1);
+    s.received = [];
+    s.connect({ version: 5, clean: false, expiry: 3600, receiveMaximum: 2 }); // re-sends a, b; c waits
+    expect(payloads(s)).toEqual(["a", "b"]);
+    b.hibernate();
+    s.ackMode = "auto";
+    s.releaseAcks();
+    expect(payloads(s)).toEqual(["a", "b", "c"]);
+    consistent(b);
+  });
 });
 
 describe("smaller findings", () => {

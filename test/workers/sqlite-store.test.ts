@@ -76,7 +76,7 @@ test("dropOldestQos0 frees the oldest QoS 0 row only", async () => {
 
 test("deleting a session removes its subscriptions, deliveries, inbound ids and orphaned bodies", async () => {
   await withStore("store-delete", (store, sql) => {
-    store.saveSession({ clientId: "c", version: 4, expiry: 60, connected: false, expiresAt: null, will: null, willAt: null, grant: null, durable: true });
+    store.saveSession({ clientId: "c", version: 4, expiry: 60, connected: false, expiresAt: null, will: null, willAt: null, grant: null, durable: true, retainedBacklog: null });
     store.addDelivery("c", message("t", "x"), 1, false, DeliveryState.Queued, null);
     store.addInboundQos2("c", 9);
     store.deleteSession("c");
