@@ -3,7 +3,7 @@
 // reported seed, reproducible with SOAK_SEED.
 import { expect, test } from "vitest";
 import fc from "fast-check";
-import { ModelRun, sequenceArb } from "./model";
+import { runOps, sequenceArb } from "./model";
 
 const runs = Number(process.env.SOAK_RUNS ?? 300);
 const seed = process.env.SOAK_SEED ? Number(process.env.SOAK_SEED) : undefined;
@@ -11,9 +11,7 @@ const seed = process.env.SOAK_SEED ? Number(process.env.SOAK_SEED) : undefined;
 test(`${runs} random sequences keep every MQTT guarantee the model checks`, () => {
   const result = fc.check(
     fc.property(sequenceArb(60), (ops) => {
-      const run = new ModelRun();
-      for (const op of ops) run.apply(op);
-      run.settle();
+      runOps(ops);
     }),
     { numRuns: runs, seed },
   );

@@ -136,6 +136,8 @@ export class ModelRun {
   private writesSeen = 0;
   log: string[] = [];
   crashed = false;
+  /** the operation and store call the crash hit */
+  crashOp = "";
 
   constructor(private readonly options: RunOptions = {}) {
     this.broker = new SimBroker({
@@ -145,6 +147,7 @@ export class ModelRun {
     });
     for (const c of [...CLIENTS, MONITOR]) this.clients.set(c, new SimClient(this.broker, c));
     this.connectMonitor();
+    if (this.broker.crashes !== this.crashesSeen) this.afterCrash(); // the crash hit the monitor's set-up
   }
 
   /** A store that kills the runtime at the chosen event that writes (see SimBroker.run). */
@@ -162,9 +165,11 @@ export class ModelRun {
             self.writesSeen++;
             if (!self.crashed && self.writesSeen === crashAt.event) {
               self.crashed = true;
+              self.crashOp = `${JSON.stringify(self.current)} / ${String(prop)}`;
               if (crashAt.afterCommit) self.broker.crashAfterCommit = true;
               else {
                 self.markUncertain();
+                self.broker.crashNow = true;
                 throw new Crash();
               }
             }
@@ -180,11 +185,26 @@ export class ModelRun {
     return this.writesSeen;
   }
 
+  /**
+   * A crash hit the operation in progress: it may or may not have happened. A publish is judged
+   * by its acknowledgement alone; an operation of one client leaves that client's session and
+   * will in doubt; anything else (alarms, restores) leaves every session and will in doubt.
+   */
   private markUncertain(): void {
-    // The operation in progress may or may not have happened, for whichever client it was.
-    for (const s of this.sessions.values()) s.uncertain = true;
-    for (const w of this.willsDue) this.willsMaybe.add(w);
+    const op = this.current;
+    if (op?.op === "publish") return;
+    const who = op && "c" in op ? [op.c] : [...this.sessions.keys()];
+    for (const cid of who) {
+      const s = this.sessions.get(cid);
+      if (!s) continue;
+      s.uncertain = true;
+      if (s.will) this.willsMaybe.add(s.will.payload);
+    }
+    if (!op || !("c" in op)) for (const w of this.willsDue) this.willsMaybe.add(w);
   }
+
+  /** the operation being applied */
+  private current: Op | null = null;
 
   private connectMonitor(): void {
     const m = this.clients.get(MONITOR)!;
@@ -194,6 +214,7 @@ export class ModelRun {
 
   apply(op: Op): void {
     this.log.push(JSON.stringify(op));
+    this.current = op;
     this.step(op);
     if (this.broker.crashes !== this.crashesSeen) this.afterCrash();
     this.check();
@@ -203,7 +224,7 @@ export class ModelRun {
 
   private afterCrash(): void {
     this.crashesSeen = this.broker.crashes;
-    this.markUncertain();
+    this.markUncertain(); // (again: a crash after the commit did not pass through the store)
     this.lostConnections();
     this.connectMonitor();
   }
@@ -301,6 +322,7 @@ export class ModelRun {
     const prev = this.sessions.get(op.c);
     if (prev && op.clean) this.end(op.c); // Clean Start ends the old session (an owed delayed will goes out)
     const existing = this.sessions.get(op.c);
+    const oldWill = existing?.will?.payload;
     if (existing?.willDueAt !== undefined && existing?.willDueAt !== null && existing.will) {
       existing.will = null; // a new connection in time cancels a delayed will [MQTT-3.1.3-9]
       existing.willDueAt = null;
@@ -313,8 +335,17 @@ export class ModelRun {
       will: willPayload ? { topic: `will/${op.c}`, payload: willPayload, qos: 1, delay: op.version === 5 ? (op.will ?? 0) : 0 } : undefined,
     });
     if (!connack) {
-      if (this.crashed) return;
-      throw new Violation(`no CONNACK for ${op.c}`);
+      if (!this.crashed) throw new Violation(`no CONNACK for ${op.c}`);
+      // The runtime died around this CONNECT: the session may or may not exist now, with its will.
+      if (willPayload) this.willsMaybe.add(willPayload);
+      if (oldWill) this.willsMaybe.add(oldWill); // its cancellation may not have happened
+      const s = this.sessions.get(op.c);
+      if (s) s.uncertain = true;
+      else if (persistentNow) {
+        this.sessions.set(op.c, { persistent: true, durable: true, expiry, subs: new Map(), connected: false, will: null, willDueAt: null, uncertain: true, shared: false });
+        this.got.set(op.c, { live: new Set(), qos2: new Set(), lastSeq: new Map() });
+      }
+      return;
     }
     const present = !!connack.sessionPresent;
     const expected = existing !== undefined;
@@ -471,9 +502,9 @@ export class ModelRun {
     for (const cid of CLIENTS) {
       const s = this.sessions.get(cid);
       const c = this.client(cid);
-      c.ackMode = "auto";
-      if (c.connected) c.releaseAcks();
+      if (c.connected) this.apply({ op: "release", c: cid });
       else if (s) {
+        c.ackMode = "auto";
         const version = c.version;
         this.apply({ op: "connect", c: cid, version, clean: false, expiry: version === 5 ? 3600 : 0, will: null });
       }
@@ -494,4 +525,17 @@ export class ModelRun {
       if (!this.willsGot.has(w) && !this.willsMaybe.has(w)) throw new Violation(`will ${w} owed, never published`);
     }
   }
+}
+
+/** Runs a sequence and its settle; a violation's message says where the crash (if any) hit. */
+export function runOps(ops: Op[], crashAt?: { event: number; afterCommit: boolean }): ModelRun {
+  const run = new ModelRun(crashAt ? { crashAt } : {});
+  try {
+    for (const op of ops) run.apply(op);
+    run.settle();
+  } catch (err) {
+    if (run.crashed) (err as Error).message += ` (crash at write event ${crashAt!.event}${crashAt!.afterCommit ? " after its commit" : ""}, in ${run.crashOp})`;
+    throw err;
+  }
+  return run;
 }

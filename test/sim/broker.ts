@@ -113,14 +113,20 @@ export class SimBroker {
     try {
       fn();
     } catch (err) {
-      if (err instanceof Crash) {
-        this.crash();
-        return;
-      }
-      throw err;
+      if (!(err instanceof Crash)) throw err;
+      this.crashNow = true;
+    }
+    // The core may have caught the Crash (it turns errors into reason codes): the runtime is dead all the same.
+    if (this.crashNow) {
+      this.crashNow = false;
+      this.crash();
+      return;
     }
     this.commit();
   }
+
+  /** set by a fault injector when it throws Crash: the current event dies whatever catches it */
+  crashNow = false;
 
   private commit(): void {
     // Only a crash in the middle of an event needs the last commit; between events the store is it.
