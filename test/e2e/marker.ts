@@ -16,15 +16,24 @@ export async function expectOnlyMarker(
   got: string[],
   send: (marker: string) => unknown,
   expected: string[] = [],
+  opts: { quietMs?: number; timeoutMs?: number } = {},
+): Promise<void> {
+  await expectOnlyMarkerAll([got], send, [expected], opts);
+}
+
+/** The same for several clients that all receive the one marker `send` publishes. */
+export async function expectOnlyMarkerAll(
+  gots: string[][],
+  send: (marker: string) => unknown,
+  expected: string[][] = gots.map(() => []),
   { quietMs = 0, timeoutMs = 5000 } = {},
 ): Promise<void> {
   if (quietMs > 0) await new Promise((r) => setTimeout(r, quietMs));
   const marker = `marker-${++n}-${Date.now()}`;
   const isMarker = (m: string) => m.endsWith(`=${marker}`);
   await send(marker);
-  await until(() => got.some(isMarker), `the marker ${marker} to arrive (got ${JSON.stringify(got)})`, timeoutMs);
-  const at = got.findIndex(isMarker);
-  expect(got.slice(0, at), "received before the marker").toEqual(expected);
+  await until(() => gots.every((got) => got.some(isMarker)), `the marker ${marker} to arrive (got ${JSON.stringify(gots)})`, timeoutMs);
+  expect(gots.map((got) => got.slice(0, got.findIndex(isMarker))), "received before the marker").toEqual(expected);
 }
 
 /** Resolves once `condition()` holds (checked every 5 ms); rejects after `timeoutMs`. */
