@@ -18,6 +18,8 @@ export interface Env {
   [key: string]: unknown;
 }
 
+/** The auth set-up is said once per process, not at every object start or wake (same env for all). */
+let announced = false;
 
 export class NamespaceBroker extends DurableObject<Env> {
   private readonly core: BrokerCore;
@@ -35,7 +37,8 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime);
     // The namespace is the name the Worker derived this object's id from.
     this.core.auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
-    this.core.auth.announce();
+    if (!announced) this.core.auth.announce();
+    announced = true;
     // Every entry point runs after this: memory is rebuilt before the first event after a wake.
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();

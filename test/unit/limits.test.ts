@@ -12,7 +12,14 @@ describe("TokenBucket", () => {
     expect(b.take(1050)).toBe(false); // half a token
     expect(b.take(1100)).toBe(true); // one token per 100 ms
     expect(b.take(1100)).toBe(false);
-    expect(b.take(100_000)).toBe(true); // refills to the burst, not beyond
+  });
+
+  test("a long pause refills to the burst, not beyond", () => {
+    const b = new TokenBucket(10, 5);
+    while (b.take(1000)); // empty
+    let taken = 0;
+    for (let i = 0; i < 20; i++) if (b.take(100_000)) taken++; // 99 s would be 990 tokens uncapped
+    expect(taken).toBe(5);
   });
 
   test("rate 0 is no limit", () => {
