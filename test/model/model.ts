@@ -315,6 +315,7 @@ export class ModelRun {
   private connect(op: Extract<Op, { op: "connect" }>): void {
     const c = this.client(op.c);
     const old = this.sessions.get(op.c);
+    const willBefore = old?.will?.payload; // a crash may undo its publication or its cancellation
     if (c.connected) this.lost(op.c); // the takeover closes the old connection: its will follows the usual rules
     const persistentNow = op.version === 5 ? op.expiry > 0 : !op.clean;
     const expiry = op.version === 5 ? op.expiry : op.clean ? 0 : 7 * 24 * 3600;
@@ -339,9 +340,10 @@ export class ModelRun {
       // The runtime died around this CONNECT: the session may or may not exist now, with its will.
       if (willPayload) this.willsMaybe.add(willPayload);
       if (oldWill) this.willsMaybe.add(oldWill); // its cancellation may not have happened
+      if (willBefore) this.willsMaybe.add(willBefore);
       const s = this.sessions.get(op.c);
       if (s) s.uncertain = true;
-      else if (persistentNow) {
+      else if (persistentNow || prev) {
         this.sessions.set(op.c, { persistent: true, durable: true, expiry, subs: new Map(), connected: false, will: null, willDueAt: null, uncertain: true, shared: false });
         this.got.set(op.c, { live: new Set(), qos2: new Set(), lastSeq: new Map() });
       }
@@ -372,7 +374,13 @@ export class ModelRun {
     const pid = c.publish(op.topic, payload, op.qos, op.retain);
     const acked = op.qos === 0 ? c.connected : pid !== undefined && c.packets.some((p) => (p.cmd === "puback" || p.cmd === "pubrec") && p.messageId === pid);
     if (!acked) return; // not taken (a crash): it may or may not arrive, nothing is owed
-    if (op.retain) this.retained.set(op.topic, { payload, qos: op.qos });
+    if (op.retain) {
+      // A paced retained backlog sends the retained message current when it gets there: what was
+      // owed for the replaced one may come as this one, or not at all if this one is QoS 0.
+      const replaced = this.retained.get(op.topic);
+      if (replaced) for (const keys of this.owed.values()) keys.delete(`${replaced.payload}|r`);
+      this.retained.set(op.topic, { payload, qos: op.qos });
+    }
     if (op.qos === 0) return;
     // owed to the group when it matches and whichever member gets it takes it at QoS ≥ 1
     let groupMatched = false;
