@@ -61,6 +61,7 @@ export function storeContract(open: OpenStore): void {
           store.addDelivery(id, msg("t", `q-${id}`), 1, false, DeliveryState.Queued, null);
           store.addDelivery(id, msg("t", `f-${id}`), 1, false, DeliveryState.Sent, 7);
           store.addInboundQos2(id, 3);
+          store.saveTopicAliases(id, [[1, `${id}/topic`]]);
         }
         store.deleteSession("a");
         expect(store.loadSessions().map((r) => r.clientId)).toEqual(["b"]);
@@ -68,6 +69,7 @@ export function storeContract(open: OpenStore): void {
         expect(store.queueStats().map((q) => q.clientId)).toEqual(["b"]);
         expect(store.loadInflight().map((r) => text(r.msg))).toEqual(["f-b"]);
         expect(store.loadInboundQos2()).toEqual([{ clientId: "b", packetId: 3 }]);
+        expect([store.loadTopicAliases("a"), store.loadTopicAliases("b")]).toEqual([[], [[1, "b/topic"]]]);
       });
     });
   });
@@ -199,6 +201,15 @@ export function storeContract(open: OpenStore): void {
         expect(store.nextQueued("b", 10).map((r) => text(r.msg))).toEqual(["zero-b", "old-b"]);
         expect(store.dropExpiredQueued("a", 200)).toEqual({ count: 0, bytes: 0 });
       });
+    });
+  });
+
+  test("topic aliases: the whole set of a client replaced at once, read back in alias order", async () => {
+    await open("contract-aliases", (store) => {
+      store.saveTopicAliases("a", [[2, "two"], [1, "one"]]);
+      store.saveTopicAliases("a", [[3, "three"], [1, "uno"]]);
+      expect(store.loadTopicAliases("a")).toEqual([[1, "uno"], [3, "three"]]);
+      expect(store.loadTopicAliases("b")).toEqual([]);
     });
   });
 

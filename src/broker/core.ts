@@ -126,6 +126,7 @@ export class BrokerCore implements DeliveryContext {
       }
       this.connections.add(conn);
       if (conn.state !== "connected") continue;
+      if (conn.aliasesStored) conn.inboundAliases = new Map(this.store.loadTopicAliases(conn.clientId));
       // the rights granted at CONNECT come back from the socket's attachment
       const rights = this.auth.rights(conn.grant, conn.clientId);
       conn.publishAcl = rights.publish;

@@ -35,13 +35,14 @@ export interface MemoryState {
   messages: Map<number, StoredMessage>;
   deliveries: Map<number, StoredDelivery>;
   inboundQos2: Set<string>;
+  topicAliases: Map<string, [number, string][]>;
   nextId: number;
 }
 
 const key = (a: string, b: string | number) => `${a}\u0000${b}`;
 
 function emptyState(): MemoryState {
-  return { sessions: new Map(), subscriptions: new Map(), retained: new Map(), messages: new Map(), deliveries: new Map(), inboundQos2: new Set(), nextId: 1 };
+  return { sessions: new Map(), subscriptions: new Map(), retained: new Map(), messages: new Map(), deliveries: new Map(), inboundQos2: new Set(), topicAliases: new Map(), nextId: 1 };
 }
 
 export class MemoryStore implements Store {
@@ -105,7 +106,17 @@ export class MemoryStore implements Store {
     if (this.s.sessions.delete(clientId)) this.rowsWritten++;
     for (const [k, sub] of this.s.subscriptions) if (sub.clientId === clientId) this.s.subscriptions.delete(k);
     for (const k of this.s.inboundQos2) if (k.startsWith(key(clientId, ""))) this.s.inboundQos2.delete(k);
+    this.s.topicAliases.delete(clientId);
     for (const [seq, d] of this.s.deliveries) if (d.clientId === clientId) this.deleteDelivery(seq);
+  }
+
+  saveTopicAliases(clientId: string, aliases: [number, string][]): void {
+    this.rowsWritten += aliases.length + 1;
+    this.s.topicAliases.set(clientId, structuredClone(aliases).sort((a, b) => a[0] - b[0]));
+  }
+
+  loadTopicAliases(clientId: string): [number, string][] {
+    return structuredClone(this.s.topicAliases.get(clientId) ?? []);
   }
 
   saveSubscription(clientId: string, sub: Subscription): void {

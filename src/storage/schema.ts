@@ -71,5 +71,12 @@ export const MIGRATIONS: string[] = [
   `ALTER TABLE sessions ADD COLUMN grant_json TEXT;
    ALTER TABLE sessions ADD COLUMN durable INTEGER;
    ALTER TABLE sessions ADD COLUMN retained_backlog TEXT; -- JSON [{filter, after}]: retained messages still owed
-   UPDATE sessions SET durable = CASE WHEN expiry > 0 THEN 1 ELSE 0 END;`,
+   UPDATE sessions SET durable = CASE WHEN expiry > 0 THEN 1 ELSE 0 END;
+   -- a connection's inbound topic aliases that outgrew its socket attachment (16 KiB)
+   CREATE TABLE topic_aliases (
+     client_id TEXT NOT NULL,
+     alias INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     PRIMARY KEY (client_id, alias)
+   );`,
 ];

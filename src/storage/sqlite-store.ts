@@ -100,8 +100,21 @@ export class SqliteStore implements Store {
     this.sql.exec("DELETE FROM sessions WHERE client_id = ?", clientId);
     this.sql.exec("DELETE FROM subscriptions WHERE client_id = ?", clientId);
     this.sql.exec("DELETE FROM inbound_qos2 WHERE client_id = ?", clientId);
+    this.sql.exec("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
     const had = this.sql.exec("DELETE FROM deliveries WHERE client_id = ?", clientId).rowsWritten > 0;
     if (had) this.sql.exec("DELETE FROM messages WHERE id NOT IN (SELECT msg_id FROM deliveries)");
+  }
+
+  saveTopicAliases(clientId: string, aliases: [number, string][]): void {
+    this.sql.exec("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
+    for (const [alias, topic] of aliases) this.sql.exec("INSERT INTO topic_aliases (client_id, alias, topic) VALUES (?, ?, ?)", clientId, alias, topic);
+  }
+
+  loadTopicAliases(clientId: string): [number, string][] {
+    return this.sql
+      .exec("SELECT alias, topic FROM topic_aliases WHERE client_id = ? ORDER BY alias", clientId)
+      .toArray()
+      .map((r) => [Number(r.alias), r.topic as string]);
   }
 
   saveSubscription(clientId: string, sub: Subscription): void {

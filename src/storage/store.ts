@@ -68,6 +68,10 @@ export interface Store {
   saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void;
   deleteSession(clientId: string): void;
 
+  /** a connection's inbound MQTT 5 topic aliases, when they outgrow its socket attachment */
+  saveTopicAliases(clientId: string, aliases: [number, string][]): void;
+  loadTopicAliases(clientId: string): [number, string][];
+
   saveSubscription(clientId: string, sub: Subscription): void;
   deleteSubscription(clientId: string, filter: string): void;
 

@@ -275,6 +275,21 @@ describe("found by the model", () => {
 });
 
 describe("smaller findings", () => {
+  test("inbound topic aliases that outgrow the socket attachment survive hibernation", () => {
+    const b = new SimBroker();
+    const s = new SimClient(b, "S");
+    s.connect({ version: 5 });
+    s.subscribe("#", 0);
+    const p = new SimClient(b, "P");
+    p.connect({ version: 5 });
+    const topics = Array.from({ length: 30 }, (_, i) => `${String(i).padStart(2, "0")}/${"x".repeat(1000)}`);
+    topics.forEach((t, i) => p.publish(t, "set", 0, false, { topicAlias: i + 1 })); // 30 KB of aliases
+    b.hibernate();
+    topics.forEach((_, i) => p.publish("", "by-alias", 0, false, { topicAlias: i + 1 }));
+    expect(p.connected).toBe(true);
+    expect(s.received.filter((r) => r.payload === "by-alias").map((r) => r.topic)).toEqual(topics);
+  });
+
   test("a PUBREC with an error code does not complete a QoS 1 delivery", () => {
     const b = new SimBroker();
     const s = new SimClient(b, "S");
