@@ -101,7 +101,7 @@ export class BrokerCore implements DeliveryContext {
     for (const row of this.store.loadInflight()) {
       const session = this.sessions.get(row.clientId);
       if (!session || row.packetId === null || row.qos === 0) continue;
-      session.inflight.set(row.packetId, {
+      session.putInflight({
         packetId: row.packetId,
         msg: row.msg,
         qos: row.qos,

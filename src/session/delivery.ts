@@ -43,7 +43,7 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
     return;
   }
   // Order is kept: while anything waits, new messages wait behind it.
-  if (session.queuedCount > 0 || session.inflight.size >= windowOf(ctx, conn)) {
+  if (session.queuedCount > 0 || !hasRoom(ctx, session, conn, msg)) {
     enqueue(ctx, session, msg, qos, retain, subIds, group);
     return;
   }
@@ -53,6 +53,13 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
 /** Flow control: at most min(client's Receive Maximum, MAX_INFLIGHT) unacknowledged sends. */
 function windowOf(ctx: DeliveryContext, conn: Connection): number {
   return Math.min(conn.receiveMaximum, ctx.config.MAX_INFLIGHT, 65535);
+}
+
+/** Room in the window for `msg`: a free slot, and its bytes within MAX_INFLIGHT_BYTES (one always fits). */
+function hasRoom(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message): boolean {
+  if (session.inflight.size >= windowOf(ctx, conn)) return false;
+  const max = ctx.config.MAX_INFLIGHT_BYTES;
+  return max <= 0 || session.inflight.size === 0 || session.inflightBytes + msg.payload.byteLength + msg.topic.length <= max;
 }
 
 function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: 1 | 2, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group): void {
@@ -66,7 +73,7 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, 
     if (seq === undefined) seq = ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Sent, packetId, subIds);
     else ctx.store.markSent(seq, packetId);
   }
-  session.inflight.set(packetId, { packetId, msg, qos, retain, released: false, seq, subIds: subIds ?? undefined, group: group ?? undefined });
+  session.putInflight({ packetId, msg, qos, retain, released: false, seq, subIds: subIds ?? undefined, group: group ?? undefined });
   conn.sendBytes(bytes);
 }
 
@@ -138,22 +145,29 @@ function sendQueued(ctx: DeliveryContext, session: Session, conn: Connection): v
     const room = window - session.inflight.size;
     if (room <= 0) return;
     const now = ctx.now();
-    let taken: number;
+    // A QoS 1/2 message over the byte bound stops the batch: it and those behind it stay queued.
+    const fits = (msg: Message, qos: QoS) => qos === 0 || hasRoom(ctx, session, conn, msg);
     if (session.durable) {
       const rows = ctx.store.nextQueued(session.clientId, room);
-      for (const r of rows) sendDequeued(ctx, session, conn, r.msg, r.qos, r.retain, r.subIds, r.seq, null, now);
-      taken = rows.length;
+      if (rows.length === 0) return forgetQueue(session); // the counters drifted from storage; storage is the truth
+      for (const r of rows) {
+        if (!fits(r.msg, r.qos)) return;
+        sendDequeued(ctx, session, conn, r.msg, r.qos, r.retain, r.subIds, r.seq, null, now);
+      }
     } else {
-      const items = session.queue.splice(0, room);
-      for (const q of items) sendDequeued(ctx, session, conn, q.msg, q.qos, q.retain, q.subIds ?? null, undefined, q.group ?? null, now);
-      taken = items.length;
-    }
-    if (taken === 0) {
-      session.queuedCount = 0; // the counters drifted from storage; storage is the truth
-      session.queuedBytes = 0;
-      return;
+      if (session.queue.length === 0) return forgetQueue(session);
+      let n = 0;
+      while (n < room && n < session.queue.length && fits(session.queue[n]!.msg, session.queue[n]!.qos)) n++;
+      if (n === 0) return;
+      for (const q of session.queue.splice(0, n)) sendDequeued(ctx, session, conn, q.msg, q.qos, q.retain, q.subIds ?? null, undefined, q.group ?? null, now);
+      if (n < room && session.queue.length > 0) return; // stopped by the byte bound
     }
   }
+}
+
+function forgetQueue(session: Session): void {
+  session.queuedCount = 0;
+  session.queuedBytes = 0;
 }
 
 /** One message leaving the queue: sent, or dropped when it expired or may no longer be read. */
@@ -213,7 +227,7 @@ function resendOne(ctx: DeliveryContext, session: Session, conn: Connection, f: 
     conn.sendBytes(bytes);
     return true;
   }
-  session.inflight.delete(f.packetId); // dropped, without refilling while the re-sends are worked out
+  session.takeInflight(f.packetId); // dropped, without refilling while the re-sends are worked out
   if (f.seq !== undefined) ctx.forgetDelivery(f.seq);
   return false;
 }
@@ -250,7 +264,7 @@ export function rerouteShared(ctx: DeliveryContext, session: Session): void {
     if (!f.group || f.qos === 2) continue;
     const target = pickMember(f.group, session, f.msg.topic);
     if (!target) continue; // nobody else (who may read it): it waits for this member
-    session.inflight.delete(f.packetId);
+    session.takeInflight(f.packetId);
     // The new delivery first: a durable member's row refers to the stored body, which the old
     // row's removal then keeps.
     deliverToMember(ctx, target, f.msg, f.group);
@@ -381,7 +395,7 @@ export function onPubcomp(ctx: DeliveryContext, session: Session, packetId: numb
  * writes) in batches rather than one message per acknowledgement.
  */
 export function complete(ctx: DeliveryContext, session: Session, packetId: number, seq: number | undefined): void {
-  session.inflight.delete(packetId);
+  session.takeInflight(packetId);
   if (seq !== undefined) ctx.forgetDelivery(seq);
   const conn = session.conn;
   if (!conn || conn.state !== "connected") return;

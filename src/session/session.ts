@@ -79,7 +79,10 @@ export class Session {
   /** ms deadline of session expiry, while disconnected */
   expiresAt: number | null = null;
   readonly subscriptions = new Map<string, Subscription>();
+  /** outbound QoS 1/2 messages awaiting acknowledgement, by packet id (change through put/takeInflight) */
   readonly inflight = new Map<number, Inflight>();
+  /** their bytes (topic + payload), for `MAX_INFLIGHT_BYTES` */
+  inflightBytes = 0;
   /** the queue of a non-durable session; a durable session's queue lives in storage */
   readonly queue: Queued[] = [];
   /** queued messages and their bytes (topic + payload), whichever queue holds them */
@@ -117,6 +120,20 @@ export class Session {
   /** whether the session outlives its connection now (MQTT 5 can change it at DISCONNECT) */
   get persistent(): boolean {
     return this.expiryInterval > 0;
+  }
+
+  putInflight(f: Inflight): void {
+    this.inflight.set(f.packetId, f);
+    this.inflightBytes += f.msg.payload.byteLength + f.msg.topic.length;
+  }
+
+  takeInflight(packetId: number): Inflight | undefined {
+    const f = this.inflight.get(packetId);
+    if (f) {
+      this.inflight.delete(packetId);
+      this.inflightBytes -= f.msg.payload.byteLength + f.msg.topic.length;
+    }
+    return f;
   }
 
   /** A packet id not in flight, cycling 1..65535 [MQTT-2.2.1-3]. Null when all are in use. */

@@ -275,6 +275,28 @@ describe("found by the model", () => {
 });
 
 describe("smaller findings", () => {
+  test("MAX_INFLIGHT_BYTES bounds the bytes in flight (reloaded at every wake); one large message always goes", () => {
+    for (const durable of [true, false]) {
+      const b = new SimBroker({ config: { MAX_INFLIGHT_BYTES: 3000 } });
+      const s = new SimClient(b, "S");
+      s.ackMode = "hold";
+      s.connect({ version: 5, clean: !durable, expiry: durable ? 3600 : 0 });
+      s.subscribe("t", 1);
+      const pub = new SimClient(b, "P");
+      pub.connect();
+      pub.publish("t", "x".repeat(5000), 1); // over the bound alone: sent
+      pub.publish("t", "a".repeat(1000), 1);
+      expect(s.received.length).toBe(1);
+      s.releaseAcks();
+      for (const m of ["b", "c", "d"]) pub.publish("t", m.repeat(1000), 1);
+      expect(s.received.map((r) => r.payload[0])).toEqual(["x", "a", "b"]); // 2 × 1,001 bytes fit, a third does not
+      expect(b.core.sessions.get("S")!.inflightBytes).toBe(2002);
+      s.ackMode = "auto";
+      s.releaseAcks();
+      expect(s.received.map((r) => r.payload[0])).toEqual(["x", "a", "b", "c", "d"]);
+      expect(b.core.sessions.get("S")!.inflightBytes).toBe(0);
+    }
+  });
   test("inbound topic aliases that outgrow the socket attachment survive hibernation", () => {
     const b = new SimBroker();
     const s = new SimClient(b, "S");
