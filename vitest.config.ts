@@ -8,7 +8,7 @@ export default defineConfig({
         // Plain Node: pure logic, and real MQTT.js clients against the built worker in workerd.
         test: {
           name: "node",
-          include: ["test/unit/**/*.test.ts", "test/e2e/**/*.test.ts"],
+          include: ["test/unit/**/*.test.ts", "test/model/**/*.test.ts", "test/e2e/**/*.test.ts"],
           environment: "node",
           testTimeout: 30_000,
           hookTimeout: 30_000,

@@ -12,6 +12,8 @@ export interface BrokerConfig {
   MAX_SESSION_EXPIRY: number;
   /** Unacknowledged QoS 1/2 messages we send to one client (also capped by its Receive Maximum). */
   MAX_INFLIGHT: number;
+  /** ...and their bytes (topic + payload); one message always fits. They are reloaded at every wake. */
+  MAX_INFLIGHT_BYTES: number;
   /** Per-session queue bounds (offline, or waiting for the in-flight window). */
   MAX_QUEUED_MESSAGES: number;
   MAX_QUEUED_BYTES: number;
@@ -30,6 +32,8 @@ export interface BrokerConfig {
   MAX_SUBSCRIPTIONS: number;
   /** Connected clients per namespace (one Durable Object). */
   MAX_CONNECTIONS: number;
+  /** Persistent sessions per namespace, connected or not; a new one beyond is refused (0x97 / 3). */
+  MAX_SESSIONS: number;
   /** Retained messages per namespace, and the sum of their payload sizes in bytes. */
   MAX_RETAINED_MESSAGES: number;
   MAX_RETAINED_BYTES: number;
@@ -53,6 +57,7 @@ export const DEFAULTS: BrokerConfig = {
   MAX_KEEPALIVE: 0,
   MAX_SESSION_EXPIRY: 7 * 24 * 3600,
   MAX_INFLIGHT: 1000,
+  MAX_INFLIGHT_BYTES: 4 * 1024 * 1024,
   MAX_QUEUED_MESSAGES: 1000,
   MAX_QUEUED_BYTES: 10 * 1024 * 1024,
   QUEUE_QOS0: false,
@@ -63,6 +68,7 @@ export const DEFAULTS: BrokerConfig = {
   MAX_TOPIC_LEVELS: 32,
   MAX_SUBSCRIPTIONS: 256,
   MAX_CONNECTIONS: 1000,
+  MAX_SESSIONS: 10_000,
   MAX_RETAINED_MESSAGES: 10_000,
   MAX_RETAINED_BYTES: 16 * 1024 * 1024,
   MAX_PUBLISH_RATE: 1000,

@@ -2,7 +2,7 @@
 // Inputs are validated before they get here (src/api/input.ts); results are plain data that
 // survive Durable Object RPC (structured clone).
 import type { BrokerCore } from "./core";
-import { setProperties, type Message } from "../session/message";
+import { isExpired, setProperties, type Message } from "../session/message";
 import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
 import { asBuffer } from "../protocol/codec";
 import { ProtocolError } from "../protocol/errors";
@@ -118,7 +118,7 @@ export function listRetained(core: BrokerCore, filter: string, limit: number): {
   const rows = core.store.retainedWithPrefix(literalPrefix(filter)).sort((a, b) => (a.topic < b.topic ? -1 : 1));
   for (const msg of rows) {
     if (!topicMatches(filter, msg.topic)) continue;
-    if (msg.expiresAt !== undefined && msg.expiresAt <= now) continue;
+    if (isExpired(msg, now)) continue;
     if (messages.length === limit) return { messages, truncated: true };
     const r: RetainedMessage = { topic: msg.topic, qos: msg.qos, payload: msg.payload };
     if (msg.properties) r.properties = msg.properties;

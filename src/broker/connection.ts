@@ -37,8 +37,12 @@ export interface Attachment {
   npi?: 1;
   /** MQTT 5: topic aliases the client set towards us */
   ta?: [number, string][];
+  /** ...kept in storage instead: they did not fit in the attachment */
+  tas?: 1;
   /** what authentication granted (user name, topic patterns), to rebuild the rights after a wake */
   g?: Grant;
+  /** the broker closed this socket: a wake that still finds it must not let it hold a session */
+  x?: 1;
 }
 
 /** a batch of packets is sent as soon as it reaches this size, even while corked */
@@ -61,6 +65,8 @@ export class Connection {
   maxPacketSize = 268435460;
   /** MQTT 5 topic aliases the client set towards us (kept in the attachment across hibernation) */
   inboundAliases: Map<number, string> | null = null;
+  /** the inbound aliases outgrew the attachment and live in storage (loaded again at a wake) */
+  aliasesStored = false;
   /** MQTT 5: the client's Topic Alias Maximum, and the aliases we chose towards it */
   topicAliasMaximum = 0;
   outboundAliases: Map<string, number> | null = null;
@@ -96,7 +102,8 @@ export class Connection {
     this.openedAt = attachment.at;
     this.lastSeen = attachment.seen;
     this.seenSaved = attachment.seen;
-    if (attachment.cid !== undefined) {
+    if (attachment.x === 1) this.state = "closed";
+    else if (attachment.cid !== undefined) {
       this.state = "connected";
       this.clientId = attachment.cid;
       this.version = attachment.v ?? 4;
@@ -107,6 +114,7 @@ export class Connection {
       this.topicAliasMaximum = attachment.tam ?? 0;
       this.problemInformation = attachment.npi !== 1;
       if (attachment.ta) this.inboundAliases = new Map(attachment.ta);
+      this.aliasesStored = attachment.tas === 1;
     }
     this.publishRate = new TokenBucket(config.MAX_PUBLISH_RATE, config.PUBLISH_BURST);
     // A parser is stateful; after hibernation it is rebuilt for the known version (partial bytes
@@ -133,7 +141,8 @@ export class Connection {
     this.save();
   }
 
-  save(): void {
+  /** Refreshes the attachment; false when the topic aliases did not fit and were left out. */
+  save(): boolean {
     this.seenSaved = this.lastSeen;
     const a: Attachment = { seen: this.lastSeen, at: this.openedAt };
     if (this.state !== "awaiting-connect") {
@@ -149,10 +158,15 @@ export class Connection {
     }
     try {
       this.transport.saveAttachment(a);
+      this.aliasesStored = false;
+      return true;
     } catch {
-      // Too large for an attachment (very long aliased topics): keep the rest without aliases.
+      // Too large for an attachment (very long aliased topics): the aliases go to storage.
       delete a.ta;
+      a.tas = 1;
       this.transport.saveAttachment(a);
+      this.aliasesStored = true;
+      return false;
     }
   }
 
@@ -228,6 +242,12 @@ export class Connection {
     if (this.state === "closed") return;
     this.flush(); // what was sent before the close goes first
     this.state = "closed";
+    try {
+      // The runtime may still list the socket while its close completes: a wake must know it is done.
+      this.transport.saveAttachment({ seen: this.lastSeen, at: this.openedAt, x: 1 });
+    } catch {
+      // already gone
+    }
     try {
       this.transport.close(code, reason);
     } catch {

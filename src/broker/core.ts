@@ -7,7 +7,7 @@ import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES } from "../session/session";
 import { setProperties, type Message } from "../session/message";
-import { deliver, rerouteShared, type DeliveryContext } from "../session/delivery";
+import { backlogRows, deliver, rerouteShared, restoreBacklog, restorePendingResends, type DeliveryContext } from "../session/delivery";
 import { Router } from "../topics/router";
 import { DeliveryState, type Store } from "../storage/store";
 import { DeferredDeletes } from "../storage/deferred-deletes";
@@ -16,6 +16,7 @@ import { Counters, SysPublisher, isSysTopic } from "./stats";
 import { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "./limits";
 import { quote } from "../log-safe";
+import { judgeSubscriptions } from "../auth/rights";
 
 export interface Runtime {
   now(): number;
@@ -47,6 +48,7 @@ export class BrokerCore implements DeliveryContext {
     this.acked = new DeferredDeletes(store, runtime.later);
     this.sys = new SysPublisher(this);
     this.router.onAdd = (filter) => this.sys.filterAdded(filter);
+    this.router.onUnreadable = () => this.counters.messagesDropped++;
   }
 
   now(): number {
@@ -66,6 +68,10 @@ export class BrokerCore implements DeliveryContext {
     this.runtime.wakeAt(ms);
   }
 
+  later(fn: () => void): void {
+    this.runtime.later(fn);
+  }
+
   // ——— entry points ———
 
   /**
@@ -76,13 +82,14 @@ export class BrokerCore implements DeliveryContext {
   restore(live: Connection[]): void {
     const rows = this.store.loadSessions();
     for (const row of rows) {
-      const s = new Session(row.clientId, row.expiry > 0);
+      const s = new Session(row.clientId, row.durable);
       s.version = row.version;
       s.expiryInterval = row.expiry;
       s.will = row.will;
       s.willAt = row.willAt;
       s.expiresAt = row.expiresAt;
       s.owner = row.owner ?? null;
+      s.grant = row.grant;
       this.sessions.set(s.clientId, s);
     }
     for (const row of this.store.loadSubscriptions()) {
@@ -92,10 +99,11 @@ export class BrokerCore implements DeliveryContext {
       session.subscriptions.set(row.filter, sub);
       this.router.add(sub);
     }
+    for (const row of rows) restoreBacklog(this.sessions.get(row.clientId)!, row.retainedBacklog);
     for (const row of this.store.loadInflight()) {
       const session = this.sessions.get(row.clientId);
       if (!session || row.packetId === null || row.qos === 0) continue;
-      session.inflight.set(row.packetId, {
+      session.putInflight({
         packetId: row.packetId,
         msg: row.msg,
         qos: row.qos,
@@ -114,8 +122,17 @@ export class BrokerCore implements DeliveryContext {
     for (const { clientId, packetId } of this.store.loadInboundQos2()) this.sessions.get(clientId)?.inboundQos2.add(packetId);
     const connected = new Set(rows.filter((r) => r.connected).map((r) => r.clientId));
     for (const conn of live) {
+      if (conn.state === "closed") {
+        conn.transport.close(1000, ""); // the broker closed it before it slept (connection.ts): again, for sure
+        continue;
+      }
       this.connections.add(conn);
       if (conn.state !== "connected") continue;
+      if (conn.aliasesStored) conn.inboundAliases = new Map(this.store.loadTopicAliases(conn.clientId));
+      // the rights granted at CONNECT come back from the socket's attachment
+      const rights = this.auth.rights(conn.grant, conn.clientId);
+      conn.publishAcl = rights.publish;
+      conn.readAcl = rights.read;
       const session = this.sessions.get(conn.clientId);
       if (!session || session.conn) {
         this.fail(conn, new ProtocolError(RC.IMPLEMENTATION_SPECIFIC_ERROR, "session not found after restart"));
@@ -124,6 +141,13 @@ export class BrokerCore implements DeliveryContext {
       session.conn = conn;
       conn.session = session;
       connected.delete(conn.clientId);
+      restorePendingResends(this, session, conn);
+    }
+    // Subscriptions come back without their ACL verdicts: judged again with the rights of the
+    // connection holding the session, or of the last one for a session that waits offline.
+    for (const session of this.sessions.values()) {
+      const read = session.conn ? session.conn.readAcl : session.grant ? this.auth.rights(session.grant, session.clientId).read : null;
+      judgeSubscriptions(session, read);
     }
     for (const clientId of connected) {
       const session = this.sessions.get(clientId)!;
@@ -187,7 +211,7 @@ export class BrokerCore implements DeliveryContext {
 
   /** Retained messages per namespace: ask before storing one (see limits.ts). */
   get retainedQuota(): RetainedQuota {
-    return (this.quota ??= new RetainedQuota(this.store, this.config));
+    return (this.quota ??= new RetainedQuota(this.store, this.config, () => this.now()));
   }
 
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
@@ -272,6 +296,7 @@ export class BrokerCore implements DeliveryContext {
   private sessionLostConnection(session: Session, cleanDisconnect: boolean): void {
     const now = this.now();
     if (cleanDisconnect) session.will = null;
+    session.resendPending = null; // everything in flight is re-sent at the next connection
     rerouteShared(this, session);
     if (!session.persistent) {
       if (session.will) this.publishWill(session);
@@ -291,6 +316,10 @@ export class BrokerCore implements DeliveryContext {
       expiresAt: session.expiresAt,
       will: session.will,
       willAt: session.willAt,
+      owner: session.owner,
+      grant: session.grant,
+      durable: session.durable,
+      retainedBacklog: backlogRows(session),
     });
     if (session.willAt !== null) this.wakeAt(session.willAt);
     if (session.expiresAt !== null) this.wakeAt(session.expiresAt);

@@ -44,6 +44,7 @@ export class RetainedQuota {
   constructor(
     private readonly store: Store,
     private readonly config: BrokerConfig,
+    private readonly now: () => number,
   ) {}
 
   /** Whether `topic` may hold a retained payload of `size` bytes (0: a deletion, always fine); books it. */
@@ -71,6 +72,7 @@ export class RetainedQuota {
   }
 
   private recount(): void {
+    this.store.deleteExpiredRetained(this.now()); // expired messages never hold quota [MQTT-3.3.2-5]
     const usage = this.store.retainedUsage();
     this.count = usage.count;
     this.bytes = usage.bytes;

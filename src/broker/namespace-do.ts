@@ -9,7 +9,6 @@ import { SqliteStore } from "../storage/sqlite-store";
 import * as admin from "./admin";
 import { Authenticator } from "../auth/authenticator";
 import { loadAuthConfig } from "../auth/config";
-import { judgeSubscriptions } from "../auth/rights";
 import { inspect, type BrokerSnapshot } from "./inspect";
 
 export interface Env {
@@ -21,6 +20,8 @@ export interface Env {
   [key: string]: unknown;
 }
 
+/** The auth set-up is said once per process, not at every object start or wake (same env for all). */
+let announced = false;
 
 export class NamespaceBroker extends DurableObject<Env> {
   private readonly core: BrokerCore;
@@ -38,14 +39,13 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime);
     // The namespace is the name the Worker derived this object's id from.
     this.core.auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
-    this.core.auth.announce();
+    if (!announced) this.core.auth.announce();
+    announced = true;
     // Every entry point runs after this: memory is rebuilt before the first event after a wake.
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
       const live = ctx.getWebSockets().map((ws) => this.connectionOf(ws));
       this.core.restore(live);
-      // Subscriptions come back from storage without their ACL verdicts: judge them again.
-      for (const conn of live) if (conn.session?.conn === conn) judgeSubscriptions(conn.session, conn.readAcl);
     });
   }
 
@@ -140,12 +140,6 @@ export class NamespaceBroker extends DurableObject<Env> {
       };
       const att = attachment ?? (ws.deserializeAttachment() as Attachment | null) ?? { seen: Date.now(), at: Date.now() };
       conn = new Connection(transport, this.core.config, att, this.core.counters);
-      if (conn.state === "connected") {
-        // Woken from hibernation: the rights granted at CONNECT come back from the attachment.
-        const rights = this.core.auth.rights(conn.grant, conn.clientId);
-        conn.publishAcl = rights.publish;
-        conn.readAcl = rights.read;
-      }
       this.conns.set(ws, conn);
     }
     return conn;

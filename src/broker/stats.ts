@@ -14,6 +14,8 @@ export class Counters {
   messagesReceived = 0;
   /** PUBLISH packets sent to clients */
   messagesSent = 0;
+  /** messages a shared group could not take: no member may read the topic */
+  messagesDropped = 0;
   /** WebSocket payload bytes, both directions */
   bytesReceived = 0;
   bytesSent = 0;

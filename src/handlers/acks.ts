@@ -15,7 +15,7 @@ export function handlePubrec(core: BrokerCore, conn: Connection, packetId: numbe
   if (reasonCode !== undefined && reasonCode >= 0x80) {
     // MQTT 5: the client refused the message; the exchange ends here [MQTT-4.3.3-4]
     const f = session.inflight.get(packetId);
-    if (f && !f.released) complete(core, session, packetId, f.seq);
+    if (f && f.qos === 2 && !f.released) complete(core, session, packetId, f.seq);
     return;
   }
   const known = onPubrec(core, session, packetId);

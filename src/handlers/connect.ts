@@ -4,7 +4,7 @@ import type { ConnectPacket, ProtocolVersion, QoS } from "../protocol/codec";
 import { ConnectRefused, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES, type Will } from "../session/session";
-import { resume } from "../session/delivery";
+import { backlogRows, resume } from "../session/delivery";
 import { isValidTopicName, withinTopicLimits } from "../topics/validate";
 import type { Grant } from "../auth/authenticator";
 import { judgeSubscriptions, mayPublish } from "../auth/rights";
@@ -71,6 +71,12 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
 
   const requestedExpiry = version === 5 ? (props?.sessionExpiryInterval ?? 0) : p.clean ? 0 : config.MAX_SESSION_EXPIRY;
   const expiry = Math.min(requestedExpiry, config.MAX_SESSION_EXPIRY);
+  // A session kept for a client that left costs memory at every wake: their number is bounded.
+  // Over it a new persistent session is refused; the existing ones are never evicted for it.
+  const known = core.sessions.get(clientId);
+  if (config.MAX_SESSIONS > 0 && expiry > 0 && (!known || p.clean) && persistentCount(core, known) >= config.MAX_SESSIONS) {
+    throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too many sessions in this namespace");
+  }
 
   // Session takeover [MQTT-3.1.4-3]: the old connection is closed (its will goes out by the usual rules).
   const existing = core.sessions.get(clientId);
@@ -93,11 +99,12 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   session.expiryInterval = expiry === NEVER_EXPIRES ? NEVER_EXPIRES : expiry;
   session.will = will;
   session.owner = grant.identity ?? null; // a session of nobody's becomes the identity's
+  session.grant = grant;
   session.conn = conn;
   conn.session = session;
   judgeSubscriptions(session, conn.readAcl);
   conn.accept(clientId, version, keepalive);
-  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null, owner: session.owner });
+  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null, owner: session.owner, grant, durable: session.durable, retainedBacklog: backlogRows(session) });
 
   if (version === 5) {
     const ackProps: NonNullable<import("mqtt-packet").IConnackPacket["properties"]> = {
@@ -125,6 +132,12 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   const deadline = conn.deadline;
   if (deadline !== null) core.wakeAt(deadline);
   if (sessionPresent) resume(core, session);
+}
+
+function persistentCount(core: BrokerCore, except: Session | undefined): number {
+  let n = 0;
+  for (const s of core.sessions.values()) if (s.persistent && s !== except) n++;
+  return n;
 }
 
 function connectedCount(core: BrokerCore): number {

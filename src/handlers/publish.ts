@@ -130,7 +130,8 @@ function resolveAlias(core: BrokerCore, conn: Connection, topic: string, alias: 
   if (topic.length > 0) {
     if (aliases.get(alias) !== topic) {
       aliases.set(alias, topic);
-      conn.save(); // survive hibernation; only when an alias changes, not per message
+      // survive hibernation; only when an alias changes, not per message
+      if (!conn.save()) core.store.saveTopicAliases(conn.clientId, [...aliases]);
     }
     return topic;
   }

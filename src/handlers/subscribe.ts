@@ -4,9 +4,9 @@ import type { QoS, SubscribePacket, UnsubscribePacket } from "../protocol/codec"
 import { protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import type { Subscription } from "../session/session";
-import { deliver } from "../session/delivery";
-import { isValidTopicFilter, literalPrefix, parseSharedFilter, topicMatches, withinTopicLimits } from "../topics/validate";
-import { filterAccess, mayRead } from "../auth/rights";
+import { sendRetained } from "../session/delivery";
+import { isValidTopicFilter, parseSharedFilter, withinTopicLimits } from "../topics/validate";
+import { filterAccess } from "../auth/rights";
 
 export function handleSubscribe(core: BrokerCore, conn: Connection, p: SubscribePacket): void {
   const session = conn.session!;
@@ -60,20 +60,10 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
   conn.flush(); // SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts)
 
-  // [MQTT-3.3.1-6] retained messages for the new subscription, with RETAIN set
+  // [MQTT-3.3.1-6] retained messages for the new subscription, with RETAIN set, paced by the window
   for (const { sub, existed } of retainedFor) {
     if (sub.retainHandling === 2 || (sub.retainHandling === 1 && existed)) continue;
-    const now = core.now();
-    for (const msg of core.store.retainedWithPrefix(literalPrefix(sub.filter))) {
-      if (!topicMatches(sub.filter, msg.topic)) continue;
-      if (msg.expiresAt !== undefined && msg.expiresAt <= now) {
-        core.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
-        continue;
-      }
-      if (!mayRead(sub, msg.topic)) continue; // never a retained message the client may not read
-      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-      deliver(core, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
-    }
+    sendRetained(core, session, sub);
   }
 }
 

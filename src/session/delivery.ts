@@ -2,13 +2,14 @@
 // writes each QoS 1/2 delivery to storage (body once, a row per session); others stay in memory.
 import { encode, publishIdOffset, withPacketId, type QoS } from "../protocol/codec";
 import type { Connection } from "../broker/connection";
-import { encodedPublish, type Message } from "./message";
-import type { Session, Subscription } from "./session";
+import { encodedPublish, isExpired, type Message } from "./message";
+import type { Inflight, Session, Subscription } from "./session";
 import type { SharedGroup } from "../topics/trie";
 import { pickMember } from "../topics/router";
 import type { BrokerConfig } from "../config";
-import { DeliveryState, type Store } from "../storage/store";
-import { connMayRead, mayRead } from "../auth/rights";
+import { DeliveryState, type RetainedCursorRow, type Store } from "../storage/store";
+import { connMayRead, mayRead as mayReadSub } from "../auth/rights";
+import { literalPrefix, topicMatches } from "../topics/validate";
 
 export interface DeliveryContext {
   readonly config: BrokerConfig;
@@ -16,6 +17,8 @@ export interface DeliveryContext {
   now(): number;
   /** removes an acknowledged delivery from storage, possibly a little later (batched) */
   forgetDelivery(seq: number): void;
+  /** run `fn` in a later event (continues work bounded per turn) */
+  later(fn: () => void): void;
 }
 
 type Group = SharedGroup<Subscription> | null;
@@ -25,7 +28,7 @@ type Group = SharedGroup<Subscription> | null;
  * `group` is the shared subscription it came through, if any.
  */
 export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, group: Group = null): void {
-  if (msg.expiresAt !== undefined && msg.expiresAt <= ctx.now()) return;
+  if (isExpired(msg, ctx.now())) return;
   const conn = session.conn;
   const online = conn !== null && conn.state === "connected";
   if (qos === 0) {
@@ -40,7 +43,7 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
     return;
   }
   // Order is kept: while anything waits, new messages wait behind it.
-  if (session.queuedCount > 0 || session.inflight.size >= windowOf(ctx, conn)) {
+  if (session.queuedCount > 0 || !hasRoom(ctx, session, conn, msg)) {
     enqueue(ctx, session, msg, qos, retain, subIds, group);
     return;
   }
@@ -50,6 +53,13 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
 /** Flow control: at most min(client's Receive Maximum, MAX_INFLIGHT) unacknowledged sends. */
 function windowOf(ctx: DeliveryContext, conn: Connection): number {
   return Math.min(conn.receiveMaximum, ctx.config.MAX_INFLIGHT, 65535);
+}
+
+/** Room in the window for `msg`: a free slot, and its bytes within MAX_INFLIGHT_BYTES (one always fits). */
+function hasRoom(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message): boolean {
+  if (session.inflight.size >= windowOf(ctx, conn)) return false;
+  const max = ctx.config.MAX_INFLIGHT_BYTES;
+  return max <= 0 || session.inflight.size === 0 || session.inflightBytes + msg.payload.byteLength + msg.topic.length <= max;
 }
 
 function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: 1 | 2, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group): void {
@@ -63,7 +73,7 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, 
     if (seq === undefined) seq = ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Sent, packetId, subIds);
     else ctx.store.markSent(seq, packetId);
   }
-  session.inflight.set(packetId, { packetId, msg, qos, retain, released: false, seq, subIds: subIds ?? undefined, group: group ?? undefined });
+  session.putInflight({ packetId, msg, qos, retain, released: false, seq, subIds: subIds ?? undefined, group: group ?? undefined });
   conn.sendBytes(bytes);
 }
 
@@ -73,7 +83,9 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, 
  */
 function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, group: Group): void {
   const bytes = msg.payload.byteLength + msg.topic.length;
-  while (session.queuedCount >= ctx.config.MAX_QUEUED_MESSAGES || session.queuedBytes + bytes > ctx.config.MAX_QUEUED_BYTES) {
+  const full = () => session.queuedCount >= ctx.config.MAX_QUEUED_MESSAGES || session.queuedBytes + bytes > ctx.config.MAX_QUEUED_BYTES;
+  if (full()) dropExpired(ctx, session); // expired messages never displace live ones
+  while (full()) {
     if (!dropOldestQos0(ctx, session)) {
       session.dropped++;
       return;
@@ -83,6 +95,21 @@ function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS,
   else session.queue.push({ msg, qos, retain, bytes, subIds: subIds ?? undefined, group: group ?? undefined });
   session.queuedCount++;
   session.queuedBytes += bytes;
+}
+
+/** Removes the queued messages whose Message Expiry has passed [MQTT-3.3.2-5]. */
+function dropExpired(ctx: DeliveryContext, session: Session): void {
+  const now = ctx.now();
+  let count = 0;
+  let bytes = 0;
+  if (session.durable) ({ count, bytes } = ctx.store.dropExpiredQueued(session.clientId, now));
+  else {
+    const kept = session.queue.filter((q) => !isExpired(q.msg, now));
+    for (const q of session.queue) if (isExpired(q.msg, now)) (count++, (bytes += q.bytes));
+    session.queue.splice(0, session.queue.length, ...kept);
+  }
+  session.queuedCount -= count;
+  session.queuedBytes -= bytes;
 }
 
 function dropOldestQos0(ctx: DeliveryContext, session: Session): boolean {
@@ -106,6 +133,7 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
   conn.cork(); // one frame for the batch
   try {
     sendQueued(ctx, session, conn);
+    if (session.retainedBacklog && session.queuedCount === 0) sendRetainedBacklog(ctx, session, conn);
   } finally {
     conn.uncork();
   }
@@ -117,29 +145,36 @@ function sendQueued(ctx: DeliveryContext, session: Session, conn: Connection): v
     const room = window - session.inflight.size;
     if (room <= 0) return;
     const now = ctx.now();
-    let taken: number;
+    // A QoS 1/2 message over the byte bound stops the batch: it and those behind it stay queued.
+    const fits = (msg: Message, qos: QoS) => qos === 0 || hasRoom(ctx, session, conn, msg);
     if (session.durable) {
       const rows = ctx.store.nextQueued(session.clientId, room);
-      for (const r of rows) sendDequeued(ctx, session, conn, r.msg, r.qos, r.retain, r.subIds, r.seq, null, now);
-      taken = rows.length;
+      if (rows.length === 0) return forgetQueue(session); // the counters drifted from storage; storage is the truth
+      for (const r of rows) {
+        if (!fits(r.msg, r.qos)) return;
+        sendDequeued(ctx, session, conn, r.msg, r.qos, r.retain, r.subIds, r.seq, null, now);
+      }
     } else {
-      const items = session.queue.splice(0, room);
-      for (const q of items) sendDequeued(ctx, session, conn, q.msg, q.qos, q.retain, q.subIds ?? null, undefined, q.group ?? null, now);
-      taken = items.length;
-    }
-    if (taken === 0) {
-      session.queuedCount = 0; // the counters drifted from storage; storage is the truth
-      session.queuedBytes = 0;
-      return;
+      if (session.queue.length === 0) return forgetQueue(session);
+      let n = 0;
+      while (n < room && n < session.queue.length && fits(session.queue[n]!.msg, session.queue[n]!.qos)) n++;
+      if (n === 0) return;
+      for (const q of session.queue.splice(0, n)) sendDequeued(ctx, session, conn, q.msg, q.qos, q.retain, q.subIds ?? null, undefined, q.group ?? null, now);
+      if (n < room && session.queue.length > 0) return; // stopped by the byte bound
     }
   }
+}
+
+function forgetQueue(session: Session): void {
+  session.queuedCount = 0;
+  session.queuedBytes = 0;
 }
 
 /** One message leaving the queue: sent, or dropped when it expired or may no longer be read. */
 function sendDequeued(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group, now: number): void {
   session.queuedCount--;
   session.queuedBytes -= msg.payload.byteLength + msg.topic.length;
-  const expired = msg.expiresAt !== undefined && msg.expiresAt <= now;
+  const expired = isExpired(msg, now);
   // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
   const dropped = expired || !connMayRead(conn, msg.topic);
   if (dropped || qos === 0) {
@@ -164,17 +199,58 @@ export function resume(ctx: DeliveryContext, session: Session): void {
   }
 }
 
+/**
+ * Re-sends the unacknowledged messages, oldest first, with DUP and their packet ids
+ * [MQTT-4.4.0-1], at most the client's window of them now [MQTT-3.3.4-9]; the rest follow as
+ * acknowledgements arrive (`session.resendPending`). One that can no longer go to this client
+ * (too large for its Maximum Packet Size, or not readable) is dropped.
+ */
 function resend(ctx: DeliveryContext, session: Session, conn: Connection): void {
-  for (const f of session.inflight.values()) {
-    if (f.released) {
-      conn.send({ cmd: "pubrel", messageId: f.packetId });
-      continue;
-    }
-    const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
-    const bytes = readable ? publishBytes(conn, f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now()) : null;
-    if (bytes) conn.sendBytes(bytes);
-    else complete(ctx, session, f.packetId, f.seq); // now too large for this client, or not readable: dropped
+  const window = windowOf(ctx, conn);
+  const pending: number[] = [];
+  let outstanding = 0;
+  for (const f of [...session.inflight.values()]) {
+    if (outstanding >= window) pending.push(f.packetId);
+    else if (resendOne(ctx, session, conn, f)) outstanding++;
   }
+  session.resendPending = pending.length ? pending : null;
+}
+
+function resendOne(ctx: DeliveryContext, session: Session, conn: Connection, f: Inflight): boolean {
+  if (f.released) {
+    conn.send({ cmd: "pubrel", messageId: f.packetId });
+    return true;
+  }
+  const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
+  const bytes = readable ? publishBytes(conn, f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now()) : null;
+  if (bytes) {
+    conn.sendBytes(bytes);
+    return true;
+  }
+  session.takeInflight(f.packetId); // dropped, without refilling while the re-sends are worked out
+  if (f.seq !== undefined) ctx.forgetDelivery(f.seq);
+  return false;
+}
+
+/**
+ * After a wake, for a session whose connection lived on: which in-flight messages it had not
+ * re-sent yet. Re-sends go out oldest first and fill the window before anything new is sent, so
+ * the first `window` were sent on this connection and the rest still wait.
+ */
+export function restorePendingResends(ctx: DeliveryContext, session: Session, conn: Connection): void {
+  const ids = [...session.inflight.keys()].slice(windowOf(ctx, conn));
+  session.resendPending = ids.length ? ids : null;
+}
+
+/** Re-sends held back by the window, as acknowledgements make room. */
+function resendMore(ctx: DeliveryContext, session: Session, conn: Connection): void {
+  const pending = session.resendPending!;
+  const window = windowOf(ctx, conn);
+  while (pending.length && session.inflight.size - pending.length < window) {
+    const f = session.inflight.get(pending.shift()!);
+    if (f) resendOne(ctx, session, conn, f);
+  }
+  if (pending.length === 0) session.resendPending = null;
 }
 
 /**
@@ -186,18 +262,103 @@ function resend(ctx: DeliveryContext, session: Session, conn: Connection): void 
 export function rerouteShared(ctx: DeliveryContext, session: Session): void {
   for (const f of [...session.inflight.values()]) {
     if (!f.group || f.qos === 2) continue;
-    const target = pickMember(f.group, session);
-    if (!target || !mayRead(target, f.msg.topic)) continue; // nobody else (who may read it): it waits for this member
-    session.inflight.delete(f.packetId);
-    if (f.seq !== undefined) ctx.store.deleteDelivery(f.seq);
+    const target = pickMember(f.group, session, f.msg.topic);
+    if (!target) continue; // nobody else (who may read it): it waits for this member
+    session.takeInflight(f.packetId);
+    // The new delivery first: a durable member's row refers to the stored body, which the old
+    // row's removal then keeps.
     deliverToMember(ctx, target, f.msg, f.group);
+    if (f.seq !== undefined) {
+      ctx.store.deleteDelivery(f.seq);
+      if (!target.session.durable) f.msg.storedId = undefined; // the body may be gone with the row
+    }
   }
+  if (session.resendPending) session.resendPending = session.resendPending.filter((id) => session.inflight.has(id));
   if (session.durable) return;
   for (const q of session.queue.splice(0)) {
     session.queuedCount--;
     session.queuedBytes -= q.bytes;
-    const target = q.group ? pickMember(q.group, session) : null;
-    if (target && mayRead(target, q.msg.topic)) deliverToMember(ctx, target, q.msg, q.group!);
+    const target = q.group ? pickMember(q.group, session, q.msg.topic) : null;
+    if (target) deliverToMember(ctx, target, q.msg, q.group!);
+  }
+}
+
+/** Rows read per look-up of the retained backlog, and messages sent per turn when the window does not stop it. */
+const RETAINED_PAGE = 100;
+const RETAINED_PER_TURN = 1000;
+
+/**
+ * The retained messages a new subscription must get [MQTT-3.3.1-6], all of them, paced by the
+ * client's window: read from storage a page at a time behind a cursor (the last topic sent),
+ * never held in memory or in the queue. Continued as acknowledgements make room (drainQueue), or
+ * in a later turn when only the per-turn bound stopped it.
+ */
+export function sendRetained(ctx: DeliveryContext, session: Session, sub: Subscription): void {
+  (session.retainedBacklog ??= []).push({ sub, prefix: literalPrefix(sub.filter), after: null });
+  drainQueue(ctx, session);
+  saveBacklog(ctx, session);
+}
+
+/** A durable session's backlog is stored with it, so a wake or restart continues where it stood. */
+function saveBacklog(ctx: DeliveryContext, session: Session): void {
+  if (!session.durable) return;
+  ctx.store.saveRetainedBacklog(session.clientId, backlogRows(session));
+}
+
+/** The retained backlog as stored with the session. */
+export function backlogRows(session: Session): RetainedCursorRow[] | null {
+  return session.retainedBacklog?.map((c) => ({ filter: c.sub.filter, after: c.after })) ?? null;
+}
+
+/** Restores a stored backlog (subscriptions already loaded; a cursor without one is done). */
+export function restoreBacklog(session: Session, rows: RetainedCursorRow[] | null): void {
+  const cursors = (rows ?? []).flatMap((r) => {
+    const sub = session.subscriptions.get(r.filter);
+    return sub ? [{ sub, prefix: literalPrefix(sub.filter), after: r.after }] : [];
+  });
+  session.retainedBacklog = cursors.length ? cursors : null;
+}
+
+function sendRetainedBacklog(ctx: DeliveryContext, session: Session, conn: Connection): void {
+  const backlog = session.retainedBacklog!;
+  const window = windowOf(ctx, conn);
+  const now = ctx.now();
+  let sent = 0;
+  let moved = false;
+  try {
+    while (backlog.length) {
+      const cursor = backlog[0]!;
+      const sub = cursor.sub;
+      if (session.subscriptions.get(sub.filter) !== sub) {
+        backlog.shift(); // unsubscribed or replaced meanwhile
+        moved = true;
+        continue;
+      }
+      if (session.inflight.size >= window || session.queuedCount > 0) return; // acknowledgements continue it
+      if (sent >= RETAINED_PER_TURN) {
+        ctx.later(() => drainQueue(ctx, session));
+        return;
+      }
+      const room = Math.min(window - session.inflight.size, RETAINED_PAGE);
+      const page = ctx.store.retainedAfter(cursor.prefix, cursor.after, room);
+      moved = true;
+      for (const msg of page) {
+        cursor.after = msg.topic;
+        if (!topicMatches(sub.filter, msg.topic)) continue;
+        if (isExpired(msg, now)) {
+          ctx.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
+          continue;
+        }
+        if (!mayReadSub(sub, msg.topic)) continue; // never a retained message the client may not read
+        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+        deliver(ctx, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
+        sent++;
+      }
+      if (page.length < room) backlog.shift(); // the last page: this subscription has all of them
+    }
+    session.retainedBacklog = null;
+  } finally {
+    if (moved) saveBacklog(ctx, session);
   }
 }
 
@@ -234,9 +395,12 @@ export function onPubcomp(ctx: DeliveryContext, session: Session, packetId: numb
  * writes) in batches rather than one message per acknowledgement.
  */
 export function complete(ctx: DeliveryContext, session: Session, packetId: number, seq: number | undefined): void {
-  session.inflight.delete(packetId);
+  session.takeInflight(packetId);
   if (seq !== undefined) ctx.forgetDelivery(seq);
-  if (session.queuedCount > 0 && session.conn && session.inflight.size <= windowOf(ctx, session.conn) >> 1) drainQueue(ctx, session);
+  const conn = session.conn;
+  if (!conn || conn.state !== "connected") return;
+  if (session.resendPending) return resendMore(ctx, session, conn);
+  if ((session.queuedCount > 0 || session.retainedBacklog) && session.inflight.size <= windowOf(ctx, conn) >> 1) drainQueue(ctx, session);
 }
 
 /**

@@ -35,6 +35,14 @@ export function setProperties(msg: Message, properties: PublishProperties | unde
 }
 
 /**
+ * Whether a message's MQTT 5 Message Expiry has passed [MQTT-3.3.2-5]. A message is live through
+ * its last millisecond, so an Expiry Interval of 0 still reaches the subscribers online now.
+ */
+export function isExpired(msg: { expiresAt?: number }, now: number): boolean {
+  return msg.expiresAt !== undefined && msg.expiresAt < now;
+}
+
+/**
  * The encoded PUBLISH for one variant (protocol family, QoS, RETAIN), cached on the message so a
  * fan-out to many subscribers encodes once. QoS > 0 variants carry packet id 0; the caller patches it.
  */

@@ -2,6 +2,7 @@ import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
 import type { Connection } from "../broker/connection";
 import type { TopicAcl } from "../auth/acl";
+import type { Grant } from "../auth/authenticator";
 import type { SharedGroup } from "../topics/trie";
 
 export interface SubscriptionOptions {
@@ -56,6 +57,14 @@ export interface Queued {
   group?: SharedGroup<Subscription>;
 }
 
+/** Where a new subscription's retained messages stand: sent up to `after` (topic order). */
+export interface RetainedCursor {
+  sub: Subscription;
+  /** the literal start of the filter: only topics with it can match */
+  prefix: string;
+  after: string | null;
+}
+
 export const NEVER_EXPIRES = 0xffffffff;
 
 /** What the broker keeps for one client id, whether or not a connection holds it now. */
@@ -72,7 +81,10 @@ export class Session {
   /** ms deadline of session expiry, while disconnected */
   expiresAt: number | null = null;
   readonly subscriptions = new Map<string, Subscription>();
+  /** outbound QoS 1/2 messages awaiting acknowledgement, by packet id (change through put/takeInflight) */
   readonly inflight = new Map<number, Inflight>();
+  /** their bytes (topic + payload), for `MAX_INFLIGHT_BYTES` */
+  inflightBytes = 0;
   /** the queue of a non-durable session; a durable session's queue lives in storage */
   readonly queue: Queued[] = [];
   /** queued messages and their bytes (topic + payload), whichever queue holds them */
@@ -80,6 +92,12 @@ export class Session {
   queuedBytes = 0;
   /** messages refused because the queue was full */
   dropped = 0;
+  /** in-flight packet ids still to re-send after a reconnect, as the client's window allows */
+  resendPending: number[] | null = null;
+  /** retained messages still owed to new subscriptions, oldest subscription first */
+  retainedBacklog: RetainedCursor[] | null = null;
+  /** what authentication granted the latest connection (its rights apply while offline) */
+  grant: Grant | null = null;
   /** inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-10] */
   readonly inboundQos2 = new Set<number>();
   /** read ACL of the session's latest connection (null: unrestricted), checked while it is offline */
@@ -104,6 +122,20 @@ export class Session {
   /** whether the session outlives its connection now (MQTT 5 can change it at DISCONNECT) */
   get persistent(): boolean {
     return this.expiryInterval > 0;
+  }
+
+  putInflight(f: Inflight): void {
+    this.inflight.set(f.packetId, f);
+    this.inflightBytes += f.msg.payload.byteLength + f.msg.topic.length;
+  }
+
+  takeInflight(packetId: number): Inflight | undefined {
+    const f = this.inflight.get(packetId);
+    if (f) {
+      this.inflight.delete(packetId);
+      this.inflightBytes -= f.msg.payload.byteLength + f.msg.topic.length;
+    }
+    return f;
   }
 
   /** A packet id not in flight, cycling 1..65535 [MQTT-2.2.1-3]. Null when all are in use. */

@@ -64,6 +64,21 @@ export const MIGRATIONS: string[] = [
    );`,
   // 3: the MQTT 5 subscription identifiers a delivery carries ("7,8"), kept for queued and re-sent messages
   `ALTER TABLE deliveries ADD COLUMN sub_ids TEXT;`,
-  // 4: the authenticated identity a session belongs to (NULL: nobody's, e.g. made with AUTH_MODE=none)
+  // 4: what authentication granted a session's latest connection (JSON), so its read rights apply
+  // to what is queued for it while it is offline, also after a restart
+  // ... and whether the session was created durable (its queue is stored), which a later
+  // Session Expiry of 0 does not change
+  `ALTER TABLE sessions ADD COLUMN grant_json TEXT;
+   ALTER TABLE sessions ADD COLUMN durable INTEGER;
+   ALTER TABLE sessions ADD COLUMN retained_backlog TEXT; -- JSON [{filter, after}]: retained messages still owed
+   UPDATE sessions SET durable = CASE WHEN expiry > 0 THEN 1 ELSE 0 END;
+   -- a connection's inbound topic aliases that outgrew its socket attachment (16 KiB)
+   CREATE TABLE topic_aliases (
+     client_id TEXT NOT NULL,
+     alias INTEGER NOT NULL,
+     topic TEXT NOT NULL,
+     PRIMARY KEY (client_id, alias)
+   );`,
+  // 5: the authenticated identity a session belongs to (NULL: nobody's, e.g. made with AUTH_MODE=none)
   `ALTER TABLE sessions ADD COLUMN owner TEXT;`,
 ];

@@ -1,8 +1,9 @@
-import { DeliveryState, type DeliveryRow, type QueueStats, type Store, type SessionRow, type SubscriptionRow } from "./store";
+import { DeliveryState, type DeliveryRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
 import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Message } from "../session/message";
 import type { Subscription, Will } from "../session/session";
+import type { Grant } from "../auth/authenticator";
 import { asBuffer, type ProtocolVersion, type QoS } from "../protocol/codec";
 import { prefixEnd } from "../topics/validate";
 
@@ -38,6 +39,9 @@ export class SqliteStore implements Store {
       will: willFromRow(r),
       willAt: r.will_at === null ? null : Number(r.will_at),
       owner: (r.owner as string | null) ?? null,
+      grant: r.grant_json ? (JSON.parse(r.grant_json as string) as Grant) : null,
+      durable: Number(r.durable) === 1,
+      retainedBacklog: r.retained_backlog ? (JSON.parse(r.retained_backlog as string) as RetainedCursorRow[]) : null,
     }));
   }
 
@@ -55,14 +59,10 @@ export class SqliteStore implements Store {
 
   saveSession(s: SessionRow): void {
     const w = s.will;
-    // An upsert rather than INSERT OR REPLACE: a row saved without an owner keeps the stored one.
     this.sql.exec(
-      `INSERT INTO sessions (client_id, version, expiry, connected, expires_at,
-         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, owner)
-       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-       ON CONFLICT (client_id) DO UPDATE SET version = ?2, expiry = ?3, connected = ?4, expires_at = ?5,
-         will_topic = ?6, will_payload = ?7, will_qos = ?8, will_retain = ?9, will_props = ?10, will_delay = ?11,
-         will_at = ?12, owner = CASE WHEN ?14 THEN ?13 ELSE owner END`,
+      `INSERT OR REPLACE INTO sessions (client_id, version, expiry, connected, expires_at,
+         will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, grant_json, durable, retained_backlog, owner)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       s.clientId,
       s.version,
       s.expiry,
@@ -75,13 +75,19 @@ export class SqliteStore implements Store {
       w ? propsToText(w.properties) : null,
       w ? w.delay : null,
       s.willAt,
-      s.owner ?? null,
-      s.owner !== undefined ? 1 : 0,
+      s.grant ? JSON.stringify(s.grant) : null,
+      s.durable ? 1 : 0,
+      s.retainedBacklog ? JSON.stringify(s.retainedBacklog) : null,
+      s.owner,
     );
   }
 
   markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void {
     this.sql.exec("UPDATE sessions SET connected = 0, expires_at = ?, will_at = ? WHERE client_id = ?", expiresAt, willAt, clientId);
+  }
+
+  saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void {
+    this.sql.exec("UPDATE sessions SET retained_backlog = ? WHERE client_id = ?", backlog ? JSON.stringify(backlog) : null, clientId);
   }
 
   clearWill(clientId: string): void {
@@ -96,8 +102,21 @@ export class SqliteStore implements Store {
     this.sql.exec("DELETE FROM sessions WHERE client_id = ?", clientId);
     this.sql.exec("DELETE FROM subscriptions WHERE client_id = ?", clientId);
     this.sql.exec("DELETE FROM inbound_qos2 WHERE client_id = ?", clientId);
+    this.sql.exec("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
     const had = this.sql.exec("DELETE FROM deliveries WHERE client_id = ?", clientId).rowsWritten > 0;
     if (had) this.sql.exec("DELETE FROM messages WHERE id NOT IN (SELECT msg_id FROM deliveries)");
+  }
+
+  saveTopicAliases(clientId: string, aliases: [number, string][]): void {
+    this.sql.exec("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
+    for (const [alias, topic] of aliases) this.sql.exec("INSERT INTO topic_aliases (client_id, alias, topic) VALUES (?, ?, ?)", clientId, alias, topic);
+  }
+
+  loadTopicAliases(clientId: string): [number, string][] {
+    return this.sql
+      .exec("SELECT alias, topic FROM topic_aliases WHERE client_id = ? ORDER BY alias", clientId)
+      .toArray()
+      .map((r) => [Number(r.alias), r.topic as string]);
   }
 
   saveSubscription(clientId: string, sub: Subscription): void {
@@ -142,6 +161,23 @@ export class SqliteStore implements Store {
           ? this.sql.exec("SELECT * FROM retained WHERE topic >= ?", prefix)
           : this.sql.exec("SELECT * FROM retained WHERE topic >= ? AND topic < ?", prefix, end);
     return rows.toArray().map(retainedFromRow);
+  }
+
+  retainedAfter(prefix: string, after: string | null, limit: number): Message[] {
+    const end = prefixEnd(prefix);
+    const from = after !== null && after >= prefix ? after : null;
+    const lower = from === null ? "topic >= ?" : "topic > ?";
+    const upper = end === null ? "" : " AND topic < ?";
+    const args: SqlStorageValue[] = [from ?? prefix];
+    if (end !== null) args.push(end);
+    return this.sql
+      .exec(`SELECT * FROM retained WHERE ${lower}${upper} ORDER BY topic LIMIT ?`, ...args, limit)
+      .toArray()
+      .map(retainedFromRow);
+  }
+
+  deleteExpiredRetained(now: number): void {
+    this.sql.exec("DELETE FROM retained WHERE expires_at IS NOT NULL AND expires_at < ?", now);
   }
 
   countRetained(): number {
@@ -237,6 +273,20 @@ export class SqliteStore implements Store {
       .exec("SELECT client_id, COUNT(*) AS n, SUM(bytes) AS b FROM deliveries WHERE state = 0 GROUP BY client_id")
       .toArray()
       .map((r) => ({ clientId: r.client_id as string, count: Number(r.n), bytes: Number(r.b) }));
+  }
+
+  dropExpiredQueued(clientId: string, now: number): { count: number; bytes: number } {
+    const rows = this.sql
+      .exec(
+        `DELETE FROM deliveries WHERE client_id = ? AND state = 0
+           AND msg_id IN (SELECT id FROM messages WHERE expires_at IS NOT NULL AND expires_at < ?) RETURNING bytes`,
+        clientId,
+        now,
+      )
+      .toArray();
+    if (rows.length === 0) return { count: 0, bytes: 0 };
+    this.sql.exec("DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at < ? AND id NOT IN (SELECT msg_id FROM deliveries)", now);
+    return { count: rows.length, bytes: rows.reduce((n, r) => n + Number(r.bytes), 0) };
   }
 
   dropOldestQos0(clientId: string): number | null {

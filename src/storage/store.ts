@@ -1,6 +1,7 @@
 import type { Message } from "../session/message";
 import type { Subscription, Will } from "../session/session";
 import type { ProtocolVersion } from "../protocol/codec";
+import type { Grant } from "../auth/authenticator";
 
 export interface SessionRow {
   clientId: string;
@@ -10,11 +11,19 @@ export interface SessionRow {
   expiresAt: number | null;
   will: Will | null;
   willAt: number | null;
-  /**
-   * The identity the session belongs to (see Grant.identity); null: nobody's. On save, undefined
-   * keeps the stored owner, so only CONNECT has to name it.
-   */
-  owner?: string | null;
+  /** the authenticated identity the session belongs to (see Grant.identity); null: nobody's */
+  owner: string | null;
+  /** what authentication granted its latest connection: its rights while offline */
+  grant: Grant | null;
+  /** created to outlive its connection: its queue and in-flight messages are stored */
+  durable: boolean;
+  /** retained messages still owed to new subscriptions: each filter and the last topic sent */
+  retainedBacklog: RetainedCursorRow[] | null;
+}
+
+export interface RetainedCursorRow {
+  filter: string;
+  after: string | null;
 }
 
 export interface SubscriptionRow {
@@ -58,7 +67,12 @@ export interface Store {
   /** the connection ended; the session stays until `expiresAt` (null: never) */
   markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void;
   clearWill(clientId: string): void;
+  saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void;
   deleteSession(clientId: string): void;
+
+  /** a connection's inbound MQTT 5 topic aliases, when they outgrow its socket attachment */
+  saveTopicAliases(clientId: string, aliases: [number, string][]): void;
+  loadTopicAliases(clientId: string): [number, string][];
 
   saveSubscription(clientId: string, sub: Subscription): void;
   deleteSubscription(clientId: string, filter: string): void;
@@ -67,6 +81,10 @@ export interface Store {
   deleteRetained(topic: string): void;
   /** retained messages whose topic starts with `prefix` (the caller matches the filter) */
   retainedWithPrefix(prefix: string): Message[];
+  /** up to `limit` of them in topic order, after the topic `after` (null: from the first) */
+  retainedAfter(prefix: string, after: string | null, limit: number): Message[];
+  /** removes retained messages whose Message Expiry passed before `now` */
+  deleteExpiredRetained(now: number): void;
   countRetained(): number;
   /** retained messages and the sum of their payload sizes (for the retained quota) */
   retainedUsage(): { count: number; bytes: number };
@@ -87,6 +105,8 @@ export interface Store {
   /** the oldest queued rows of a session */
   nextQueued(clientId: string, limit: number): DeliveryRow[];
   queueStats(): QueueStats[];
+  /** drops a session's queued rows whose message expired before `now`; returns what was freed */
+  dropExpiredQueued(clientId: string, now: number): { count: number; bytes: number };
   /** drops the oldest queued QoS 0 row of a session; returns its size in bytes, or null if none */
   dropOldestQos0(clientId: string): number | null;
 

@@ -17,6 +17,8 @@ export class Router {
   private count = 0;
   /** observer of every added subscription (the broker starts its `$SYS` publisher from here) */
   onAdd: ((filter: string) => void) | null = null;
+  /** a shared group matched but none of its members may read the topic: the message is dropped */
+  onUnreadable: (() => void) | null = null;
 
   get subscriptionCount(): number {
     return this.trie.size;
@@ -62,8 +64,9 @@ export class Router {
 
   private readonly onGroup = (group: SharedGroup<Subscription>): void => {
     const msg = this.current!;
-    const sub = pickMember(group, null);
-    if (sub && mayRead(sub, msg.topic)) this.take(sub, msg, group);
+    const sub = pickMember(group, null, msg.topic);
+    if (sub) this.take(sub, msg, group);
+    else if (group.members.size > 0) this.onUnreadable?.();
   };
 
   private take(sub: Subscription, msg: Message, group: SharedGroup<Subscription> | null): void {
@@ -88,33 +91,32 @@ export class Router {
 }
 
 /**
- * One member of a shared group: round robin over connected members (skipping `exclude`); with
- * none connected, the next persistent member (its queue holds the message until it returns).
+ * One member of a shared group that may read `topic`: round robin over connected members
+ * (skipping `exclude`); with none connected, the next persistent member (its queue holds the
+ * message until it returns). A member the read ACL keeps from the topic is passed over, so the
+ * group loses the message only when no member may read it.
  */
-export function pickMember(group: SharedGroup<Subscription>, exclude: Session | null): Subscription | null {
+export function pickMember(group: SharedGroup<Subscription>, exclude: Session | null, topic: string): Subscription | null {
   const members = group.members;
   const n = members.size;
   if (n === 0) return null;
-  let i = 0;
-  let fallback: Subscription | null = null;
   const start = group.cursor % n;
-  for (const sub of members.values()) {
-    // iterate in round-robin order starting at the cursor
-    if (i++ < start) continue;
-    if (sub.session !== exclude && sub.session.conn) {
-      group.cursor = i;
-      return sub;
+  let fallback: Subscription | null = null;
+  let i = 0;
+  // two passes: from the cursor to the end, then from the start to the cursor
+  for (let pass = 0; pass < 2; pass++) {
+    i = 0;
+    for (const sub of members.values()) {
+      const at = i++;
+      if (pass === 0 ? at < start : at >= start) continue;
+      const s = sub.session;
+      if (s === exclude || !mayRead(sub, topic)) continue;
+      if (s.conn) {
+        group.cursor = at + 1;
+        return sub;
+      }
+      if (!fallback && s.persistent) fallback = sub;
     }
-    if (!fallback && sub.session !== exclude && sub.session.persistent) fallback = sub;
-  }
-  i = 0;
-  for (const sub of members.values()) {
-    if (i++ >= start) break;
-    if (sub.session !== exclude && sub.session.conn) {
-      group.cursor = i;
-      return sub;
-    }
-    if (!fallback && sub.session !== exclude && sub.session.persistent) fallback = sub;
   }
   if (exclude) return null; // re-routing only to a connected member
   group.cursor = start + 1;

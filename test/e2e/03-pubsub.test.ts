@@ -3,8 +3,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IDisconnectPacket, IPublishPacket, MqttClient } from "mqtt";
 import type { ISubackPacket, IUnsubackPacket } from "mqtt-packet";
-import { startBroker, connect, collect, quietFor, end, apiPublish, TEST_API_TOKEN, type Broker } from "./harness";
+import { startBroker, connect, collect, end, apiPublish, TEST_API_TOKEN, type Broker } from "./harness";
 import { RawClient } from "./raw";
+import { record } from "./inspect";
+import { expectOnlyMarker, expectOnlyMarkerAll } from "./marker";
 
 let broker: Broker;
 beforeAll(async () => {
@@ -26,6 +28,7 @@ describe.each(VERSIONS)("protocol %i", (protocolVersion) => {
     const granted = await Promise.all(subs.map((s, q) => s.subscribeAsync(`${root}/#`, { qos: q as 0 | 1 | 2 })));
     expect(granted.map((g) => g[0]!.qos)).toEqual([0, 1, 2]);
     const pub = await connect(broker.url(), { protocolVersion });
+    const all = subs.map((s) => record(s));
     const got = subs.map((s) => collect(s, 3));
     for (const q of [0, 1, 2] as const) await pub.publishAsync(`${root}/p${q}`, `m${q}`, { qos: q });
     const received = (await Promise.all(got)).map((msgs) => msgs.map((m) => `${m.payload}@${m.packet.qos}`));
@@ -34,7 +37,9 @@ describe.each(VERSIONS)("protocol %i", (protocolVersion) => {
       ["m0@0", "m1@1", "m2@1"], // granted 1
       ["m0@0", "m1@1", "m2@2"], // granted 2
     ]);
-    expect(await Promise.all(subs.map((s) => quietFor(s, 300)))).toEqual([[], [], []]); // and nothing twice
+    // and nothing twice: before a marker on the same path, each got exactly the three
+    const three = [0, 1, 2].map((q) => `${root}/p${q}=m${q}`);
+    await expectOnlyMarkerAll(all, (m) => pub.publishAsync(`${root}/marker`, m, { qos: 1 }), [three, three, three]);
     await end(pub, ...subs);
   });
 
@@ -63,13 +68,12 @@ describe.each(VERSIONS)("protocol %i", (protocolVersion) => {
     await hash.subscribeAsync(`${r}/a/#`);
     await plusPlus.subscribeAsync("+/+");
     const pub = await connect(broker.url(), { protocolVersion });
-    const gotPlus = quietFor(plus, 800);
-    const gotHash = quietFor(hash, 800);
-    const gotPlusPlus = quietFor(plusPlus, 800);
+    const [gotPlus, gotHash, gotPlusPlus] = [record(plus), record(hash), record(plusPlus)];
     for (const t of [`${r}/a/c`, `${r}//c`, `${r}/a/b/c`, `${r}/a`, `${r}/a/`, `${r}/x/c/d`, `/${r}`]) await pub.publishAsync(t, "m", { qos: 1 });
-    expect(await gotPlus).toEqual([`${r}/a/c=m`, `${r}//c=m`]);
-    expect(await gotHash).toEqual([`${r}/a/c=m`, `${r}/a/b/c=m`, `${r}/a=m`, `${r}/a/=m`]);
-    expect(await gotPlusPlus).toEqual([`${r}/a=m`, `/${r}=m`]);
+    // one marker each, on a topic that only that filter matches
+    await expectOnlyMarker(gotPlus, (m) => pub.publishAsync(`${r}/marker/c`, m, { qos: 1 }), [`${r}/a/c=m`, `${r}//c=m`]);
+    await expectOnlyMarker(gotHash, (m) => pub.publishAsync(`${r}/a/marker/x`, m, { qos: 1 }), [`${r}/a/c=m`, `${r}/a/b/c=m`, `${r}/a=m`, `${r}/a/=m`]);
+    await expectOnlyMarker(gotPlusPlus, (m) => pub.publishAsync(`${r}/marker`, m, { qos: 1 }), [`${r}/a=m`, `/${r}=m`]);
     await end(plus, hash, plusPlus, pub);
   });
 
@@ -80,14 +84,13 @@ describe.each(VERSIONS)("protocol %i", (protocolVersion) => {
     await wild.subscribeAsync("#");
     await plusLevel.subscribeAsync("+/dollar-test");
     await dollar.subscribeAsync("$test/#");
-    const quietWild = quietFor(wild, 800);
-    const quietPlus = quietFor(plusLevel, 800);
+    const quiet = [wild, plusLevel].map((c) => record(c));
     const got = collect(dollar, 1);
     // MQTT clients may not publish to `$` topics (README "Authentication, ACLs and limits"): the operator's API can
     await apiPublish(broker, "default", { topic: "$test/dollar-test", payload: "d", qos: 1 });
     expect((await got)[0]!.topic).toBe("$test/dollar-test");
-    expect((await quietWild).filter((m) => m.startsWith("$"))).toEqual([]);
-    expect(await quietPlus).toEqual([]);
+    // the same path without the `$`: both filters match the marker, and nothing came before it
+    await expectOnlyMarkerAll(quiet, (m) => apiPublish(broker, "default", { topic: "test/dollar-test", payload: m, qos: 1 }));
     await end(wild, plusLevel, dollar);
   });
 
@@ -96,13 +99,13 @@ describe.each(VERSIONS)("protocol %i", (protocolVersion) => {
     const sub = await connect(broker.url(), { protocolVersion });
     await sub.subscribeAsync({ [`${r}/#`]: { qos: 0 }, [`${r}/+`]: { qos: 2 }, [`${r}/x`]: { qos: 1 } });
     const pub = await connect(broker.url(), { protocolVersion });
-    const got = quietFor(sub, 800);
+    const got = record(sub);
     const packets: IPublishPacket[] = [];
     sub.on("message", (_t, _p, packet) => packets.push(packet));
     await pub.publishAsync(`${r}/x`, "one", { qos: 2 });
     await pub.publishAsync(`${r}/x`, "two", { qos: 1 });
-    expect(await got).toEqual([`${r}/x=one`, `${r}/x=two`]);
-    expect(packets.map((p) => p.qos)).toEqual([2, 1]);
+    await expectOnlyMarker(got, (m) => pub.publishAsync(`${r}/x`, m, { qos: 0 }), [`${r}/x=one`, `${r}/x=two`]);
+    expect(packets.slice(0, 2).map((p) => p.qos)).toEqual([2, 1]);
     await end(sub, pub);
   });
 
@@ -126,10 +129,10 @@ describe.each(VERSIONS)("protocol %i", (protocolVersion) => {
     await pub.publishAsync(`${r}/b`, "1", { qos: 1 });
     await first;
     await sub.unsubscribeAsync(`${r}/a`);
-    const after = quietFor(sub, 800);
+    const after = record(sub);
     await pub.publishAsync(`${r}/a`, "2", { qos: 1 });
     await pub.publishAsync(`${r}/b`, "2", { qos: 1 });
-    expect(await after).toEqual([`${r}/b=2`]);
+    await expectOnlyMarker(after, (m) => pub.publishAsync(`${r}/b`, m, { qos: 1 }), [`${r}/b=2`]);
     await end(sub, pub);
   });
 
@@ -178,11 +181,12 @@ describe.each(VERSIONS)("protocol %i", (protocolVersion) => {
     const c = await connect(broker.url(), { protocolVersion });
     const closed = closedPromise(c);
     const disconnect = new Promise<IDisconnectPacket>((r) => c.once("disconnect", r));
-    const quiet = quietFor(watcher, 800);
-    c.publish(`${fresh("pubwild")}/#`, "x");
+    const quiet = record(watcher);
+    const topic = fresh("pubwild");
+    c.publish(`${topic}/#`, "x");
     await closed;
     if (protocolVersion === 5) expect((await disconnect).reasonCode).toBe(0x90);
-    expect((await quiet).filter((m) => m.includes("pubwild"))).toEqual([]);
+    await expectOnlyMarker(quiet, (m) => watcher.publishAsync(`${topic}/marker`, m, { qos: 1 }));
     await end(watcher);
   });
 

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IDisconnectPacket } from "mqtt-packet";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
 import { RawClient } from "./raw";
+import { objectUptime } from "./inspect";
 
 let broker: Broker;
 beforeAll(async () => {
@@ -90,6 +91,9 @@ describe("across hibernation", () => {
     expect(m!.payload).toBe("gone");
     expect(elapsed).toBeGreaterThanOrEqual(15000 - 50);
     expect(elapsed).toBeLessThanOrEqual(16000);
+    // and the object really hibernated: the one that published the will was constructed well
+    // after the raw client connected (awake throughout, it would be about 15 s old)
+    expect(await objectUptime(sleepy)).toBeLessThan(elapsed / 1000 - 5);
     await raw.closedWithin(3000);
     // the watcher's connection survived the hibernation too, and the retained will is stored
     const later = await connect(sleepy.url());

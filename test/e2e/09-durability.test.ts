@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
 import { RawClient, type Packet } from "./raw";
 import type { IPublishPacket } from "mqtt-packet";
+import { objectUptime } from "./inspect";
 
 describe("restart", () => {
   let broker: Broker;
@@ -65,7 +66,9 @@ describe("restart", () => {
       let p: Packet;
       try {
         p = await b.client.take(undefined, 700);
-      } catch {
+      } catch (e) {
+        // 700 ms of silence ends the redelivery; a closed socket is a failure, not silence
+        if (b.client.isClosed) throw new Error(`the broker closed the resumed session's socket: ${(e as Error).message}`);
         break;
       }
       seen.push(p);
@@ -84,6 +87,9 @@ describe("restart", () => {
         b.client.send({ cmd: "pubcomp", messageId: p.messageId! });
       }
     }
+    // and the silence was the end: a PINGREQ's answer is the next packet, nothing came before it
+    b.client.send({ cmd: "pingreq" });
+    expect((await b.client.take()).cmd).toBe("pingresp");
     // b1 was already received (PUBREC sent): only its PUBREL comes again, never the message.
     expect(seen[0]).toMatchObject({ cmd: "publish", dup: true });
     expect(seen.filter((p) => p.cmd === "pubrel").map((p) => p.messageId)).toContain(first[2]!.messageId);
@@ -97,9 +103,12 @@ describe("restart", () => {
 });
 
 describe("hibernation", () => {
+  // Each new socket arms an alarm at its CONNECT timeout, an event that would keep the object
+  // awake (with the default 10 s it never hibernated here): CONNECT_TIMEOUT=1 makes the last
+  // event about 1 s after the last connect, so the object hibernates at about 11 s.
   let broker: Broker;
   beforeAll(async () => {
-    broker = await startBroker();
+    broker = await startBroker({ CONNECT_TIMEOUT: "1" });
   });
   afterAll(() => broker.close());
 
@@ -110,9 +119,12 @@ describe("hibernation", () => {
     const off = await connect(url, { protocolVersion: 5, clientId: "hib-off", keepalive: 0, clean: false, properties: { sessionExpiryInterval: 600 } });
     await off.subscribeAsync("hib/#", { qos: 1 });
     await end(off);
-    // No events for longer than the ≈10 s the object needs to hibernate.
-    await new Promise((r) => setTimeout(r, 11_500));
+    const idleFrom = Date.now();
+    // No events (after that alarm) for longer than the ≈10 s the object needs to hibernate.
+    await new Promise((r) => setTimeout(r, 12_500));
     const pub = await connect(url, { protocolVersion: 5, keepalive: 0 });
+    // it did hibernate: the object that answers now was constructed after the idle time began
+    expect(await objectUptime(broker, "hib")).toBeLessThan((Date.now() - idleFrom) / 1000 - 5);
     const got = collect(live, 1);
     await pub.publishAsync("hib/x", "after-hibernation", { qos: 1 });
     expect((await got)[0]!.payload).toBe("after-hibernation");

@@ -2,7 +2,9 @@
 // bad requests answered with 4xx JSON.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IPublishPacket } from "mqtt";
-import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
+import { startBroker, connect, collect, end, type Broker } from "./harness";
+import { record } from "./inspect";
+import { expectOnlyMarker, until } from "./marker";
 
 const TOKEN = "s3cret-token";
 let broker: Broker;
@@ -118,9 +120,10 @@ describe("POST /api/<namespace>/publish", () => {
   test("namespaces are separate", async () => {
     const other = await connect(broker.url("other"));
     await other.subscribeAsync("#");
+    const got = record(other);
     const r = await api("POST", "/api/not-other/publish", { topic: "t", payload: "x" });
     expect(r.body.matched).toBe(0);
-    expect(await quietFor(other, 300)).toEqual([]);
+    await expectOnlyMarker(got, (m) => api("POST", "/api/other/publish", { topic: "t", payload: m }));
     await end(other);
   });
 });
@@ -162,12 +165,13 @@ describe("retained", () => {
 
   test("DELETE removes one retained message without publishing anything", async () => {
     const watcher = await connect(broker.url("ret"));
+    const got = record(watcher);
     await watcher.subscribeAsync("garden/#");
-    await quietFor(watcher, 200); // the retained copy on subscribe
     const del = await api("DELETE", "/api/ret/retained?topic=garden/temp");
     expect(del).toMatchObject({ status: 200, body: { topic: "garden/temp", deleted: true } });
     expect((await api("DELETE", "/api/ret/retained?topic=garden/temp")).body.deleted).toBe(false);
-    expect(await quietFor(watcher, 300)).toEqual([]);
+    // the retained copy on subscribe, then the marker: no empty "deletion" message between them
+    await expectOnlyMarker(got, (m) => api("POST", "/api/ret/publish", { topic: "garden/marker", payload: m }), ["garden/temp=12"]);
     const left = await api("GET", "/api/ret/retained?filter=garden/%23");
     expect(left.body.messages).toEqual([]);
     await end(watcher);
@@ -181,7 +185,8 @@ describe("clients", () => {
     const leaving = await connect(broker.url("cl"), { clientId: "offline-4", protocolVersion: 4, clean: false });
     await leaving.subscribeAsync("cmd/offline-4", { qos: 1 });
     await end(leaving);
-    await new Promise((r) => setTimeout(r, 100));
+    const offline = async () => (await api("GET", "/api/cl/clients")).body.clients.some((c: { clientId: string; status: string }) => c.clientId === "offline-4" && c.status === "offline");
+    await until(offline, "offline-4 to be listed offline");
     const r = await api("GET", "/api/cl/clients");
     expect(r.status).toBe(200);
     const [off, on] = r.body.clients;

@@ -6,7 +6,8 @@ import type { MqttClient } from "mqtt";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
 import WebSocket from "ws";
 import { RawClient } from "./raw";
-import { closedWithin, inspectBroker, uncaught } from "./inspect";
+import { closedWithin, inspectBroker, record, uncaught } from "./inspect";
+import { expectOnlyMarker } from "./marker";
 import { encode } from "../packets";
 
 let broker: Broker;
@@ -89,6 +90,9 @@ test.each([4, 5] as const)("retained messages and bytes per namespace (protocol 
   const ns = `retained-${protocolVersion}`;
   const quota = protocolVersion === 5 ? 0x97 : "ok";
   const c = await connect(broker.url(ns), { protocolVersion });
+  const live = await connect(broker.url(ns), { protocolVersion });
+  await live.subscribeAsync("r/#", { qos: 1 });
+  const liveGot = record(live);
   expect(await pubCode(c, "r/1", "a", true)).toBe("ok");
   expect(await pubCode(c, "r/2", "b", true)).toBe("ok");
   expect(await pubCode(c, "r/3", "c", true)).toBe("ok");
@@ -100,12 +104,15 @@ test.each([4, 5] as const)("retained messages and bytes per namespace (protocol 
   const state = await inspectBroker(broker, ns);
   expect(state.retained).toEqual({ count: 3, bytes: "replaced".length + 1 + 1 });
   expect(state.problems).toEqual([]);
-  // a refused retained publish is not delivered live either
+  // a refused retained publish is not delivered live either: the live subscriber got the accepted ones only
+  const accepted = ["r/1=a", "r/2=b", "r/3=c", "r/1=replaced", "r/3=", "r/4=d"];
+  await expectOnlyMarker(liveGot, (m) => c.publishAsync("r/marker", m, { qos: 1 }), accepted);
+  // and a later subscriber gets exactly the stored three
   const sub = await connect(broker.url(ns), { protocolVersion });
   const got = collect(sub, 3);
   await sub.subscribeAsync("r/#");
   expect((await got).map((m) => m.topic).sort()).toEqual(["r/1", "r/2", "r/4"]);
-  await end(c, sub);
+  await end(c, live, sub);
 });
 
 test("inbound publish rate: MQTT 5 DISCONNECT 0x96; others unaffected", async () => {

@@ -69,12 +69,18 @@ describe.each([4, 5] as const)("protocol %i", (v) => {
 });
 
 describe("before CONNECT", () => {
-  test.each([4, 5] as const)("an unsupported protocol level gets CONNACK 0x01 (3.1.1 format) [MQTT-3.1.2-2] (client %i)", async (v) => {
+  // The level byte decides the CONNACK's format, whatever follows it: a future client laid out as
+  // 3.1.1 and one laid out as 5.0 (with a property block) both get the 2-byte 3.1.1 CONNACK.
+  test.each([
+    ["level 6, laid out as 3.1.1", connectBytes({ version: 6 as 4 })],
+    ["level 6, laid out as 5.0 (property block)", packet(0x10, str("MQTT"), [6, 0x02], u16(0), props([0x21, ...u16(5)]), str("c"))],
+    ["level 2", connectBytes({ version: 2 as 4 })],
+  ] as const)("an unsupported protocol level gets CONNACK 0x01 (3.1.1 format) [MQTT-3.1.2-2]: %s", async (_name, bytes) => {
     const c = await RawClient.open(broker.url(), 4);
-    c.sendBytes(connectBytes({ version: 6 as 4 }));
+    c.sendBytes(bytes);
     expect(await c.next()).toMatchObject({ cmd: "connack", returnCode: 1 });
     expect(await closedWithin(c, 3000)).not.toBe("open");
-    void v;
+    expect(c.packets).toEqual([]); // nothing after the CONNACK
   });
 
   test.each([

@@ -1,5 +1,6 @@
-// Debian's chromium driven by playwright-core (which never downloads a browser): one fresh
-// profile per launch, flags that keep it quiet and offline in CI.
+// A system Chromium (Debian's chromium, or Chromium/Chrome on macOS) driven by playwright-core,
+// which never downloads a browser; `npm test` first makes sure one exists
+// (scripts/ensure-test-deps.mjs). One fresh profile per launch, flags that keep it quiet and offline.
 import { chromium, type BrowserContext } from "playwright-core";
 import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,19 +27,22 @@ export async function launchBrowser(): Promise<Browser> {
   };
 }
 
-/** $CHROMIUM_PATH, else `chromium` (Debian) or `chromium-browser` on the PATH. */
+const MACOS_APPS = ["/Applications/Chromium.app/Contents/MacOS/Chromium", "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"];
+
+/** $CHROMIUM_PATH, else `chromium` (Debian) or `chromium-browser` on the PATH, else a macOS app. */
 function chromiumPath(): string {
   if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH;
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    for (const name of ["chromium", "chromium-browser"]) {
-      const file = join(dir, name);
-      try {
-        accessSync(file, constants.X_OK);
-        return file;
-      } catch {
-        // not here
-      }
-    }
+  const onPath = (process.env.PATH ?? "").split(delimiter).flatMap((dir) => ["chromium", "chromium-browser"].map((name) => join(dir, name)));
+  const found = [...onPath, ...MACOS_APPS].find(executable);
+  if (found) return found;
+  throw new Error("chromium not found: install it (apt-get install chromium; macOS: brew install --cask chromium) or set CHROMIUM_PATH");
+}
+
+function executable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
   }
-  throw new Error("chromium not found: install it (apt-get install chromium) or set CHROMIUM_PATH");
 }

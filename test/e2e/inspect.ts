@@ -11,6 +11,17 @@ export async function inspectBroker(broker: Broker, namespace = "default"): Prom
   return JSON.parse(JSON.stringify(await stub.inspect())) as BrokerSnapshot;
 }
 
+/**
+ * Seconds since the namespace's object was constructed (the `stats` RPC's uptime, which counts
+ * from the constructor). A hibernated object is constructed again on its next event, so an
+ * uptime shorter than the time since the object was last known awake proves it hibernated.
+ */
+export async function objectUptime(broker: Broker, namespace = "default"): Promise<number> {
+  const ns = await broker.mf.getDurableObjectNamespace("BROKER");
+  const stub = ns.get(ns.idFromName(namespace)) as unknown as { stats(): Promise<{ uptime: number }> };
+  return (await stub.stats()).uptime;
+}
+
 /** workerd log lines that mean an exception escaped to the runtime, or one nobody judged. */
 export function uncaught(broker: Broker): string[] {
   return broker.logs

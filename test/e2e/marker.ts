@@ -1,11 +1,42 @@
-// Proving that nothing arrived, without trusting a fixed sleep: after the messages that must not
-// arrive, a marker goes the same way (published after them, to the same receiver). The broker
-// handles one connection's packets in order and delivers to one connection in order, so once the
-// marker is in, anything that was going to arrive ahead of it has arrived. The test then asserts
-// that what it recorded is exactly what it expected, followed by the marker.
+// Proving that nothing (more) arrived. A quiet window alone passes when a leak is merely late; so
+// after the action, a marker message goes along the same path, and once the marker arrives the
+// test asserts that everything received before it is exactly what was expected.
+import { expect } from "vitest";
 import type { MqttClient } from "mqtt";
 
+let n = 0;
 let counter = 0;
+
+/**
+ * `got` records a client's messages as "topic=payload" (`record(client)` from inspect.ts, started
+ * before the action under test). Waits `quietMs` (for things that are due later: a will delay, an
+ * alarm; a message sent before the marker on the same path arrives first anyway), then calls
+ * `send(marker)`, which must publish the marker so that this client receives it, waits for it, and
+ * asserts that `got` holds `expected` and then the marker, nothing else.
+ */
+export async function expectOnlyMarker(
+  got: string[],
+  send: (marker: string) => unknown,
+  expected: string[] = [],
+  opts: { quietMs?: number; timeoutMs?: number } = {},
+): Promise<void> {
+  await expectOnlyMarkerAll([got], send, [expected], opts);
+}
+
+/** The same for several clients that all receive the one marker `send` publishes. */
+export async function expectOnlyMarkerAll(
+  gots: string[][],
+  send: (marker: string) => unknown,
+  expected: string[][] = gots.map(() => []),
+  { quietMs = 0, timeoutMs = 5000 } = {},
+): Promise<void> {
+  if (quietMs > 0) await new Promise((r) => setTimeout(r, quietMs));
+  const marker = `marker-${++n}-${Date.now()}`;
+  const isMarker = (m: string) => m.endsWith(`=${marker}`);
+  await send(marker);
+  await until(() => gots.every((got) => got.some(isMarker)), `the marker ${marker} to arrive (got ${JSON.stringify(gots)})`, timeoutMs);
+  expect(gots.map((got) => got.slice(0, got.findIndex(isMarker))), "received before the marker").toEqual(expected);
+}
 
 /**
  * Publishes a unique marker (QoS 1) on `topic` from `from` and waits until `to` received it.
@@ -31,11 +62,15 @@ export async function marker(from: MqttClient, to: MqttClient, topic: string, ti
   return `${topic}=${payload}`;
 }
 
-/** Polls `check` every 20 ms until it holds; fails after `timeoutMs` (a condition, not a fixed sleep). */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+/**
+ * Resolves once `condition()` holds (checked every 5 ms); rejects after `timeoutMs`. `what` names
+ * the condition in the error (or is the timeout, for short calls).
+ */
+export async function until(condition: () => boolean | Promise<boolean>, what: string | number = condition.toString(), timeoutMs = 5000): Promise<void> {
+  if (typeof what === "number") [what, timeoutMs] = [condition.toString(), what];
   const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${check.toString()}`);
-    await new Promise((r) => setTimeout(r, 20));
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
   }
 }

@@ -12,7 +12,14 @@ describe("TokenBucket", () => {
     expect(b.take(1050)).toBe(false); // half a token
     expect(b.take(1100)).toBe(true); // one token per 100 ms
     expect(b.take(1100)).toBe(false);
-    expect(b.take(100_000)).toBe(true); // refills to the burst, not beyond
+  });
+
+  test("a long pause refills to the burst, not beyond", () => {
+    const b = new TokenBucket(10, 5);
+    while (b.take(1000)); // empty
+    let taken = 0;
+    for (let i = 0; i < 20; i++) if (b.take(100_000)) taken++; // 99 s would be 990 tokens uncapped
+    expect(taken).toBe(5);
   });
 
   test("rate 0 is no limit", () => {
@@ -27,13 +34,14 @@ describe("RetainedQuota", () => {
     const store = {
       retainedUsage: () => ({ count: retained.size, bytes: [...retained.values()].reduce((a, b) => a + b, 0) }),
       retainedSize: (t: string) => retained.get(t) ?? null,
+      deleteExpiredRetained: () => {},
     } as unknown as Store;
     return { store, retained };
   };
 
   test("counts and bytes; replacing and deleting free room", () => {
     const { store, retained } = fakeStore();
-    const q = new RetainedQuota(store, { ...DEFAULTS, MAX_RETAINED_MESSAGES: 2, MAX_RETAINED_BYTES: 100 });
+    const q = new RetainedQuota(store, { ...DEFAULTS, MAX_RETAINED_MESSAGES: 2, MAX_RETAINED_BYTES: 100 }, () => 0);
     const put = (t: string, n: number) => {
       const ok = q.admit(t, n);
       if (ok) n === 0 ? retained.delete(t) : retained.set(t, n);
@@ -50,7 +58,7 @@ describe("RetainedQuota", () => {
 
   test("drift from other writers is corrected before refusing", () => {
     const { store, retained } = fakeStore();
-    const q = new RetainedQuota(store, { ...DEFAULTS, MAX_RETAINED_MESSAGES: 1, MAX_RETAINED_BYTES: 0 });
+    const q = new RetainedQuota(store, { ...DEFAULTS, MAX_RETAINED_MESSAGES: 1, MAX_RETAINED_BYTES: 0 }, () => 0);
     expect(q.admit("a", 1)).toBe(true);
     retained.set("a", 1);
     retained.delete("a"); // e.g. expired and removed elsewhere

@@ -6,45 +6,7 @@ import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { Connection } from "../../src/broker/connection";
 import { DEFAULTS } from "../../src/config";
 import { isSysFilter, isSysTopic } from "../../src/broker/stats";
-import type { DeliveryRow, Store, SessionRow, SubscriptionRow } from "../../src/storage/store";
-import type { Message } from "../../src/session/message";
-import type { Subscription } from "../../src/session/session";
-
-/** Just enough storage for these tests. */
-class MemoryStore implements Store {
-  sessions = new Map<string, SessionRow>();
-  subs = new Map<string, SubscriptionRow>();
-  retained = new Map<string, Message>();
-  loadSessions = () => [...this.sessions.values()];
-  loadSubscriptions = () => [...this.subs.values()];
-  saveSession = (row: SessionRow) => void this.sessions.set(row.clientId, row);
-  markDisconnected = () => {};
-  clearWill = () => {};
-  deleteSession = (id: string) => void this.sessions.delete(id);
-  saveSubscription = (clientId: string, sub: Subscription) =>
-    void this.subs.set(`${clientId}\n${sub.filter}`, { clientId, filter: sub.filter, qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished, retainHandling: sub.retainHandling });
-  deleteSubscription = (clientId: string, filter: string) => void this.subs.delete(`${clientId}\n${filter}`);
-  setRetained = (msg: Message) => void this.retained.set(msg.topic, msg);
-  deleteRetained = (topic: string) => void this.retained.delete(topic);
-  retainedWithPrefix = (prefix: string) => [...this.retained.values()].filter((m) => m.topic.startsWith(prefix));
-  countRetained = () => this.retained.size;
-  retainedUsage = () => ({ count: this.retained.size, bytes: [...this.retained.values()].reduce((n, m) => n + m.payload.byteLength, 0) });
-  retainedSize = (topic: string) => this.retained.get(topic)?.payload.byteLength ?? null;
-  // Durable deliveries: unused here ($SYS goes out at QoS 0)
-  private seq = 0;
-  addDelivery = () => ++this.seq;
-  markSent = () => {};
-  markReleased = () => {};
-  deleteDelivery = () => {};
-  deleteDeliveries = () => {};
-  loadInflight = (): DeliveryRow[] => [];
-  nextQueued = (): DeliveryRow[] => [];
-  queueStats = () => [];
-  dropOldestQos0 = () => null;
-  addInboundQos2 = () => {};
-  deleteInboundQos2 = () => {};
-  loadInboundQos2 = () => [];
-}
+import { MemoryStore } from "../../src/storage/memory-store";
 
 function setup(sysInterval = 10) {
   let now = 1_000_000;

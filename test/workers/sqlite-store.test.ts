@@ -7,12 +7,14 @@ import { SqliteStore } from "../../src/storage/sqlite-store";
 import { DeliveryState } from "../../src/storage/store";
 import { MIGRATIONS } from "../../src/storage/schema";
 import type { Message } from "../../src/session/message";
+import type { Subscription } from "../../src/session/session";
 
 function withStore(name: string, fn: (store: SqliteStore, sql: SqlStorage) => void): Promise<void> {
   const stub = env.BROKER.get(env.BROKER.idFromName(name));
   return runInDurableObject(stub, (_instance, state) => fn(new SqliteStore(state.storage.sql), state.storage.sql));
 }
 
+const subscription = (filter: string) => ({ filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }) as unknown as Subscription;
 const message = (topic: string, payload: string): Message => ({ topic, payload: Buffer.from(payload), qos: 1, retain: false });
 
 test("migrations are idempotent and recorded", async () => {
@@ -74,15 +76,21 @@ test("dropOldestQos0 frees the oldest QoS 0 row only", async () => {
   });
 });
 
-test("deleting a session removes its subscriptions, deliveries, inbound ids and orphaned bodies", async () => {
+test("deleting a session removes its subscriptions, deliveries, inbound ids and orphaned bodies, and only its own", async () => {
   await withStore("store-delete", (store, sql) => {
-    store.saveSession({ clientId: "c", version: 4, expiry: 60, connected: false, expiresAt: null, will: null, willAt: null });
-    store.addDelivery("c", message("t", "x"), 1, false, DeliveryState.Queued, null);
-    store.addInboundQos2("c", 9);
-    store.deleteSession("c");
-    for (const table of ["sessions", "subscriptions", "deliveries", "messages", "inbound_qos2"]) {
-      expect(sql.exec(`SELECT COUNT(*) AS n FROM ${table}`).one().n, table).toBe(0);
+    const count = (table: string) => Number(sql.exec(`SELECT COUNT(*) AS n FROM ${table}`).one().n);
+    for (const id of ["c", "other"]) {
+      store.saveSession({ clientId: id, version: 4, expiry: 60, connected: false, expiresAt: null, will: null, willAt: null, owner: null, grant: null, durable: true, retainedBacklog: null });
+      for (const filter of [`${id}/a`, `${id}/b/#`]) store.saveSubscription(id, subscription(filter));
+      store.addDelivery(id, message("t", `for ${id}`), 1, false, DeliveryState.Queued, null);
+      store.addInboundQos2(id, 9);
     }
+    const tables = ["sessions", "subscriptions", "deliveries", "messages", "inbound_qos2"];
+    expect(tables.map(count)).toEqual([2, 4, 2, 2, 2]); // every table really holds rows of "c"
+    store.deleteSession("c");
+    expect(tables.map(count)).toEqual([1, 2, 1, 1, 1]);
+    expect(store.loadSubscriptions().map((s) => `${s.clientId} ${s.filter}`)).toEqual(["other other/a", "other other/b/#"]);
+    expect(store.nextQueued("other", 10).map((r) => Buffer.from(r.msg.payload).toString())).toEqual(["for other"]);
   });
 });
 

@@ -1,0 +1,309 @@
+// The Store in memory, with the SQLite store's semantics: rows are copied in and out (a caller
+// never shares an object with storage), a message body is stored once per Message object and
+// removed with its last delivery, deliveries come back in seq order. Used by the plain-Node tests
+// (the model-based and crash tests run BrokerCore over it); `snapshot`/`fromSnapshot` stand for
+// a commit and a restart from what was committed.
+import { DeliveryState, type DeliveryRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
+import type { Message } from "../session/message";
+import type { Subscription } from "../session/session";
+import { asBuffer, type QoS } from "../protocol/codec";
+
+interface StoredMessage {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties?: Message["properties"];
+  expiresAt?: number;
+}
+
+interface StoredDelivery {
+  clientId: string;
+  msgId: number;
+  qos: QoS;
+  retain: boolean;
+  bytes: number;
+  state: DeliveryState;
+  packetId: number | null;
+  subIds: number[] | null;
+}
+
+export interface MemoryState {
+  sessions: Map<string, SessionRow>;
+  subscriptions: Map<string, SubscriptionRow>;
+  retained: Map<string, StoredMessage>;
+  messages: Map<number, StoredMessage>;
+  deliveries: Map<number, StoredDelivery>;
+  inboundQos2: Set<string>;
+  topicAliases: Map<string, [number, string][]>;
+  nextId: number;
+}
+
+const key = (a: string, b: string | number) => `${a}\u0000${b}`;
+
+function emptyState(): MemoryState {
+  return { sessions: new Map(), subscriptions: new Map(), retained: new Map(), messages: new Map(), deliveries: new Map(), inboundQos2: new Set(), topicAliases: new Map(), nextId: 1 };
+}
+
+export class MemoryStore implements Store {
+  private s: MemoryState;
+  /** rows written since the store was made (inserts, updates and deletes), like SQLite's counter */
+  rowsWritten = 0;
+
+  constructor(state: MemoryState = emptyState()) {
+    this.s = state;
+  }
+
+  /** a deep copy of everything stored: what a commit would have made durable */
+  snapshot(): MemoryState {
+    return structuredClone(this.s);
+  }
+
+  static fromSnapshot(state: MemoryState): MemoryStore {
+    return new MemoryStore(structuredClone(state));
+  }
+
+  loadSessions(): SessionRow[] {
+    return [...this.s.sessions.values()].map((r) => {
+      const row = structuredClone(r);
+      if (row.will) row.will.payload = asBuffer(row.will.payload);
+      return row;
+    });
+  }
+
+  loadSubscriptions(): SubscriptionRow[] {
+    return [...this.s.subscriptions.values()].map((r) => ({ ...r }));
+  }
+
+  saveSession(row: SessionRow): void {
+    this.rowsWritten++;
+    this.s.sessions.set(row.clientId, structuredClone(row));
+  }
+
+  markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void {
+    const row = this.s.sessions.get(clientId);
+    if (!row) return;
+    this.rowsWritten++;
+    Object.assign(row, { connected: false, expiresAt, willAt });
+  }
+
+  saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void {
+    const row = this.s.sessions.get(clientId);
+    if (!row) return;
+    this.rowsWritten++;
+    row.retainedBacklog = backlog ? structuredClone(backlog) : null;
+  }
+
+  clearWill(clientId: string): void {
+    const row = this.s.sessions.get(clientId);
+    if (!row) return;
+    this.rowsWritten++;
+    row.will = null;
+    row.willAt = null;
+  }
+
+  deleteSession(clientId: string): void {
+    if (this.s.sessions.delete(clientId)) this.rowsWritten++;
+    for (const [k, sub] of this.s.subscriptions) if (sub.clientId === clientId) this.s.subscriptions.delete(k);
+    for (const k of this.s.inboundQos2) if (k.startsWith(key(clientId, ""))) this.s.inboundQos2.delete(k);
+    this.s.topicAliases.delete(clientId);
+    for (const [seq, d] of this.s.deliveries) if (d.clientId === clientId) this.deleteDelivery(seq);
+  }
+
+  saveTopicAliases(clientId: string, aliases: [number, string][]): void {
+    this.rowsWritten += aliases.length + 1;
+    this.s.topicAliases.set(clientId, structuredClone(aliases).sort((a, b) => a[0] - b[0]));
+  }
+
+  loadTopicAliases(clientId: string): [number, string][] {
+    return structuredClone(this.s.topicAliases.get(clientId) ?? []);
+  }
+
+  saveSubscription(clientId: string, sub: Subscription): void {
+    this.rowsWritten++;
+    const row: SubscriptionRow = {
+      clientId,
+      filter: sub.filter,
+      qos: sub.qos,
+      noLocal: sub.noLocal,
+      retainAsPublished: sub.retainAsPublished,
+      retainHandling: sub.retainHandling,
+    };
+    if (sub.subscriptionId !== undefined) row.subscriptionId = sub.subscriptionId;
+    this.s.subscriptions.set(key(clientId, sub.filter), row);
+  }
+
+  deleteSubscription(clientId: string, filter: string): void {
+    if (this.s.subscriptions.delete(key(clientId, filter))) this.rowsWritten++;
+  }
+
+  setRetained(msg: Message): void {
+    this.rowsWritten++;
+    this.s.retained.set(msg.topic, bodyOf(msg));
+  }
+
+  deleteRetained(topic: string): void {
+    if (this.s.retained.delete(topic)) this.rowsWritten++;
+  }
+
+  retainedWithPrefix(prefix: string): Message[] {
+    return [...this.s.retained.values()]
+      .filter((m) => m.topic.startsWith(prefix))
+      .sort((a, b) => (a.topic < b.topic ? -1 : 1))
+      .map((m) => ({ ...messageOf(m), retain: true }));
+  }
+
+  retainedAfter(prefix: string, after: string | null, limit: number): Message[] {
+    return this.retainedWithPrefix(prefix)
+      .filter((m) => after === null || m.topic > after)
+      .slice(0, limit);
+  }
+
+  deleteExpiredRetained(now: number): void {
+    for (const [topic, m] of this.s.retained) {
+      if (m.expiresAt !== undefined && m.expiresAt < now) {
+        this.s.retained.delete(topic);
+        this.rowsWritten++;
+      }
+    }
+  }
+
+  countRetained(): number {
+    return this.s.retained.size;
+  }
+
+  retainedUsage(): { count: number; bytes: number } {
+    let bytes = 0;
+    for (const m of this.s.retained.values()) bytes += m.payload.byteLength;
+    return { count: this.s.retained.size, bytes };
+  }
+
+  retainedSize(topic: string): number | null {
+    return this.s.retained.get(topic)?.payload.byteLength ?? null;
+  }
+
+  addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
+    if (msg.storedId === undefined) {
+      msg.storedId = this.s.nextId++;
+      this.s.messages.set(msg.storedId, bodyOf(msg));
+      this.rowsWritten++;
+    }
+    const seq = this.s.nextId++;
+    this.rowsWritten++;
+    this.s.deliveries.set(seq, { clientId, msgId: msg.storedId, qos, retain, bytes: msg.payload.byteLength + msg.topic.length, state, packetId, subIds: subIds ? [...subIds] : null });
+    return seq;
+  }
+
+  markSent(seq: number, packetId: number): void {
+    const d = this.s.deliveries.get(seq);
+    if (!d) return;
+    this.rowsWritten++;
+    d.state = DeliveryState.Sent;
+    d.packetId = packetId;
+  }
+
+  markReleased(seq: number): void {
+    const d = this.s.deliveries.get(seq);
+    if (!d) return;
+    this.rowsWritten++;
+    d.state = DeliveryState.Released;
+  }
+
+  deleteDelivery(seq: number): void {
+    const d = this.s.deliveries.get(seq);
+    if (!d) return;
+    this.s.deliveries.delete(seq);
+    this.rowsWritten++;
+    for (const other of this.s.deliveries.values()) if (other.msgId === d.msgId) return;
+    if (this.s.messages.delete(d.msgId)) this.rowsWritten++;
+  }
+
+  deleteDeliveries(seqs: number[]): void {
+    for (const seq of seqs) this.deleteDelivery(seq);
+  }
+
+  loadInflight(): DeliveryRow[] {
+    return this.rows((d) => d.state !== DeliveryState.Queued).sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : a.seq - b.seq));
+  }
+
+  nextQueued(clientId: string, limit: number): DeliveryRow[] {
+    return this.rows((d) => d.clientId === clientId && d.state === DeliveryState.Queued).slice(0, limit);
+  }
+
+  queueStats(): QueueStats[] {
+    const stats = new Map<string, QueueStats>();
+    for (const d of this.s.deliveries.values()) {
+      if (d.state !== DeliveryState.Queued) continue;
+      let q = stats.get(d.clientId);
+      if (!q) stats.set(d.clientId, (q = { clientId: d.clientId, count: 0, bytes: 0 }));
+      q.count++;
+      q.bytes += d.bytes;
+    }
+    return [...stats.values()];
+  }
+
+  dropExpiredQueued(clientId: string, now: number): { count: number; bytes: number } {
+    let count = 0;
+    let bytes = 0;
+    for (const [seq, d] of this.s.deliveries) {
+      if (d.clientId !== clientId || d.state !== DeliveryState.Queued) continue;
+      const body = this.s.messages.get(d.msgId);
+      if (body?.expiresAt === undefined || body.expiresAt >= now) continue;
+      this.deleteDelivery(seq);
+      count++;
+      bytes += d.bytes;
+    }
+    return { count, bytes };
+  }
+
+  dropOldestQos0(clientId: string): number | null {
+    for (const [seq, d] of this.s.deliveries) {
+      if (d.clientId !== clientId || d.state !== DeliveryState.Queued || d.qos !== 0) continue;
+      this.deleteDelivery(seq);
+      return d.bytes;
+    }
+    return null;
+  }
+
+  addInboundQos2(clientId: string, packetId: number): void {
+    this.rowsWritten++;
+    this.s.inboundQos2.add(key(clientId, packetId));
+  }
+
+  deleteInboundQos2(clientId: string, packetId: number): void {
+    if (this.s.inboundQos2.delete(key(clientId, packetId))) this.rowsWritten++;
+  }
+
+  loadInboundQos2(): { clientId: string; packetId: number }[] {
+    return [...this.s.inboundQos2].map((k) => {
+      const [clientId, packetId] = k.split("\u0000");
+      return { clientId: clientId!, packetId: Number(packetId) };
+    });
+  }
+
+  /** deliveries matching `keep`, joined with their message, in seq order (Map keeps insertion order) */
+  private rows(keep: (d: StoredDelivery) => boolean): DeliveryRow[] {
+    const out: DeliveryRow[] = [];
+    for (const [seq, d] of this.s.deliveries) {
+      if (!keep(d)) continue;
+      const body = this.s.messages.get(d.msgId);
+      if (!body) continue; // an inner join, as the SQLite store's query
+      out.push({ seq, clientId: d.clientId, msg: { ...messageOf(body), storedId: d.msgId }, qos: d.qos, retain: d.retain, state: d.state, packetId: d.packetId, subIds: d.subIds ? [...d.subIds] : null });
+    }
+    return out;
+  }
+}
+
+function bodyOf(msg: Message): StoredMessage {
+  const body: StoredMessage = { topic: msg.topic, payload: msg.payload.slice(), qos: msg.qos, retain: msg.retain };
+  if (msg.properties) body.properties = structuredClone(msg.properties);
+  if (msg.expiresAt !== undefined) body.expiresAt = msg.expiresAt;
+  return body;
+}
+
+function messageOf(body: StoredMessage): Message {
+  const msg: Message = { topic: body.topic, payload: asBuffer(body.payload.slice()), qos: body.qos, retain: body.retain };
+  if (body.properties) msg.properties = structuredClone(body.properties);
+  if (body.expiresAt !== undefined) msg.expiresAt = body.expiresAt;
+  return msg;
+}

@@ -1,0 +1,228 @@
+// One contract for every Store: the in-memory store (plain Node, test/unit/memory-store.test.ts)
+// and the SQLite store (inside workerd, test/workers/store-contract.test.ts) pass the same cases,
+// through the interface alone, so the simulated broker behaves like the real one.
+import { describe, expect, test } from "vitest";
+import { Buffer } from "node:buffer";
+import { DeliveryState, type SessionRow, type Store } from "../src/storage/store";
+import type { Message } from "../src/session/message";
+import type { Subscription } from "../src/session/session";
+
+/** Runs `fn` against a fresh, empty store named `key`. */
+export type OpenStore = (key: string, fn: (store: Store) => void) => Promise<void> | void;
+
+const sub = (filter: string, more: Partial<Subscription> = {}) => ({ filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, ...more }) as unknown as Subscription;
+const msg = (topic: string, payload: string, more: Partial<Message> = {}): Message => ({ topic, payload: Buffer.from(payload), qos: 1, retain: false, ...more });
+const text = (m: Message) => Buffer.from(m.payload).toString();
+const session = (clientId: string, more: Partial<SessionRow> = {}): SessionRow => ({
+  clientId,
+  version: 5,
+  expiry: 60,
+  connected: true,
+  expiresAt: null,
+  will: null,
+  willAt: null,
+  owner: null,
+  grant: null,
+  durable: true,
+  retainedBacklog: null,
+  ...more,
+});
+
+export function storeContract(open: OpenStore): void {
+  describe("sessions", () => {
+    test("a session row comes back as saved: will, grant, durability, retained backlog", async () => {
+      await open("contract-session", (store) => {
+        const will = { topic: "w/t", payload: Buffer.from([0, 1, 255]), qos: 1 as const, retain: true, delay: 5, properties: { contentType: "x" } };
+        store.saveSession(session("a", { will, willAt: 123, owner: "user:u", grant: { username: "u", subscribe: ["a/#"] }, durable: false, retainedBacklog: [{ filter: "r/#", after: "r/5" }] }));
+        const [row] = store.loadSessions();
+        expect({ ...row!, will: { ...row!.will!, payload: [...row!.will!.payload] } }).toEqual({
+          ...session("a", { willAt: 123, owner: "user:u", grant: { username: "u", subscribe: ["a/#"] }, durable: false, retainedBacklog: [{ filter: "r/#", after: "r/5" }] }),
+          will: { ...will, payload: [0, 1, 255] },
+        });
+      });
+    });
+
+    test("clearWill, markDisconnected and saveRetainedBacklog change only their fields", async () => {
+      await open("contract-session-fields", (store) => {
+        store.saveSession(session("a", { will: { topic: "w", payload: Buffer.from("x"), qos: 0, retain: false, delay: 0 }, willAt: 9 }));
+        store.clearWill("a");
+        store.markDisconnected("a", 500, null);
+        store.saveRetainedBacklog("a", [{ filter: "x/#", after: null }]);
+        expect(store.loadSessions()).toEqual([session("a", { connected: false, expiresAt: 500, retainedBacklog: [{ filter: "x/#", after: null }] })]);
+        store.saveRetainedBacklog("a", null);
+        expect(store.loadSessions()[0]!.retainedBacklog).toBeNull();
+      });
+    });
+
+    test("deleting a session removes everything it holds and nothing of another's", async () => {
+      await open("contract-delete", (store) => {
+        for (const id of ["a", "b"]) {
+          store.saveSession(session(id));
+          store.saveSubscription(id, sub(`${id}/#`));
+          store.addDelivery(id, msg("t", `q-${id}`), 1, false, DeliveryState.Queued, null);
+          store.addDelivery(id, msg("t", `f-${id}`), 1, false, DeliveryState.Sent, 7);
+          store.addInboundQos2(id, 3);
+          store.saveTopicAliases(id, [[1, `${id}/topic`]]);
+        }
+        store.deleteSession("a");
+        expect(store.loadSessions().map((r) => r.clientId)).toEqual(["b"]);
+        expect(store.loadSubscriptions().map((r) => r.clientId)).toEqual(["b"]);
+        expect(store.queueStats().map((q) => q.clientId)).toEqual(["b"]);
+        expect(store.loadInflight().map((r) => text(r.msg))).toEqual(["f-b"]);
+        expect(store.loadInboundQos2()).toEqual([{ clientId: "b", packetId: 3 }]);
+        expect([store.loadTopicAliases("a"), store.loadTopicAliases("b")]).toEqual([[], [[1, "b/topic"]]]);
+      });
+    });
+  });
+
+  test("subscriptions: saved with their options, replaced by filter, deleted", async () => {
+    await open("contract-subs", (store) => {
+      store.saveSubscription("a", sub("x/+", { qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2, subscriptionId: 7 } as Partial<Subscription>));
+      store.saveSubscription("a", sub("y/#"));
+      store.saveSubscription("a", sub("y/#", { qos: 0 } as Partial<Subscription>));
+      const rows = store.loadSubscriptions().sort((p, q) => (p.filter < q.filter ? -1 : 1));
+      expect(rows).toEqual([
+        { clientId: "a", filter: "x/+", qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2, subscriptionId: 7 },
+        { clientId: "a", filter: "y/#", qos: 0, noLocal: false, retainAsPublished: false, retainHandling: 0 },
+      ]);
+      store.deleteSubscription("a", "x/+");
+      expect(store.loadSubscriptions().map((r) => r.filter)).toEqual(["y/#"]);
+    });
+  });
+
+  describe("retained messages", () => {
+    test("replace, delete, sizes, and lookups by prefix in topic order", async () => {
+      await open("contract-retained", (store) => {
+        store.setRetained(msg("a/2", "two", { retain: true, properties: { contentType: "c" } }));
+        store.setRetained(msg("a/1", "one", { retain: true }));
+        store.setRetained(msg("a/1", "uno!", { retain: true }));
+        store.setRetained(msg("b/1", "b", { retain: true }));
+        expect(store.countRetained()).toBe(3);
+        expect(store.retainedUsage()).toEqual({ count: 3, bytes: 4 + 3 + 1 });
+        expect(store.retainedSize("a/1")).toBe(4);
+        expect(store.retainedSize("zz")).toBeNull();
+        const a = store.retainedWithPrefix("a/").sort((p, q) => (p.topic < q.topic ? -1 : 1));
+        expect(a.map((m) => [m.topic, text(m), m.retain])).toEqual([
+          ["a/1", "uno!", true],
+          ["a/2", "two", true],
+        ]);
+        expect(a[1]!.properties).toEqual({ contentType: "c" });
+        store.deleteRetained("a/1");
+        expect(store.retainedWithPrefix("").map((m) => m.topic).sort()).toEqual(["a/2", "b/1"]);
+      });
+    });
+
+    test("retainedAfter pages through a prefix in topic order behind a cursor", async () => {
+      await open("contract-retained-page", (store) => {
+        for (const t of ["p/3", "p/1", "q/1", "p/2", "p", "o/9"]) store.setRetained(msg(t, t, { retain: true }));
+        expect(store.retainedAfter("p/", null, 2).map((m) => m.topic)).toEqual(["p/1", "p/2"]);
+        expect(store.retainedAfter("p/", "p/2", 2).map((m) => m.topic)).toEqual(["p/3"]);
+        expect(store.retainedAfter("p/", "p/3", 2)).toEqual([]);
+        expect(store.retainedAfter("", "p/2", 10).map((m) => m.topic)).toEqual(["p/3", "q/1"]);
+        expect(store.retainedAfter("", null, 10).map((m) => m.topic)).toEqual(["o/9", "p", "p/1", "p/2", "p/3", "q/1"]);
+      });
+    });
+
+    test("deleteExpiredRetained removes only messages expired before now", async () => {
+      await open("contract-retained-expiry", (store) => {
+        store.setRetained(msg("e/1", "x", { retain: true, expiresAt: 100 }));
+        store.setRetained(msg("e/2", "x", { retain: true, expiresAt: 200 }));
+        store.setRetained(msg("e/3", "x", { retain: true }));
+        store.deleteExpiredRetained(200);
+        expect(store.retainedWithPrefix("e/").map((m) => [m.topic, m.expiresAt]).sort()).toEqual([
+          ["e/2", 200],
+          ["e/3", undefined],
+        ]);
+      });
+    });
+  });
+
+  describe("deliveries", () => {
+    test("a body is stored once per message; queued rows come back oldest first, with their subscription ids", async () => {
+      await open("contract-queue", (store) => {
+        const shared = msg("t", "shared");
+        store.addDelivery("a", shared, 1, false, DeliveryState.Queued, null, [4, 5]);
+        const first = shared.storedId;
+        expect(first).toBeDefined();
+        store.addDelivery("b", shared, 2, true, DeliveryState.Queued, null);
+        expect(shared.storedId).toBe(first);
+        store.addDelivery("a", msg("t", "second", { properties: { userProperties: { k: "v" } }, expiresAt: 999 }), 0, false, DeliveryState.Queued, null);
+        const rows = store.nextQueued("a", 10);
+        expect(rows.map((r) => [text(r.msg), r.qos, r.retain, r.subIds, r.packetId, r.state])).toEqual([
+          ["shared", 1, false, [4, 5], null, DeliveryState.Queued],
+          ["second", 0, false, null, null, DeliveryState.Queued],
+        ]);
+        expect(rows[1]!.msg.properties).toEqual({ userProperties: { k: "v" } });
+        expect(rows[1]!.msg.expiresAt).toBe(999);
+        expect(store.nextQueued("a", 1).map((r) => text(r.msg))).toEqual(["shared"]);
+        expect(store.nextQueued("b", 10).map((r) => [r.qos, r.retain])).toEqual([[2, true]]);
+        expect(store.queueStats().sort((p, q) => (p.clientId < q.clientId ? -1 : 1))).toEqual([
+          { clientId: "a", count: 2, bytes: 7 + 7 },
+          { clientId: "b", count: 1, bytes: 7 },
+        ]);
+      });
+    });
+
+    test("sent and released rows are the in-flight ones; deletes remove them", async () => {
+      await open("contract-inflight", (store) => {
+        const q = store.addDelivery("a", msg("t", "q"), 1, false, DeliveryState.Queued, null);
+        const s = store.addDelivery("a", msg("t", "s"), 2, false, DeliveryState.Sent, 11);
+        store.markSent(q, 12);
+        store.markReleased(s);
+        expect(store.loadInflight().map((r) => [text(r.msg), r.state, r.packetId])).toEqual([
+          ["q", DeliveryState.Sent, 12],
+          ["s", DeliveryState.Released, 11],
+        ]);
+        expect(store.nextQueued("a", 10)).toEqual([]);
+        store.deleteDelivery(q);
+        expect(store.loadInflight().map((r) => text(r.msg))).toEqual(["s"]);
+        const many = Array.from({ length: 250 }, (_, i) => store.addDelivery("b", msg("t", `m${i}`), 1, false, DeliveryState.Queued, null));
+        store.deleteDeliveries(many.slice(0, 240));
+        expect(store.nextQueued("b", 100).map((r) => text(r.msg))).toEqual(["m240", "m241", "m242", "m243", "m244", "m245", "m246", "m247", "m248", "m249"]);
+      });
+    });
+
+    test("dropOldestQos0 and dropExpiredQueued free queued rows of one session only", async () => {
+      await open("contract-drop", (store) => {
+        store.addDelivery("a", msg("t", "q1"), 1, false, DeliveryState.Queued, null);
+        store.addDelivery("a", msg("t", "zero1"), 0, false, DeliveryState.Queued, null);
+        store.addDelivery("a", msg("t", "zero2"), 0, false, DeliveryState.Queued, null);
+        store.addDelivery("b", msg("t", "zero-b"), 0, false, DeliveryState.Queued, null);
+        expect(store.dropOldestQos0("a")).toBe(1 + 5);
+        expect(store.nextQueued("a", 10).map((r) => text(r.msg))).toEqual(["q1", "zero2"]);
+        expect(store.dropOldestQos0("c")).toBeNull();
+
+        store.addDelivery("a", msg("t", "old", { expiresAt: 100 }), 1, false, DeliveryState.Queued, null);
+        store.addDelivery("a", msg("t", "flying", { expiresAt: 100 }), 1, false, DeliveryState.Sent, 3);
+        store.addDelivery("b", msg("t", "old-b", { expiresAt: 100 }), 1, false, DeliveryState.Queued, null);
+        store.addDelivery("a", msg("t", "live", { expiresAt: 500 }), 1, false, DeliveryState.Queued, null);
+        expect(store.dropExpiredQueued("a", 200)).toEqual({ count: 1, bytes: 1 + 3 });
+        expect(store.nextQueued("a", 10).map((r) => text(r.msg))).toEqual(["q1", "zero2", "live"]);
+        expect(store.loadInflight().map((r) => text(r.msg))).toEqual(["flying"]); // in flight: not the queue's to drop
+        expect(store.nextQueued("b", 10).map((r) => text(r.msg))).toEqual(["zero-b", "old-b"]);
+        expect(store.dropExpiredQueued("a", 200)).toEqual({ count: 0, bytes: 0 });
+      });
+    });
+  });
+
+  test("topic aliases: the whole set of a client replaced at once, read back in alias order", async () => {
+    await open("contract-aliases", (store) => {
+      store.saveTopicAliases("a", [[2, "two"], [1, "one"]]);
+      store.saveTopicAliases("a", [[3, "three"], [1, "uno"]]);
+      expect(store.loadTopicAliases("a")).toEqual([[1, "uno"], [3, "three"]]);
+      expect(store.loadTopicAliases("b")).toEqual([]);
+    });
+  });
+
+  test("inbound QoS 2 ids: added once, removed, per session", async () => {
+    await open("contract-qos2", (store) => {
+      store.addInboundQos2("a", 1);
+      store.addInboundQos2("a", 1);
+      store.addInboundQos2("a", 2);
+      store.addInboundQos2("b", 1);
+      store.deleteInboundQos2("a", 1);
+      const ids = store.loadInboundQos2().map((r) => `${r.clientId}:${r.packetId}`).sort();
+      expect(ids).toEqual(["a:2", "b:1"]);
+    });
+  });
+}
