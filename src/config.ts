@@ -28,6 +28,13 @@ export interface BrokerConfig {
   MAX_TOPIC_LEVELS: number;
   /** Subscriptions one session may hold. */
   MAX_SUBSCRIPTIONS: number;
+  /** Topic filters one SUBSCRIBE may carry; the excess is answered 0x97 (3.1.1: 0x80) in SUBACK. */
+  MAX_FILTERS_PER_SUBSCRIBE: number;
+  /**
+   * Retained messages sent to one client in one turn (event), in bytes (topic + payload); the
+   * rest follow in later turns, so a large backlog never stalls the namespace. 0 = no pacing.
+   */
+  RETAINED_BYTES_PER_TURN: number;
   /** Connected clients per namespace (one Durable Object). */
   MAX_CONNECTIONS: number;
   /** Retained messages per namespace, and the sum of their payload sizes in bytes. */
@@ -62,6 +69,8 @@ export const DEFAULTS: BrokerConfig = {
   MAX_TOPIC_LENGTH: 1024,
   MAX_TOPIC_LEVELS: 32,
   MAX_SUBSCRIPTIONS: 256,
+  MAX_FILTERS_PER_SUBSCRIBE: 100,
+  RETAINED_BYTES_PER_TURN: 256 * 1024,
   MAX_CONNECTIONS: 1000,
   MAX_RETAINED_MESSAGES: 10_000,
   MAX_RETAINED_BYTES: 16 * 1024 * 1024,

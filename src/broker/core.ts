@@ -65,6 +65,11 @@ export class BrokerCore implements DeliveryContext {
     this.runtime.wakeAt(ms);
   }
 
+  /** runs `fn` soon, in a later event (paced work, e.g. a retained backlog: session/retained.ts) */
+  later(fn: () => void): void {
+    this.runtime.later(fn);
+  }
+
   // ——— entry points ———
 
   /**

@@ -137,6 +137,16 @@ export class SqliteStore implements Store {
     return rows.toArray().map(retainedFromRow);
   }
 
+  retainedPage(prefix: string, after: string | null, limit: number): Message[] {
+    const end = prefixEnd(prefix);
+    const from = after === null ? "topic >= ?" : "topic > ?";
+    const rows =
+      end === null
+        ? this.sql.exec(`SELECT * FROM retained WHERE ${from} ORDER BY topic LIMIT ?`, after ?? prefix, limit)
+        : this.sql.exec(`SELECT * FROM retained WHERE ${from} AND topic < ? ORDER BY topic LIMIT ?`, after ?? prefix, end, limit);
+    return rows.toArray().map(retainedFromRow);
+  }
+
   countRetained(): number {
     return Number(this.sql.exec("SELECT COUNT(*) AS n FROM retained").one().n);
   }

@@ -62,6 +62,11 @@ export interface Store {
   deleteRetained(topic: string): void;
   /** retained messages whose topic starts with `prefix` (the caller matches the filter) */
   retainedWithPrefix(prefix: string): Message[];
+  /**
+   * Up to `limit` retained messages whose topic starts with `prefix` and sorts after `after`
+   * (null: from the first), in topic order: a cursor for sending a backlog in pieces.
+   */
+  retainedPage(prefix: string, after: string | null, limit: number): Message[];
   countRetained(): number;
   /** retained messages and the sum of their payload sizes (for the retained quota) */
   retainedUsage(): { count: number; bytes: number };

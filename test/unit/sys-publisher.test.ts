@@ -27,6 +27,11 @@ class MemoryStore implements Store {
   setRetained = (msg: Message) => void this.retained.set(msg.topic, msg);
   deleteRetained = (topic: string) => void this.retained.delete(topic);
   retainedWithPrefix = (prefix: string) => [...this.retained.values()].filter((m) => m.topic.startsWith(prefix));
+  retainedPage = (prefix: string, after: string | null, limit: number) =>
+    this.retainedWithPrefix(prefix)
+      .filter((m) => after === null || m.topic > after)
+      .sort((a, b) => (a.topic < b.topic ? -1 : 1))
+      .slice(0, limit);
   countRetained = () => this.retained.size;
   retainedUsage = () => ({ count: this.retained.size, bytes: [...this.retained.values()].reduce((n, m) => n + m.payload.byteLength, 0) });
   retainedSize = (topic: string) => this.retained.get(topic)?.payload.byteLength ?? null;

@@ -1,0 +1,88 @@
+// Denial of service from one client, and what bounds it (issue 18 items 4-6, issue 11 item 8):
+// SUBSCRIBE amplification, paced retained messages, password-guessing throttles, and the bytes
+// a socket may hold before its CONNECT is accepted.
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { startBroker, connect, end, type Broker } from "./harness";
+import { RawClient, publishPacket } from "./raw";
+import { uncaught } from "./inspect";
+
+let broker: Broker;
+beforeAll(async () => {
+  broker = await startBroker({
+    MAX_FILTERS_PER_SUBSCRIBE: "10",
+    RETAINED_BYTES_PER_TURN: "4096",
+  });
+});
+afterAll(() => broker.close());
+
+/** Retained messages `prefix/0..n-1`, `size` bytes each, published by a throwaway client. */
+async function retain(ns: string, prefix: string, n: number, size: number): Promise<void> {
+  const c = await connect(broker.url(ns));
+  for (let i = 0; i < n; i++) await c.publishAsync(`${prefix}/${i}`, Buffer.alloc(size, 65 + (i % 26)), { qos: 1, retain: true });
+  await end(c);
+}
+
+/** Waits until `c` has received `n` PUBLISH packets (taking them), or fails after `ms`. */
+async function publishes(c: RawClient, n: number, ms = 5000): Promise<{ topic: string; retain: boolean }[]> {
+  const got: { topic: string; retain: boolean }[] = [];
+  while (got.length < n) {
+    const p = (await c.next("publish", ms)) as { topic: string; retain: boolean };
+    got.push({ topic: p.topic, retain: p.retain });
+  }
+  return got;
+}
+
+describe.each([
+  [4, 0x80],
+  [5, 0x97],
+] as const)("SUBSCRIBE amplification (protocol %i)", (v, quota) => {
+  test("filters beyond MAX_FILTERS_PER_SUBSCRIBE are refused; a repeated filter counts once, and its retained messages are sent once", async () => {
+    const ns = `amp-${v}`;
+    await retain(ns, "r", 3, 10);
+    const c = await RawClient.connect(broker.url(ns), { protocolVersion: v, clientId: `amp-${v}` });
+    const subscriptions = Array.from({ length: 50 }, () => ({ topic: "#", qos: 0 as const }));
+    c.send({ cmd: "subscribe", messageId: 1, subscriptions } as never);
+    const suback = (await c.next("suback")) as { granted: number[] };
+    expect(suback.granted).toEqual([...Array(10).fill(0), ...Array(40).fill(quota)]);
+    const got = await publishes(c, 3);
+    expect(got.map((g) => g.topic).sort()).toEqual(["r/0", "r/1", "r/2"]);
+    expect(got.every((g) => g.retain)).toBe(true);
+    // nothing more: a marker published now arrives next, with nothing before it
+    const pub = await connect(broker.url(ns), { protocolVersion: v });
+    await pub.publishAsync("marker", "m", { qos: 1 });
+    const next = (await c.next(undefined, 5000)) as { cmd: string; topic?: string };
+    expect(next).toMatchObject({ cmd: "publish", topic: "marker" });
+    await end(pub);
+    await c.end();
+  });
+});
+
+test("a filter repeated in one SUBSCRIBE takes the options of its last copy", async () => {
+  const ns = "amp-repeat";
+  const c = await RawClient.connect(broker.url(ns), { protocolVersion: 5, clientId: "repeat" });
+  c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 0 }, { topic: "u", qos: 1 }, { topic: "t", qos: 2 }] } as never);
+  expect(((await c.next("suback")) as { granted: number[] }).granted).toEqual([0, 1, 2]); // each copy granted, each replacing the one before
+  const pub = await connect(broker.url(ns), { protocolVersion: 5 });
+  await pub.publishAsync("t", "x", { qos: 2 });
+  expect(await c.next("publish")).toMatchObject({ topic: "t", qos: 2 });
+  await end(pub);
+  await c.end();
+});
+
+test("retained messages are paced (RETAINED_BYTES_PER_TURN a turn), and every one is delivered", async () => {
+  const ns = "paced";
+  await retain(ns, "p", 40, 1000);
+  const c = await RawClient.connect(broker.url(ns), { protocolVersion: 4, clientId: "paced" });
+  c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "p/#", qos: 0 }] } as never);
+  await c.next("suback");
+  const got = await publishes(c, 40);
+  expect(new Set(got.map((g) => g.topic)).size).toBe(40);
+  // the 40 KB left in several frames, none much over the 4 KB budget (one turn, one frame)
+  expect(c.frames.length).toBeGreaterThanOrEqual(10);
+  expect(Math.max(...c.frames)).toBeLessThan(4096 + 1100);
+  await c.end();
+});
+
+test("nothing escaped to the runtime", () => {
+  expect(uncaught(broker)).toEqual([]);
+});
