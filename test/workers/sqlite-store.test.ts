@@ -107,3 +107,15 @@ test("a delivery keeps its MQTT 5 subscription identifiers, queued and in flight
     expect(store.loadInflight().map((r) => r.subIds)).toEqual([[1]]);
   });
 });
+
+test("retainedPage pages through the retained messages of a prefix in topic order", async () => {
+  await withStore("store-retained-page", (store) => {
+    for (const t of ["a", "a/3", "a/1", "a/2", "ab", "b/1"]) store.setRetained({ ...message(t, t), retain: true });
+    const topics = (prefix: string, after: string | null, limit: number) => store.retainedPage(prefix, after, limit).map((m) => m.topic);
+    expect(topics("a", null, 2)).toEqual(["a", "a/1"]);
+    expect(topics("a", "a/1", 2)).toEqual(["a/2", "a/3"]);
+    expect(topics("a", "a/3", 2)).toEqual(["ab"]);
+    expect(topics("a", "ab", 2)).toEqual([]);
+    expect(topics("", "a/3", 10)).toEqual(["ab", "b/1"]);
+  });
+});
