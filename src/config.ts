@@ -43,6 +43,17 @@ export interface BrokerConfig {
   /** Inbound PUBLISH packets per second per connection (token bucket), and the burst allowed; 0 = no limit. */
   MAX_PUBLISH_RATE: number;
   PUBLISH_BURST: number;
+  /**
+   * Password verifications (PBKDF2 hashes) per second per namespace, and the burst; beyond them a
+   * CONNECT is refused without hashing (CONNACK 0x9F / 3). 0 = no limit. See auth/throttle.ts.
+   */
+  AUTH_RATE: number;
+  AUTH_BURST: number;
+  /** Failed password verifications per second per source address (IPv6: per /64), and the burst. */
+  AUTH_FAILURE_RATE: number;
+  AUTH_FAILURE_BURST: number;
+  /** Seconds a verified user name + password is accepted again without hashing; 0 = never. */
+  AUTH_CACHE_SECONDS: number;
   /** Comma-separated Origin values allowed to open a WebSocket from a browser; empty = any. */
   ALLOWED_ORIGINS: string;
   /** Seconds between `$SYS/broker/...` updates while someone subscribes to them; 0 = no $SYS topics. */
@@ -76,6 +87,11 @@ export const DEFAULTS: BrokerConfig = {
   MAX_RETAINED_BYTES: 16 * 1024 * 1024,
   MAX_PUBLISH_RATE: 1000,
   PUBLISH_BURST: 2000,
+  AUTH_RATE: 10,
+  AUTH_BURST: 20,
+  AUTH_FAILURE_RATE: 0.1,
+  AUTH_FAILURE_BURST: 10,
+  AUTH_CACHE_SECONDS: 300,
   ALLOWED_ORIGINS: "",
   SYS_INTERVAL: 10,
   RESPONSE_INFORMATION_PREFIX: "",

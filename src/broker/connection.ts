@@ -39,6 +39,8 @@ export interface Attachment {
   ta?: [number, string][];
   /** what authentication granted (user name, topic patterns), to rebuild the rights after a wake */
   g?: Grant;
+  /** the client's source address (CF-Connecting-IP), kept until CONNECT is accepted */
+  ip?: string;
 }
 
 /** a batch of packets is sent as soon as it reaches this size, even while corked */
@@ -54,6 +56,8 @@ export class Connection {
   keepalive = 0;
   lastSeen: number;
   readonly openedAt: number;
+  /** the client's source address (CF-Connecting-IP), for the login throttle; until CONNECT is accepted */
+  address: string | undefined;
   session: Session | null = null;
   /** client's Receive Maximum: cap on our unacknowledged QoS 1/2 sends */
   receiveMaximum = 65535;
@@ -94,6 +98,7 @@ export class Connection {
     private readonly counters: Counters = new Counters(0),
   ) {
     this.openedAt = attachment.at;
+    this.address = attachment.ip;
     this.lastSeen = attachment.seen;
     this.seenSaved = attachment.seen;
     if (attachment.cid !== undefined) {
@@ -146,7 +151,7 @@ export class Connection {
       if (this.topicAliasMaximum) a.tam = this.topicAliasMaximum;
       if (!this.problemInformation) a.npi = 1;
       if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];
-    }
+    } else if (this.address !== undefined) a.ip = this.address;
     try {
       this.transport.saveAttachment(a);
     } catch {

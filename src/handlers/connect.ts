@@ -17,7 +17,7 @@ import { isUtf8 } from "../protocol/utf8";
  */
 export function authenticateConnect(core: BrokerCore, conn: Connection, p: ConnectPacket): Grant | Promise<Grant> {
   conn.version = p.protocolVersion as ProtocolVersion; // a refusal's CONNACK speaks the client's version
-  return core.auth.authenticate(p);
+  return core.auth.authenticate(p, conn.address);
 }
 
 /** Second step, synchronous: limits, the will's rights, takeover, the session and CONNACK. */

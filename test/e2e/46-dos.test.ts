@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, end, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";
 import { uncaught } from "./inspect";
+import { hashPassword } from "../../src/auth/password";
 
 let broker: Broker;
 beforeAll(async () => {
@@ -81,6 +82,54 @@ test("retained messages are paced (RETAINED_BYTES_PER_TURN a turn), and every on
   expect(c.frames.length).toBeGreaterThanOrEqual(10);
   expect(Math.max(...c.frames)).toBeLessThan(4096 + 1100);
   await c.end();
+});
+
+describe("password guessing", () => {
+  let auth: Broker;
+  beforeAll(async () => {
+    auth = await startBroker({
+      AUTH_MODE: "password",
+      AUTH_USERS: JSON.stringify({ alice: { password: await hashPassword("wonderland") } }), // 100,000 iterations
+      AUTH_FAILURE_BURST: "3",
+      AUTH_RATE: "10",
+      AUTH_BURST: "10",
+    });
+  });
+  afterAll(() => auth.close());
+
+  /** CONNACK code from `address` (0: accepted) and how long the answer took. */
+  async function login(v: 4 | 5, password: string, address: string, ns = "guess"): Promise<{ code: number; ms: number }> {
+    const t = Date.now();
+    try {
+      const c = await connect(auth.url(ns), { protocolVersion: v, username: "alice", password, wsOptions: { headers: { "CF-Connecting-IP": address } } });
+      await end(c);
+      return { code: 0, ms: Date.now() - t };
+    } catch (e) {
+      return { code: (e as { code?: number }).code ?? -1, ms: Date.now() - t };
+    }
+  }
+
+  test.each([
+    [4, 4, 3],
+    [5, 0x86, 0x9f],
+  ] as const)("protocol %i: failures from one address beyond AUTH_FAILURE_BURST are refused at once; other addresses are not", async (v, bad, throttled) => {
+    const ip = `203.0.113.${v}`;
+    for (let i = 0; i < 3; i++) expect((await login(v, `guess-${i}`, ip, `guess-${v}`)).code).toBe(bad);
+    const refused = await login(v, "guess-3", ip, `guess-${v}`);
+    expect(refused.code).toBe(throttled);
+    expect((await login(v, "wonderland", ip, `guess-${v}`)).code).toBe(throttled); // the right password learns nothing
+    expect((await login(v, "wonderland", `198.51.100.${v}`, `guess-${v}`)).code).toBe(0);
+  });
+
+  test("a reconnect storm of a verified client is cheap: 40 logins within the namespace's burst of 10", async () => {
+    expect((await login(5, "wonderland", "192.0.2.1", "storm")).code).toBe(0);
+    const codes = await Promise.all(Array.from({ length: 40 }, (_, i) => login(5, "wonderland", `192.0.2.${i + 2}`, "storm")));
+    expect(codes.map((c) => c.code)).toEqual(Array(40).fill(0));
+  });
+
+  test("nothing escaped to the runtime", () => {
+    expect(uncaught(auth)).toEqual([]);
+  });
 });
 
 test("nothing escaped to the runtime", () => {
