@@ -23,6 +23,12 @@ export interface BrokerConfig {
   TOPIC_ALIAS_MAXIMUM: number;
   /** Seconds a new socket may take to send CONNECT before it is closed. */
   CONNECT_TIMEOUT: number;
+  /** Largest first packet (CONNECT, will included) a new socket may send, in bytes; checked as its length arrives. */
+  MAX_CONNECT_PACKET_SIZE: number;
+  /** Bytes a client may send behind a CONNECT that is still being verified (held until the verdict). */
+  MAX_HELD_BYTES: number;
+  /** Bytes held for all sockets of a namespace whose CONNECT is not accepted yet; the excess socket is closed. */
+  MAX_UNCONNECTED_BYTES: number;
   /** Longest topic name or filter, in characters, and most levels (PUBLISH, SUBSCRIBE, wills). */
   MAX_TOPIC_LENGTH: number;
   MAX_TOPIC_LEVELS: number;
@@ -77,6 +83,9 @@ export const DEFAULTS: BrokerConfig = {
   RECEIVE_MAXIMUM: 1024,
   TOPIC_ALIAS_MAXIMUM: 64,
   CONNECT_TIMEOUT: 10,
+  MAX_CONNECT_PACKET_SIZE: 64 * 1024,
+  MAX_HELD_BYTES: 100 * 1024,
+  MAX_UNCONNECTED_BYTES: 8 * 1024 * 1024,
   MAX_TOPIC_LENGTH: 1024,
   MAX_TOPIC_LEVELS: 32,
   MAX_SUBSCRIPTIONS: 256,

@@ -74,7 +74,7 @@ export class Connection {
   disconnected = false;
   reader: PacketReader;
   /** the dispatcher bound to this connection, made once rather than per frame */
-  onPacket: ((packet: Packet) => void) | null = null;
+  onPacket: ((packet: Packet, size: number) => void) | null = null;
   /** what authentication granted, and its compiled ACLs (null: unrestricted); see auth/ */
   grant: Grant = {};
   publishAcl: TopicAcl | null = null;
@@ -82,6 +82,11 @@ export class Connection {
   /** while CONNECT is being verified (asynchronously): the packets that arrived after it */
   authQueue: Packet[] | null = null;
   authWork: Promise<void> | null = null;
+  /** bytes of the CONNECT being verified, and of the packets held behind it (dispatcher.ts) */
+  connectBytes = 0;
+  heldBytes = 0;
+  /** this socket's share of the namespace's bytes held for sockets not yet connected (core.holdPending) */
+  pendingBytes = 0;
   /** inbound PUBLISH rate limit */
   readonly publishRate: TokenBucket;
   private seenSaved: number;
@@ -116,7 +121,7 @@ export class Connection {
     this.publishRate = new TokenBucket(config.MAX_PUBLISH_RATE, config.PUBLISH_BURST);
     // A parser is stateful; after hibernation it is rebuilt for the known version (partial bytes
     // of a packet that straddled hibernation are lost; the next bytes then fail to parse).
-    this.reader = new PacketReader(attachment.cid !== undefined ? this.version : undefined, config.MAX_PACKET_SIZE);
+    this.reader = new PacketReader(attachment.cid !== undefined ? this.version : undefined, config.MAX_PACKET_SIZE, config.MAX_CONNECT_PACKET_SIZE);
   }
 
   /** Marks activity. The attachment is refreshed at most every quarter keep-alive, not per packet. */

@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, end, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";
-import { uncaught } from "./inspect";
+import { closedWithin, record, sleep, uncaught } from "./inspect";
+import { encode } from "../packets";
 import { hashPassword } from "../../src/auth/password";
 
 let broker: Broker;
@@ -129,6 +130,90 @@ describe("password guessing", () => {
 
   test("nothing escaped to the runtime", () => {
     expect(uncaught(auth)).toEqual([]);
+  });
+});
+
+describe("bytes held before CONNECT is accepted", () => {
+  let held: Broker;
+  beforeAll(async () => {
+    held = await startBroker({
+      AUTH_MODE: "password",
+      AUTH_USERS: JSON.stringify({ alice: { password: await hashPassword("wonderland") } }), // slow enough to pile packets behind
+      MAX_UNCONNECTED_BYTES: String(150 * 1024),
+    });
+  });
+  afterAll(() => held.close());
+
+  const connectBytes = (clientId: string, willBytes = 0, v: 4 | 5 = 4) =>
+    encode(
+      {
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: v,
+        clientId,
+        clean: true,
+        keepalive: 0,
+        username: "alice",
+        password: Buffer.from("wonderland"),
+        ...(willBytes ? { will: { topic: "w", payload: Buffer.alloc(willBytes), qos: 0, retain: false } } : {}),
+      } as never,
+      v,
+    );
+
+  test("a CONNECT over MAX_CONNECT_PACKET_SIZE (64 KiB) is refused as soon as its length arrives", async () => {
+    const big = connectBytes("big", 100 * 1024);
+    const c = await RawClient.open(held.url("first"));
+    c.sendBytes(big.subarray(0, 10)); // the fixed header announces 100 KB
+    expect(await closedWithin(c, 2000)).not.toBe("open"); // not after CONNECT_TIMEOUT (10 s)
+    // a CONNECT with a 40 KB will is fine
+    const ok = await RawClient.open(held.url("first"));
+    ok.sendBytes(connectBytes("will-40k", 40 * 1024));
+    expect(await ok.next("connack")).toMatchObject({ returnCode: 0 });
+    await ok.end();
+  });
+
+  test("sockets not yet connected hold at most MAX_UNCONNECTED_BYTES together; the excess is closed, the others connect", async () => {
+    const parts = [0, 1, 2].map((i) => connectBytes(`partial-${i}`, 60 * 1024));
+    const socks = await Promise.all(parts.map(() => RawClient.open(held.url("unconnected"))));
+    for (let i = 0; i < 3; i++) {
+      socks[i]!.sendBytes(parts[i]!.subarray(0, parts[i]!.length - 10)); // all but the last 10 bytes
+      await sleep(50);
+    }
+    expect(await closedWithin(socks[2]!, 2000)).not.toBe("open"); // 3 × 60 KB > 150 KB
+    for (let i = 0; i < 2; i++) {
+      expect(socks[i]!.isClosed).toBe(false);
+      socks[i]!.sendBytes(parts[i]!.subarray(parts[i]!.length - 10));
+      expect(await socks[i]!.next("connack")).toMatchObject({ returnCode: 0 });
+    }
+    // their bytes are released once connected: another large CONNECT fits again
+    const again = await RawClient.open(held.url("unconnected"));
+    again.sendBytes(connectBytes("again", 60 * 1024));
+    expect(await again.next("connack")).toMatchObject({ returnCode: 0 });
+    await Promise.all([...socks.slice(0, 2), again].map((s) => s.end()));
+  });
+
+  test.each([
+    [4, { returnCode: 3 }],
+    [5, { reasonCode: 0x97 }],
+  ] as const)("protocol %i: 10 × 90 KB PUBLISH behind a CONNECT being verified: refused beyond MAX_HELD_BYTES, nothing delivered", async (v, refusal) => {
+    const ns = `behind-${v}`;
+    const watcher = await connect(held.url(ns), { username: "alice", password: "wonderland" });
+    await watcher.subscribeAsync("behind/#");
+    const got = record(watcher);
+    const c = await RawClient.open(held.url(ns), v);
+    const publish = encode({ cmd: "publish", topic: "behind/x", payload: Buffer.alloc(90 * 1024), qos: 0, retain: false, dup: false }, v);
+    c.sendBytes(Uint8Array.from([...connectBytes(`eager-${v}`, 0, v), ...Array.from({ length: 10 }, () => [...publish]).flat()]));
+    expect(await c.next("connack")).toMatchObject(refusal);
+    expect(await closedWithin(c, 2000)).not.toBe("open");
+    // a marker from the watcher's own path arrives, and nothing before it
+    await watcher.publishAsync("behind/marker", "m", { qos: 1 });
+    await sleep(200);
+    expect(got).toEqual(["behind/marker=m"]);
+    await end(watcher);
+  });
+
+  test("nothing escaped to the runtime", () => {
+    expect(uncaught(held)).toEqual([]);
   });
 });
 
