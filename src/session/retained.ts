@@ -32,9 +32,12 @@ interface Job {
   scheduled: boolean;
 }
 
-/** rows read per storage query, and at most per turn (filters such as `+/x` skip most rows) */
-const PAGE_ROWS = 16;
-const ROWS_PER_TURN = 1000;
+/**
+ * Rows read per storage query (a page is at most MAX_RETAINED_BYTES, whatever the sizes), and at
+ * most per turn (filters such as `+/x` skip most rows they read).
+ */
+const PAGE_ROWS = 64;
+const ROWS_PER_TURN = 4096;
 
 const jobs = new WeakMap<Connection, Job>();
 
