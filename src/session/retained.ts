@@ -27,7 +27,8 @@ interface Owed {
 }
 
 interface Job {
-  owed: Owed[];
+  /** by filter, oldest first (a filter owed again moves to the end) */
+  owed: Map<string, Owed>;
   /** a later turn is already asked for */
   scheduled: boolean;
 }
@@ -50,11 +51,16 @@ const jobs = new WeakMap<Connection, Job>();
 export function sendRetained(ctx: RetainedContext, conn: Connection, subs: Subscription[]): void {
   if (subs.length === 0) return;
   let job = jobs.get(conn);
-  if (!job) jobs.set(conn, (job = { owed: [], scheduled: false }));
+  if (!job) jobs.set(conn, (job = { owed: new Map(), scheduled: false }));
+  const owed = job.owed;
   for (const sub of subs) {
-    const i = job.owed.findIndex((o) => o.sub.filter === sub.filter);
-    if (i >= 0) job.owed.splice(i, 1);
-    job.owed.push({ sub, prefix: literalPrefix(sub.filter), after: null });
+    owed.delete(sub.filter);
+    owed.set(sub.filter, { sub, prefix: literalPrefix(sub.filter), after: null });
+  }
+  // Filters unsubscribed while waiting are dropped when reached; a client that churns through
+  // many while a turn is pending cannot grow the list beyond its subscriptions for long.
+  if (owed.size > 2 * Math.max(ctx.config.MAX_SUBSCRIPTIONS, 100)) {
+    for (const [filter, o] of owed) if (conn.session?.subscriptions.get(filter) !== o.sub) owed.delete(filter);
   }
   if (!job.scheduled) pump(ctx, conn, job);
 }
@@ -74,8 +80,7 @@ function pump(ctx: RetainedContext, conn: Connection, job: Job): void {
   let rows = 0;
   conn.cork(); // one frame for the turn
   try {
-    while (job.owed.length > 0) {
-      const owed = job.owed[0]!;
+    for (const owed of job.owed.values()) {
       const sub = owed.sub;
       let more = session.subscriptions.get(sub.filter) === sub; // else unsubscribed or replaced meanwhile
       while (more) {
@@ -108,7 +113,7 @@ function pump(ctx: RetainedContext, conn: Connection, job: Job): void {
           bytes += size;
         }
       }
-      job.owed.shift();
+      job.owed.delete(sub.filter);
     }
     jobs.delete(conn);
   } finally {
