@@ -85,6 +85,38 @@ test("retained messages are paced (RETAINED_BYTES_PER_TURN a turn), and every on
   await c.end();
 });
 
+test("an unsubscribe stops the paced retained messages still owed; a dropped connection ends them quietly", async () => {
+  const ns = "paced-stop";
+  await retain(ns, "q", 40, 1000);
+  const c = await RawClient.connect(broker.url(ns), { protocolVersion: 4, clientId: "stop" });
+  c.sendBytes(
+    Uint8Array.from([
+      ...c.encode({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "q/#", qos: 0 }, { topic: "marker", qos: 0 }] } as never),
+      ...c.encode({ cmd: "unsubscribe", messageId: 2, unsubscriptions: ["q/#"] } as never),
+    ]),
+  );
+  await c.take("unsuback");
+  const pub = await connect(broker.url(ns));
+  await new Promise((r) => setTimeout(r, 100)); // later turns would have come by now
+  await pub.publishAsync("marker", "m", { qos: 1 });
+  const got: string[] = [];
+  for (;;) {
+    const p = (await c.next("publish")) as { topic: string };
+    if (p.topic === "marker") break;
+    got.push(p.topic);
+  }
+  expect(got.length).toBeGreaterThan(0); // the first turn (4 KB) went out with the SUBACK's frame
+  expect(got.length).toBeLessThan(10);
+  await c.end();
+  // subscribe and vanish: the owed turns find the connection gone
+  const gone = await RawClient.connect(broker.url(ns), { protocolVersion: 4, clientId: "gone" });
+  gone.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "q/#", qos: 1 }] } as never);
+  await gone.next("suback");
+  await gone.destroy();
+  await new Promise((r) => setTimeout(r, 200));
+  await end(pub);
+});
+
 describe("password guessing", () => {
   let auth: Broker;
   beforeAll(async () => {
