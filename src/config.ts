@@ -25,11 +25,24 @@ export interface BrokerConfig {
   TOPIC_ALIAS_MAXIMUM: number;
   /** Seconds a new socket may take to send CONNECT before it is closed. */
   CONNECT_TIMEOUT: number;
+  /** Largest first packet (CONNECT, will included) a new socket may send, in bytes; checked as its length arrives. */
+  MAX_CONNECT_PACKET_SIZE: number;
+  /** Bytes a client may send behind a CONNECT that is still being verified (held until the verdict). */
+  MAX_HELD_BYTES: number;
+  /** Bytes held for all sockets of a namespace whose CONNECT is not accepted yet; the excess socket is closed. */
+  MAX_UNCONNECTED_BYTES: number;
   /** Longest topic name or filter, in characters, and most levels (PUBLISH, SUBSCRIBE, wills). */
   MAX_TOPIC_LENGTH: number;
   MAX_TOPIC_LEVELS: number;
   /** Subscriptions one session may hold. */
   MAX_SUBSCRIPTIONS: number;
+  /** Topic filters one SUBSCRIBE may carry; the excess is answered 0x97 (3.1.1: 0x80) in SUBACK. */
+  MAX_FILTERS_PER_SUBSCRIBE: number;
+  /**
+   * Retained messages sent to one client in one turn (event), in bytes (topic + payload); the
+   * rest follow in later turns, so a large backlog never stalls the namespace. 0 = no pacing.
+   */
+  RETAINED_BYTES_PER_TURN: number;
   /** Connected clients per namespace (one Durable Object). */
   MAX_CONNECTIONS: number;
   /** Persistent sessions per namespace, connected or not; a new one beyond is refused (0x97 / 3). */
@@ -40,6 +53,17 @@ export interface BrokerConfig {
   /** Inbound PUBLISH packets per second per connection (token bucket), and the burst allowed; 0 = no limit. */
   MAX_PUBLISH_RATE: number;
   PUBLISH_BURST: number;
+  /**
+   * Password verifications (PBKDF2 hashes) per second per namespace, and the burst; beyond them a
+   * CONNECT is refused without hashing (CONNACK 0x9F / 3). 0 = no limit. See auth/throttle.ts.
+   */
+  AUTH_RATE: number;
+  AUTH_BURST: number;
+  /** Failed password verifications per second per source address (IPv6: per /64), and the burst. */
+  AUTH_FAILURE_RATE: number;
+  AUTH_FAILURE_BURST: number;
+  /** Seconds a verified user name + password is accepted again without hashing; 0 = never. */
+  AUTH_CACHE_SECONDS: number;
   /** Comma-separated Origin values allowed to open a WebSocket from a browser; empty = any. */
   ALLOWED_ORIGINS: string;
   /** Seconds between `$SYS/broker/...` updates while someone subscribes to them; 0 = no $SYS topics. */
@@ -64,15 +88,25 @@ export const DEFAULTS: BrokerConfig = {
   RECEIVE_MAXIMUM: 1024,
   TOPIC_ALIAS_MAXIMUM: 64,
   CONNECT_TIMEOUT: 10,
+  MAX_CONNECT_PACKET_SIZE: 64 * 1024,
+  MAX_HELD_BYTES: 100 * 1024,
+  MAX_UNCONNECTED_BYTES: 8 * 1024 * 1024,
   MAX_TOPIC_LENGTH: 1024,
   MAX_TOPIC_LEVELS: 32,
   MAX_SUBSCRIPTIONS: 256,
+  MAX_FILTERS_PER_SUBSCRIBE: 100,
+  RETAINED_BYTES_PER_TURN: 256 * 1024,
   MAX_CONNECTIONS: 1000,
   MAX_SESSIONS: 10_000,
   MAX_RETAINED_MESSAGES: 10_000,
   MAX_RETAINED_BYTES: 16 * 1024 * 1024,
   MAX_PUBLISH_RATE: 1000,
   PUBLISH_BURST: 2000,
+  AUTH_RATE: 10,
+  AUTH_BURST: 20,
+  AUTH_FAILURE_RATE: 0.1,
+  AUTH_FAILURE_BURST: 10,
+  AUTH_CACHE_SECONDS: 300,
   ALLOWED_ORIGINS: "",
   SYS_INTERVAL: 10,
   RESPONSE_INFORMATION_PREFIX: "",

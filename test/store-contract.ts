@@ -120,6 +120,10 @@ export function storeContract(open: OpenStore): void {
         expect(store.retainedAfter("p/", "p/3", 2)).toEqual([]);
         expect(store.retainedAfter("", "p/2", 10).map((m) => m.topic)).toEqual(["p/3", "q/1"]);
         expect(store.retainedAfter("", null, 10).map((m) => m.topic)).toEqual(["o/9", "p", "p/1", "p/2", "p/3", "q/1"]);
+        // a prefix without a separator: "p" also covers "p", "p/..." and "pq"
+        store.setRetained(msg("pq", "pq", { retain: true }));
+        expect(store.retainedAfter("p", null, 3).map((m) => m.topic)).toEqual(["p", "p/1", "p/2"]);
+        expect(store.retainedAfter("p", "p/3", 3).map((m) => m.topic)).toEqual(["pq"]);
       });
     });
 

@@ -10,6 +10,7 @@ import { loadAuthConfig, stringList, type AclLists, type AuthConfig } from "./co
 import { JwtError, importJwtKeys, looksLikeJwt, verifyJwt, type Claims, type JwtKey } from "./jwt";
 import { PBKDF2_ITERATIONS, verifyPassword, type PasswordHash } from "./password";
 import { quote } from "../log-safe";
+import type { PasswordThrottle } from "./throttle";
 
 /** What authentication grants a connection; kept in the socket attachment over hibernation. */
 export interface Grant extends AclLists {
@@ -43,6 +44,8 @@ export class Authenticator {
    * the configured users' iteration count (the highest, should they differ; config.ts warns).
    */
   private readonly dummyHash: PasswordHash;
+  /** limits on password verification (per namespace, per address) and its cache; null: none */
+  throttle: PasswordThrottle | null = null;
 
   constructor(
     readonly config: AuthConfig,
@@ -79,31 +82,33 @@ export class Authenticator {
    * The verdict on a CONNECT: a Grant (synchronously when AUTH_MODE=none), or a ConnectRefused
    * (thrown, or the promise rejects) that becomes CONNACK 0x86/0x87/0x8C (3.1.1: 4/5).
    */
-  authenticate(p: ConnectPacket): Grant | Promise<Grant> {
+  authenticate(p: ConnectPacket, address?: string): Grant | Promise<Grant> {
     // [MQTT-4.12.0-1] enhanced authentication is not offered
     if (p.protocolVersion === 5 && p.properties?.authenticationMethod) {
       throw new ConnectRefused(RC.BAD_AUTHENTICATION_METHOD, "enhanced authentication is not configured");
     }
     if (this.config.errors.length) throw new ConnectRefused(RC.SERVER_UNAVAILABLE, "authentication is misconfigured");
     if (this.config.modes.size === 0) return p.username === undefined ? {} : { username: p.username };
-    return this.verify(p);
+    return this.verify(p, address);
   }
 
-  private async verify(p: ConnectPacket): Promise<Grant> {
+  private async verify(p: ConnectPacket, address: string | undefined): Promise<Grant> {
     const password = p.password;
     const modes = this.config.modes;
     if (password && modes.has("jwt")) {
       const text = asText(password);
       if (text !== null && looksLikeJwt(text)) return this.verifyToken(p, text);
     }
-    if (modes.has("password")) return this.verifyUser(p, password);
+    if (modes.has("password")) return this.verifyUser(p, password, address);
     throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, "no JWT in the password field");
   }
 
-  private async verifyUser(p: ConnectPacket, password: Uint8Array | undefined): Promise<Grant> {
+  private async verifyUser(p: ConnectPacket, password: Uint8Array | undefined, address: string | undefined): Promise<Grant> {
     const name = p.username;
     const user = name === undefined ? undefined : this.config.users.get(name);
-    const ok = await verifyPassword(password ?? new Uint8Array(0), user?.hash ?? this.dummyHash);
+    const given = password ?? new Uint8Array(0);
+    const hash = () => verifyPassword(given, user?.hash ?? this.dummyHash);
+    const ok = this.throttle ? await this.throttle.check(name, given, address, hash) : await hash();
     if (!user || !password || !ok) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, user ? "wrong password" : "unknown user");
     if (user.namespaces && (this.namespace === null || !user.namespaces.includes(this.namespace))) {
       throw this.refuse(RC.NOT_AUTHORIZED, p, `user may not use namespace ${quote(this.namespace)}`);

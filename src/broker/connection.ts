@@ -43,6 +43,8 @@ export interface Attachment {
   g?: Grant;
   /** the broker closed this socket: a wake that still finds it must not let it hold a session */
   x?: 1;
+  /** the client's source address (CF-Connecting-IP), kept until CONNECT is accepted */
+  ip?: string;
 }
 
 /** a batch of packets is sent as soon as it reaches this size, even while corked */
@@ -58,6 +60,8 @@ export class Connection {
   keepalive = 0;
   lastSeen: number;
   readonly openedAt: number;
+  /** the client's source address (CF-Connecting-IP), for the login throttle; until CONNECT is accepted */
+  address: string | undefined;
   session: Session | null = null;
   /** client's Receive Maximum: cap on our unacknowledged QoS 1/2 sends */
   receiveMaximum = 65535;
@@ -76,7 +80,7 @@ export class Connection {
   disconnected = false;
   reader: PacketReader;
   /** the dispatcher bound to this connection, made once rather than per frame */
-  onPacket: ((packet: Packet) => void) | null = null;
+  onPacket: ((packet: Packet, size: number) => void) | null = null;
   /** what authentication granted, and its compiled ACLs (null: unrestricted); see auth/ */
   grant: Grant = {};
   publishAcl: TopicAcl | null = null;
@@ -84,6 +88,11 @@ export class Connection {
   /** while CONNECT is being verified (asynchronously): the packets that arrived after it */
   authQueue: Packet[] | null = null;
   authWork: Promise<void> | null = null;
+  /** bytes of the CONNECT being verified, and of the packets held behind it (dispatcher.ts) */
+  connectBytes = 0;
+  heldBytes = 0;
+  /** this socket's share of the namespace's bytes held for sockets not yet connected (core.holdPending) */
+  pendingBytes = 0;
   /** inbound PUBLISH rate limit */
   readonly publishRate: TokenBucket;
   private seenSaved: number;
@@ -100,6 +109,7 @@ export class Connection {
     private readonly counters: Counters = new Counters(0),
   ) {
     this.openedAt = attachment.at;
+    this.address = attachment.ip;
     this.lastSeen = attachment.seen;
     this.seenSaved = attachment.seen;
     if (attachment.x === 1) this.state = "closed";
@@ -119,7 +129,7 @@ export class Connection {
     this.publishRate = new TokenBucket(config.MAX_PUBLISH_RATE, config.PUBLISH_BURST);
     // A parser is stateful; after hibernation it is rebuilt for the known version (partial bytes
     // of a packet that straddled hibernation are lost; the next bytes then fail to parse).
-    this.reader = new PacketReader(attachment.cid !== undefined ? this.version : undefined, config.MAX_PACKET_SIZE);
+    this.reader = new PacketReader(attachment.cid !== undefined ? this.version : undefined, config.MAX_PACKET_SIZE, config.MAX_CONNECT_PACKET_SIZE);
   }
 
   /** Marks activity. The attachment is refreshed at most every quarter keep-alive, not per packet. */
@@ -155,7 +165,7 @@ export class Connection {
       if (this.topicAliasMaximum) a.tam = this.topicAliasMaximum;
       if (!this.problemInformation) a.npi = 1;
       if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];
-    }
+    } else if (this.address !== undefined) a.ip = this.address;
     try {
       this.transport.saveAttachment(a);
       this.aliasesStored = false;

@@ -7,7 +7,8 @@ import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES } from "../session/session";
 import { setProperties, type Message } from "../session/message";
-import { backlogRows, deliver, rerouteShared, restoreBacklog, restorePendingResends, type DeliveryContext } from "../session/delivery";
+import { deliver, rerouteShared, restorePendingResends, type DeliveryContext } from "../session/delivery";
+import { backlogRows, continueRetained, restoreBacklog } from "../session/retained";
 import { Router } from "../topics/router";
 import { DeliveryState, type Store } from "../storage/store";
 import { DeferredDeletes } from "../storage/deferred-deletes";
@@ -38,6 +39,8 @@ export class BrokerCore implements DeliveryContext {
   /** who may connect and with which rights; the Durable Object sets it from its configuration */
   auth: Authenticator = Authenticator.open();
   private quota: RetainedQuota | null = null;
+  /** bytes held for sockets whose CONNECT is not accepted yet (partial packets, held packets) */
+  pendingBytes = 0;
 
   constructor(
     readonly store: Store,
@@ -68,8 +71,19 @@ export class BrokerCore implements DeliveryContext {
     this.runtime.wakeAt(ms);
   }
 
+  /** runs `fn` in a later event; an error there is logged, never left to the runtime */
   later(fn: () => void): void {
-    this.runtime.later(fn);
+    this.runtime.later(() => {
+      try {
+        fn();
+      } catch (err) {
+        this.runtime.log("error", `internal error in deferred work: ${(err as Error)?.stack ?? String(err)}`);
+      }
+    });
+  }
+
+  continueRetained(session: Session, conn: Connection): void {
+    continueRetained(this, session, conn);
   }
 
   // ——— entry points ———
@@ -170,9 +184,11 @@ export class BrokerCore implements DeliveryContext {
     }
     conn.touch(this.now());
     this.counters.bytesReceived += data.byteLength;
+    const unconnected = conn.state === "awaiting-connect";
     conn.cork(); // the answers to a frame of packets leave as one frame
     try {
-      conn.reader.read(new Uint8Array(data), (conn.onPacket ??= (packet) => dispatch(this, conn, packet)));
+      conn.reader.read(new Uint8Array(data), (conn.onPacket ??= (packet, size) => dispatch(this, conn, packet, size)));
+      if (unconnected) this.holdPending(conn);
     } catch (err) {
       this.fail(conn, err);
     } finally {
@@ -284,7 +300,28 @@ export class BrokerCore implements DeliveryContext {
     this.publish(msg);
   }
 
+  /**
+   * Books the bytes held for a socket whose CONNECT is not accepted yet (its unfinished packet,
+   * the CONNECT being verified and the packets behind it), and refuses the socket beyond
+   * MAX_HELD_BYTES (behind a CONNECT) or when all such sockets together exceed MAX_UNCONNECTED_BYTES.
+   */
+  holdPending(conn: Connection): void {
+    const behind = conn.heldBytes + (conn.authQueue ? conn.reader.pending : 0);
+    const bytes = conn.state === "awaiting-connect" ? conn.connectBytes + conn.heldBytes + conn.reader.pending : 0;
+    this.pendingBytes += bytes - conn.pendingBytes;
+    conn.pendingBytes = bytes;
+    if (bytes === 0) return;
+    const { MAX_HELD_BYTES: perSocket, MAX_UNCONNECTED_BYTES: total } = this.config;
+    if (perSocket > 0 && behind > perSocket) throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too much sent before CONNACK");
+    if (total > 0 && this.pendingBytes > total) {
+      // a CONNECT that was read gets its CONNACK; a socket that has not sent one is just closed
+      if (conn.authQueue) throw new ConnectRefused(RC.SERVER_BUSY, "too many connections being set up");
+      throw new ProtocolError(RC.SERVER_BUSY, "too many connections being set up");
+    }
+  }
+
   private connectionEnded(conn: Connection): void {
+    if (conn.pendingBytes !== 0) this.holdPending(conn); // closed: releases its share
     if (!this.connections.delete(conn)) return;
     const session = conn.session;
     if (!session || session.conn !== conn) return;

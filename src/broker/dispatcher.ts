@@ -11,10 +11,10 @@ import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from "../hand
 import { handleSubscribe, handleUnsubscribe } from "../handlers/subscribe";
 import { handleDisconnect } from "../handlers/disconnect";
 
-export function dispatch(core: BrokerCore, conn: Connection, packet: Packet): void {
+export function dispatch(core: BrokerCore, conn: Connection, packet: Packet, size = 0): void {
   if (conn.state === "closed") return; // bytes after the end (e.g. behind a DISCONNECT in one frame)
   if (conn.state === "awaiting-connect") {
-    if (conn.authQueue) return hold(core, conn, packet);
+    if (conn.authQueue) return hold(core, conn, packet, size);
     // [MQTT-3.1.0-1] the first packet must be CONNECT
     if (packet.cmd !== "connect") throw protocolError(`${packet.cmd} before CONNECT`);
     const verdict = authenticateConnect(core, conn, packet);
@@ -22,6 +22,7 @@ export function dispatch(core: BrokerCore, conn: Connection, packet: Packet): vo
     // Verification is asynchronous (crypto.subtle). Other connections' events may run meanwhile;
     // this connection's later packets wait in order and run once CONNECT is accepted.
     conn.authQueue = [];
+    conn.connectBytes = size;
     conn.authWork = verdict.then(
       (grant) => resume(core, conn, packet, grant),
       (err: unknown) => {
@@ -66,15 +67,20 @@ function accept(core: BrokerCore, conn: Connection, connect: ConnectPacket, gran
   if (conn.session) core.sys.sessionConnected(conn.session);
 }
 
-/** Packets held while a CONNECT is verified; bounded, since nothing has been authenticated yet. */
+/**
+ * Packets held while a CONNECT is verified; bounded, since nothing has been authenticated yet:
+ * at most this many, and MAX_HELD_BYTES of them counted by their size on the wire (the bytes
+ * held, whatever the decoded packet records). The unfinished packet behind them counts too
+ * (core.holdPending).
+ */
 const MAX_HELD_PACKETS = 64;
 
-function hold(core: BrokerCore, conn: Connection, packet: Packet): void {
+function hold(core: BrokerCore, conn: Connection, packet: Packet, size: number): void {
   const queue = conn.authQueue!;
-  let bytes = packet.length ?? 0;
-  for (const p of queue) bytes += p.length ?? 0;
-  if (queue.length >= MAX_HELD_PACKETS || bytes > core.config.MAX_PACKET_SIZE) {
-    throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too many packets before CONNACK");
+  conn.heldBytes += size;
+  const maxBytes = core.config.MAX_HELD_BYTES;
+  if (queue.length >= MAX_HELD_PACKETS || (maxBytes > 0 && conn.heldBytes > maxBytes)) {
+    throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too much sent before CONNACK");
   }
   queue.push(packet);
 }
@@ -84,9 +90,12 @@ function resume(core: BrokerCore, conn: Connection, connect: ConnectPacket, gran
   const held = conn.authQueue ?? [];
   conn.authQueue = null;
   conn.authWork = null;
+  conn.connectBytes = 0;
+  conn.heldBytes = 0;
   if (conn.state !== "awaiting-connect") return; // closed, or timed out, while verifying
   try {
     accept(core, conn, connect, grant);
+    core.holdPending(conn); // connected: its bytes are no longer held for an unconnected socket
     for (const p of held) dispatch(core, conn, p);
   } catch (err) {
     core.fail(conn, err);

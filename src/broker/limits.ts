@@ -29,6 +29,11 @@ export class TokenBucket {
     this.tokens -= 1;
     return true;
   }
+
+  /** Gives back a token taken for work that turned out not to count. */
+  refund(): void {
+    if (this.rate > 0) this.tokens = Math.min(Math.max(this.burst, 1), this.tokens + 1);
+  }
 }
 
 /**

@@ -8,6 +8,7 @@ import { loadConfig } from "../config";
 import { SqliteStore } from "../storage/sqlite-store";
 import * as admin from "./admin";
 import { Authenticator } from "../auth/authenticator";
+import { PasswordThrottle } from "../auth/throttle";
 import { loadAuthConfig } from "../auth/config";
 import { inspect, type BrokerSnapshot } from "./inspect";
 
@@ -41,6 +42,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.core.auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
     if (!announced) this.core.auth.announce();
     announced = true;
+    this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);
     // Every entry point runs after this: memory is rebuilt before the first event after a wake.
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
@@ -55,6 +57,9 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server);
     const now = Date.now();
     const attachment: Attachment = { seen: now, at: now };
+    // Set by Cloudflare's edge (a client cannot forge it there); for the login throttle.
+    const address = request.headers.get("CF-Connecting-IP");
+    if (address) attachment.ip = address.slice(0, 64);
     server.serializeAttachment(attachment);
     this.core.open(this.connectionOf(server, attachment));
     const protocol = chooseSubprotocol(request.headers.get("Sec-WebSocket-Protocol")); // the Worker refused "unsupported"

@@ -4,7 +4,8 @@ import type { ConnectPacket, ProtocolVersion, QoS } from "../protocol/codec";
 import { ConnectRefused, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import { Session, NEVER_EXPIRES, type Will } from "../session/session";
-import { backlogRows, resume } from "../session/delivery";
+import { resume } from "../session/delivery";
+import { backlogRows } from "../session/retained";
 import { isValidTopicName, withinTopicLimits } from "../topics/validate";
 import type { Grant } from "../auth/authenticator";
 import { judgeSubscriptions, mayPublish } from "../auth/rights";
@@ -17,7 +18,7 @@ import { isUtf8 } from "../protocol/utf8";
  */
 export function authenticateConnect(core: BrokerCore, conn: Connection, p: ConnectPacket): Grant | Promise<Grant> {
   conn.version = p.protocolVersion as ProtocolVersion; // a refusal's CONNACK speaks the client's version
-  return core.auth.authenticate(p);
+  return core.auth.authenticate(p, conn.address);
 }
 
 /** Second step, synchronous: limits, the will's rights, takeover, the session and CONNACK. */

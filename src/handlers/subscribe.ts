@@ -4,7 +4,7 @@ import type { QoS, SubscribePacket, UnsubscribePacket } from "../protocol/codec"
 import { protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import type { Subscription } from "../session/session";
-import { sendRetained } from "../session/delivery";
+import { sendRetained } from "../session/retained";
 import { isValidTopicFilter, parseSharedFilter, withinTopicLimits } from "../topics/validate";
 import { filterAccess } from "../auth/rights";
 
@@ -13,10 +13,27 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
   const v5 = conn.version === 5;
   const subscriptionId = v5 ? (p.properties?.subscriptionIdentifier as number | undefined) : undefined;
   if (subscriptionId === 0) throw protocolError("subscription identifier 0");
+  const config = core.config;
+  const filters = p.subscriptions;
+  // Bounded work per packet: filters beyond the limit are refused, each with its own code [MQTT-3.9.3-1].
+  const max = config.MAX_FILTERS_PER_SUBSCRIBE > 0 ? Math.min(filters.length, config.MAX_FILTERS_PER_SUBSCRIBE) : filters.length;
+  // A filter repeated in one packet is handled once, with its last copy's options: each copy
+  // would replace the one before [MQTT-3.8.4-3], so only the last one is stored and sent retained messages.
+  let last: Map<string, number> | null = null;
+  if (max > 1) {
+    last = new Map();
+    for (let i = 0; i < max; i++) last.set(filters[i]!.topic, i);
+    if (last.size === max) last = null; // no repeats
+  }
   const granted: number[] = [];
-  const retainedFor: { sub: Subscription; existed: boolean }[] = [];
+  const retainedFor: Subscription[] = [];
 
-  for (const s of p.subscriptions) {
+  for (let i = 0; i < max; i++) {
+    const s = filters[i]!;
+    if (last && last.get(s.topic) !== i) {
+      granted.push(-1); // a copy replaced later in this packet: answered below, as the last copy is
+      continue;
+    }
     const shared = parseSharedFilter(s.topic);
     const valid = shared !== "invalid" && isValidTopicFilter(shared ? shared.filter : s.topic);
     if (!valid) {
@@ -24,7 +41,6 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
       continue;
     }
     if (shared && s.nl) throw protocolError("No Local on a shared subscription"); // [MQTT-3.8.3-4]
-    const config = core.config;
     if (!withinTopicLimits(s.topic, config.MAX_TOPIC_LENGTH, config.MAX_TOPIC_LEVELS)) {
       granted.push(v5 ? RC.TOPIC_FILTER_INVALID : 0x80);
       continue;
@@ -55,16 +71,22 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
     core.store.saveSubscription(session.clientId, sub);
     granted.push(qos);
     // Shared subscriptions get no retained messages [MQTT-4.8.2-?; 5.0 §4.8.2]
-    if (!shared) retainedFor.push({ sub, existed });
+    if (!shared && sub.retainHandling !== 2 && !(sub.retainHandling === 1 && existed)) retainedFor.push(sub);
   }
+  if (last) {
+    // an earlier copy was granted its own QoS (then replaced), or refused as the last copy was
+    for (let i = 0; i < max; i++) {
+      if (granted[i] !== -1) continue;
+      const final = granted[last.get(filters[i]!.topic)!]!;
+      granted[i] = final < 0x80 ? Math.min(filters[i]!.qos, 2) : final;
+    }
+  }
+  for (let i = max; i < filters.length; i++) granted.push(v5 ? RC.QUOTA_EXCEEDED : 0x80);
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
   conn.flush(); // SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts)
 
-  // [MQTT-3.3.1-6] retained messages for the new subscription, with RETAIN set, paced by the window
-  for (const { sub, existed } of retainedFor) {
-    if (sub.retainHandling === 2 || (sub.retainHandling === 1 && existed)) continue;
-    sendRetained(core, session, sub);
-  }
+  // [MQTT-3.3.1-6] retained messages for the new subscriptions, with RETAIN set (paced)
+  sendRetained(core, session, retainedFor);
 }
 
 export function handleUnsubscribe(core: BrokerCore, conn: Connection, p: UnsubscribePacket): void {

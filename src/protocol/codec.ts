@@ -27,17 +27,28 @@ export class PacketReader {
   private chunks: Uint8Array[] | null = null;
   private buffered = 0;
   private need = 0;
+  /** the size limit now: `maxConnectSize` until CONNECT has been read, then `maxPacketSize` */
+  private limit: number;
 
   constructor(
     private version: ProtocolVersion | undefined,
     private readonly maxPacketSize: number,
-  ) {}
+    /** the largest first packet (CONNECT) a new connection may send; 0 = maxPacketSize */
+    maxConnectSize = 0,
+  ) {
+    this.limit = version === undefined && maxConnectSize > 0 ? Math.min(maxConnectSize, maxPacketSize) : maxPacketSize;
+  }
+
+  /** bytes of an unfinished packet held now */
+  get pending(): number {
+    return this.buffered;
+  }
 
   /**
    * Feeds bytes and hands each complete packet to `onPacket`, in order. Throws a ProtocolError
    * once the stream is broken; the packets before the fault have been handed over by then.
    */
-  read(bytes: Uint8Array, onPacket: (p: Packet) => void): void {
+  read(bytes: Uint8Array, onPacket: (p: Packet, size: number) => void): void {
     let data = bytes;
     if (this.chunks) {
       this.chunks.push(bytes);
@@ -46,7 +57,7 @@ export class PacketReader {
         // The header was incomplete (under 5 bytes): join the little there is and look again.
         data = concat(this.chunks, this.buffered);
         this.chunks = [data];
-        const frame = frameAt(data, 0, this.maxPacketSize);
+        const frame = frameAt(data, 0, this.limit);
         if (frame) this.need = frame.total;
       }
       if (this.need === 0 || this.buffered < this.need) return;
@@ -58,7 +69,7 @@ export class PacketReader {
     let off = 0;
     while (off < data.byteLength) {
       checkFixedHeader(data[off]!, this.version);
-      const frame = frameAt(data, off, this.maxPacketSize);
+      const frame = frameAt(data, off, this.limit);
       if (!frame || data.byteLength - off < frame.total) {
         const tail = data.slice(off); // a copy: the frame's buffer is not ours to keep
         this.chunks = [tail];
@@ -70,8 +81,11 @@ export class PacketReader {
       off += frame.total;
       checkPacket(packetBytes, frame.bodyStart, this.version);
       const packet = decodePacket(packetBytes, frame.bodyStart, this.version);
-      if (packet.cmd === "connect" && this.version === undefined) this.version = packet.protocolVersion as ProtocolVersion;
-      onPacket(packet);
+      if (packet.cmd === "connect" && this.version === undefined) {
+        this.version = packet.protocolVersion as ProtocolVersion;
+        this.limit = this.maxPacketSize;
+      }
+      onPacket(packet, frame.total);
     }
   }
 }

@@ -7,9 +7,8 @@ import type { Inflight, Session, Subscription } from "./session";
 import type { SharedGroup } from "../topics/trie";
 import { pickMember } from "../topics/router";
 import type { BrokerConfig } from "../config";
-import { DeliveryState, type RetainedCursorRow, type Store } from "../storage/store";
-import { connMayRead, mayRead as mayReadSub } from "../auth/rights";
-import { literalPrefix, topicMatches } from "../topics/validate";
+import { DeliveryState, type Store } from "../storage/store";
+import { connMayRead } from "../auth/rights";
 
 export interface DeliveryContext {
   readonly config: BrokerConfig;
@@ -19,6 +18,8 @@ export interface DeliveryContext {
   forgetDelivery(seq: number): void;
   /** run `fn` in a later event (continues work bounded per turn) */
   later(fn: () => void): void;
+  /** sends more of a session's retained backlog (session/retained.ts), once its queue is empty */
+  continueRetained(session: Session, conn: Connection): void;
 }
 
 type Group = SharedGroup<Subscription> | null;
@@ -51,7 +52,7 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
 }
 
 /** Flow control: at most min(client's Receive Maximum, MAX_INFLIGHT) unacknowledged sends. */
-function windowOf(ctx: DeliveryContext, conn: Connection): number {
+export function windowOf(ctx: DeliveryContext, conn: Connection): number {
   return Math.min(conn.receiveMaximum, ctx.config.MAX_INFLIGHT, 65535);
 }
 
@@ -133,7 +134,7 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
   conn.cork(); // one frame for the batch
   try {
     sendQueued(ctx, session, conn);
-    if (session.retainedBacklog && session.queuedCount === 0) sendRetainedBacklog(ctx, session, conn);
+    if (session.retainedBacklog && session.queuedCount === 0) ctx.continueRetained(session, conn);
   } finally {
     conn.uncork();
   }
@@ -280,85 +281,6 @@ export function rerouteShared(ctx: DeliveryContext, session: Session): void {
     session.queuedBytes -= q.bytes;
     const target = q.group ? pickMember(q.group, session, q.msg.topic) : null;
     if (target) deliverToMember(ctx, target, q.msg, q.group!);
-  }
-}
-
-/** Rows read per look-up of the retained backlog, and messages sent per turn when the window does not stop it. */
-const RETAINED_PAGE = 100;
-const RETAINED_PER_TURN = 1000;
-
-/**
- * The retained messages a new subscription must get [MQTT-3.3.1-6], all of them, paced by the
- * client's window: read from storage a page at a time behind a cursor (the last topic sent),
- * never held in memory or in the queue. Continued as acknowledgements make room (drainQueue), or
- * in a later turn when only the per-turn bound stopped it.
- */
-export function sendRetained(ctx: DeliveryContext, session: Session, sub: Subscription): void {
-  (session.retainedBacklog ??= []).push({ sub, prefix: literalPrefix(sub.filter), after: null });
-  drainQueue(ctx, session);
-  saveBacklog(ctx, session);
-}
-
-/** A durable session's backlog is stored with it, so a wake or restart continues where it stood. */
-function saveBacklog(ctx: DeliveryContext, session: Session): void {
-  if (!session.durable) return;
-  ctx.store.saveRetainedBacklog(session.clientId, backlogRows(session));
-}
-
-/** The retained backlog as stored with the session. */
-export function backlogRows(session: Session): RetainedCursorRow[] | null {
-  return session.retainedBacklog?.map((c) => ({ filter: c.sub.filter, after: c.after })) ?? null;
-}
-
-/** Restores a stored backlog (subscriptions already loaded; a cursor without one is done). */
-export function restoreBacklog(session: Session, rows: RetainedCursorRow[] | null): void {
-  const cursors = (rows ?? []).flatMap((r) => {
-    const sub = session.subscriptions.get(r.filter);
-    return sub ? [{ sub, prefix: literalPrefix(sub.filter), after: r.after }] : [];
-  });
-  session.retainedBacklog = cursors.length ? cursors : null;
-}
-
-function sendRetainedBacklog(ctx: DeliveryContext, session: Session, conn: Connection): void {
-  const backlog = session.retainedBacklog!;
-  const window = windowOf(ctx, conn);
-  const now = ctx.now();
-  let sent = 0;
-  let moved = false;
-  try {
-    while (backlog.length) {
-      const cursor = backlog[0]!;
-      const sub = cursor.sub;
-      if (session.subscriptions.get(sub.filter) !== sub) {
-        backlog.shift(); // unsubscribed or replaced meanwhile
-        moved = true;
-        continue;
-      }
-      if (session.inflight.size >= window || session.queuedCount > 0) return; // acknowledgements continue it
-      if (sent >= RETAINED_PER_TURN) {
-        ctx.later(() => drainQueue(ctx, session));
-        return;
-      }
-      const room = Math.min(window - session.inflight.size, RETAINED_PAGE);
-      const page = ctx.store.retainedAfter(cursor.prefix, cursor.after, room);
-      moved = true;
-      for (const msg of page) {
-        cursor.after = msg.topic;
-        if (!topicMatches(sub.filter, msg.topic)) continue;
-        if (isExpired(msg, now)) {
-          ctx.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
-          continue;
-        }
-        if (!mayReadSub(sub, msg.topic)) continue; // never a retained message the client may not read
-        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-        deliver(ctx, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
-        sent++;
-      }
-      if (page.length < room) backlog.shift(); // the last page: this subscription has all of them
-    }
-    session.retainedBacklog = null;
-  } finally {
-    if (moved) saveBacklog(ctx, session);
   }
 }
 

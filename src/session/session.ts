@@ -96,6 +96,8 @@ export class Session {
   resendPending: number[] | null = null;
   /** retained messages still owed to new subscriptions, oldest subscription first */
   retainedBacklog: RetainedCursor[] | null = null;
+  /** a later turn of the backlog is already asked for */
+  retainedLater = false;
   /** what authentication granted the latest connection (its rights apply while offline) */
   grant: Grant | null = null;
   /** inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-10] */
