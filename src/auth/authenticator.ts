@@ -11,20 +11,9 @@ import { JwtError, importJwtKeys, looksLikeJwt, verifyJwt, type Claims, type Jwt
 import { PBKDF2_ITERATIONS, verifyPassword, type PasswordHash } from "./password";
 import { quote } from "../log-safe";
 import type { PasswordThrottle } from "./throttle";
+import type { Grant } from "./grant";
 
-/** What authentication grants a connection; kept in the socket attachment over hibernation. */
-export interface Grant extends AclLists {
-  /** the user name %u stands for: verified (a password user, a token's subject) unless AUTH_MODE=none */
-  username?: string;
-  /**
-   * Who authenticated, for session ownership: "user:<name>" for a password user or a token's
-   * subject (the same person either way), "token:<client_id claim>" for a token without one.
-   * Undefined with AUTH_MODE=none: nobody is identified, and sessions belong to nobody.
-   */
-  identity?: string;
-  /** a client id a token pins; used when the client sent an empty one */
-  clientId?: string;
-}
+export type { Grant };
 
 /** The compiled rights of one connection; null means unrestricted. */
 export interface Rights {

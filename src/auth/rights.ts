@@ -2,7 +2,7 @@
 // covers is never checked again; a broader one ("#" under read ACL "a/#") is granted, and each
 // delivery through it is checked against the ACL — live, retained, queued and wills alike.
 import type { Session, Subscription } from "../session/session";
-import type { Connection } from "../broker/connection";
+import type { Peer } from "../session/peer";
 import type { TopicAcl, FilterAccess } from "./acl";
 import { parseSharedFilter } from "../topics/validate";
 
@@ -15,7 +15,7 @@ export function mayRead(sub: Subscription, topic: string): boolean {
 }
 
 /** A client topic name it may publish to: never a `$` topic (`$SYS` is the broker's), then the ACL. */
-export function mayPublish(conn: Connection, topic: string): boolean {
+export function mayPublish(conn: Peer, topic: string): boolean {
   if (topic.charCodeAt(0) === 0x24) return false;
   return conn.publishAcl === null || conn.publishAcl.allows(topic);
 }
@@ -28,7 +28,7 @@ export function filterAccess(acl: TopicAcl | null, filter: string): FilterAccess
 }
 
 /** Whether a connection may read `topic` (queued and resent messages are checked again on the way out). */
-export function connMayRead(conn: Connection, topic: string): boolean {
+export function connMayRead(conn: Peer, topic: string): boolean {
   return !conn.readAcl || conn.readAcl.allows(topic);
 }
 

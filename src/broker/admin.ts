@@ -1,6 +1,7 @@
 // What the HTTP API and the RPC entry point can do to one namespace, over the pure broker core.
 // Inputs are validated before they get here (src/api/input.ts); results are plain data that
 // survive Durable Object RPC (structured clone).
+import { connectionOf } from "./connection";
 import type { BrokerCore } from "./core";
 import { isExpired, setProperties, type Message } from "../session/message";
 import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
@@ -99,10 +100,11 @@ export function listClients(core: BrokerCore): ClientInfo[] {
       dropped: s.dropped,
       hasWill: s.will !== null,
     };
-    if (s.conn) {
-      info.connectedAt = s.conn.openedAt;
-      info.lastSeen = s.conn.lastSeen;
-      info.keepalive = s.conn.keepalive;
+    const conn = connectionOf(s);
+    if (conn) {
+      info.connectedAt = conn.openedAt;
+      info.lastSeen = conn.lastSeen;
+      info.keepalive = conn.keepalive;
     } else if (s.expiresAt !== null) {
       info.expiresAt = s.expiresAt;
     }
@@ -140,7 +142,8 @@ export function deleteRetained(core: BrokerCore, topic: string): boolean {
  * 0x98 (administrative action), and the will is published. Returns false when not connected.
  */
 export function disconnectClient(core: BrokerCore, clientId: string): boolean {
-  const conn = core.sessions.get(clientId)?.conn;
+  const session = core.sessions.get(clientId);
+  const conn = session ? connectionOf(session) : null;
   if (!conn) return false;
   core.fail(conn, new ProtocolError(RC.ADMINISTRATIVE_ACTION, "disconnected by an administrator"));
   return true;

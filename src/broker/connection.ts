@@ -1,6 +1,7 @@
 import type { BrokerConfig } from "../config";
 import { PacketReader, encode, type Packet, type ProtocolVersion } from "../protocol/codec";
 import type { Session } from "../session/session";
+import type { Peer } from "../session/peer";
 import { keepAliveDeadline } from "../timers/deadlines";
 import type { TopicAcl } from "../auth/acl";
 import type { Grant } from "../auth/authenticator";
@@ -52,8 +53,16 @@ const MAX_BATCH_BYTES = 64 * 1024;
 
 export type ConnectionState = "awaiting-connect" | "connected" | "closed";
 
+/**
+ * The Connection holding a session. Sessions know their connection as a Peer (session/peer.ts);
+ * the only Peer the broker ever attaches is its own Connection, so the broker layer may see it whole.
+ */
+export function connectionOf(session: Session): Connection | null {
+  return session.conn as Connection | null;
+}
+
 /** One live WebSocket: its parser, its keep-alive clock and the session it holds. */
-export class Connection {
+export class Connection implements Peer {
   state: ConnectionState = "awaiting-connect";
   version: ProtocolVersion = 4;
   clientId = "";

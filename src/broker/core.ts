@@ -1,23 +1,25 @@
 // The broker of one namespace: sessions, connections, routing and timers. Pure: the runtime is
 // reached only through Transport (per socket), Store and Runtime, so it also runs in plain Node.
 import type { BrokerConfig } from "../config";
-import { Connection } from "./connection";
-import { dispatch } from "./dispatcher";
+import { Connection, connectionOf } from "./connection";
+import { dispatch, type DispatchContext } from "./dispatcher";
 import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
-import { Session, NEVER_EXPIRES } from "../session/session";
-import { setProperties, type Message } from "../session/message";
-import { deliver, rerouteShared, restorePendingResends, type DeliveryContext } from "../session/delivery";
-import { backlogRows, continueRetained, restoreBacklog } from "../session/retained";
+import type { Session } from "../session/session";
+import type { Message } from "../session/message";
+import { deliver } from "../session/delivery";
+import { continueRetained } from "../session/retained";
+import { SessionRegistry, type RegistryContext } from "../session/registry";
 import { Router } from "../topics/router";
-import { DeliveryState, type Store } from "../storage/store";
+import type { Store } from "../storage/store";
+import type { Grant } from "../auth/grant";
+import type { TopicAcl } from "../auth/acl";
 import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
 import { Counters, SysPublisher, isSysTopic } from "./stats";
 import { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "./limits";
 import { quote } from "../log-safe";
-import { judgeSubscriptions } from "../auth/rights";
 
 export interface Runtime {
   now(): number;
@@ -28,9 +30,9 @@ export interface Runtime {
   log(level: "info" | "warn" | "error", message: string): void;
 }
 
-export class BrokerCore implements DeliveryContext {
+export class BrokerCore implements DispatchContext, RegistryContext {
   private readonly acked: DeferredDeletes;
-  readonly sessions = new Map<string, Session>();
+  readonly sessions: SessionRegistry;
   readonly connections = new Set<Connection>();
   readonly router = new Router();
   /** traffic counters for the stats API and $SYS (in memory, since the object started) */
@@ -50,6 +52,7 @@ export class BrokerCore implements DeliveryContext {
     this.counters = new Counters(runtime.now());
     this.acked = new DeferredDeletes(store, runtime.later);
     this.sys = new SysPublisher(this);
+    this.sessions = new SessionRegistry(this);
     this.router.onAdd = (filter) => this.sys.filterAdded(filter);
     this.router.onUnreadable = () => this.counters.messagesDropped++;
   }
@@ -94,47 +97,7 @@ export class BrokerCore implements DeliveryContext {
    * gone lost its connection while the broker was down: its will is owed.
    */
   restore(live: Connection[]): void {
-    const rows = this.store.loadSessions();
-    for (const row of rows) {
-      const s = new Session(row.clientId, row.durable);
-      s.version = row.version;
-      s.expiryInterval = row.expiry;
-      s.will = row.will;
-      s.willAt = row.willAt;
-      s.expiresAt = row.expiresAt;
-      s.owner = row.owner ?? null;
-      s.grant = row.grant;
-      this.sessions.set(s.clientId, s);
-    }
-    for (const row of this.store.loadSubscriptions()) {
-      const session = this.sessions.get(row.clientId);
-      if (!session) continue;
-      const sub = { ...row, session };
-      session.subscriptions.set(row.filter, sub);
-      this.router.add(sub);
-    }
-    for (const row of rows) restoreBacklog(this.sessions.get(row.clientId)!, row.retainedBacklog);
-    for (const row of this.store.loadInflight()) {
-      const session = this.sessions.get(row.clientId);
-      if (!session || row.packetId === null || row.qos === 0) continue;
-      session.putInflight({
-        packetId: row.packetId,
-        msg: row.msg,
-        qos: row.qos,
-        retain: row.retain,
-        released: row.state === DeliveryState.Released,
-        seq: row.seq,
-        subIds: row.subIds ?? undefined,
-      });
-    }
-    for (const q of this.store.queueStats()) {
-      const session = this.sessions.get(q.clientId);
-      if (!session) continue;
-      session.queuedCount = q.count;
-      session.queuedBytes = q.bytes;
-    }
-    for (const { clientId, packetId } of this.store.loadInboundQos2()) this.sessions.get(clientId)?.inboundQos2.add(packetId);
-    const connected = new Set(rows.filter((r) => r.connected).map((r) => r.clientId));
+    const connected = this.sessions.restore();
     for (const conn of live) {
       if (conn.state === "closed") {
         conn.transport.close(1000, ""); // the broker closed it before it slept (connection.ts): again, for sure
@@ -147,26 +110,17 @@ export class BrokerCore implements DeliveryContext {
       const rights = this.auth.rights(conn.grant, conn.clientId);
       conn.publishAcl = rights.publish;
       conn.readAcl = rights.read;
-      const session = this.sessions.get(conn.clientId);
-      if (!session || session.conn) {
+      if (!this.sessions.reattach(conn)) {
         this.fail(conn, new ProtocolError(RC.IMPLEMENTATION_SPECIFIC_ERROR, "session not found after restart"));
         continue;
       }
-      session.conn = conn;
-      conn.session = session;
+      conn.session = this.sessions.get(conn.clientId)!;
       connected.delete(conn.clientId);
-      restorePendingResends(this, session, conn);
     }
-    // Subscriptions come back without their ACL verdicts: judged again with the rights of the
-    // connection holding the session, or of the last one for a session that waits offline.
-    for (const session of this.sessions.values()) {
-      const read = session.conn ? session.conn.readAcl : session.grant ? this.auth.rights(session.grant, session.clientId).read : null;
-      judgeSubscriptions(session, read);
-    }
+    this.sessions.judgeAll();
     for (const clientId of connected) {
-      const session = this.sessions.get(clientId)!;
       this.runtime.log("info", `connection of ${quote(clientId)} was lost while the broker was down`);
-      this.sessionLostConnection(session, false);
+      this.sessions.connectionLost(this.sessions.get(clientId)!, false);
     }
     this.alarm();
   }
@@ -213,10 +167,7 @@ export class BrokerCore implements DeliveryContext {
       const deadline = conn.deadline;
       if (deadline !== null && deadline <= now) this.fail(conn, new ProtocolError(RC.KEEP_ALIVE_TIMEOUT, "keep-alive timeout"));
     }
-    for (const session of this.sessions.values()) {
-      if (session.willAt !== null && session.willAt <= now) this.publishWill(session);
-      if (!session.conn && session.expiresAt !== null && session.expiresAt <= now) this.endSession(session);
-    }
+    this.sessions.due(now);
     const next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
     if (next !== null) this.wakeAt(next);
     const sysAt = this.sys.tick(now);
@@ -228,6 +179,24 @@ export class BrokerCore implements DeliveryContext {
   /** Retained messages per namespace: ask before storing one (see limits.ts). */
   get retainedQuota(): RetainedQuota {
     return (this.quota ??= new RetainedQuota(this.store, this.config, () => this.now()));
+  }
+
+  admitRetained(topic: string, bytes: number): boolean {
+    return this.retainedQuota.admit(topic, bytes);
+  }
+
+  readAcl(grant: Grant, clientId: string): TopicAcl | null {
+    return this.auth.rights(grant, clientId).read;
+  }
+
+  connectedCount(): number {
+    let n = 0;
+    for (const c of this.connections) if (c.state === "connected") n++;
+    return n;
+  }
+
+  sessionConnected(session: Session): void {
+    this.sys.sessionConnected(session);
   }
 
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
@@ -269,35 +238,14 @@ export class BrokerCore implements DeliveryContext {
   }
 
   /** Session takeover [MQTT-3.1.4-3]: DISCONNECT 0x8E to the old connection, which then ends. */
-  takeover(old: Connection): void {
-    this.fail(old, new ProtocolError(RC.SESSION_TAKEN_OVER, "session taken over"));
+  takeover(session: Session): void {
+    const old = connectionOf(session);
+    if (old) this.fail(old, new ProtocolError(RC.SESSION_TAKEN_OVER, "session taken over"));
   }
 
   closeConnection(conn: Connection, code = 1000, reason = ""): void {
     conn.close(code, reason.slice(0, 120));
     this.connectionEnded(conn);
-  }
-
-  /** Ends a session and everything it holds; an owed delayed will goes out now. */
-  endSession(session: Session): void {
-    if (session.willAt !== null) this.publishWill(session);
-    for (const filter of session.subscriptions.keys()) this.router.remove(session, filter);
-    session.subscriptions.clear();
-    this.sessions.delete(session.clientId);
-    this.store.deleteSession(session.clientId);
-  }
-
-  private publishWill(session: Session): void {
-    const will = session.will;
-    session.will = null;
-    session.willAt = null;
-    if (!will) return;
-    if (this.sessions.get(session.clientId) === session) this.store.clearWill(session.clientId);
-    // A will over the retained quota still goes out, just not retained.
-    const retain = will.retain && this.retainedQuota.admit(will.topic, will.payload.byteLength);
-    const msg: Message = { topic: will.topic, payload: will.payload, qos: will.qos, retain, origin: session.clientId };
-    setProperties(msg, will.properties, this.now());
-    this.publish(msg);
   }
 
   /**
@@ -325,40 +273,6 @@ export class BrokerCore implements DeliveryContext {
     if (!this.connections.delete(conn)) return;
     const session = conn.session;
     if (!session || session.conn !== conn) return;
-    session.conn = null;
-    this.sessionLostConnection(session, conn.disconnected);
-  }
-
-  /** The will and expiry rules once a session has no connection [MQTT-3.1.2-8, 3.1.2-10]. */
-  private sessionLostConnection(session: Session, cleanDisconnect: boolean): void {
-    const now = this.now();
-    if (cleanDisconnect) session.will = null;
-    session.resendPending = null; // everything in flight is re-sent at the next connection
-    rerouteShared(this, session);
-    if (!session.persistent) {
-      if (session.will) this.publishWill(session);
-      this.endSession(session);
-      return;
-    }
-    if (session.will) {
-      if (session.will.delay === 0) this.publishWill(session);
-      else session.willAt = now + Math.min(session.will.delay, session.expiryInterval) * 1000;
-    }
-    session.expiresAt = session.expiryInterval === NEVER_EXPIRES ? null : now + session.expiryInterval * 1000;
-    this.store.saveSession({
-      clientId: session.clientId,
-      version: session.version,
-      expiry: session.expiryInterval,
-      connected: false,
-      expiresAt: session.expiresAt,
-      will: session.will,
-      willAt: session.willAt,
-      owner: session.owner,
-      grant: session.grant,
-      durable: session.durable,
-      retainedBacklog: backlogRows(session),
-    });
-    if (session.willAt !== null) this.wakeAt(session.willAt);
-    if (session.expiresAt !== null) this.wakeAt(session.expiresAt);
+    this.sessions.connectionLost(session, conn.disconnected);
   }
 }

@@ -1,17 +1,27 @@
 // Every packet from a client passes here: the CONNECT gate, then one handler per packet type.
-import type { BrokerCore } from "./core";
 import type { Connection } from "./connection";
+import type { HandlerContext } from "../handlers/context";
+import type { Session } from "../session/session";
 import type { ConnectPacket, Packet } from "../protocol/codec";
 import { ConnectRefused, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import { authenticateConnect, handleConnect } from "../handlers/connect";
-import type { Grant } from "../auth/authenticator";
+import type { Grant } from "../auth/grant";
 import { handlePublish } from "../handlers/publish";
 import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from "../handlers/acks";
 import { handleSubscribe, handleUnsubscribe } from "../handlers/subscribe";
 import { handleDisconnect } from "../handlers/disconnect";
 
-export function dispatch(core: BrokerCore, conn: Connection, packet: Packet, size = 0): void {
+/** What the dispatcher needs beyond the handlers' context: the one error → reason code place, and the CONNECT gate's books. */
+export interface DispatchContext extends HandlerContext {
+  fail(conn: Connection, err: unknown): void;
+  /** books the bytes held for a socket whose CONNECT is not accepted yet (broker/core.ts) */
+  holdPending(conn: Connection): void;
+  /** a CONNECT was accepted ($SYS counters) */
+  sessionConnected(session: Session): void;
+}
+
+export function dispatch(core: DispatchContext, conn: Connection, packet: Packet, size = 0): void {
   if (conn.state === "closed") return; // bytes after the end (e.g. behind a DISCONNECT in one frame)
   if (conn.state === "awaiting-connect") {
     if (conn.authQueue) return hold(core, conn, packet, size);
@@ -33,25 +43,27 @@ export function dispatch(core: BrokerCore, conn: Connection, packet: Packet, siz
     );
     return;
   }
+  // Past the gate every connection holds its session: the handlers get it.
+  const session = conn.session!;
   switch (packet.cmd) {
     case "publish":
-      return handlePublish(core, conn, packet);
+      return handlePublish(core, conn, session, packet);
     case "puback":
-      return handlePuback(core, conn, packet.messageId!);
+      return handlePuback(core, session, packet.messageId!);
     case "pubrec":
-      return handlePubrec(core, conn, packet.messageId!, packet.reasonCode);
+      return handlePubrec(core, conn, session, packet.messageId!, packet.reasonCode);
     case "pubrel":
-      return handlePubrel(core, conn, packet.messageId!);
+      return handlePubrel(core, conn, session, packet.messageId!);
     case "pubcomp":
-      return handlePubcomp(core, conn, packet.messageId!);
+      return handlePubcomp(core, session, packet.messageId!);
     case "subscribe":
-      return handleSubscribe(core, conn, packet);
+      return handleSubscribe(core, conn, session, packet);
     case "unsubscribe":
-      return handleUnsubscribe(core, conn, packet);
+      return handleUnsubscribe(core, conn, session, packet);
     case "pingreq":
       return conn.send({ cmd: "pingresp" });
     case "disconnect":
-      return handleDisconnect(core, conn, packet);
+      return handleDisconnect(core, conn, session, packet);
     case "connect":
       throw protocolError("second CONNECT"); // [MQTT-3.1.0-2]
     case "auth":
@@ -62,9 +74,9 @@ export function dispatch(core: BrokerCore, conn: Connection, packet: Packet, siz
 }
 
 /** CONNECT after its verdict: the session logic, then the $SYS counters. */
-function accept(core: BrokerCore, conn: Connection, connect: ConnectPacket, grant: Grant): void {
+function accept(core: DispatchContext, conn: Connection, connect: ConnectPacket, grant: Grant): void {
   handleConnect(core, conn, connect, grant);
-  if (conn.session) core.sys.sessionConnected(conn.session);
+  if (conn.session) core.sessionConnected(conn.session);
 }
 
 /**
@@ -75,7 +87,7 @@ function accept(core: BrokerCore, conn: Connection, connect: ConnectPacket, gran
  */
 const MAX_HELD_PACKETS = 64;
 
-function hold(core: BrokerCore, conn: Connection, packet: Packet, size: number): void {
+function hold(core: DispatchContext, conn: Connection, packet: Packet, size: number): void {
   const queue = conn.authQueue!;
   conn.heldBytes += size;
   const maxBytes = core.config.MAX_HELD_BYTES;
@@ -86,7 +98,7 @@ function hold(core: BrokerCore, conn: Connection, packet: Packet, size: number):
 }
 
 /** The verdict came: accept CONNECT (unless the socket went away meanwhile), then the held packets. */
-function resume(core: BrokerCore, conn: Connection, connect: ConnectPacket, grant: Grant): void {
+function resume(core: DispatchContext, conn: Connection, connect: ConnectPacket, grant: Grant): void {
   const held = conn.authQueue ?? [];
   conn.authQueue = null;
   conn.authWork = null;

@@ -1,6 +1,7 @@
 // A read-only look at one namespace's broker: what memory and storage hold, and every place they
 // disagree. Used by tests (through the Durable Object's `inspect` RPC method, which only code
 // holding the BROKER binding can call) to prove that hostile input leaves the state consistent.
+import { connectionOf } from "./connection";
 import type { BrokerCore } from "./core";
 
 export interface BrokerSnapshot {
@@ -16,12 +17,14 @@ export function inspect(core: BrokerCore): BrokerSnapshot {
   const rows = new Map(core.store.loadSessions().map((r) => [r.clientId, r]));
   const storedSubs = new Set(core.store.loadSubscriptions().map((s) => `${s.clientId}\u0000${s.filter}`));
   let subCount = 0;
-  for (const [id, s] of core.sessions) {
+  for (const s of core.sessions.values()) {
+    const id = s.clientId;
     const row = rows.get(id);
     if (!row) problems.push(`session ${id} is in memory but not stored`);
     else if (row.connected !== (s.conn !== null)) problems.push(`session ${id}: stored connected=${row.connected}, memory ${s.conn !== null}`);
     if (row && (row.owner ?? null) !== s.owner) problems.push(`session ${id}: stored owner ${row.owner ?? null}, memory ${s.owner}`);
-    if (s.conn && (s.conn.session !== s || !core.connections.has(s.conn) || s.conn.state !== "connected")) {
+    const conn = connectionOf(s);
+    if (conn && (conn.session !== s || !core.connections.has(conn) || conn.state !== "connected")) {
       problems.push(`session ${id} holds a connection that does not hold it`);
     }
     for (const filter of s.subscriptions.keys()) {
@@ -46,7 +49,8 @@ export function inspect(core: BrokerCore): BrokerSnapshot {
   }
   const queued = new Map(core.store.queueStats().map((q) => [q.clientId, q.count]));
   for (const id of queued.keys()) if (!core.sessions.has(id)) problems.push(`stored queue of unknown session ${id}`);
-  for (const [id, s] of core.sessions) {
+  for (const s of core.sessions.values()) {
+    const id = s.clientId;
     if (!s.durable) continue;
     const memory = [...s.inflight.values()].map((f) => f.seq ?? -1).sort((a, b) => a - b);
     const stored = [...(storedInflight.get(id) ?? [])].sort((a, b) => a - b);

@@ -1,14 +1,13 @@
-import type { BrokerCore } from "../broker/core";
+import type { HandlerContext } from "./context";
 import type { Connection } from "../broker/connection";
 import type { ConnectPacket, ProtocolVersion, QoS } from "../protocol/codec";
 import { ConnectRefused, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
-import { Session, NEVER_EXPIRES, type Will } from "../session/session";
+import type { Will } from "../session/session";
 import { resume } from "../session/delivery";
-import { backlogRows } from "../session/retained";
 import { isValidTopicName, withinTopicLimits } from "../topics/validate";
-import type { Grant } from "../auth/authenticator";
-import { judgeSubscriptions, mayPublish } from "../auth/rights";
+import type { Grant } from "../auth/grant";
+import { mayPublish } from "../auth/rights";
 import { isUtf8 } from "../protocol/utf8";
 
 /**
@@ -16,17 +15,17 @@ import { isUtf8 } from "../protocol/utf8";
  * is asynchronous. Nothing is stored or changed before the verdict, so a refused client cannot
  * take over a session or leave a will [MQTT-3.1.4-2/3].
  */
-export function authenticateConnect(core: BrokerCore, conn: Connection, p: ConnectPacket): Grant | Promise<Grant> {
+export function authenticateConnect(ctx: HandlerContext, conn: Connection, p: ConnectPacket): Grant | Promise<Grant> {
   conn.version = p.protocolVersion as ProtocolVersion; // a refusal's CONNACK speaks the client's version
-  return core.auth.authenticate(p, conn.address);
+  return ctx.auth.authenticate(p, conn.address);
 }
 
 /** Second step, synchronous: limits, the will's rights, takeover, the session and CONNACK. */
-export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPacket, grant: Grant): void {
+export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectPacket, grant: Grant): void {
   const version = p.protocolVersion as ProtocolVersion;
   conn.version = version;
   const props = p.properties;
-  const config = core.config;
+  const config = ctx.config;
 
   let clientId = p.clientId;
   let assigned = false;
@@ -40,9 +39,9 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
     throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "client id too long");
   }
   // Another user's session is refused before anything changes: no takeover, no Clean Start.
-  const owned = core.sessions.get(clientId);
-  if (owned) core.auth.checkOwner(owned.owner, grant, clientId);
-  const rights = core.auth.rights(grant, clientId);
+  const owned = ctx.sessions.get(clientId);
+  if (owned) ctx.auth.checkOwner(owned.owner, grant, clientId);
+  const rights = ctx.auth.rights(grant, clientId);
   conn.grant = grant;
   conn.publishAcl = rights.publish;
   conn.readAcl = rights.read;
@@ -54,7 +53,7 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
     // A will obeys the publish rules of its client; `$` topics are the broker's.
     if (!mayPublish(conn, will.topic)) throw new ConnectRefused(RC.NOT_AUTHORIZED, "will topic not allowed");
   }
-  if (config.MAX_CONNECTIONS > 0 && !core.sessions.get(clientId)?.conn && connectedCount(core) >= config.MAX_CONNECTIONS) {
+  if (config.MAX_CONNECTIONS > 0 && !ctx.sessions.get(clientId)?.conn && ctx.connectedCount() >= config.MAX_CONNECTIONS) {
     throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too many connections in this namespace");
   }
   if (version === 5) {
@@ -74,38 +73,19 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   const expiry = Math.min(requestedExpiry, config.MAX_SESSION_EXPIRY);
   // A session kept for a client that left costs memory at every wake: their number is bounded.
   // Over it a new persistent session is refused; the existing ones are never evicted for it.
-  const known = core.sessions.get(clientId);
-  if (config.MAX_SESSIONS > 0 && expiry > 0 && (!known || p.clean) && persistentCount(core, known) >= config.MAX_SESSIONS) {
+  const known = ctx.sessions.get(clientId);
+  if (config.MAX_SESSIONS > 0 && expiry > 0 && (!known || p.clean) && ctx.sessions.persistentCount(known) >= config.MAX_SESSIONS) {
     throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too many sessions in this namespace");
   }
 
   // Session takeover [MQTT-3.1.4-3]: the old connection is closed (its will goes out by the usual rules).
-  const existing = core.sessions.get(clientId);
-  if (existing?.conn) core.takeover(existing.conn);
+  const existing = ctx.sessions.get(clientId);
+  if (existing?.conn) ctx.takeover(existing);
 
-  let session = core.sessions.get(clientId);
-  if (session && p.clean) {
-    core.endSession(session); // Clean Start discards the old session (and publishes an owed will)
-    session = undefined;
-  }
-  const sessionPresent = session !== undefined;
-  if (!session) {
-    session = new Session(clientId, expiry > 0);
-    core.sessions.set(clientId, session);
-  }
-  // A reconnect in time cancels a delayed will and stops the expiry clock.
-  session.willAt = null;
-  session.expiresAt = null;
-  session.version = version;
-  session.expiryInterval = expiry === NEVER_EXPIRES ? NEVER_EXPIRES : expiry;
-  session.will = will;
-  session.owner = grant.identity ?? null; // a session of nobody's becomes the identity's
-  session.grant = grant;
-  session.conn = conn;
-  conn.session = session;
-  judgeSubscriptions(session, conn.readAcl);
   conn.accept(clientId, version, keepalive);
-  core.store.saveSession({ clientId, version, expiry: session.expiryInterval, connected: true, expiresAt: null, will, willAt: null, owner: session.owner, grant, durable: session.durable, retainedBacklog: backlogRows(session) });
+  // a session of nobody's becomes the identity's
+  const { session, present: sessionPresent } = ctx.sessions.open(conn, { clientId, clean: !!p.clean, version, expiry, will, grant, owner: grant.identity ?? null });
+  conn.session = session;
 
   if (version === 5) {
     const ackProps: NonNullable<import("mqtt-packet").IConnackPacket["properties"]> = {
@@ -131,20 +111,8 @@ export function handleConnect(core: BrokerCore, conn: Connection, p: ConnectPack
   // `await connectAsync()`, then `on("message")`) would miss messages parsed along with it.
   conn.flush();
   const deadline = conn.deadline;
-  if (deadline !== null) core.wakeAt(deadline);
-  if (sessionPresent) resume(core, session);
-}
-
-function persistentCount(core: BrokerCore, except: Session | undefined): number {
-  let n = 0;
-  for (const s of core.sessions.values()) if (s.persistent && s !== except) n++;
-  return n;
-}
-
-function connectedCount(core: BrokerCore): number {
-  let n = 0;
-  for (const c of core.connections) if (c.state === "connected") n++;
-  return n;
+  if (deadline !== null) ctx.wakeAt(deadline);
+  if (sessionPresent) resume(ctx, session);
 }
 
 function willOf(p: ConnectPacket): Will | null {

@@ -1,6 +1,7 @@
-import type { BrokerCore } from "../broker/core";
+import type { HandlerContext } from "./context";
 import type { Connection } from "../broker/connection";
 import type { PublishPacket } from "../protocol/codec";
+import type { Session } from "../session/session";
 import { ProtocolError, protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import { setProperties, type Message } from "../session/message";
@@ -10,16 +11,15 @@ import { isUtf8 } from "../protocol/utf8";
 import { mayPublish } from "../auth/rights";
 
 /** Inbound PUBLISH, validated in wire order: QoS/packet id, topic (alias), then routed and acknowledged. */
-export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPacket): void {
-  const session = conn.session!;
+export function handlePublish(ctx: HandlerContext, conn: Connection, session: Session, p: PublishPacket): void {
   const qos = p.qos;
   const id = p.messageId ?? 0;
   if (qos > 0 && id === 0) throw protocolError("packet id 0"); // [MQTT-2.2.1-3]
-  if (!conn.publishRate.take(core.now())) throw new ProtocolError(RC.MESSAGE_RATE_TOO_HIGH, "publish rate exceeded");
+  if (!conn.publishRate.take(ctx.now())) throw new ProtocolError(RC.MESSAGE_RATE_TOO_HIGH, "publish rate exceeded");
 
   const props = p.properties;
   let topic = p.topic;
-  if (conn.version === 5 && props?.topicAlias !== undefined) topic = resolveAlias(core, conn, topic, props.topicAlias);
+  if (conn.version === 5 && props?.topicAlias !== undefined) topic = resolveAlias(ctx, conn, topic, props.topicAlias);
   // MQTT 5 §3.3.2.1: an empty topic name without a topic alias is a Protocol Error
   if (topic.length === 0) throw protocolError("empty topic name");
   // [MQTT-3.3.2-2] no wildcards in a topic name
@@ -32,7 +32,7 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
       return;
     }
     // [MQTT-3.3.4-7] one more unreleased QoS 2 than the Receive Maximum we announced: refused before routing
-    if (session.inboundQos2.size >= core.config.RECEIVE_MAXIMUM) {
+    if (session.inboundQos2.size >= ctx.config.RECEIVE_MAXIMUM) {
       throw new ProtocolError(RC.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded");
     }
   }
@@ -55,7 +55,7 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
     // [MQTT-3.3.4-6] subscription identifiers are the server's to send
     if (props.subscriptionIdentifier !== undefined) throw protocolError("subscription identifier in a client PUBLISH");
     const { topicAlias: _a, ...forwarded } = props;
-    setProperties(msg, forwarded, core.now());
+    setProperties(msg, forwarded, ctx.now());
   }
   // MQTT 5 Payload Format Indicator 1 promises UTF-8 [MQTT-3.3.2-4]
   if (msg.properties?.payloadFormatIndicator && !isUtf8(msg.payload)) {
@@ -64,9 +64,9 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
     return;
   }
   // Last, as it books room for a retained message: limits, the publish ACL, the retained quota.
-  const refused = refusal(core, conn, topic, p);
-  if (refused !== 0) return deny(core, conn, p, refused);
-  const matched = core.publish(msg);
+  const refused = refusal(ctx, conn, topic, p);
+  if (refused !== 0) return deny(ctx, conn, session, p, refused);
+  const matched = ctx.publish(msg);
 
   if (qos === 0) return;
   const reasonCode = conn.version === 5 && matched === 0 ? RC.NO_MATCHING_SUBSCRIBERS : RC.SUCCESS;
@@ -74,12 +74,12 @@ export function handlePublish(core: BrokerCore, conn: Connection, p: PublishPack
     conn.send({ cmd: "puback", messageId: id, reasonCode });
     return;
   }
-  acceptQos2(core, conn, id, reasonCode);
+  acceptQos2(ctx, conn, session, id, reasonCode);
 }
 
 /** PUBREC for a QoS 2 PUBLISH taken on: its id is remembered until PUBREL [MQTT-4.3.3-10]. */
-function acceptQos2(core: BrokerCore, conn: Connection, id: number, reasonCode: number): void {
-  rememberInboundQos2(core.store, conn.session!, id);
+function acceptQos2(ctx: HandlerContext, conn: Connection, session: Session, id: number, reasonCode: number): void {
+  rememberInboundQos2(ctx.store, session, id);
   conn.send({ cmd: "pubrec", messageId: id, reasonCode });
 }
 
@@ -90,11 +90,11 @@ const DENIED: Record<number, string> = {
 };
 
 /** Why the broker will not take this message (0: it will): limits, rights, retained quota (booked when it fits). */
-function refusal(core: BrokerCore, conn: Connection, topic: string, p: PublishPacket): number {
-  const config = core.config;
+function refusal(ctx: HandlerContext, conn: Connection, topic: string, p: PublishPacket): number {
+  const config = ctx.config;
   if (!withinTopicLimits(topic, config.MAX_TOPIC_LENGTH, config.MAX_TOPIC_LEVELS)) return RC.TOPIC_NAME_INVALID;
   if (!mayPublish(conn, topic)) return RC.NOT_AUTHORIZED; // publish ACL; `$` topics are the broker's
-  if (p.retain && !core.retainedQuota.admit(topic, (p.payload as Uint8Array).byteLength)) return RC.QUOTA_EXCEEDED;
+  if (p.retain && !ctx.admitRetained(topic, (p.payload as Uint8Array).byteLength)) return RC.QUOTA_EXCEEDED;
   return 0;
 }
 
@@ -103,7 +103,7 @@ function refusal(core: BrokerCore, conn: Connection, topic: string, p: PublishPa
  * the QoS 2 exchange, MQTT 5 §4.3.3); QoS 0 is dropped. MQTT 3.1.1 cannot say no, so the message
  * is acknowledged as usual and dropped, as Mosquitto does [MQTT-3.3.5-2]: the connection stays.
  */
-function deny(core: BrokerCore, conn: Connection, p: PublishPacket, code: number): void {
+function deny(ctx: HandlerContext, conn: Connection, session: Session, p: PublishPacket, code: number): void {
   const id = p.messageId ?? 0;
   if (p.qos === 0) return;
   if (conn.version === 5) {
@@ -114,7 +114,7 @@ function deny(core: BrokerCore, conn: Connection, p: PublishPacket, code: number
     conn.send({ cmd: "puback", messageId: id });
     return;
   }
-  acceptQos2(core, conn, id, RC.SUCCESS); // (the Receive Maximum was checked before any refusal)
+  acceptQos2(ctx, conn, session, id, RC.SUCCESS); // (the Receive Maximum was checked before any refusal)
 }
 
 /** Answers a QoS 1/2 PUBLISH with an MQTT 5 error reason code; the message is not routed. */
@@ -124,14 +124,14 @@ export function refuse(conn: Connection, qos: 1 | 2, id: number, reasonCode: num
 }
 
 /** MQTT 5 topic aliases from the client [MQTT-3.3.2-9..12]. */
-function resolveAlias(core: BrokerCore, conn: Connection, topic: string, alias: number): string {
-  if (alias === 0 || alias > core.config.TOPIC_ALIAS_MAXIMUM) throw new ProtocolError(RC.TOPIC_ALIAS_INVALID, "topic alias out of range");
+function resolveAlias(ctx: HandlerContext, conn: Connection, topic: string, alias: number): string {
+  if (alias === 0 || alias > ctx.config.TOPIC_ALIAS_MAXIMUM) throw new ProtocolError(RC.TOPIC_ALIAS_INVALID, "topic alias out of range");
   const aliases = (conn.inboundAliases ??= new Map());
   if (topic.length > 0) {
     if (aliases.get(alias) !== topic) {
       aliases.set(alias, topic);
       // survive hibernation; only when an alias changes, not per message
-      if (!conn.save()) core.store.saveTopicAliases(conn.clientId, [...aliases]);
+      if (!conn.save()) ctx.store.saveTopicAliases(conn.clientId, [...aliases]);
     }
     return topic;
   }

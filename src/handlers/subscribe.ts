@@ -1,19 +1,18 @@
-import type { BrokerCore } from "../broker/core";
+import type { HandlerContext } from "./context";
 import type { Connection } from "../broker/connection";
 import type { QoS, SubscribePacket, UnsubscribePacket } from "../protocol/codec";
 import { protocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
-import type { Subscription } from "../session/session";
+import type { Session, Subscription } from "../session/session";
 import { sendRetained } from "../session/retained";
 import { isValidTopicFilter, parseSharedFilter, withinTopicLimits } from "../topics/validate";
 import { filterAccess } from "../auth/rights";
 
-export function handleSubscribe(core: BrokerCore, conn: Connection, p: SubscribePacket): void {
-  const session = conn.session!;
+export function handleSubscribe(ctx: HandlerContext, conn: Connection, session: Session, p: SubscribePacket): void {
   const v5 = conn.version === 5;
   const subscriptionId = v5 ? (p.properties?.subscriptionIdentifier as number | undefined) : undefined;
   if (subscriptionId === 0) throw protocolError("subscription identifier 0");
-  const config = core.config;
+  const config = ctx.config;
   const filters = p.subscriptions;
   // Bounded work per packet: filters beyond the limit are refused, each with its own code [MQTT-3.9.3-1].
   const max = config.MAX_FILTERS_PER_SUBSCRIBE > 0 ? Math.min(filters.length, config.MAX_FILTERS_PER_SUBSCRIBE) : filters.length;
@@ -65,10 +64,7 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
       subscriptionId,
       aclCovered: access === "covered",
     };
-    const existed = session.subscriptions.has(s.topic);
-    session.subscriptions.set(s.topic, sub);
-    core.router.add(sub);
-    core.store.saveSubscription(session.clientId, sub);
+    const existed = ctx.sessions.subscribe(session, sub);
     granted.push(qos);
     // Shared subscriptions get no retained messages [MQTT-4.8.2-?; 5.0 §4.8.2]
     if (!shared && sub.retainHandling !== 2 && !(sub.retainHandling === 1 && existed)) retainedFor.push(sub);
@@ -86,17 +82,13 @@ export function handleSubscribe(core: BrokerCore, conn: Connection, p: Subscribe
   conn.flush(); // SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts)
 
   // [MQTT-3.3.1-6] retained messages for the new subscriptions, with RETAIN set (paced)
-  sendRetained(core, session, retainedFor);
+  sendRetained(ctx, session, retainedFor);
 }
 
-export function handleUnsubscribe(core: BrokerCore, conn: Connection, p: UnsubscribePacket): void {
-  const session = conn.session!;
+export function handleUnsubscribe(ctx: HandlerContext, conn: Connection, session: Session, p: UnsubscribePacket): void {
   const codes: number[] = [];
   for (const filter of p.unsubscriptions) {
-    const existed = session.subscriptions.delete(filter);
-    if (existed) {
-      core.router.remove(session, filter);
-      core.store.deleteSubscription(session.clientId, filter);
+    if (ctx.sessions.unsubscribe(session, filter)) {
       codes.push(RC.SUCCESS);
     } else {
       const shared = parseSharedFilter(filter);

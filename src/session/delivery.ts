@@ -1,7 +1,7 @@
 // Outbound delivery: QoS flows, the in-flight window, queues and redelivery. A durable session
 // writes each QoS 1/2 delivery to storage (body once, a row per session); others stay in memory.
 import { encode, publishIdOffset, withPacketId, type QoS } from "../protocol/codec";
-import type { Connection } from "../broker/connection";
+import type { Peer } from "./peer";
 import { encodedPublish, isExpired, type Message } from "./message";
 import type { Inflight, Session, Subscription } from "./session";
 import type { SharedGroup } from "../topics/trie";
@@ -19,7 +19,7 @@ export interface DeliveryContext {
   /** run `fn` in a later event (continues work bounded per turn) */
   later(fn: () => void): void;
   /** sends more of a session's retained backlog (session/retained.ts), once its queue is empty */
-  continueRetained(session: Session, conn: Connection): void;
+  continueRetained(session: Session, conn: Peer): void;
 }
 
 type Group = SharedGroup<Subscription> | null;
@@ -52,18 +52,18 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
 }
 
 /** Flow control: at most min(client's Receive Maximum, MAX_INFLIGHT) unacknowledged sends. */
-export function windowOf(ctx: DeliveryContext, conn: Connection): number {
+export function windowOf(ctx: DeliveryContext, conn: Peer): number {
   return Math.min(conn.receiveMaximum, ctx.config.MAX_INFLIGHT, 65535);
 }
 
 /** Room in the window for `msg`: a free slot, and its bytes within MAX_INFLIGHT_BYTES (one always fits). */
-function hasRoom(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message): boolean {
+function hasRoom(ctx: DeliveryContext, session: Session, conn: Peer, msg: Message): boolean {
   if (session.inflight.size >= windowOf(ctx, conn)) return false;
   const max = ctx.config.MAX_INFLIGHT_BYTES;
   return max <= 0 || session.inflight.size === 0 || session.inflightBytes + msg.payload.byteLength + msg.topic.length <= max;
 }
 
-function sendInflight(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: 1 | 2, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group): void {
+function sendInflight(ctx: DeliveryContext, session: Session, conn: Peer, msg: Message, qos: 1 | 2, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group): void {
   const packetId = session.nextPacketId()!; // the window (≤ 65535) guarantees a free id
   const bytes = publishBytes(conn, msg, qos, retain, subIds, packetId, false, ctx.now());
   if (!bytes) {
@@ -140,7 +140,7 @@ export function drainQueue(ctx: DeliveryContext, session: Session): void {
   }
 }
 
-function sendQueued(ctx: DeliveryContext, session: Session, conn: Connection): void {
+function sendQueued(ctx: DeliveryContext, session: Session, conn: Peer): void {
   const window = windowOf(ctx, conn);
   while (session.queuedCount > 0) {
     const room = window - session.inflight.size;
@@ -172,7 +172,7 @@ function forgetQueue(session: Session): void {
 }
 
 /** One message leaving the queue: sent, or dropped when it expired or may no longer be read. */
-function sendDequeued(ctx: DeliveryContext, session: Session, conn: Connection, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group, now: number): void {
+function sendDequeued(ctx: DeliveryContext, session: Session, conn: Peer, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group, now: number): void {
   session.queuedCount--;
   session.queuedBytes -= msg.payload.byteLength + msg.topic.length;
   const expired = isExpired(msg, now);
@@ -206,7 +206,7 @@ export function resume(ctx: DeliveryContext, session: Session): void {
  * acknowledgements arrive (`session.resendPending`). One that can no longer go to this client
  * (too large for its Maximum Packet Size, or not readable) is dropped.
  */
-function resend(ctx: DeliveryContext, session: Session, conn: Connection): void {
+function resend(ctx: DeliveryContext, session: Session, conn: Peer): void {
   const window = windowOf(ctx, conn);
   const pending: number[] = [];
   let outstanding = 0;
@@ -217,7 +217,7 @@ function resend(ctx: DeliveryContext, session: Session, conn: Connection): void 
   session.resendPending = pending.length ? pending : null;
 }
 
-function resendOne(ctx: DeliveryContext, session: Session, conn: Connection, f: Inflight): boolean {
+function resendOne(ctx: DeliveryContext, session: Session, conn: Peer, f: Inflight): boolean {
   if (f.released) {
     conn.send({ cmd: "pubrel", messageId: f.packetId });
     return true;
@@ -238,13 +238,13 @@ function resendOne(ctx: DeliveryContext, session: Session, conn: Connection, f: 
  * re-sent yet. Re-sends go out oldest first and fill the window before anything new is sent, so
  * the first `window` were sent on this connection and the rest still wait.
  */
-export function restorePendingResends(ctx: DeliveryContext, session: Session, conn: Connection): void {
+export function restorePendingResends(ctx: DeliveryContext, session: Session, conn: Peer): void {
   const ids = [...session.inflight.keys()].slice(windowOf(ctx, conn));
   session.resendPending = ids.length ? ids : null;
 }
 
 /** Re-sends held back by the window, as acknowledgements make room. */
-function resendMore(ctx: DeliveryContext, session: Session, conn: Connection): void {
+function resendMore(ctx: DeliveryContext, session: Session, conn: Peer): void {
   const pending = session.resendPending!;
   const window = windowOf(ctx, conn);
   while (pending.length && session.inflight.size - pending.length < window) {
@@ -330,7 +330,7 @@ export function complete(ctx: DeliveryContext, session: Session, packetId: numbe
  * properties (subscription ids, a decremented expiry, a topic alias). Null when the packet would
  * exceed the client's Maximum Packet Size: it is then not sent to that client [MQTT-3.1.2-25].
  */
-function publishBytes(conn: Connection, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, packetId: number, dup: boolean, now: number): Uint8Array | null {
+function publishBytes(conn: Peer, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, packetId: number, dup: boolean, now: number): Uint8Array | null {
   let bytes: Uint8Array;
   if (conn.version === 5) {
     // forward the expiry interval less the time the message waited [MQTT-3.3.2-6]
@@ -356,7 +356,7 @@ function publishBytes(conn: Connection, msg: Message, qos: QoS, retain: boolean,
 }
 
 /** Outbound topic aliases: the first Topic Alias Maximum distinct topics get one, for the connection's life. */
-function outboundAlias(conn: Connection, topic: string): { id: number; known: boolean } | null {
+function outboundAlias(conn: Peer, topic: string): { id: number; known: boolean } | null {
   const aliases = (conn.outboundAliases ??= new Map());
   const id = aliases.get(topic);
   if (id !== undefined) return { id, known: true };

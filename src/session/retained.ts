@@ -5,7 +5,7 @@
 // continue it through drainQueue), and per turn (RETAINED_BYTES_PER_TURN bytes, ROWS_PER_TURN rows;
 // the rest follows in a later event), so a SUBSCRIBE matching megabytes cannot hold the
 // namespace's single thread. A durable session stores its backlog, so a wake or restart continues.
-import type { Connection } from "../broker/connection";
+import type { Peer } from "./peer";
 import type { QoS } from "../protocol/codec";
 import type { RetainedCursorRow } from "../storage/store";
 import type { Session, Subscription } from "./session";
@@ -36,7 +36,7 @@ export function sendRetained(ctx: DeliveryContext, session: Session, subs: Subsc
 }
 
 /** One turn of the backlog (drainQueue calls it once the queue is empty and the window has room). */
-export function continueRetained(ctx: DeliveryContext, session: Session, conn: Connection): void {
+export function continueRetained(ctx: DeliveryContext, session: Session, conn: Peer): void {
   const backlog = session.retainedBacklog!;
   const window = windowOf(ctx, conn);
   const budget = ctx.config.RETAINED_BYTES_PER_TURN;

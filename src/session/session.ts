@@ -1,8 +1,8 @@
 import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
-import type { Connection } from "../broker/connection";
+import type { Peer } from "./peer";
 import type { TopicAcl } from "../auth/acl";
-import type { Grant } from "../auth/authenticator";
+import type { Grant } from "../auth/grant";
 import type { SharedGroup } from "../topics/trie";
 
 export interface SubscriptionOptions {
@@ -20,6 +20,8 @@ export interface Subscription extends SubscriptionOptions {
   /** true when the read ACL covers the whole filter: deliveries skip the per-topic check */
   aclCovered?: boolean;
 }
+
+export type { Peer };
 
 export interface Will {
   topic: string;
@@ -72,7 +74,7 @@ export class Session {
   version: ProtocolVersion = 4;
   /** seconds; 0 = the session ends with its connection */
   expiryInterval = 0;
-  conn: Connection | null = null;
+  conn: Peer | null = null;
   /** the identity it belongs to (Grant.identity); null: nobody's, anyone may take it */
   owner: string | null = null;
   will: Will | null = null;
