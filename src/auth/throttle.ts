@@ -9,7 +9,7 @@
 //   (random key per object, never exported) of user name and password, never the password.
 // Beyond a limit the CONNECT is refused at once, without hashing: CONNACK 0x9F (3.1.1: 3).
 import type { BrokerConfig } from "../config";
-import { TokenBucket } from "../broker/limits";
+import { TokenBucket } from "../limits/token-bucket";
 import { ConnectRefused } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 

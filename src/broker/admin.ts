@@ -3,6 +3,7 @@
 // survive Durable Object RPC (structured clone).
 import { connectionOf } from "./connection";
 import type { BrokerCore } from "./core";
+export { namespaceStats, type NamespaceStats } from "./stats";
 import { isExpired, setProperties, type Message } from "../session/message";
 import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
 import { asBuffer } from "../protocol/codec";
@@ -40,17 +41,6 @@ export interface ClientInfo {
   hasWill: boolean;
 }
 
-export interface NamespaceStats {
-  /** sample time (ms): rates are differences of two samples over their time difference */
-  time: number;
-  /** seconds since the object started (counters count from then) */
-  uptime: number;
-  clients: { connected: number; total: number };
-  subscriptions: number;
-  retained: number;
-  messages: { received: number; sent: number };
-  bytes: { received: number; sent: number };
-}
 
 export interface RetainedMessage {
   topic: string;
@@ -149,18 +139,3 @@ export function disconnectClient(core: BrokerCore, clientId: string): boolean {
   return true;
 }
 
-export function namespaceStats(core: BrokerCore): NamespaceStats {
-  const now = core.now();
-  const c = core.counters;
-  let connected = 0;
-  for (const s of core.sessions.values()) if (s.conn) connected++;
-  return {
-    time: now,
-    uptime: Math.floor((now - c.startedAt) / 1000),
-    clients: { connected, total: core.sessions.size },
-    subscriptions: core.router.subscriptionCount,
-    retained: core.store.countRetained(),
-    messages: { received: c.messagesReceived, sent: c.messagesSent },
-    bytes: { received: c.bytesReceived, sent: c.bytesSent },
-  };
-}

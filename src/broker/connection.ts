@@ -5,8 +5,8 @@ import type { Peer } from "../session/peer";
 import { keepAliveDeadline } from "../timers/deadlines";
 import type { TopicAcl } from "../auth/acl";
 import type { Grant } from "../auth/authenticator";
-import { TokenBucket } from "./limits";
-import { Counters } from "./stats";
+import { TokenBucket } from "../limits/token-bucket";
+import { Counters } from "./counters";
 
 /** What the runtime gives a connection: a socket to write to and a place that survives hibernation. */
 export interface Transport {

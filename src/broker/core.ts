@@ -16,9 +16,10 @@ import type { Grant } from "../auth/grant";
 import type { TopicAcl } from "../auth/acl";
 import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
-import { Counters, SysPublisher, isSysTopic } from "./stats";
+import { SysPublisher, isSysTopic } from "./stats";
+import { Counters } from "./counters";
 import { Authenticator } from "../auth/authenticator";
-import { RetainedQuota } from "./limits";
+import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
 
 export interface Runtime {

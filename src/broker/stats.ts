@@ -1,27 +1,12 @@
-// Traffic counters for the stats API and `$SYS/broker/...`, and the `$SYS` publisher.
-// Counters are plain integers in memory: the hot path pays an increment, never a storage write or
-// an allocation. They count since the object last started (it is evicted when idle), like a
-// broker process's counters count since it started.
-import type { BrokerCore } from "./core";
+// The namespace's figures (stats API) and the `$SYS` publisher; the counters are in counters.ts.
 import type { Message } from "../session/message";
 import type { Session } from "../session/session";
-import { deliver } from "../session/delivery";
+import { deliver, type DeliveryContext } from "../session/delivery";
 import { parseSharedFilter } from "../topics/validate";
-import { namespaceStats, type NamespaceStats } from "./admin";
+import type { Router } from "../topics/router";
+import type { Counters } from "./counters";
+import type { Store } from "../storage/store";
 
-export class Counters {
-  /** application messages published into the broker: client PUBLISH, wills, HTTP API, RPC */
-  messagesReceived = 0;
-  /** PUBLISH packets sent to clients */
-  messagesSent = 0;
-  /** messages a shared group could not take: no member may read the topic */
-  messagesDropped = 0;
-  /** WebSocket payload bytes, both directions */
-  bytesReceived = 0;
-  bytesSent = 0;
-
-  constructor(readonly startedAt: number) {}
-}
 
 /** `$SYS` and `$SYS/...`: reserved for the broker, clients may not publish there. */
 export function isSysTopic(topic: string): boolean {
@@ -36,6 +21,48 @@ export function isSysFilter(filter: string): boolean {
   const shared = parseSharedFilter(filter);
   if (shared === "invalid") return false;
   return isSysTopic(shared ? shared.filter : filter);
+}
+
+/** What the figures are read from. */
+export interface StatsSource {
+  now(): number;
+  readonly counters: Counters;
+  readonly sessions: { values(): IterableIterator<Session>; readonly size: number };
+  readonly router: Router;
+  readonly store: Pick<Store, "countRetained">;
+}
+
+/** What the $SYS publisher needs besides the figures: routing its messages, and the alarm. */
+export interface SysContext extends Omit<StatsSource, "store">, DeliveryContext {
+  wakeAt(ms: number): void;
+}
+
+export interface NamespaceStats {
+  /** sample time (ms): rates are differences of two samples over their time difference */
+  time: number;
+  /** seconds since the object started (counters count from then) */
+  uptime: number;
+  clients: { connected: number; total: number };
+  subscriptions: number;
+  retained: number;
+  messages: { received: number; sent: number };
+  bytes: { received: number; sent: number };
+}
+
+export function namespaceStats(core: StatsSource): NamespaceStats {
+  const now = core.now();
+  const c = core.counters;
+  let connected = 0;
+  for (const s of core.sessions.values()) if (s.conn) connected++;
+  return {
+    time: now,
+    uptime: Math.floor((now - c.startedAt) / 1000),
+    clients: { connected, total: core.sessions.size },
+    subscriptions: core.router.subscriptionCount,
+    retained: core.store.countRetained(),
+    messages: { received: c.messagesReceived, sent: c.messagesSent },
+    bytes: { received: c.bytesReceived, sent: c.bytesSent },
+  };
 }
 
 /** The `$SYS/broker/...` topics, with Mosquitto's names so existing dashboards understand them. */
@@ -64,7 +91,7 @@ export class SysPublisher {
   private nextAt: number | null = null;
   private readonly encoder = new TextEncoder();
 
-  constructor(private readonly core: BrokerCore) {}
+  constructor(private readonly core: SysContext) {}
 
   get running(): boolean {
     return this.nextAt !== null;

@@ -4,6 +4,7 @@ import { Buffer } from "node:buffer";
 import { ProtocolError, malformed } from "./errors";
 import { RC } from "./reason-codes";
 import { checkFixedHeader, checkPacket } from "./wellformed";
+import type { ProtocolVersion } from "./version";
 
 export type Packet = mqtt.Packet;
 export type ConnectPacket = mqtt.IConnectPacket;
@@ -13,7 +14,7 @@ export type UnsubscribePacket = mqtt.IUnsubscribePacket;
 export type DisconnectPacket = mqtt.IDisconnectPacket;
 export type QoS = mqtt.QoS;
 export type PublishProperties = NonNullable<mqtt.IPublishPacket["properties"]>;
-export type ProtocolVersion = 3 | 4 | 5;
+export type { ProtocolVersion } from "./version";
 
 /**
  * Reassembles MQTT packets from a byte stream: a WebSocket frame may hold several packets or

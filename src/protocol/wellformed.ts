@@ -5,7 +5,7 @@
 // so every rule here is one the spec states; the decoder then sees only well-formed packets.
 import { ProtocolError, malformed, protocolError } from "./errors";
 import { RC } from "./reason-codes";
-import type { ProtocolVersion } from "./codec";
+import type { ProtocolVersion } from "./version";
 
 /** Where a property may appear in a packet from a client (bit flags). */
 const CONNECT = 1,

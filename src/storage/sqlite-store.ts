@@ -3,7 +3,7 @@ import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Message } from "../session/message";
 import type { Subscription, Will } from "../session/session";
-import type { Grant } from "../auth/authenticator";
+import type { Grant } from "../auth/grant";
 import { asBuffer, type ProtocolVersion, type QoS } from "../protocol/codec";
 import { prefixEnd } from "../topics/validate";
 

@@ -1,7 +1,7 @@
 import type { Message } from "../session/message";
 import type { Subscription, Will } from "../session/session";
 import type { ProtocolVersion } from "../protocol/codec";
-import type { Grant } from "../auth/authenticator";
+import type { Grant } from "../auth/grant";
 
 export interface SessionRow {
   clientId: string;

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
-import { RetainedQuota, TokenBucket } from "../../src/broker/limits";
+import { TokenBucket } from "../../src/limits/token-bucket";
+import { RetainedQuota } from "../../src/limits/retained-quota";
 import { DEFAULTS } from "../../src/config";
 import type { Store } from "../../src/storage/store";
 
