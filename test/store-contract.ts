@@ -3,14 +3,13 @@
 // through the interface alone, so the simulated broker behaves like the real one.
 import { describe, expect, test } from "vitest";
 import { Buffer } from "node:buffer";
-import { DeliveryState, type SessionRow, type Store } from "../src/storage/store";
+import { DeliveryState, type SessionRow, type Store, type SubscriptionRow } from "../src/storage/store";
 import type { Message } from "../src/session/message";
-import type { Subscription } from "../src/session/session";
 
 /** Runs `fn` against a fresh, empty store named `key`. */
 export type OpenStore = (key: string, fn: (store: Store) => void) => Promise<void> | void;
 
-const sub = (filter: string, more: Partial<Subscription> = {}) => ({ filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, ...more }) as unknown as Subscription;
+const sub = (clientId: string, filter: string, more: Partial<SubscriptionRow> = {}): SubscriptionRow => ({ clientId, filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0, ...more });
 const msg = (topic: string, payload: string, more: Partial<Message> = {}): Message => ({ topic, payload: Buffer.from(payload), qos: 1, retain: false, ...more });
 const text = (m: Message) => Buffer.from(m.payload).toString();
 const session = (clientId: string, more: Partial<SessionRow> = {}): SessionRow => ({
@@ -42,13 +41,12 @@ export function storeContract(open: OpenStore): void {
       });
     });
 
-    test("clearWill, markDisconnected and saveRetainedBacklog change only their fields", async () => {
+    test("clearWill and saveRetainedBacklog change only their fields", async () => {
       await open("contract-session-fields", (store) => {
         store.saveSession(session("a", { will: { topic: "w", payload: Buffer.from("x"), qos: 0, retain: false, delay: 0 }, willAt: 9 }));
         store.clearWill("a");
-        store.markDisconnected("a", 500, null);
         store.saveRetainedBacklog("a", [{ filter: "x/#", after: null }]);
-        expect(store.loadSessions()).toEqual([session("a", { connected: false, expiresAt: 500, retainedBacklog: [{ filter: "x/#", after: null }] })]);
+        expect(store.loadSessions()).toEqual([session("a", { retainedBacklog: [{ filter: "x/#", after: null }] })]);
         store.saveRetainedBacklog("a", null);
         expect(store.loadSessions()[0]!.retainedBacklog).toBeNull();
       });
@@ -58,7 +56,7 @@ export function storeContract(open: OpenStore): void {
       await open("contract-delete", (store) => {
         for (const id of ["a", "b"]) {
           store.saveSession(session(id));
-          store.saveSubscription(id, sub(`${id}/#`));
+          store.saveSubscription(sub(id, `${id}/#`));
           store.addDelivery(id, msg("t", `q-${id}`), 1, false, DeliveryState.Queued, null);
           store.addDelivery(id, msg("t", `f-${id}`), 1, false, DeliveryState.Sent, 7);
           store.addInboundQos2(id, 3);
@@ -77,9 +75,9 @@ export function storeContract(open: OpenStore): void {
 
   test("subscriptions: saved with their options, replaced by filter, deleted", async () => {
     await open("contract-subs", (store) => {
-      store.saveSubscription("a", sub("x/+", { qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2, subscriptionId: 7 } as Partial<Subscription>));
-      store.saveSubscription("a", sub("y/#"));
-      store.saveSubscription("a", sub("y/#", { qos: 0 } as Partial<Subscription>));
+      store.saveSubscription(sub("a", "x/+", { qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2, subscriptionId: 7 }));
+      store.saveSubscription(sub("a", "y/#"));
+      store.saveSubscription(sub("a", "y/#", { qos: 0 }));
       const rows = store.loadSubscriptions().sort((p, q) => (p.filter < q.filter ? -1 : 1));
       expect(rows).toEqual([
         { clientId: "a", filter: "x/+", qos: 2, noLocal: true, retainAsPublished: true, retainHandling: 2, subscriptionId: 7 },

@@ -1,19 +1,11 @@
 import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
+import type { MessageRow } from "../storage/store";
 import { encode, publishIdOffset } from "../protocol/codec";
 
-/** An application message on its way through the broker. */
-export interface Message {
-  topic: string;
-  payload: Uint8Array;
-  qos: QoS;
-  retain: boolean;
-  properties?: PublishProperties;
-  /** absolute ms; set from the MQTT 5 Message Expiry Interval */
-  expiresAt?: number;
+/** An application message on its way through the broker: as stored, plus what routing and sending add. */
+export interface Message extends MessageRow {
   /** publishing client id (No Local) */
   origin?: string;
-  /** storage row id once the body is stored for queued/in-flight delivery */
-  storedId?: number;
   /** the encoded PUBLISH of the first variant asked for (most messages need only one), and which */
   encoded?: Uint8Array;
   encodedSlot?: number;

@@ -146,7 +146,8 @@ export class SessionRegistry {
     const existed = session.subscriptions.has(sub.filter);
     session.subscriptions.set(sub.filter, sub);
     this.ctx.router.add(sub);
-    this.ctx.store.saveSubscription(session.clientId, sub);
+    const { filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId } = sub;
+    this.ctx.store.saveSubscription({ clientId: session.clientId, filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId });
     return existed;
   }
 

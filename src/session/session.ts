@@ -1,6 +1,7 @@
 import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
 import type { Peer } from "./peer";
+import type { WillRow } from "../storage/store";
 import type { TopicAcl } from "../auth/acl";
 import type { Grant } from "../auth/grant";
 import type { SharedGroup } from "../topics/trie";
@@ -23,15 +24,8 @@ export interface Subscription extends SubscriptionOptions {
 
 export type { Peer };
 
-export interface Will {
-  topic: string;
-  payload: Uint8Array;
-  qos: QoS;
-  retain: boolean;
-  properties?: Message["properties"];
-  /** MQTT 5 Will Delay Interval, seconds */
-  delay: number;
-}
+/** A will as CONNECT gave it (stored with the session as it is). */
+export type Will = WillRow;
 
 /** An outbound QoS 1/2 message sent to the client and not yet fully acknowledged. */
 export interface Inflight {

@@ -1,11 +1,9 @@
 // The Store in memory, with the SQLite store's semantics: rows are copied in and out (a caller
-// never shares an object with storage), a message body is stored once per Message object and
+// never shares an object with storage), a message body is stored once per MessageRow object and
 // removed with its last delivery, deliveries come back in seq order. Used by the plain-Node tests
 // (the model-based and crash tests run BrokerCore over it); `snapshot`/`fromSnapshot` stand for
 // a commit and a restart from what was committed.
-import { DeliveryState, type DeliveryRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
-import type { Message } from "../session/message";
-import type { Subscription } from "../session/session";
+import { DeliveryState, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
 import { asBuffer, type QoS } from "../protocol/codec";
 
 interface StoredMessage {
@@ -13,7 +11,7 @@ interface StoredMessage {
   payload: Uint8Array;
   qos: QoS;
   retain: boolean;
-  properties?: Message["properties"];
+  properties?: MessageRow["properties"];
   expiresAt?: number;
 }
 
@@ -80,13 +78,6 @@ export class MemoryStore implements Store {
     this.s.sessions.set(row.clientId, structuredClone(row));
   }
 
-  markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void {
-    const row = this.s.sessions.get(clientId);
-    if (!row) return;
-    this.rowsWritten++;
-    Object.assign(row, { connected: false, expiresAt, willAt });
-  }
-
   saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void {
     const row = this.s.sessions.get(clientId);
     if (!row) return;
@@ -119,25 +110,18 @@ export class MemoryStore implements Store {
     return structuredClone(this.s.topicAliases.get(clientId) ?? []);
   }
 
-  saveSubscription(clientId: string, sub: Subscription): void {
+  saveSubscription(sub: SubscriptionRow): void {
     this.rowsWritten++;
-    const row: SubscriptionRow = {
-      clientId,
-      filter: sub.filter,
-      qos: sub.qos,
-      noLocal: sub.noLocal,
-      retainAsPublished: sub.retainAsPublished,
-      retainHandling: sub.retainHandling,
-    };
+    const row: SubscriptionRow = { clientId: sub.clientId, filter: sub.filter, qos: sub.qos, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished, retainHandling: sub.retainHandling };
     if (sub.subscriptionId !== undefined) row.subscriptionId = sub.subscriptionId;
-    this.s.subscriptions.set(key(clientId, sub.filter), row);
+    this.s.subscriptions.set(key(sub.clientId, sub.filter), row);
   }
 
   deleteSubscription(clientId: string, filter: string): void {
     if (this.s.subscriptions.delete(key(clientId, filter))) this.rowsWritten++;
   }
 
-  setRetained(msg: Message): void {
+  setRetained(msg: MessageRow): void {
     this.rowsWritten++;
     this.s.retained.set(msg.topic, bodyOf(msg));
   }
@@ -146,14 +130,14 @@ export class MemoryStore implements Store {
     if (this.s.retained.delete(topic)) this.rowsWritten++;
   }
 
-  retainedWithPrefix(prefix: string): Message[] {
+  retainedWithPrefix(prefix: string): MessageRow[] {
     return [...this.s.retained.values()]
       .filter((m) => m.topic.startsWith(prefix))
       .sort((a, b) => (a.topic < b.topic ? -1 : 1))
       .map((m) => ({ ...messageOf(m), retain: true }));
   }
 
-  retainedAfter(prefix: string, after: string | null, limit: number): Message[] {
+  retainedAfter(prefix: string, after: string | null, limit: number): MessageRow[] {
     return this.retainedWithPrefix(prefix)
       .filter((m) => after === null || m.topic > after)
       .slice(0, limit);
@@ -182,7 +166,7 @@ export class MemoryStore implements Store {
     return this.s.retained.get(topic)?.payload.byteLength ?? null;
   }
 
-  addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
+  addDelivery(clientId: string, msg: MessageRow, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
     if (msg.storedId === undefined) {
       msg.storedId = this.s.nextId++;
       this.s.messages.set(msg.storedId, bodyOf(msg));
@@ -294,15 +278,15 @@ export class MemoryStore implements Store {
   }
 }
 
-function bodyOf(msg: Message): StoredMessage {
+function bodyOf(msg: MessageRow): StoredMessage {
   const body: StoredMessage = { topic: msg.topic, payload: msg.payload.slice(), qos: msg.qos, retain: msg.retain };
   if (msg.properties) body.properties = structuredClone(msg.properties);
   if (msg.expiresAt !== undefined) body.expiresAt = msg.expiresAt;
   return body;
 }
 
-function messageOf(body: StoredMessage): Message {
-  const msg: Message = { topic: body.topic, payload: asBuffer(body.payload.slice()), qos: body.qos, retain: body.retain };
+function messageOf(body: StoredMessage): MessageRow {
+  const msg: MessageRow = { topic: body.topic, payload: asBuffer(body.payload.slice()), qos: body.qos, retain: body.retain };
   if (body.properties) msg.properties = structuredClone(body.properties);
   if (body.expiresAt !== undefined) msg.expiresAt = body.expiresAt;
   return msg;

@@ -1,8 +1,6 @@
-import { DeliveryState, type DeliveryRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
+import { DeliveryState, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
 import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
-import type { Message } from "../session/message";
-import type { Subscription, Will } from "../session/session";
 import type { Grant } from "../auth/grant";
 import { asBuffer, type ProtocolVersion, type QoS } from "../protocol/codec";
 import { prefixEnd } from "../topics/validate";
@@ -82,10 +80,6 @@ export class SqliteStore implements Store {
     );
   }
 
-  markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void {
-    this.sql.exec("UPDATE sessions SET connected = 0, expires_at = ?, will_at = ? WHERE client_id = ?", expiresAt, willAt, clientId);
-  }
-
   saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void {
     this.sql.exec("UPDATE sessions SET retained_backlog = ? WHERE client_id = ?", backlog ? JSON.stringify(backlog) : null, clientId);
   }
@@ -119,11 +113,11 @@ export class SqliteStore implements Store {
       .map((r) => [Number(r.alias), r.topic as string]);
   }
 
-  saveSubscription(clientId: string, sub: Subscription): void {
+  saveSubscription(sub: SubscriptionRow): void {
     this.sql.exec(
       `INSERT OR REPLACE INTO subscriptions (client_id, filter, qos, no_local, retain_as_published, retain_handling, sub_id)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      clientId,
+      sub.clientId,
       sub.filter,
       sub.qos,
       sub.noLocal ? 1 : 0,
@@ -137,7 +131,7 @@ export class SqliteStore implements Store {
     this.sql.exec("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", clientId, filter);
   }
 
-  setRetained(msg: Message): void {
+  setRetained(msg: MessageRow): void {
     this.sql.exec(
       "INSERT OR REPLACE INTO retained (topic, payload, qos, props, expires_at) VALUES (?, ?, ?, ?, ?)",
       msg.topic,
@@ -152,7 +146,7 @@ export class SqliteStore implements Store {
     this.sql.exec("DELETE FROM retained WHERE topic = ?", topic);
   }
 
-  retainedWithPrefix(prefix: string): Message[] {
+  retainedWithPrefix(prefix: string): MessageRow[] {
     const end = prefixEnd(prefix);
     const rows =
       prefix === ""
@@ -163,7 +157,7 @@ export class SqliteStore implements Store {
     return rows.toArray().map(retainedFromRow);
   }
 
-  retainedAfter(prefix: string, after: string | null, limit: number): Message[] {
+  retainedAfter(prefix: string, after: string | null, limit: number): MessageRow[] {
     const end = prefixEnd(prefix);
     const from = after !== null && after >= prefix ? after : null;
     const lower = from === null ? "topic >= ?" : "topic > ?";
@@ -194,7 +188,7 @@ export class SqliteStore implements Store {
     return row ? Number(row.b) : null;
   }
 
-  addDelivery(clientId: string, msg: Message, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
+  addDelivery(clientId: string, msg: MessageRow, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
     if (msg.storedId === undefined) {
       msg.storedId = Number(
         this.sql
@@ -323,7 +317,7 @@ const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS 
   FROM deliveries d JOIN messages m ON m.id = d.msg_id`;
 
 function deliveryFromRow(r: Row): DeliveryRow {
-  const msg: Message = {
+  const msg: MessageRow = {
     topic: r.topic as string,
     payload: bytesOf(r.payload!),
     qos: Number(r.qos) as QoS,
@@ -353,7 +347,7 @@ function bytesOf(v: SqlStorageValue): Uint8Array {
   return v instanceof ArrayBuffer ? asBuffer(new Uint8Array(v)) : asBuffer(new Uint8Array(0));
 }
 
-function willFromRow(r: Row): Will | null {
+function willFromRow(r: Row): WillRow | null {
   if (r.will_topic === null || r.will_topic === undefined) return null;
   return {
     topic: r.will_topic as string,
@@ -365,8 +359,8 @@ function willFromRow(r: Row): Will | null {
   };
 }
 
-function retainedFromRow(r: Row): Message {
-  const msg: Message = {
+function retainedFromRow(r: Row): MessageRow {
+  const msg: MessageRow = {
     topic: r.topic as string,
     payload: bytesOf(r.payload!),
     qos: Number(r.qos) as QoS,

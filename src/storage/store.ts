@@ -1,7 +1,34 @@
-import type { Message } from "../session/message";
-import type { Subscription, Will } from "../session/session";
-import type { ProtocolVersion } from "../protocol/codec";
+// What the broker persists, in row types of its own: storage knows no session, connection or
+// encoding. One implementation over the Durable Object's SQLite, one in memory (tests); both
+// pass test/store-contract.ts.
+import type { ProtocolVersion } from "../protocol/version";
+import type { PublishProperties, QoS } from "../protocol/codec";
 import type { Grant } from "../auth/grant";
+
+/**
+ * An application message as stored: stored once, referenced by `storedId` from its deliveries
+ * (addDelivery sets it on the object it is given, so further deliveries of it reuse the body).
+ */
+export interface MessageRow {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties?: PublishProperties;
+  /** absolute ms, from the MQTT 5 Message Expiry Interval */
+  expiresAt?: number;
+  storedId?: number;
+}
+
+export interface WillRow {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties?: PublishProperties;
+  /** MQTT 5 Will Delay Interval, seconds */
+  delay: number;
+}
 
 export interface SessionRow {
   clientId: string;
@@ -9,7 +36,7 @@ export interface SessionRow {
   expiry: number;
   connected: boolean;
   expiresAt: number | null;
-  will: Will | null;
+  will: WillRow | null;
   willAt: number | null;
   /** the authenticated identity the session belongs to (see Grant.identity); null: nobody's */
   owner: string | null;
@@ -40,7 +67,7 @@ export interface SubscriptionRow {
 export interface DeliveryRow {
   seq: number;
   clientId: string;
-  msg: Message;
+  msg: MessageRow;
   qos: 0 | 1 | 2;
   retain: boolean;
   state: DeliveryState;
@@ -59,13 +86,10 @@ export interface QueueStats {
   bytes: number;
 }
 
-/** Everything the broker persists. One implementation over the Durable Object's SQLite. */
 export interface Store {
   loadSessions(): SessionRow[];
   loadSubscriptions(): SubscriptionRow[];
   saveSession(row: SessionRow): void;
-  /** the connection ended; the session stays until `expiresAt` (null: never) */
-  markDisconnected(clientId: string, expiresAt: number | null, willAt: number | null): void;
   clearWill(clientId: string): void;
   saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void;
   deleteSession(clientId: string): void;
@@ -74,15 +98,15 @@ export interface Store {
   saveTopicAliases(clientId: string, aliases: [number, string][]): void;
   loadTopicAliases(clientId: string): [number, string][];
 
-  saveSubscription(clientId: string, sub: Subscription): void;
+  saveSubscription(row: SubscriptionRow): void;
   deleteSubscription(clientId: string, filter: string): void;
 
-  setRetained(msg: Message): void;
+  setRetained(msg: MessageRow): void;
   deleteRetained(topic: string): void;
   /** retained messages whose topic starts with `prefix` (the caller matches the filter) */
-  retainedWithPrefix(prefix: string): Message[];
+  retainedWithPrefix(prefix: string): MessageRow[];
   /** up to `limit` of them in topic order, after the topic `after` (null: from the first) */
-  retainedAfter(prefix: string, after: string | null, limit: number): Message[];
+  retainedAfter(prefix: string, after: string | null, limit: number): MessageRow[];
   /** removes retained messages whose Message Expiry passed before `now` */
   deleteExpiredRetained(now: number): void;
   countRetained(): number;
@@ -92,8 +116,8 @@ export interface Store {
   retainedSize(topic: string): number | null;
 
   // Durable sessions: message bodies stored once, one delivery row per session.
-  /** stores the body once per Message object (sets msg.storedId) and adds a delivery row; returns its seq */
-  addDelivery(clientId: string, msg: Message, qos: 0 | 1 | 2, retain: boolean, state: DeliveryState, packetId: number | null, subIds?: number[] | null): number;
+  /** stores the body once per message object (sets msg.storedId) and adds a delivery row; returns its seq */
+  addDelivery(clientId: string, msg: MessageRow, qos: 0 | 1 | 2, retain: boolean, state: DeliveryState, packetId: number | null, subIds?: number[] | null): number;
   markSent(seq: number, packetId: number): void;
   markReleased(seq: number): void;
   /** removes a delivery, and its message body once no delivery refers to it */

@@ -4,17 +4,17 @@ import { runInDurableObject } from "cloudflare:test";
 import { expect, test } from "vitest";
 import { Buffer } from "node:buffer";
 import { SqliteStore } from "../../src/storage/sqlite-store";
-import { DeliveryState } from "../../src/storage/store";
+import { DeliveryState, type SubscriptionRow } from "../../src/storage/store";
 import { MIGRATIONS } from "../../src/storage/schema";
-import type { Message } from "../../src/session/message";
-import type { Subscription } from "../../src/session/session";
+import type { MessageRow as Message } from "../../src/storage/store";
+
 
 function withStore(name: string, fn: (store: SqliteStore, sql: SqlStorage) => void): Promise<void> {
   const stub = env.BROKER.get(env.BROKER.idFromName(name));
   return runInDurableObject(stub, (_instance, state) => fn(new SqliteStore(state.storage.sql), state.storage.sql));
 }
 
-const subscription = (filter: string) => ({ filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }) as unknown as Subscription;
+const subscription = (filter: string): SubscriptionRow => ({ clientId: "", filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 });
 const message = (topic: string, payload: string): Message => ({ topic, payload: Buffer.from(payload), qos: 1, retain: false });
 
 test("migrations are idempotent and recorded", async () => {
@@ -81,7 +81,7 @@ test("deleting a session removes its subscriptions, deliveries, inbound ids and 
     const count = (table: string) => Number(sql.exec(`SELECT COUNT(*) AS n FROM ${table}`).one().n);
     for (const id of ["c", "other"]) {
       store.saveSession({ clientId: id, version: 4, expiry: 60, connected: false, expiresAt: null, will: null, willAt: null, owner: null, grant: null, durable: true, retainedBacklog: null });
-      for (const filter of [`${id}/a`, `${id}/b/#`]) store.saveSubscription(id, subscription(filter));
+      for (const filter of [`${id}/a`, `${id}/b/#`]) store.saveSubscription({ ...subscription(filter), clientId: id });
       store.addDelivery(id, message("t", `for ${id}`), 1, false, DeliveryState.Queued, null);
       store.addInboundQos2(id, 9);
     }
