@@ -1,10 +1,11 @@
 import type { BrokerConfig } from "../config";
-import { PacketReader, encode, type Packet, type ProtocolVersion } from "../protocol/codec";
+import { PacketReader, encode, publishIdOffset, withPacketId, type Packet, type ProtocolVersion, type QoS } from "../protocol/codec";
+import { encodedPublish, type Message } from "../session/message";
 import type { Session } from "../session/session";
 import type { Peer } from "../session/peer";
 import { keepAliveDeadline } from "../timers/deadlines";
 import type { TopicAcl } from "../auth/acl";
-import type { Grant } from "../auth/authenticator";
+import type { Grant } from "../auth/grant";
 import { TokenBucket } from "../limits/token-bucket";
 import { Counters } from "./counters";
 
@@ -213,6 +214,57 @@ export class Connection implements Peer {
       return true;
     }
     return this.write(bytes);
+  }
+
+  /**
+   * Sends one PUBLISH of `msg`: the shared encoding, patched with the packet id, unless it needs
+   * properties of its own for this client. False when it would exceed the client's Maximum Packet
+   * Size: it is then not sent [MQTT-3.1.2-25].
+   */
+  sendPublish(msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
+    const bytes = this.publishBytes(msg, qos, retain, subIds, packetId, dup, now);
+    if (bytes === null) return false;
+    this.sendBytes(bytes);
+    return true;
+  }
+
+  /**
+   * The bytes of one PUBLISH to one connection: the shared encoding unless it needs its own
+   * properties (subscription ids, a decremented expiry, a topic alias). Null when the packet would
+   * exceed the client's Maximum Packet Size: it is then not sent to that client [MQTT-3.1.2-25].
+   */
+  private publishBytes(msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, packetId: number, dup: boolean, now: number): Uint8Array | null {
+    let bytes: Uint8Array;
+    if (this.version === 5) {
+      // forward the expiry interval less the time the message waited [MQTT-3.3.2-6]
+      const expiry = msg.expiresAt !== undefined ? Math.max(1, Math.ceil((msg.expiresAt - now) / 1000)) : undefined;
+      const alias = this.topicAliasMaximum > 0 ? this.outboundAlias(msg.topic) : null;
+      if (subIds !== null || alias !== null || (expiry !== undefined && expiry !== msg.properties?.messageExpiryInterval)) {
+        const properties = { ...msg.properties };
+        if (subIds) properties.subscriptionIdentifier = subIds.length === 1 ? subIds[0]! : subIds;
+        if (expiry !== undefined) properties.messageExpiryInterval = expiry;
+        if (alias) properties.topicAlias = alias.id;
+        bytes = encode(
+          { cmd: "publish", topic: alias?.known ? "" : msg.topic, payload: msg.payload as Buffer, qos, retain, dup, messageId: qos > 0 ? packetId : undefined, properties },
+          5,
+        );
+        if (bytes.byteLength > this.maxPacketSize) return null;
+        if (alias && !alias.known) this.outboundAliases!.set(msg.topic, alias.id); // the client learns it with this packet
+        return bytes;
+      }
+    }
+    const base = encodedPublish(msg, this.version, qos, retain);
+    bytes = qos === 0 ? base : withPacketId(base, publishIdOffset(base), packetId, dup);
+    return bytes.byteLength > this.maxPacketSize ? null : bytes;
+  }
+
+  /** Outbound topic aliases: the first Topic Alias Maximum distinct topics get one, for the connection's life. */
+  private outboundAlias(topic: string): { id: number; known: boolean } | null {
+    const aliases = (this.outboundAliases ??= new Map());
+    const id = aliases.get(topic);
+    if (id !== undefined) return { id, known: true };
+    if (aliases.size >= this.topicAliasMaximum) return null;
+    return { id: aliases.size + 1, known: false };
   }
 
   /**

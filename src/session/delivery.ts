@@ -1,8 +1,8 @@
 // Outbound delivery: QoS flows, the in-flight window, queues and redelivery. A durable session
 // writes each QoS 1/2 delivery to storage (body once, a row per session); others stay in memory.
-import { encode, publishIdOffset, withPacketId, type QoS } from "../protocol/codec";
+import type { QoS } from "../protocol/codec";
 import type { Peer } from "./peer";
-import { encodedPublish, isExpired, type Message } from "./message";
+import { isExpired, type Message } from "./message";
 import type { Inflight, Session, Subscription } from "./session";
 import type { SharedGroup } from "../topics/trie";
 import { pickMember } from "../topics/router";
@@ -34,8 +34,7 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
   const online = conn !== null && conn.state === "connected";
   if (qos === 0) {
     if (online) {
-      const bytes = publishBytes(conn, msg, 0, retain, subIds, 0, false, ctx.now());
-      if (bytes) conn.sendBytes(bytes);
+      conn.sendPublish(msg, 0, retain, subIds, 0, false, ctx.now());
     } else if (session.durable && ctx.config.QUEUE_QOS0) enqueue(ctx, session, msg, 0, retain, subIds, group);
     return;
   }
@@ -65,8 +64,7 @@ function hasRoom(ctx: DeliveryContext, session: Session, conn: Peer, msg: Messag
 
 function sendInflight(ctx: DeliveryContext, session: Session, conn: Peer, msg: Message, qos: 1 | 2, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group): void {
   const packetId = session.nextPacketId()!; // the window (≤ 65535) guarantees a free id
-  const bytes = publishBytes(conn, msg, qos, retain, subIds, packetId, false, ctx.now());
-  if (!bytes) {
+  if (!conn.sendPublish(msg, qos, retain, subIds, packetId, false, ctx.now())) {
     if (seq !== undefined) ctx.store.deleteDelivery(seq); // too large for this client: dropped [MQTT-3.1.2-25]
     return;
   }
@@ -75,7 +73,6 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Peer, msg: M
     else ctx.store.markSent(seq, packetId);
   }
   session.putInflight({ packetId, msg, qos, retain, released: false, seq, subIds: subIds ?? undefined, group: group ?? undefined });
-  conn.sendBytes(bytes);
 }
 
 /**
@@ -179,8 +176,7 @@ function sendDequeued(ctx: DeliveryContext, session: Session, conn: Peer, msg: M
   // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
   const dropped = expired || !connMayRead(conn, msg.topic);
   if (dropped || qos === 0) {
-    const bytes = dropped ? null : publishBytes(conn, msg, 0, retain, subIds, 0, false, now);
-    if (bytes) conn.sendBytes(bytes);
+    if (!dropped) conn.sendPublish(msg, 0, retain, subIds, 0, false, now);
     if (seq !== undefined) ctx.store.deleteDelivery(seq);
     return;
   }
@@ -223,11 +219,7 @@ function resendOne(ctx: DeliveryContext, session: Session, conn: Peer, f: Inflig
     return true;
   }
   const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
-  const bytes = readable ? publishBytes(conn, f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now()) : null;
-  if (bytes) {
-    conn.sendBytes(bytes);
-    return true;
-  }
+  if (readable && conn.sendPublish(f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now())) return true;
   session.takeInflight(f.packetId); // dropped, without refilling while the re-sends are worked out
   if (f.seq !== undefined) ctx.forgetDelivery(f.seq);
   return false;
@@ -323,43 +315,4 @@ export function complete(ctx: DeliveryContext, session: Session, packetId: numbe
   if (!conn || conn.state !== "connected") return;
   if (session.resendPending) return resendMore(ctx, session, conn);
   if ((session.queuedCount > 0 || session.retainedBacklog) && session.inflight.size <= windowOf(ctx, conn) >> 1) drainQueue(ctx, session);
-}
-
-/**
- * The bytes of one PUBLISH to one connection: the shared encoding unless it needs its own
- * properties (subscription ids, a decremented expiry, a topic alias). Null when the packet would
- * exceed the client's Maximum Packet Size: it is then not sent to that client [MQTT-3.1.2-25].
- */
-function publishBytes(conn: Peer, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, packetId: number, dup: boolean, now: number): Uint8Array | null {
-  let bytes: Uint8Array;
-  if (conn.version === 5) {
-    // forward the expiry interval less the time the message waited [MQTT-3.3.2-6]
-    const expiry = msg.expiresAt !== undefined ? Math.max(1, Math.ceil((msg.expiresAt - now) / 1000)) : undefined;
-    const alias = conn.topicAliasMaximum > 0 ? outboundAlias(conn, msg.topic) : null;
-    if (subIds !== null || alias !== null || (expiry !== undefined && expiry !== msg.properties?.messageExpiryInterval)) {
-      const properties = { ...msg.properties };
-      if (subIds) properties.subscriptionIdentifier = subIds.length === 1 ? subIds[0]! : subIds;
-      if (expiry !== undefined) properties.messageExpiryInterval = expiry;
-      if (alias) properties.topicAlias = alias.id;
-      bytes = encode(
-        { cmd: "publish", topic: alias?.known ? "" : msg.topic, payload: msg.payload as Buffer, qos, retain, dup, messageId: qos > 0 ? packetId : undefined, properties },
-        5,
-      );
-      if (bytes.byteLength > conn.maxPacketSize) return null;
-      if (alias && !alias.known) conn.outboundAliases!.set(msg.topic, alias.id); // the client learns it with this packet
-      return bytes;
-    }
-  }
-  const base = encodedPublish(msg, conn.version, qos, retain);
-  bytes = qos === 0 ? base : withPacketId(base, publishIdOffset(base), packetId, dup);
-  return bytes.byteLength > conn.maxPacketSize ? null : bytes;
-}
-
-/** Outbound topic aliases: the first Topic Alias Maximum distinct topics get one, for the connection's life. */
-function outboundAlias(conn: Peer, topic: string): { id: number; known: boolean } | null {
-  const aliases = (conn.outboundAliases ??= new Map());
-  const id = aliases.get(topic);
-  if (id !== undefined) return { id, known: true };
-  if (aliases.size >= conn.topicAliasMaximum) return null;
-  return { id: aliases.size + 1, known: false };
 }
