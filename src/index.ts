@@ -1,7 +1,8 @@
 // Worker entry: routes /mqtt[/<namespace>] WebSocket upgrades to the namespace's Durable Object
 // and /api/... to the HTTP API. Everything else is the web console, served as static assets
 // (wrangler.toml [assets]) before the Worker is even invoked.
-import { NamespaceBroker, type Env } from "./broker/namespace-do";
+import { NamespaceBroker } from "./broker/namespace-do";
+import type { Env } from "./env";
 import { chooseSubprotocol } from "./protocol/subprotocol";
 import { loadConfig } from "./config";
 import { handleApi } from "./api/http";

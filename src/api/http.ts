@@ -1,7 +1,7 @@
 // The HTTP API under /api/<namespace>/...: bearer auth, routing, validation, JSON in and out.
 // Every failure is a JSON `{ "error": "..." }`; bad input is a 4xx, never a 500.
 import { Buffer } from "node:buffer";
-import type { Env } from "../broker/namespace-do";
+import type { Env } from "../env";
 import type { RetainedMessage } from "../broker/admin";
 import type { PublishProperties } from "../protocol/codec";
 import { loadConfig } from "../config";

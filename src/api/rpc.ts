@@ -4,7 +4,7 @@
 // Same validation and semantics as the HTTP API; no token, since only Workers the account owner
 // binds can call it. Invalid input rejects with an Error whose message says what is wrong.
 import { WorkerEntrypoint } from "cloudflare:workers";
-import type { Env } from "../broker/namespace-do";
+import type { Env } from "../env";
 import type { ClientInfo, NamespaceStats, RetainedMessage } from "../broker/admin";
 import type { PublishProperties, QoS } from "../protocol/codec";
 import { loadConfig } from "../config";

@@ -1,3 +1,4 @@
+import { MAX_MQTT_PACKET, MAX_PACKET_ID } from "../protocol/limits";
 import type { BrokerConfig } from "../config";
 import { PacketReader, encode, publishIdOffset, withPacketId, type Packet, type ProtocolVersion, type QoS } from "../protocol/codec";
 import { encodedPublish, type Message } from "../session/message";
@@ -74,9 +75,9 @@ export class Connection implements Peer {
   address: string | undefined;
   session: Session | null = null;
   /** client's Receive Maximum: cap on our unacknowledged QoS 1/2 sends */
-  receiveMaximum = 65535;
+  receiveMaximum = MAX_PACKET_ID;
   /** client's Maximum Packet Size */
-  maxPacketSize = 268435460;
+  maxPacketSize = MAX_MQTT_PACKET;
   /** MQTT 5 topic aliases the client set towards us (kept in the attachment across hibernation) */
   inboundAliases: Map<number, string> | null = null;
   /** the inbound aliases outgrew the attachment and live in storage (loaded again at a wake) */
@@ -128,8 +129,8 @@ export class Connection implements Peer {
       this.clientId = attachment.cid;
       this.version = attachment.v ?? 4;
       this.keepalive = attachment.ka ?? 0;
-      this.receiveMaximum = attachment.rm ?? 65535;
-      this.maxPacketSize = attachment.mps ?? 268435460;
+      this.receiveMaximum = attachment.rm ?? MAX_PACKET_ID;
+      this.maxPacketSize = attachment.mps ?? MAX_MQTT_PACKET;
       this.grant = attachment.g ?? {};
       this.topicAliasMaximum = attachment.tam ?? 0;
       this.problemInformation = attachment.npi !== 1;
@@ -169,8 +170,8 @@ export class Connection implements Peer {
       a.cid = this.clientId;
       a.v = this.version;
       a.ka = this.keepalive;
-      if (this.receiveMaximum !== 65535) a.rm = this.receiveMaximum;
-      if (this.maxPacketSize !== 268435460) a.mps = this.maxPacketSize;
+      if (this.receiveMaximum !== MAX_PACKET_ID) a.rm = this.receiveMaximum;
+      if (this.maxPacketSize !== MAX_MQTT_PACKET) a.mps = this.maxPacketSize;
       if (this.grant.username !== undefined || this.grant.publish || this.grant.subscribe) a.g = this.grant;
       if (this.topicAliasMaximum) a.tam = this.topicAliasMaximum;
       if (!this.problemInformation) a.npi = 1;

@@ -18,7 +18,7 @@ import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
 import { SysPublisher, isSysTopic } from "./stats";
 import { Counters } from "./counters";
-import { Authenticator } from "../auth/authenticator";
+import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
 
@@ -39,8 +39,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
   /** traffic counters for the stats API and $SYS (in memory, since the object started) */
   readonly counters: Counters;
   readonly sys: SysPublisher;
-  /** who may connect and with which rights; the Durable Object sets it from its configuration */
-  auth: Authenticator = Authenticator.open();
+
   private quota: RetainedQuota | null = null;
   /** bytes held for sockets whose CONNECT is not accepted yet (partial packets, held packets) */
   pendingBytes = 0;
@@ -49,6 +48,8 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     readonly store: Store,
     readonly config: BrokerConfig,
     private readonly runtime: Runtime,
+    /** who may connect and with which rights (from the namespace's configuration) */
+    readonly auth: Authenticator,
   ) {
     this.counters = new Counters(runtime.now());
     this.acked = new DeferredDeletes(store, runtime.later);

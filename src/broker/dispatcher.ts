@@ -34,7 +34,7 @@ export function dispatch(core: DispatchContext, conn: Connection, packet: Packet
     conn.authQueue = [];
     conn.connectBytes = size;
     conn.authWork = verdict.then(
-      (grant) => resume(core, conn, packet, grant),
+      (grant) => afterVerdict(core, conn, packet, grant),
       (err: unknown) => {
         conn.authQueue = null;
         conn.authWork = null;
@@ -98,7 +98,7 @@ function hold(core: DispatchContext, conn: Connection, packet: Packet, size: num
 }
 
 /** The verdict came: accept CONNECT (unless the socket went away meanwhile), then the held packets. */
-function resume(core: DispatchContext, conn: Connection, connect: ConnectPacket, grant: Grant): void {
+function afterVerdict(core: DispatchContext, conn: Connection, connect: ConnectPacket, grant: Grant): void {
   const held = conn.authQueue ?? [];
   conn.authQueue = null;
   conn.authWork = null;

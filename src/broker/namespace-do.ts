@@ -11,15 +11,8 @@ import { Authenticator } from "../auth/authenticator";
 import { PasswordThrottle } from "../auth/throttle";
 import { loadAuthConfig } from "../auth/config";
 import { inspect, type BrokerSnapshot } from "./inspect";
+import type { Env } from "../env";
 
-export interface Env {
-  BROKER: DurableObjectNamespace<NamespaceBroker>;
-  /** secret: bearer token of the HTTP API (no token: the API is off) */
-  API_TOKEN?: string;
-  /** JSON {"<namespace>": "<token>"}: HTTP API tokens that open one namespace each */
-  API_TOKENS?: string;
-  [key: string]: unknown;
-}
 
 /** The auth set-up is said once per process, not at every object start or wake (same env for all). */
 let announced = false;
@@ -37,9 +30,9 @@ export class NamespaceBroker extends DurableObject<Env> {
       later: (fn) => void setTimeout(fn, 5),
       log: (level, message) => console[level](`[broker] ${message}`),
     };
-    this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime);
     // The namespace is the name the Worker derived this object's id from.
-    this.core.auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
+    const auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
+    this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime, auth);
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);

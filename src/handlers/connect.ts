@@ -1,3 +1,4 @@
+import { MAX_MQTT_PACKET, MAX_PACKET_ID } from "../protocol/limits";
 import type { HandlerContext } from "./context";
 import type { Connection } from "../broker/connection";
 import type { ConnectPacket, ProtocolVersion, QoS } from "../protocol/codec";
@@ -59,8 +60,8 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   if (version === 5) {
     if (props?.receiveMaximum === 0) throw protocolError("Receive Maximum 0");
     if (props?.maximumPacketSize === 0) throw protocolError("Maximum Packet Size 0");
-    conn.receiveMaximum = props?.receiveMaximum ?? 65535;
-    conn.maxPacketSize = props?.maximumPacketSize ?? 268435460;
+    conn.receiveMaximum = props?.receiveMaximum ?? MAX_PACKET_ID;
+    conn.maxPacketSize = props?.maximumPacketSize ?? MAX_MQTT_PACKET;
     conn.topicAliasMaximum = props?.topicAliasMaximum ?? 0;
     conn.problemInformation = props?.requestProblemInformation !== false;
   }

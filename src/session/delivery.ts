@@ -1,5 +1,6 @@
 // Outbound delivery: QoS flows, the in-flight window, queues and redelivery. A durable session
 // writes each QoS 1/2 delivery to storage (body once, a row per session); others stay in memory.
+import { MAX_PACKET_ID } from "../protocol/limits";
 import type { QoS } from "../protocol/codec";
 import type { Peer } from "./peer";
 import { isExpired, type Message } from "./message";
@@ -52,7 +53,7 @@ export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qo
 
 /** Flow control: at most min(client's Receive Maximum, MAX_INFLIGHT) unacknowledged sends. */
 export function windowOf(ctx: DeliveryContext, conn: Peer): number {
-  return Math.min(conn.receiveMaximum, ctx.config.MAX_INFLIGHT, 65535);
+  return Math.min(conn.receiveMaximum, ctx.config.MAX_INFLIGHT, MAX_PACKET_ID);
 }
 
 /** Room in the window for `msg`: a free slot, and its bytes within MAX_INFLIGHT_BYTES (one always fits). */

@@ -1,3 +1,4 @@
+import { MAX_PACKET_ID } from "../protocol/limits";
 import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
 import type { Peer } from "./peer";
@@ -138,8 +139,8 @@ export class Session {
 
   /** A packet id not in flight, cycling 1..65535 [MQTT-2.2.1-3]. Null when all are in use. */
   nextPacketId(): number | null {
-    for (let tries = 0; tries < 65535; tries++) {
-      this.lastPacketId = this.lastPacketId >= 65535 ? 1 : this.lastPacketId + 1;
+    for (let tries = 0; tries < MAX_PACKET_ID; tries++) {
+      this.lastPacketId = this.lastPacketId >= MAX_PACKET_ID ? 1 : this.lastPacketId + 1;
       if (!this.inflight.has(this.lastPacketId)) return this.lastPacketId;
     }
     return null;

@@ -76,8 +76,8 @@ export class SimBroker {
       log: (level, message) => void this.logs.push(`${level}: ${message}`),
     };
     const store = this.options.wrapStore ? this.options.wrapStore(this.store) : this.store;
-    this.core = new BrokerCore(store, this.config, runtime);
-    this.core.auth = new Authenticator(loadAuthConfig(this.options.authVars ?? {}), "default", runtime.log, () => this.now);
+    const auth = new Authenticator(loadAuthConfig(this.options.authVars ?? {}), "default", runtime.log, () => this.now);
+    this.core = new BrokerCore(store, this.config, runtime, auth);
     this.sockets.clear();
     const conns = live.map((s) => this.connectionOf(s));
     this.run(() => this.core.restore(conns));

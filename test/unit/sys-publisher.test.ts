@@ -6,13 +6,14 @@ import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { Connection } from "../../src/broker/connection";
 import { DEFAULTS } from "../../src/config";
 import { isSysFilter, isSysTopic } from "../../src/broker/stats";
+import { Authenticator } from "../../src/auth/authenticator";
 import { MemoryStore } from "../../src/storage/memory-store";
 
 function setup(sysInterval = 10) {
   let now = 1_000_000;
   const wakes: number[] = [];
   const runtime: Runtime = { now: () => now, wakeAt: (ms) => void wakes.push(ms), later: (fn) => fn(), log: () => {} };
-  const core = new BrokerCore(new MemoryStore(), { ...DEFAULTS, SYS_INTERVAL: sysInterval }, runtime);
+  const core = new BrokerCore(new MemoryStore(), { ...DEFAULTS, SYS_INTERVAL: sysInterval }, runtime, Authenticator.open());
 
   function client(clientId: string, opts: { clean?: boolean } = {}) {
     const received: mqtt.Packet[] = [];
