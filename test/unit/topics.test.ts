@@ -1,6 +1,7 @@
 // Topic names, filters and matching (MQTT 3.1.1 §4.7, MQTT 5.0 §4.7, §4.8.2), as tables.
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
+import { TopicAcl } from "../../src/auth/acl";
 import { isValidTopicFilter, isValidTopicName, literalPrefix, parseSharedFilter, prefixEnd, topicMatches } from "../../src/topics/validate";
 import { TopicTrie } from "../../src/topics/trie";
 
@@ -168,6 +169,11 @@ const MATCHES: [string, string, boolean][] = [
 describe("matching", () => {
   test.each(MATCHES)("topicMatches(%j, %j) = %s [MQTT-4.7.1-1]", (filter, topic, expected) => {
     expect(topicMatches(filter, topic)).toBe(expected);
+  });
+
+  // The third matcher: ACL patterns are topic filters too (auth/acl.ts), judged by the same table.
+  test.each(MATCHES)("ACL pattern %j allows topic %j = %s", (filter, topic, expected) => {
+    expect(TopicAcl.compile([filter], "client", "user").allows(topic)).toBe(expected);
   });
 
   test.each(MATCHES)("trie: filter %j against topic %j = %s [MQTT-4.7.1-1]", (filter, topic, expected) => {
