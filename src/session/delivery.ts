@@ -103,9 +103,14 @@ function dropExpired(ctx: DeliveryContext, session: Session): void {
   let bytes = 0;
   if (session.durable) ({ count, bytes } = ctx.store.dropExpiredQueued(session.clientId, now));
   else {
-    const kept = session.queue.filter((q) => !isExpired(q.msg, now));
-    for (const q of session.queue) if (isExpired(q.msg, now)) (count++, (bytes += q.bytes));
-    session.queue.splice(0, session.queue.length, ...kept);
+    let kept = 0;
+    for (const q of session.queue) {
+      if (isExpired(q.msg, now)) {
+        count++;
+        bytes += q.bytes;
+      } else session.queue[kept++] = q;
+    }
+    session.queue.length = kept;
   }
   session.queuedCount -= count;
   session.queuedBytes -= bytes;

@@ -105,6 +105,24 @@ describe("expired messages never displace live ones [MQTT-3.3.2-5]", () => {
     consistent(b);
   });
 
+  test("a clean session's memory queue of expired messages takes a fresh one", () => {
+    const b = new SimBroker({ config: { MAX_QUEUED_MESSAGES: 2 } });
+    const s = new SimClient(b, "S");
+    s.ackMode = "hold";
+    s.connect({ version: 5, receiveMaximum: 1 });
+    s.subscribe("t", 1);
+    const pub = new SimClient(b, "P");
+    pub.connect({ version: 5 });
+    pub.publish("t", "first", 1); // in flight: the window is full
+    pub.publish("t", "old1", 1, false, { messageExpiryInterval: 1 });
+    pub.publish("t", "old2", 1, false, { messageExpiryInterval: 1 });
+    b.advance(2000);
+    pub.publish("t", "fresh", 1);
+    s.ackMode = "auto";
+    s.releaseAcks();
+    expect(payloads(s)).toEqual(["first", "fresh"]);
+  });
+
   test("expired retained messages do not count against the retained quota", () => {
     const b = new SimBroker({ config: { MAX_RETAINED_MESSAGES: 2 } });
     const pub = new SimClient(b, "P");
