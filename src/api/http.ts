@@ -12,6 +12,19 @@ const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats)(?:\/(.*))?$/;
 const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "DELETE", stats: "GET" };
 
 export async function handleApi(request: Request, env: Env): Promise<Response> {
+  const response = await answer(request, env);
+  // A request body left unread (an answer given before reading it) can make the connection close
+  // under the client, whose next request on that kept-alive connection then meets a reset: read
+  // a body small enough to read. A body over the limit (413) is not read; that connection closes.
+  if (request.body && !request.bodyUsed && Number(request.headers.get("content-length") ?? Infinity) <= DRAIN_LIMIT) {
+    await request.arrayBuffer().catch(() => undefined);
+  }
+  return response;
+}
+
+const DRAIN_LIMIT = 64 * 1024;
+
+async function answer(request: Request, env: Env): Promise<Response> {
   try {
     // the namespace a path names, for its own token (API_TOKENS); routing validates it later
     const named = /^\/api\/([^/]+)/.exec(new URL(request.url).pathname)?.[1];
