@@ -193,7 +193,7 @@ const acks: Row[] = [
     name: "[MQTT-4.8.2-1] [MQTT-4.8.2-2] SUBACK: malformed shared filters refused, a good one granted",
     v: BOTH,
     send: () => sub(7, ...["$share/g", "$share//t", "$share/g+/t", "$share/g#/t", "$share/g/t/#/x", "$share/ok/t"].map((topic) => ({ topic, qos: 1 as const }))),
-    answer: (v) => ({ ack: "suback", codes: [1, 1, 1, 1, 1].map(() => invalidFilter(v)).concat([1]) }),
+    answer: (v) => ({ ack: "suback", codes: [...Array<number>(5).fill(invalidFilter(v)), 1] }),
   },
   {
     name: "[MQTT-3.11.3-1] UNSUBACK: 0x00 Success, 0x11 No subscription existed, 0x8F for an invalid filter",
@@ -278,7 +278,7 @@ function run(row: Row, v: V) {
   } else {
     // (after a PUBREC the sim client sends its PUBREL at once: the broker's PUBCOMP follows)
     expect(got.map((p) => p.cmd)).toEqual(answer.ack === "pubrec" ? ["pubrec", "pubcomp"] : [answer.ack]);
-    const ack = got[0] as mqtt.ISubackPacket & mqtt.IPubackPacket;
+    const ack = got[0] as { granted?: unknown[]; reasonCode?: number };
     if ("codes" in answer) expect(ack.granted ?? []).toEqual(answer.codes);
     else expect(ack.reasonCode ?? 0).toBe(answer.code);
     expect(c.closed).toBeNull();
