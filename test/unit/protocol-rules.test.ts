@@ -41,6 +41,8 @@ interface Row {
   /** done first on the connected client (subscriptions to leave, exchanges to finish) */
   setup?: (c: SimClient) => void;
   send: (v: V) => Uint8Array | mqtt.Packet;
+  /** topics under by/ the row's PUBLISH may reach the bystander on (default: none) */
+  forwards?: string[];
   answer: Answer | ((v: V) => Answer);
 }
 
@@ -90,26 +92,26 @@ const malformed: Row[] = [
   { name: "[MQTT-3.1.0-2] a second CONNECT, another client id", v: BOTH, send: (v) => connectPacket(v, { clientId: "again" }), answer: { disconnect: 0x82 } },
 
   // PUBLISH
-  { name: "[MQTT-3.3.1-4] PUBLISH with QoS 3", v: BOTH, send: (v) => packet(0x36, str("t"), u16(1), p0(v)), answer: { disconnect: 0x81 } },
-  { name: "[MQTT-3.3.1-2] PUBLISH QoS 0 with DUP", v: BOTH, send: (v) => packet(0x38, str("t"), p0(v)), answer: { disconnect: 0x81 } },
-  { name: "[MQTT-2.2.1-3] PUBLISH QoS 1 with packet id 0", v: BOTH, send: (v) => packet(0x32, str("t"), u16(0), p0(v)), answer: { disconnect: 0x82 } },
-  { name: "[MQTT-1.5.4-1] topic with bad UTF-8", v: BOTH, send: (v) => packet(0x30, str([0x74, 0xc3, 0x28]), p0(v)), answer: { disconnect: 0x81 } },
-  { name: "[MQTT-1.5.4-1] topic with a UTF-16 surrogate", v: BOTH, send: (v) => packet(0x30, str([0xed, 0xb0, 0x80]), p0(v)), answer: { disconnect: 0x81 } },
-  { name: "[MQTT-1.5.4-2] topic with U+0000", v: BOTH, send: (v) => packet(0x30, str([0x74, 0x00]), p0(v)), answer: { disconnect: 0x81 } },
-  { name: "[MQTT-3.3.2-2] topic with # (QoS 0)", v: BOTH, send: () => pub("a/#"), answer: { disconnect: 0x90 } },
-  { name: "[MQTT-3.3.2-2] topic with + (QoS 1: no PUBACK either)", v: BOTH, send: () => pub("a/+/b", { qos: 1, messageId: 1 }), answer: { disconnect: 0x90 } },
+  { name: "[MQTT-3.3.1-4] PUBLISH with QoS 3", v: BOTH, send: (v) => packet(0x36, str("by/t"), u16(1), p0(v)), answer: { disconnect: 0x81 } },
+  { name: "[MQTT-3.3.1-2] PUBLISH QoS 0 with DUP", v: BOTH, send: (v) => packet(0x38, str("by/t"), p0(v)), answer: { disconnect: 0x81 } },
+  { name: "[MQTT-2.2.1-3] PUBLISH QoS 1 with packet id 0", v: BOTH, send: (v) => packet(0x32, str("by/t"), u16(0), p0(v)), answer: { disconnect: 0x82 } },
+  { name: "[MQTT-1.5.4-1] topic with bad UTF-8", v: BOTH, send: (v) => packet(0x30, str([0x62, 0x79, 0x2f, 0xc3, 0x28]), p0(v)), answer: { disconnect: 0x81 } },
+  { name: "[MQTT-1.5.4-1] topic with a UTF-16 surrogate", v: BOTH, send: (v) => packet(0x30, str([0x62, 0x79, 0x2f, 0xed, 0xb0, 0x80]), p0(v)), answer: { disconnect: 0x81 } },
+  { name: "[MQTT-1.5.4-2] topic with U+0000", v: BOTH, send: (v) => packet(0x30, str([0x62, 0x79, 0x2f, 0x00]), p0(v)), answer: { disconnect: 0x81 } },
+  { name: "[MQTT-3.3.2-2] topic with # (QoS 0)", v: BOTH, send: () => pub("by/#"), answer: { disconnect: 0x90 } },
+  { name: "[MQTT-3.3.2-2] topic with + (QoS 1: no PUBACK either)", v: BOTH, send: () => pub("by/+/b", { qos: 1, messageId: 1 }), answer: { disconnect: 0x90 } },
   { name: "[MQTT-4.7.3-1] empty topic and no Topic Alias", v: BOTH, send: () => pub(""), answer: { disconnect: 0x82 } },
-  { name: "[MQTT-3.3.2-8] Topic Alias 0", v: FIVE, send: () => pub("t", { properties: { topicAlias: 0 } }), answer: { disconnect: 0x94 } },
-  { name: "[MQTT-3.3.2-8] Topic Alias 0 (raw)", v: FIVE, send: () => packet(0x30, str("t"), props([0x23, ...u16(0)])), answer: { disconnect: 0x94 } },
-  { name: "[MQTT-3.3.2-9] Topic Alias one above the Topic Alias Maximum (64)", v: FIVE, send: () => pub("t", { properties: { topicAlias: 65 } }), answer: { disconnect: 0x94 } },
-  { name: "[MQTT-3.3.2-9] Topic Alias 65535", v: FIVE, send: () => pub("t", { properties: { topicAlias: 65535 } }), answer: { disconnect: 0x94 } },
+  { name: "[MQTT-3.3.2-8] Topic Alias 0", v: FIVE, send: () => pub("by/t", { properties: { topicAlias: 0 } }), answer: { disconnect: 0x94 } },
+  { name: "[MQTT-3.3.2-8] Topic Alias 0 (raw)", v: FIVE, send: () => packet(0x30, str("by/t"), props([0x23, ...u16(0)])), answer: { disconnect: 0x94 } },
+  { name: "[MQTT-3.3.2-9] Topic Alias one above the Topic Alias Maximum (64)", v: FIVE, send: () => pub("by/t", { properties: { topicAlias: 65 } }), answer: { disconnect: 0x94 } },
+  { name: "[MQTT-3.3.2-9] Topic Alias 65535", v: FIVE, send: () => pub("by/t", { properties: { topicAlias: 65535 } }), answer: { disconnect: 0x94 } },
   { name: "§3.3.2.3.4 empty topic with a Topic Alias never set", v: FIVE, send: () => packet(0x30, str(""), props([0x23, ...u16(9)])), answer: { disconnect: 0x82 } },
-  { name: "§2.2.2.2 duplicate property (Topic Alias twice)", v: FIVE, send: () => packet(0x30, str("t"), props([0x23, ...u16(1)], [0x23, ...u16(1)])), answer: { disconnect: 0x82 } },
-  { name: "§2.2.2.2 property of another packet type (Session Expiry in PUBLISH)", v: FIVE, send: () => packet(0x30, str("t"), props([0x11, ...u32(1)])), answer: { disconnect: 0x81 } },
-  { name: "§2.2.2.2 unknown property id", v: FIVE, send: () => packet(0x30, str("t"), props([0x7f, 0])), answer: { disconnect: 0x81 } },
-  { name: "[MQTT-3.3.4-6] Subscription Identifier in a client PUBLISH", v: FIVE, send: () => packet(0x30, str("t"), props([0x0b, 5])), answer: { disconnect: 0x82 } },
-  { name: "§3.3.2.3.2 Payload Format Indicator 7", v: FIVE, send: () => packet(0x30, str("t"), props([0x01, 7])), answer: { disconnect: 0x82 } },
-  { name: "§3.3.2.3.2 Payload Format Indicator 1, payload not UTF-8, QoS 0", v: FIVE, send: () => pub("t", { payload: badUtf8, properties: { payloadFormatIndicator: true } }), answer: { disconnect: 0x99 } },
+  { name: "§2.2.2.2 duplicate property (Topic Alias twice)", v: FIVE, send: () => packet(0x30, str("by/t"), props([0x23, ...u16(1)], [0x23, ...u16(1)])), answer: { disconnect: 0x82 } },
+  { name: "§2.2.2.2 property of another packet type (Session Expiry in PUBLISH)", v: FIVE, send: () => packet(0x30, str("by/t"), props([0x11, ...u32(1)])), answer: { disconnect: 0x81 } },
+  { name: "§2.2.2.2 unknown property id", v: FIVE, send: () => packet(0x30, str("by/t"), props([0x7f, 0])), answer: { disconnect: 0x81 } },
+  { name: "[MQTT-3.3.4-6] Subscription Identifier in a client PUBLISH", v: FIVE, send: () => packet(0x30, str("by/t"), props([0x0b, 5])), answer: { disconnect: 0x82 } },
+  { name: "§3.3.2.3.2 Payload Format Indicator 7", v: FIVE, send: () => packet(0x30, str("by/t"), props([0x01, 7])), answer: { disconnect: 0x82 } },
+  { name: "§3.3.2.3.2 Payload Format Indicator 1, payload not UTF-8, QoS 0", v: FIVE, send: () => pub("by/t", { payload: badUtf8, properties: { payloadFormatIndicator: true } }), answer: { disconnect: 0x99 } },
 
   // SUBSCRIBE / UNSUBSCRIBE
   { name: "[MQTT-3.8.3-2] SUBSCRIBE without topic filters", v: BOTH, send: (v) => packet(0x82, u16(1), p0(v)), answer: { disconnect: 0x82 } },
@@ -204,11 +206,11 @@ const acks: Row[] = [
   },
   { name: "[MQTT-3.10.4-4] [MQTT-3.10.4-5] UNSUBACK in 3.1.1 has no payload", v: FOUR, send: () => ({ cmd: "unsubscribe", messageId: 2, unsubscriptions: ["u/never"] }), answer: { ack: "unsuback", codes: [] } },
   { name: "§3.4.2.1 PUBACK 0x10 No matching subscribers", v: FIVE, send: () => pub("nobody/here", { qos: 1, messageId: 3 }), answer: { ack: "puback", code: 0x10 } },
-  { name: "§3.4.2.1 PUBACK 0x00 with a subscriber (the bystander)", v: BOTH, send: () => pub("by/offender", { qos: 1, messageId: 3 }), answer: { ack: "puback", code: 0x00 } },
+  { name: "§3.4.2.1 PUBACK 0x00 with a subscriber (the bystander)", v: BOTH, send: () => pub("by/offender", { qos: 1, messageId: 3 }), forwards: ["by/offender"], answer: { ack: "puback", code: 0x00 } },
   { name: "§3.5.2.1 PUBREC 0x10 No matching subscribers", v: FIVE, send: () => pub("nobody/here", { qos: 2, messageId: 3 }), answer: { ack: "pubrec", code: 0x10 } },
   { name: "§3.3.2.3.2 PUBACK 0x99 Payload format invalid (QoS 1), not forwarded", v: FIVE, send: () => pub("by/bad", { qos: 1, messageId: 3, payload: badUtf8, properties: { payloadFormatIndicator: true } }), answer: { ack: "puback", code: 0x99 } },
   { name: "§3.3.2.3.2 PUBREC 0x99 Payload format invalid (QoS 2), not forwarded", v: FIVE, send: () => pub("by/bad", { qos: 2, messageId: 3, payload: badUtf8, properties: { payloadFormatIndicator: true } }), answer: { ack: "pubrec", code: 0x99 } },
-  { name: "[MQTT-3.3.2-9] a Topic Alias at the maximum (64) is accepted", v: FIVE, send: () => pub("by/alias", { properties: { topicAlias: 64 } }), answer: "accepted" },
+  { name: "[MQTT-3.3.2-9] a Topic Alias at the maximum (64) is accepted", v: FIVE, send: () => pub("by/alias", { properties: { topicAlias: 64 } }), forwards: ["by/alias"], answer: "accepted" },
   { name: "§3.6.2.1 PUBREL for an unknown packet id: PUBCOMP 0x92 (3.1.1: PUBCOMP)", v: BOTH, send: () => ({ cmd: "pubrel", messageId: 4242 }), answer: (v) => ({ ack: "pubcomp", code: v === 5 ? 0x92 : 0 }) },
   {
     name: "§3.6.2.1 PUBREL after the exchange completed: PUBCOMP 0x92",
@@ -257,6 +259,9 @@ function run(row: Row, v: V) {
     if (v === 5 && code !== undefined) {
       expect(got.map((p) => p.cmd)).toEqual(["disconnect"]); // nothing after it [MQTT-3.14.4-1]
       expect(c.disconnectReason).toBe(code);
+      const d = got[0] as mqtt.IDisconnectPacket;
+      expect(d.properties?.sessionExpiryInterval).toBeUndefined(); // [MQTT-3.14.2-2]
+      expect(d.properties?.reasonString).toBeTruthy();
     } else {
       expect(got).toEqual([]);
     }
@@ -297,8 +302,14 @@ function run(row: Row, v: V) {
   expect(state.problems).toEqual([]);
   if (c.closed) expect(state.sessions.map((s) => s.clientId)).not.toContain("offender");
   talker.publish("by/after", "after", 1);
-  expect(listener.received.map((r) => r.payload).filter((p) => p === "before" || p === "after")).toEqual(["before", "after"]);
-  expect(listener.received.map((r) => r.topic)).not.toContain("by/bad"); // refused messages are not forwarded
+  bystandersUndisturbed(listener, talker, row.forwards ?? []);
+}
+
+/** The listener got the talker's two messages and, from the offender, only what `forwards` allows. */
+function bystandersUndisturbed(listener: SimClient, talker: SimClient, forwards: string[]) {
+  const topics = listener.received.map((r) => r.topic);
+  expect(topics.filter((t) => t === "by/before" || t === "by/after")).toEqual(["by/before", "by/after"]);
+  expect(topics.filter((t) => t !== "by/before" && t !== "by/after")).toEqual(forwards); // refused messages are not forwarded
   expect([listener.connected, talker.connected]).toEqual([true, true]);
 }
 
@@ -309,4 +320,62 @@ describe.each([
 ] as const)("%s", (_title, rows) => {
   const cases = rows.flatMap((row) => row.v.map((v) => [`${row.name} (${v === 5 ? "5.0" : "3.1.1"})`, row, v] as const));
   test.each(cases)("%s", (_name, row, v) => run(row, v));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Several packets in one chunk of bytes, one packet over many: the core's own stream handling.
+// (From e2e 13-malformed; the e2e file keeps one merged and one split WebSocket frame.)
+describe.each([4, 5] as const)("one stream, protocol %i", (v) => {
+  function setup() {
+    const b = new SimBroker({ config: { MAX_PACKET_SIZE } });
+    const listener = new SimClient(b, "bystander-listener");
+    listener.connect({ version: 5 });
+    listener.subscribe("by/#", 1);
+    const talker = new SimClient(b, "bystander-talker");
+    talker.connect({ version: 4 });
+    talker.publish("by/before", "before", 1);
+    const c = new SimClient(b, "offender");
+    c.connect({ version: v });
+    const after = () => {
+      expect(b.logs.filter((l) => l.startsWith("error:"))).toEqual([]);
+      expect(inspect(b.core).problems).toEqual([]);
+      talker.publish("by/after", "after", 1);
+    };
+    return { b, listener, talker, c, after };
+  }
+
+  test("§4.13 packets before a malformed one in the same chunk are handled; nothing after it", () => {
+    const { listener, talker, c, after } = setup();
+    c.sendRaw(Buffer.concat([encode(pub("by/good"), v), Uint8Array.from([0x00, 0x00]), encode(pub("by/after-bad"), v)]));
+    expect(c.closed).not.toBeNull();
+    if (v === 5) expect(c.disconnectReason).toBe(0x81);
+    after();
+    bystandersUndisturbed(listener, talker, ["by/good"]);
+  });
+
+  test("[MQTT-3.14.4-1] bytes after DISCONNECT in the same chunk are ignored", () => {
+    const { listener, talker, c, after } = setup();
+    c.sendRaw(Buffer.concat([encode(pub("by/good"), v), encode({ cmd: "disconnect" }, v), encode(pub("by/after-disconnect"), v)]));
+    expect(c.closed).not.toBeNull();
+    expect(c.packets.map((p) => p.cmd)).toEqual(["connack"]);
+    after();
+    bystandersUndisturbed(listener, talker, ["by/good"]);
+  });
+
+  test("many packets in one chunk are all handled, in order; one packet split byte by byte is reassembled", () => {
+    const { listener, talker, c, after } = setup();
+    const burst: mqtt.Packet[] = [sub(1, { topic: "own", qos: 1 }), ...Array.from({ length: 20 }, (_, i) => pub("own", { qos: 1, messageId: i + 10, payload: Buffer.from(`n${i}`) })), { cmd: "pingreq" }];
+    c.sendRaw(Buffer.concat(burst.map((p) => encode(p, v))));
+    const cmds = c.packets.map((p) => p.cmd);
+    expect(cmds[0]).toBe("connack");
+    expect(cmds[1]).toBe("suback");
+    expect(cmds.at(-1)).toBe("pingresp");
+    expect(c.packets.filter((p) => p.cmd === "puback").map((p) => (p as mqtt.IPubackPacket).messageId)).toEqual(Array.from({ length: 20 }, (_, i) => i + 10));
+    expect(c.received.map((r) => r.payload)).toEqual(Array.from({ length: 20 }, (_, i) => `n${i}`));
+    for (const byte of encode(pub("by/split", { payload: Buffer.alloc(300, 0x61) }), v)) c.sendRaw([byte]);
+    expect(c.closed).toBeNull();
+    after();
+    bystandersUndisturbed(listener, talker, ["by/split"]);
+    expect(listener.received.find((r) => r.topic === "by/split")?.payload).toBe("a".repeat(300));
+  });
 });
