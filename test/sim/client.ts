@@ -37,6 +37,8 @@ export class SimClient {
   acknowledged: { topic: string; payload: string; retain: boolean }[] = [];
   connack: mqtt.IConnackPacket | null = null;
   closed: { code: number; reason: string } | null = null;
+  /** false: a PUBREC for our QoS 2 PUBLISH is not answered with PUBREL (the exchange stays open) */
+  releaseOnPubrec = true;
   /** "auto": acknowledge each PUBLISH at once; "hold": keep them for releaseAcks() */
   ackMode: "auto" | "hold" = "auto";
   /** QoS 2 PUBLISH received and not yet released by PUBREL (the client's own exactly-once record) */
@@ -219,7 +221,7 @@ export class SimClient {
         else this.held.push(p);
       }
     }
-    if (p.cmd === "pubrec") this.send({ cmd: "pubrel", messageId: p.messageId! });
+    if (p.cmd === "pubrec" && this.releaseOnPubrec) this.send({ cmd: "pubrel", messageId: p.messageId! });
     if (p.cmd === "pubrel") {
       this.inboundQos2.delete(p.messageId!);
       this.send({ cmd: "pubcomp", messageId: p.messageId! });
