@@ -1,6 +1,6 @@
 // Publish/subscribe through the real Worker: QoS in both directions, wildcards, the $ rule,
 // overlapping subscriptions, UNSUBSCRIBE, mixed protocol versions. SUBACK/UNSUBACK/PUBACK codes
-// and the topic names that close the connection run in Node: test/unit/protocol-rules.test.ts.
+// and the topic names that close the connection run in Node: test/unit/handler-rules.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IPublishPacket } from "mqtt";
 import { startBroker, connect, collect, end, apiPublish, TEST_API_TOKEN, type Broker } from "./harness";

@@ -1,5 +1,7 @@
 // MQTT 5 message properties end to end: Message Expiry, Topic Aliases both ways, Subscription
-// Identifiers, request/response, User Properties, Payload Format Indicator, Content Type.
+// Identifiers, request/response, User Properties, Payload Format Indicator, Content Type. The
+// validation rows (aliases out of range, Subscription Identifier from a client, Payload Format
+// Indicator refusals) run in Node: test/unit/handler-rules.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";

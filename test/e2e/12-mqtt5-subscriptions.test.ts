@@ -1,5 +1,7 @@
 // MQTT 5 subscription options (No Local, Retain As Published, Retain Handling) and shared
-// subscriptions `$share/<group>/<filter>` [MQTT-3.8.3-3/4, 3.3.1-9..13, 4.8.2-1..6].
+// subscriptions `$share/<group>/<filter>` [MQTT-3.8.3-3, 3.3.1-9..13, 4.8.2-3..6]. The rules
+// tables (malformed shared filters, No Local on a shared subscription) run in Node:
+// test/unit/handler-rules.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
 import { RawClient } from "./raw";

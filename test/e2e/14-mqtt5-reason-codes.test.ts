@@ -1,7 +1,8 @@
 // MQTT 5 reason codes that need the real Worker: the QoS 2 flows both ways, the DISCONNECT the
 // server sends on a timer (keep-alive) or a takeover, and how MQTT.js sees a refused CONNECT.
 // The reason-code tables themselves (SUBACK, UNSUBACK, PUBACK/PUBREC/PUBCOMP codes, DISCONNECT
-// for malformed and forbidden packets, CONNACK refusals) run in Node: test/unit/protocol-rules.test.ts.
+// for malformed and forbidden packets, CONNACK refusals) run in Node: test/unit/protocol-rules.test.ts
+// and test/unit/handler-rules.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";
