@@ -1,5 +1,7 @@
-// CONNECT and CONNACK: reason codes per protocol version, client identifiers, the CONNECT gate,
-// session takeover.
+// CONNECT and CONNACK through the real Worker: success per protocol version, client identifiers,
+// the CONNECT deadline, session takeover. The refusal table (protocol levels, what may come
+// before CONNECT, a second CONNECT, CONNECT properties and wills that are refused) runs in Node:
+// test/unit/protocol-rules.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type MqttClient } from "mqtt";
 import { startBroker, connect, collect, end, type Broker } from "./harness";
@@ -75,17 +77,6 @@ describe("client identifiers", () => {
     b.close();
   });
 
-  test("MQTT 3.1.1: empty client id without clean session → CONNACK 0x02 and close [MQTT-3.1.3-8]", async () => {
-    const raw = await RawClient.open(broker.url(), 4);
-    // mqtt-packet refuses to encode this CONNECT: encode it clean, then clear the Clean Session flag
-    const bytes = raw.encode({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: "", clean: true, keepalive: 0 });
-    bytes[9] = bytes[9]! & ~0x02;
-    raw.sendBytes(bytes);
-    const ack = (await raw.next("connack")) as IConnackPacket;
-    expect(ack.returnCode).toBe(0x02);
-    await raw.closedWithin(2000);
-  });
-
   test("MQTT 5: empty client id → Assigned Client Identifier [MQTT-3.2.2-16]", async () => {
     const { client, connack } = await connectWithAck({ protocolVersion: 5, clientId: "" });
     expect(connack.reasonCode).toBe(0);
@@ -99,91 +90,9 @@ describe("client identifiers", () => {
     await end(again);
   });
 
-  test("MQTT 5: empty client id without Clean Start is accepted too, with an assigned id [MQTT-3.1.3-6]", async () => {
-    const raw = await RawClient.open(broker.url(), 5);
-    const bytes = raw.encode({ cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clientId: "", clean: true, keepalive: 0 });
-    bytes[9] = bytes[9]! & ~0x02; // clear Clean Start (MQTT.js and mqtt-packet refuse to send this)
-    raw.sendBytes(bytes);
-    const ack = (await raw.next("connack")) as IConnackPacket;
-    expect(ack.reasonCode).toBe(0);
-    expect(ack.properties?.assignedClientIdentifier).toMatch(/.+/);
-    raw.close();
-  });
-
-  test.each([
-    [4, 0x02],
-    [5, 0x85],
-  ] as const)("protocol %i: a client id longer than the limit is refused with 0x%s", async (version, code) => {
-    const raw = await RawClient.open(broker.url(), version);
-    const ack = (await raw.connect({ clientId: "x".repeat(257) })) as IConnackPacket;
-    expect(version === 5 ? ack.reasonCode : ack.returnCode).toBe(code);
-    await raw.closedWithin(2000);
-  });
 });
 
-describe("protocol level and the CONNECT gate", () => {
-  test.each([2, 6, 0x7f])("unknown protocol level %i → CONNACK 0x01, then close [MQTT-3.1.2-2]", async (level) => {
-    const raw = await RawClient.open(broker.url(), 4);
-    const bytes = raw.encode({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: "lvl", clean: true, keepalive: 0 });
-    bytes[8] = level; // protocol level byte: 2-byte length + "MQTT" after the 2-byte fixed header
-    raw.sendBytes(bytes);
-    const ack = (await raw.next("connack")) as IConnackPacket;
-    expect(ack.returnCode).toBe(0x01);
-    await raw.closedWithin(2000);
-  });
-
-  test.each([
-    ["PUBLISH", { cmd: "publish", topic: "x", payload: Buffer.from("p"), qos: 0, retain: false, dup: false }],
-    ["SUBSCRIBE", { cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "x", qos: 0 }] }],
-    ["PINGREQ", { cmd: "pingreq" }],
-    ["DISCONNECT", { cmd: "disconnect" }],
-  ] as const)("a %s before CONNECT closes the connection without an answer [MQTT-3.1.0-1]", async (_name, packet) => {
-    const raw = await RawClient.open(broker.url(), 4);
-    raw.send(packet as never);
-    await raw.closedWithin(2000);
-    expect(raw.packets).toEqual([]);
-  });
-
-  test.each([4, 5] as const)("a second CONNECT closes the connection, protocol %i [MQTT-3.1.0-2]", async (version) => {
-    const raw = await RawClient.connect(broker.url(), { protocolVersion: version, clientId: uid("twice") });
-    raw.send({ cmd: "connect", protocolId: "MQTT", protocolVersion: version, clientId: "again", clean: true, keepalive: 0 });
-    await raw.closedWithin(2000);
-    if (version === 5) {
-      const d = raw.packets.find((p) => p.cmd === "disconnect") as IDisconnectPacket | undefined;
-      expect(d?.reasonCode).toBe(0x82);
-    } else {
-      expect(raw.packets).toEqual([]);
-    }
-  });
-
-  test("MQTT 5: an authentication method without enhanced auth → CONNACK 0x8C", async () => {
-    const raw = await RawClient.open(broker.url(), 5);
-    const ack = (await raw.connect({ clientId: uid("auth"), properties: { authenticationMethod: "SCRAM-SHA-1" } })) as IConnackPacket;
-    expect(ack.reasonCode).toBe(0x8c);
-    await raw.closedWithin(2000);
-  });
-
-  test("MQTT 5: Receive Maximum 0 is a protocol error: closed without CONNACK success", async () => {
-    const raw = await RawClient.open(broker.url(), 5);
-    raw.send({ cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clientId: uid("rm0"), clean: true, keepalive: 0, properties: { receiveMaximum: 0 } });
-    await raw.closedWithin(2000);
-    expect(raw.packets.filter((p) => p.cmd === "connack" && (p as IConnackPacket).reasonCode === 0)).toEqual([]);
-  });
-
-  test("MQTT 5: a will topic with a wildcard → CONNACK 0x90", async () => {
-    const raw = await RawClient.open(broker.url(), 5);
-    const ack = (await raw.connect({ clientId: uid("willv5"), will: { topic: "w/#", payload: Buffer.from("x"), qos: 0, retain: false } })) as IConnackPacket;
-    expect(ack.reasonCode).toBe(0x90);
-    await raw.closedWithin(2000);
-  });
-
-  test("MQTT 3.1.1: a will topic with a wildcard closes without a CONNACK (no 3.1.1 code applies) [MQTT-3.2.2-6]", async () => {
-    const raw = await RawClient.open(broker.url(), 4);
-    raw.send({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: uid("willv4"), clean: true, keepalive: 0, will: { topic: "w/+", payload: Buffer.from("x"), qos: 0, retain: false } });
-    await raw.closedWithin(2000);
-    expect(raw.packets).toEqual([]);
-  });
-
+describe("the CONNECT deadline", () => {
   test("a socket that sends no CONNECT is closed after CONNECT_TIMEOUT", async () => {
     const quick = await startBroker({ CONNECT_TIMEOUT: "1" });
     try {

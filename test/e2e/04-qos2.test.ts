@@ -67,15 +67,6 @@ describe.each([4, 5] as const)("protocol %i", (protocolVersion) => {
     await end(sub);
   });
 
-  test("PUBREL for an unknown packet id is still completed (MQTT 5: 0x92)", async () => {
-    const raw = await RawClient.connect(broker.url(), { protocolVersion });
-    raw.send({ cmd: "pubrel", messageId: 4242 });
-    const comp = await raw.next("pubcomp");
-    expect(comp.messageId).toBe(4242);
-    if (protocolVersion === 5) expect((comp as { reasonCode?: number }).reasonCode).toBe(0x92);
-    raw.close();
-  });
-
   test("outbound QoS 2: PUBLISH → PUBREC → PUBREL → PUBCOMP, no resend after PUBREC [MQTT-4.3.3-1..3]", async () => {
     const topic = fresh("out");
     const raw = await RawClient.connect(broker.url(), { protocolVersion });

@@ -1,9 +1,11 @@
 // MQTT 5 subscription options (No Local, Retain As Published, Retain Handling) and shared
-// subscriptions `$share/<group>/<filter>` [MQTT-3.8.3-3/4, 3.3.1-9..13, 4.8.2-1..6].
+// subscriptions `$share/<group>/<filter>` [MQTT-3.8.3-3, 3.3.1-9..13, 4.8.2-3..6]. The rules
+// tables (malformed shared filters, No Local on a shared subscription) run in Node:
+// test/unit/handler-rules.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
 import { RawClient } from "./raw";
-import type { IPublishPacket, IDisconnectPacket, ISubackPacket } from "mqtt-packet";
+import type { IPublishPacket, ISubackPacket } from "mqtt-packet";
 import type { MqttClient } from "mqtt";
 
 let broker: Broker;
@@ -278,25 +280,6 @@ describe("shared subscriptions", () => {
     other.send({ cmd: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 0 } });
     await other.closed;
     await end(pub);
-  });
-
-  test("[MQTT-3.8.3-4] No Local on a shared subscription is a Protocol Error", async () => {
-    const { client } = await RawClient.handshake(broker.url(), { clientId: "sh-nl", clean: true }, 5);
-    client.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$share/g/sh/nl", qos: 1, nl: true }] });
-    expect(((await client.take("disconnect")) as IDisconnectPacket).reasonCode).toBe(0x82);
-    await client.closed;
-  });
-
-  test("[MQTT-4.8.2-1][MQTT-4.8.2-2] malformed shared filters get SUBACK 0x8F (MQTT 3.1.1: 0x80)", async () => {
-    const filters = ["$share/g", "$share//t", "$share/g+/t", "$share/g#/t", "$share/g/t/#/x", "$share/ok/t"];
-    const five = await RawClient.handshake(broker.url(), { clientId: "sh-bad-5", clean: true }, 5);
-    five.client.send({ cmd: "subscribe", messageId: 1, subscriptions: filters.map((topic) => ({ topic, qos: 1 as const })) });
-    expect(((await five.client.take("suback")) as ISubackPacket).granted).toEqual([0x8f, 0x8f, 0x8f, 0x8f, 0x8f, 1]);
-    const four = await RawClient.handshake(broker.url(), { clientId: "sh-bad-4", clean: true }, 4);
-    four.client.send({ cmd: "subscribe", messageId: 1, subscriptions: filters.map((topic) => ({ topic, qos: 1 as const })) });
-    expect(((await four.client.take("suback")) as ISubackPacket).granted).toEqual([0x80, 0x80, 0x80, 0x80, 0x80, 1]);
-    await five.client.end();
-    await four.client.end();
   });
 
   test("unsubscribing a shared subscription leaves the group", async () => {

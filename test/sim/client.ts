@@ -37,10 +37,16 @@ export class SimClient {
   acknowledged: { topic: string; payload: string; retain: boolean }[] = [];
   connack: mqtt.IConnackPacket | null = null;
   closed: { code: number; reason: string } | null = null;
+  /** false: a PUBREC for our QoS 2 PUBLISH is not answered with PUBREL (the exchange stays open) */
+  releaseOnPubrec = true;
   /** "auto": acknowledge each PUBLISH at once; "hold": keep them for releaseAcks() */
   ackMode: "auto" | "hold" = "auto";
   /** QoS 2 PUBLISH received and not yet released by PUBREL (the client's own exactly-once record) */
   readonly inboundQos2 = new Set<number>();
+  /** the frames the broker sent on the current socket, as they came */
+  frames: Uint8Array[] = [];
+  /** what the client's parser could not read (the broker sent something malformed) */
+  parseErrors: string[] = [];
   private held: mqtt.Packet[] = [];
   private parsing = 0;
   private outbox: mqtt.Packet[] = [];
@@ -55,15 +61,22 @@ export class SimClient {
     return this.socket !== null && this.connack !== null && !this.closed && (this.connack.reasonCode ?? this.connack.returnCode ?? 0) === 0;
   }
 
-  connect(opts: ConnectOptions = {}): mqtt.IConnackPacket | null {
-    this.version = opts.version ?? 4;
+  /**
+   * Opens a socket without sending CONNECT (for tests of what comes first). `version` is how the
+   * client parses what the broker sends.
+   */
+  open(version: 4 | 5 = 4): void {
+    this.version = version;
     this.connack = null;
     this.closed = null;
     this.held = [];
+    this.frames = [];
     const parser = mqtt.parser({ protocolVersion: this.version });
     parser.on("packet", (p) => this.onPacket(p));
+    parser.on("error", (e: Error) => this.parseErrors.push(e.message));
     // mqtt-packet's parser is not re-entrant: what we answer while it parses leaves afterwards
     const onBytes = (b: Uint8Array) => {
+      this.frames.push(b.slice());
       this.parsing++;
       try {
         parser.parse(Buffer.from(b));
@@ -76,6 +89,22 @@ export class SimClient {
       if (this.socket === socket) this.closed = { code, reason }; // not an older socket of ours closing
     });
     this.socket = socket;
+  }
+
+  /** Bytes as they are, no encoder in between (malformed packets, several packets in one frame). */
+  sendRaw(bytes: Uint8Array | number[]): void {
+    if (!this.socket || this.closed) return;
+    this.broker.receive(this.socket, bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes));
+  }
+
+  /** The reason code of the DISCONNECT the broker sent (MQTT 5), undefined when none came. */
+  get disconnectReason(): number | undefined {
+    const d = this.packets.find((p) => p.cmd === "disconnect") as mqtt.IDisconnectPacket | undefined;
+    return d ? (d.reasonCode ?? 0) : undefined;
+  }
+
+  connect(opts: ConnectOptions = {}): mqtt.IConnackPacket | null {
+    this.open(opts.version ?? 4);
     const packet: mqtt.IConnectPacket = {
       cmd: "connect",
       protocolId: "MQTT",
@@ -192,7 +221,7 @@ export class SimClient {
         else this.held.push(p);
       }
     }
-    if (p.cmd === "pubrec") this.send({ cmd: "pubrel", messageId: p.messageId! });
+    if (p.cmd === "pubrec" && this.releaseOnPubrec) this.send({ cmd: "pubrel", messageId: p.messageId! });
     if (p.cmd === "pubrel") {
       this.inboundQos2.delete(p.messageId!);
       this.send({ cmd: "pubcomp", messageId: p.messageId! });
