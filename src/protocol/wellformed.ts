@@ -189,10 +189,10 @@ function checkSubscribe(c: Cursor, v5: boolean): void {
   while (c.i < c.end) {
     utf8(c);
     const o = u8(c);
-    // [MQTT-3.8.3-5] reserved bits; QoS 3 [MQTT-3-8.3-4]; Retain Handling 3 (5.0)
+    // [MQTT-3.8.3-5] reserved bits; QoS 3 [MQTT-3-8.3-4]; Retain Handling 3 is a Protocol Error (5.0 §3.8.3.1)
     if (o & (v5 ? 0xc0 : 0xfc)) throw malformed("reserved subscription option bits");
     if ((o & 3) === 3) throw malformed("subscription QoS 3");
-    if (v5 && ((o >> 4) & 3) === 3) throw malformed("retain handling 3");
+    if (v5 && ((o >> 4) & 3) === 3) throw protocolError("retain handling 3");
   }
 }
 

@@ -109,7 +109,7 @@ describe.each([4, 5] as const)("after CONNECT, protocol %i", (v) => {
       ["PUBLISH Content Type + Correlation Data", packet(0x30, str("a"), props([0x03, ...str("text/plain")], [0x09, ...str("id")])), OK],
       ["PUBLISH property varint of 5 bytes", packet(0x30, str("a"), [0xff, 0xff, 0xff, 0xff, 0x01]), MALFORMED],
       ["SUBSCRIBE duplicate Subscription Identifier", packet(0x82, u16(1), props([0x0b, 1], [0x0b, 2]), str("a"), [0]), PROTOCOL],
-      ["SUBSCRIBE Retain Handling 3", packet(0x82, u16(1), [0], str("a"), [0x30]), MALFORMED],
+      ["SUBSCRIBE Retain Handling 3 (5.0 §3.8.3.1: a Protocol Error)", packet(0x82, u16(1), [0], str("a"), [0x30]), PROTOCOL],
       ["PUBACK with reason and Reason String", packet(0x40, u16(1), [0x10], props([0x1f, ...str("ok")])), OK],
       ["PUBACK with Session Expiry", packet(0x40, u16(1), [0], props([0x11, ...u32(1)])), MALFORMED],
       ["PUBACK reason code 0x05 (not a PUBACK code)", packet(0x40, u16(1), [0x05]), MALFORMED],
