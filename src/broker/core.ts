@@ -209,12 +209,9 @@ export class BrokerCore implements DispatchContext, RegistryContext {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg);
     }
-    const n = this.router.match(msg);
-    const targets = this.router.matched;
-    for (let i = 0; i < n; i++) {
-      const s = targets[i]!;
-      deliver(this, s, msg, s.matchQos, s.matchRetain, s.matchSubIds, s.matchGroup);
-    }
+    const r = this.router;
+    const n = r.match(msg);
+    for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
     return n;
   }
 

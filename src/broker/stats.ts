@@ -128,12 +128,11 @@ export class SysPublisher {
     let listened = false;
     for (const [topic, value] of sysValues(namespaceStats(core))) {
       const msg: Message = { topic, payload: this.encoder.encode(value), qos: 0, retain: false };
-      const n = core.router.match(msg);
-      const targets = core.router.matched;
+      const r = core.router;
+      const n = r.match(msg);
       for (let i = 0; i < n; i++) {
-        const s = targets[i]!;
-        if (s.conn) listened = true;
-        deliver(core, s, msg, s.matchQos, s.matchRetain, s.matchSubIds, s.matchGroup);
+        if (r.matched[i]!.conn) listened = true;
+        deliver(core, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
       }
     }
     return listened;

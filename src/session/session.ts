@@ -102,12 +102,9 @@ export class Session {
   /** read ACL of the session's latest connection (null: unrestricted), checked while it is offline */
   readAcl: TopicAcl | null = null;
   private lastPacketId = 0;
-  /** router scratch: the publish generation in which this session last matched */
+  /** the router's stamp: the publish in which this session last matched, and its result slot */
   matchGen = 0;
-  matchQos: QoS = 0;
-  matchRetain = false;
-  matchSubIds: number[] | null = null;
-  matchGroup: SharedGroup<Subscription> | null = null;
+  matchSlot = 0;
 
   /**
    * @param durable the session was created to outlive its connection: its queue, in-flight

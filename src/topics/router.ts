@@ -10,10 +10,15 @@ export class Router {
   private readonly trie = new TopicTrie<Subscription>();
   private generation = 0;
   /**
-   * The sessions of the last match, in `matched[0 .. count - 1]`. Reused, and never shortened
+   * The result of the last match, slot i for i in 0 .. count - 1: the session, and the QoS,
+   * RETAIN flag, subscription ids and shared group of its one copy. Reused, and never shortened
    * (emptying an array frees its storage, and the next match would allocate it again).
    */
   readonly matched: Session[] = [];
+  readonly qos: QoS[] = [];
+  readonly retain: boolean[] = [];
+  readonly subIds: (number[] | null)[] = [];
+  readonly group: (SharedGroup<Subscription> | null)[] = [];
   private count = 0;
   /** observer of every added subscription (the broker starts its `$SYS` publisher from here) */
   onAdd: ((filter: string) => void) | null = null;
@@ -38,9 +43,8 @@ export class Router {
   }
 
   /**
-   * The sessions a message goes to: returns their number, n, and they are `matched[0 .. n - 1]`.
-   * Each carries its delivery in its `match*` fields (QoS, RETAIN flag, subscription ids); both
-   * are valid until the next call. Delivery never publishes, so a caller's loop over the result
+   * The sessions a message goes to: returns their number, n; slots 0 .. n - 1 of `matched`,
+   * `qos`, `retain`, `subIds` and `group` say how each gets it, valid until the next call. Delivery never publishes, so a caller's loop over the result
    * is never interleaved with another match.
    */
   match(msg: Message): number {
@@ -74,19 +78,23 @@ export class Router {
     const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
     const retain = sub.retainAsPublished && msg.retain;
     if (s.matchGen !== this.generation) {
+      // first match of this session in this publish: a new slot (the stamp finds it again)
+      const i = this.count++;
       s.matchGen = this.generation;
-      s.matchQos = qos;
-      s.matchRetain = retain;
-      s.matchSubIds = sub.subscriptionId ? [sub.subscriptionId] : null;
-      s.matchGroup = group;
-      this.matched[this.count++] = s;
+      s.matchSlot = i;
+      this.matched[i] = s;
+      this.qos[i] = qos;
+      this.retain[i] = retain;
+      this.subIds[i] = sub.subscriptionId ? [sub.subscriptionId] : null;
+      this.group[i] = group;
       return;
     }
     // Overlapping subscriptions: one copy at the highest QoS, every subscription id.
-    if (qos > s.matchQos) s.matchQos = qos;
-    if (retain) s.matchRetain = true;
-    if (sub.subscriptionId) (s.matchSubIds ??= []).push(sub.subscriptionId);
-    s.matchGroup = null; // also an ordinary subscriber: the copy is its own, not the group's
+    const i = s.matchSlot;
+    if (qos > this.qos[i]!) this.qos[i] = qos;
+    if (retain) this.retain[i] = true;
+    if (sub.subscriptionId) (this.subIds[i] ??= []).push(sub.subscriptionId);
+    this.group[i] = null; // also an ordinary subscriber: the copy is its own, not the group's
   }
 }
 

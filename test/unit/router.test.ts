@@ -23,7 +23,7 @@ function online(id: string): Session {
 }
 
 function matched(router: Router, m: Message): { id: string; qos: QoS; retain: boolean; subIds: number[] | null }[] {
-  return router.matched.slice(0, router.match(m)).map((s) => ({ id: s.clientId, qos: s.matchQos, retain: s.matchRetain, subIds: s.matchSubIds }));
+  return router.matched.slice(0, router.match(m)).map((s, i) => ({ id: s.clientId, qos: router.qos[i]!, retain: router.retain[i]!, subIds: router.subIds[i]! }));
 }
 
 function nodeCount(trie: TopicTrie<unknown>): number {
