@@ -150,6 +150,27 @@ describe("frames per packet, counted in front of the broker", () => {
     });
   }
 
+  test("packets written apart (a publisher sending every few ms): exactly one frame per packet", async () => {
+    const measure = async (helper: boolean) => {
+      const n = proxy.tallies.length;
+      const c = await connect(proxy.url("fpp-apart"), { protocolVersion: 5, clientId: `apart-${helper ? "h" : "p"}`, ...(helper ? { createWebsocket } : {}) });
+      for (let i = 0; i < 20; i++) {
+        c.publish("apart/x", `reading ${i}`, { qos: i % 2 === 0 ? 0 : 1 });
+        await sleep(5);
+      }
+      await sleep(50);
+      await new Promise<void>((r) => c.end(false, {}, () => r()));
+      await sleep(100);
+      return proxy.tallies[n]!;
+    };
+    const plain = await measure(false);
+    const helped = await measure(true);
+    console.log(`[frames per packet] publishes 5 ms apart (QoS 0 and 1), client to broker: MQTT.js ${plain.frames} frames / ${plain.packets.length} packets = ${ratio(plain).toFixed(2)}; with helper ${helped.frames} / ${helped.packets.length} = ${ratio(helped).toFixed(2)}`);
+    expect(count(helped)).toBe("connect×1 disconnect×1 publish×20");
+    expect(helped.frames).toBe(helped.packets.length);
+    expect(ratio(plain)).toBeGreaterThan(3);
+  });
+
   test("a burst of 1,000 QoS 1 publishes written in one turn: far fewer frames than packets, none over 1 MiB", async () => {
     const n = proxy.tallies.length;
     const sub = await connect(broker.url("fpp-burst"), { protocolVersion: 5, createWebsocket });
@@ -205,13 +226,19 @@ describe("the helper against the worker", () => {
     await sub.subscribeAsync("big/#", { qos: 2 });
     const received: Buffer[] = [];
     sub.on("message", (_t, p) => received.push(p));
-    const pub = await connect(broker.url("helper-big"), { protocolVersion: 5, createWebsocket });
+    const proxy = await frameCounter(broker);
+    const pub = await connect(proxy.url("helper-big"), { protocolVersion: 5, createWebsocket });
     await pub.publishAsync("big/1", payload, { qos: 1 });
     await pub.publishAsync("big/2", payload, { qos: 2 });
     for (let i = 0; i < 100 && received.length < 2; i++) await sleep(50);
     expect(received).toHaveLength(2);
     expect(received.every((p) => p.equals(payload))).toBe(true);
     await end(sub, pub);
+    await proxy.close();
+    // CONNECT; each PUBLISH as a frame of 1 MiB and one of the few bytes beyond; PUBREL.
+    const sizes = proxy.tallies[0]!.frameSizes;
+    expect(sizes.filter((n) => n === 1024 * 1024)).toHaveLength(2);
+    expect(Math.max(...sizes)).toBe(1024 * 1024);
   });
 
   test("a payload that keeps the packet within 1 MiB leaves as one frame", async () => {
