@@ -23,7 +23,7 @@ interface Tally {
 
 /** Splits a byte stream into MQTT packets (fixed header + Remaining Length) and names them. */
 function packetSplitter(onPacket: (type: string) => void): (chunk: Buffer) => void {
-  let pending = Buffer.alloc(0);
+  let pending: Buffer = Buffer.alloc(0);
   return (chunk) => {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     for (;;) {
