@@ -13,9 +13,10 @@
 // one frame. Order is kept: anything else sent (text, fragments, a close, a terminate) first sends
 // what is buffered.
 //
-// Limits: no frame is larger than `maxFrameSize` (default 1 MiB, the Workers runtime's documented
-// limit for a received WebSocket message and the broker's default MAX_PACKET_SIZE); more bytes in
-// one turn are cut into frames of that size (the broker reads packets split over frames).
+// Limits: no frame is larger than `maxFrameSize` (default 1 MiB: the broker's default
+// MAX_PACKET_SIZE, so any packet it accepts fits one frame, and the Workers runtime's limit for a
+// received message in older documentation; workerd 2026-04 takes 31 MiB and refuses 33 MiB); more
+// bytes in one turn are cut into frames of that size (the broker reads packets split over frames).
 // Backpressure: a send's callback is called on the next tick while the bytes not yet written to
 // the socket (`bufferedAmount`, which counts the buffer) stay under `highWaterMark` (default
 // 1 MiB); above it, only once the frame holding its bytes has been written, as `ws` does, so a
