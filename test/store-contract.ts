@@ -212,6 +212,9 @@ export function storeContract(open: OpenStore): void {
       store.saveTopicAliases("a", [[2, "two"], [1, "one"]]);
       store.saveTopicAliases("a", [[3, "three"], [1, "uno"]]);
       expect(store.loadTopicAliases("a")).toEqual([[1, "uno"], [3, "three"]]);
+      store.saveTopicAlias("a", 3, "drei");
+      store.saveTopicAlias("a", 2, "zwei");
+      expect(store.loadTopicAliases("a")).toEqual([[1, "uno"], [2, "zwei"], [3, "drei"]]);
       expect(store.loadTopicAliases("b")).toEqual([]);
     });
   });

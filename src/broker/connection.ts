@@ -175,12 +175,13 @@ export class Connection implements Peer {
       if (this.grant.username !== undefined || this.grant.publish || this.grant.subscribe) a.g = this.grant;
       if (this.topicAliasMaximum) a.tam = this.topicAliasMaximum;
       if (!this.problemInformation) a.npi = 1;
-      if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];
+      // once in storage, the aliases stay there (each change is one row: handlers/publish.ts)
+      if (this.aliasesStored) a.tas = 1;
+      else if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];
     } else if (this.address !== undefined) a.ip = this.address;
     try {
       this.transport.saveAttachment(a);
-      this.aliasesStored = false;
-      return true;
+      return !this.aliasesStored;
     } catch {
       // Too large for an attachment (very long aliased topics): the aliases go to storage.
       delete a.ta;

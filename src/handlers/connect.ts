@@ -75,7 +75,7 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   // A session kept for a client that left costs memory at every wake: their number is bounded.
   // Over it a new persistent session is refused; the existing ones are never evicted for it.
   const known = ctx.sessions.get(clientId);
-  if (config.MAX_SESSIONS > 0 && expiry > 0 && (!known || p.clean) && ctx.sessions.persistentCount(known) >= config.MAX_SESSIONS) {
+  if (config.MAX_SESSIONS > 0 && expiry > 0 && (!known || p.clean || !known.persistent) && ctx.sessions.persistentCount(known) >= config.MAX_SESSIONS) {
     throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too many sessions in this namespace");
   }
 

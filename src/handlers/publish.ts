@@ -131,7 +131,11 @@ function resolveAlias(ctx: HandlerContext, conn: Connection, topic: string, alia
     if (aliases.get(alias) !== topic) {
       aliases.set(alias, topic);
       // survive hibernation; only when an alias changes, not per message
-      if (!conn.save()) ctx.store.saveTopicAliases(conn.clientId, [...aliases]);
+      const stored = conn.aliasesStored;
+      if (conn.save()) return topic;
+      // outgrown the attachment: all of them go to storage once, then each change is one row
+      if (stored) ctx.store.saveTopicAlias(conn.clientId, alias, topic);
+      else ctx.store.saveTopicAliases(conn.clientId, [...aliases]);
     }
     return topic;
   }

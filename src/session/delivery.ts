@@ -3,7 +3,7 @@
 import { MAX_PACKET_ID } from "../protocol/limits";
 import type { QoS } from "../protocol/codec";
 import type { Peer } from "./peer";
-import { isExpired, type Message } from "./message";
+import { isExpired, sizeOf, type Message } from "./message";
 import type { Inflight, Session, Subscription } from "./session";
 import type { SharedGroup } from "../topics/trie";
 import { pickMember } from "../topics/router";
@@ -60,7 +60,19 @@ export function windowOf(ctx: DeliveryContext, conn: Peer): number {
 function hasRoom(ctx: DeliveryContext, session: Session, conn: Peer, msg: Message): boolean {
   if (session.inflight.size >= windowOf(ctx, conn)) return false;
   const max = ctx.config.MAX_INFLIGHT_BYTES;
-  return max <= 0 || session.inflight.size === 0 || session.inflightBytes + msg.payload.byteLength + msg.topic.length <= max;
+  return max <= 0 || session.inflight.size === 0 || session.inflightBytes + sizeOf(msg) <= max;
+}
+
+/** Whether a QoS 1/2 message for this session would go out now rather than wait in its queue. */
+export function goesOutNow(ctx: DeliveryContext, session: Session, conn: Peer, msg: Message): boolean {
+  return session.queuedCount === 0 && hasRoom(ctx, session, conn, msg);
+}
+
+/** Whether a session would take a message now or in its queue (not drop it for a full queue). */
+function canTake(ctx: DeliveryContext, session: Session, msg: Message): boolean {
+  const conn = session.conn;
+  if (conn && conn.state === "connected" && goesOutNow(ctx, session, conn, msg)) return true;
+  return session.queuedCount < ctx.config.MAX_QUEUED_MESSAGES && session.queuedBytes + sizeOf(msg) <= ctx.config.MAX_QUEUED_BYTES;
 }
 
 function sendInflight(ctx: DeliveryContext, session: Session, conn: Peer, msg: Message, qos: 1 | 2, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group): void {
@@ -81,7 +93,7 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Peer, msg: M
  * makes room; if there is none, the new message is dropped and counted (`session.dropped`).
  */
 function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, group: Group): void {
-  const bytes = msg.payload.byteLength + msg.topic.length;
+  const bytes = sizeOf(msg);
   const full = () => session.queuedCount >= ctx.config.MAX_QUEUED_MESSAGES || session.queuedBytes + bytes > ctx.config.MAX_QUEUED_BYTES;
   if (full()) dropExpired(ctx, session); // expired messages never displace live ones
   while (full()) {
@@ -160,8 +172,20 @@ function sendQueued(ctx: DeliveryContext, session: Session, conn: Peer): void {
       }
     } else {
       if (session.queue.length === 0) return forgetQueue(session);
+      // the batch's QoS 1/2 bytes count against the bound before any of it is in flight
+      const max = ctx.config.MAX_INFLIGHT_BYTES;
       let n = 0;
-      while (n < room && n < session.queue.length && fits(session.queue[n]!.msg, session.queue[n]!.qos)) n++;
+      let flying = session.inflight.size;
+      let batchBytes = session.inflightBytes;
+      while (n < room && n < session.queue.length) {
+        const q = session.queue[n]!;
+        if (q.qos > 0) {
+          if (max > 0 && flying > 0 && batchBytes + q.bytes > max) break; // one always fits
+          flying++;
+          batchBytes += q.bytes;
+        }
+        n++;
+      }
       if (n === 0) return;
       for (const q of session.queue.splice(0, n)) sendDequeued(ctx, session, conn, q.msg, q.qos, q.retain, q.subIds ?? null, undefined, q.group ?? null, now);
       if (n < room && session.queue.length > 0) return; // stopped by the byte bound
@@ -177,7 +201,7 @@ function forgetQueue(session: Session): void {
 /** One message leaving the queue: sent, or dropped when it expired or may no longer be read. */
 function sendDequeued(ctx: DeliveryContext, session: Session, conn: Peer, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, seq: number | undefined, group: Group, now: number): void {
   session.queuedCount--;
-  session.queuedBytes -= msg.payload.byteLength + msg.topic.length;
+  session.queuedBytes -= sizeOf(msg);
   const expired = isExpired(msg, now);
   // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
   const dropped = expired || !connMayRead(conn, msg.topic);
@@ -227,7 +251,7 @@ function resendOne(ctx: DeliveryContext, session: Session, conn: Peer, f: Inflig
   const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
   if (readable && conn.sendPublish(f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now())) return true;
   session.takeInflight(f.packetId); // dropped, without refilling while the re-sends are worked out
-  if (f.seq !== undefined) ctx.forgetDelivery(f.seq);
+  if (f.seq !== undefined) ctx.store.deleteDelivery(f.seq); // at once: its packet id is free for the next send
   return false;
 }
 
@@ -249,7 +273,10 @@ function resendMore(ctx: DeliveryContext, session: Session, conn: Peer): void {
     const f = session.inflight.get(pending.shift()!);
     if (f) resendOne(ctx, session, conn, f);
   }
-  if (pending.length === 0) session.resendPending = null;
+  if (pending.length > 0) return;
+  session.resendPending = null;
+  // the last re-sends may have been dropped (too large now, or unreadable): the queue goes on
+  if ((session.queuedCount > 0 || session.retainedBacklog) && session.inflight.size <= windowOf(ctx, conn) >> 1) drainQueue(ctx, session);
 }
 
 /**
@@ -262,8 +289,12 @@ export function rerouteShared(ctx: DeliveryContext, session: Session): void {
   for (const f of [...session.inflight.values()]) {
     if (!f.group || f.qos === 2) continue;
     const target = pickMember(f.group, session, f.msg.topic);
-    if (!target) continue; // nobody else (who may read it): it waits for this member
+    // nobody else (who may read it, and has room for it): it waits for this member
+    if (!target || !canTake(ctx, target.session, f.msg)) continue;
     session.takeInflight(f.packetId);
+    // A clean member holds no row: a body id the message carries may be gone with another
+    // session's acknowledged row, so the new member stores the body again.
+    if (f.seq === undefined) f.msg.storedId = undefined;
     // The new delivery first: a durable member's row refers to the stored body, which the old
     // row's removal then keeps.
     deliverToMember(ctx, target, f.msg, f.group);
@@ -272,13 +303,14 @@ export function rerouteShared(ctx: DeliveryContext, session: Session): void {
       if (!target.session.durable) f.msg.storedId = undefined; // the body may be gone with the row
     }
   }
-  if (session.resendPending) session.resendPending = session.resendPending.filter((id) => session.inflight.has(id));
   if (session.durable) return;
   for (const q of session.queue.splice(0)) {
     session.queuedCount--;
     session.queuedBytes -= q.bytes;
     const target = q.group ? pickMember(q.group, session, q.msg.topic) : null;
-    if (target) deliverToMember(ctx, target, q.msg, q.group!);
+    if (!target) continue;
+    q.msg.storedId = undefined; // as above: a clean member's message may carry a stale body id
+    deliverToMember(ctx, target, q.msg, q.group!);
   }
 }
 

@@ -27,6 +27,14 @@ export function setProperties(msg: Message, properties: PublishProperties | unde
 }
 
 /**
+ * What a message weighs against the queue and in-flight bounds: its payload's bytes and its
+ * topic's length (UTF-16 units: the bound's unit, not exact bytes for non-ASCII topics).
+ */
+export function sizeOf(msg: { topic: string; payload: Uint8Array }): number {
+  return msg.payload.byteLength + msg.topic.length;
+}
+
+/**
  * Whether a message's MQTT 5 Message Expiry has passed [MQTT-3.3.2-5]. A message is live through
  * its last millisecond, so an Expiry Interval of 0 still reaches the subscribers online now.
  */

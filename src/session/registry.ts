@@ -10,7 +10,7 @@ import { DeliveryState, type SessionRow, type Store } from "../storage/store";
 import type { Router } from "../topics/router";
 import { NEVER_EXPIRES, Session, type Peer, type Subscription, type Will } from "./session";
 import { rerouteShared, restorePendingResends, type DeliveryContext } from "./delivery";
-import { backlogRows, restoreBacklog } from "./retained";
+import { backlogRows, rebindBacklog, restoreBacklog } from "./retained";
 import { cancelDelayedWill, willIfDue, willOnConnectionEnd, willOnSessionEnd, type WillContext } from "./will";
 
 export interface RegistryContext extends DeliveryContext, WillContext {
@@ -81,6 +81,13 @@ export class SessionRegistry {
     for (const row of store.loadInflight()) {
       const session = this.sessions.get(row.clientId);
       if (!session || row.packetId === null || row.qos === 0) continue;
+      // A packet id is reused only once its exchange ended; an acknowledged row whose batched
+      // removal a crash prevented can still be stored under it: the newer row is the live one.
+      const older = session.inflight.get(row.packetId);
+      if (older?.seq !== undefined) {
+        session.takeInflight(row.packetId);
+        store.deleteDelivery(older.seq);
+      }
       session.putInflight({ packetId: row.packetId, msg: row.msg, qos: row.qos, retain: row.retain, released: row.state === DeliveryState.Released, seq: row.seq, subIds: row.subIds ?? undefined });
     }
     for (const q of store.queueStats()) {
@@ -145,6 +152,7 @@ export class SessionRegistry {
   subscribe(session: Session, sub: Subscription): boolean {
     const existed = session.subscriptions.has(sub.filter);
     session.subscriptions.set(sub.filter, sub);
+    if (existed) rebindBacklog(session, sub);
     this.ctx.router.add(sub);
     const { filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId } = sub;
     this.ctx.store.saveSubscription({ clientId: session.clientId, filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId });

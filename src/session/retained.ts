@@ -9,8 +9,8 @@ import type { Peer } from "./peer";
 import type { QoS } from "../protocol/codec";
 import type { RetainedCursorRow } from "../storage/store";
 import type { Session, Subscription } from "./session";
-import { deliver, drainQueue, windowOf, type DeliveryContext } from "./delivery";
-import { isExpired } from "./message";
+import { deliver, drainQueue, goesOutNow, windowOf, type DeliveryContext } from "./delivery";
+import { isExpired, sizeOf } from "./message";
 import { literalPrefix, topicMatches } from "../topics/validate";
 import { mayRead } from "../auth/rights";
 
@@ -54,26 +54,27 @@ export function continueRetained(ctx: DeliveryContext, session: Session, conn: P
         continue;
       }
       if (session.inflight.size >= window || session.queuedCount > 0) return; // acknowledgements continue it
-      const limit = Math.min(PAGE_ROWS, window - session.inflight.size);
-      const page = ctx.store.retainedAfter(cursor.prefix, cursor.after, limit);
+      const page = ctx.store.retainedAfter(cursor.prefix, cursor.after, PAGE_ROWS);
       moved = true;
       for (const msg of page) {
-        const size = msg.payload.byteLength + msg.topic.length;
+        const size = sizeOf(msg);
         // the turn's budget: stop before this message (it is read again next turn)
         if (rows >= ROWS_PER_TURN || (budget > 0 && bytes > 0 && bytes + size > budget)) return later(ctx, session);
         rows++;
-        cursor.after = msg.topic;
-        if (!topicMatches(sub.filter, msg.topic)) continue;
-        if (isExpired(msg, now)) {
-          ctx.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
-          continue;
+        if (topicMatches(sub.filter, msg.topic) && mayRead(sub, msg.topic)) {
+          if (isExpired(msg, now)) ctx.store.deleteRetained(msg.topic); // expired while retained [MQTT-3.3.2-5]
+          else {
+            const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+            // the window: stop before a message that would wait in the queue (and could be dropped
+            // there); acknowledgements continue from it
+            if (qos > 0 && !goesOutNow(ctx, session, conn, msg)) return;
+            deliver(ctx, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
+            bytes += size;
+          }
         }
-        if (!mayRead(sub, msg.topic)) continue; // never a retained message the client may not read
-        const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
-        deliver(ctx, session, msg, qos, true, sub.subscriptionId ? [sub.subscriptionId] : null);
-        bytes += size;
+        cursor.after = msg.topic;
       }
-      if (page.length < limit) backlog.shift(); // the last page: this subscription has all of them
+      if (page.length < PAGE_ROWS) backlog.shift(); // the last page: this subscription has all of them
     }
     session.retainedBacklog = null;
   } finally {
@@ -94,6 +95,15 @@ function later(ctx: DeliveryContext, session: Session): void {
 /** A durable session's backlog is stored with it. */
 function saveBacklog(ctx: DeliveryContext, session: Session): void {
   if (session.durable) ctx.store.saveRetainedBacklog(session.clientId, backlogRows(session));
+}
+
+/**
+ * A subscription replaced (SUBSCRIBE again, same filter): retained messages still owed for it
+ * follow the new subscription, whatever its Retain Handling says of new ones [MQTT-3.8.4-3].
+ */
+export function rebindBacklog(session: Session, sub: Subscription): void {
+  const cursor = session.retainedBacklog?.find((c) => c.sub.filter === sub.filter);
+  if (cursor) cursor.sub = sub;
 }
 
 /** The backlog as stored with the session. */

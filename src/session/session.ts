@@ -2,6 +2,7 @@ import { MAX_PACKET_ID } from "../protocol/limits";
 import type { ProtocolVersion, QoS } from "../protocol/codec";
 import type { Message } from "./message";
 import type { Peer } from "./peer";
+import { sizeOf } from "./message";
 import type { WillRow } from "../storage/store";
 import type { TopicAcl } from "../auth/acl";
 import type { Grant } from "../auth/grant";
@@ -122,14 +123,14 @@ export class Session {
 
   putInflight(f: Inflight): void {
     this.inflight.set(f.packetId, f);
-    this.inflightBytes += f.msg.payload.byteLength + f.msg.topic.length;
+    this.inflightBytes += sizeOf(f.msg);
   }
 
   takeInflight(packetId: number): Inflight | undefined {
     const f = this.inflight.get(packetId);
     if (f) {
       this.inflight.delete(packetId);
-      this.inflightBytes -= f.msg.payload.byteLength + f.msg.topic.length;
+      this.inflightBytes -= sizeOf(f.msg);
     }
     return f;
   }

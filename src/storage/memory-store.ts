@@ -106,6 +106,13 @@ export class MemoryStore implements Store {
     this.s.topicAliases.set(clientId, structuredClone(aliases).sort((a, b) => a[0] - b[0]));
   }
 
+  saveTopicAlias(clientId: string, alias: number, topic: string): void {
+    this.rowsWritten++;
+    const list = (this.s.topicAliases.get(clientId) ?? []).filter(([a]) => a !== alias);
+    list.push([alias, topic]);
+    this.s.topicAliases.set(clientId, list.sort((p, q) => p[0] - q[0]));
+  }
+
   loadTopicAliases(clientId: string): [number, string][] {
     return structuredClone(this.s.topicAliases.get(clientId) ?? []);
   }

@@ -106,6 +106,10 @@ export class SqliteStore implements Store {
     for (const [alias, topic] of aliases) this.sql.exec("INSERT INTO topic_aliases (client_id, alias, topic) VALUES (?, ?, ?)", clientId, alias, topic);
   }
 
+  saveTopicAlias(clientId: string, alias: number, topic: string): void {
+    this.sql.exec("INSERT OR REPLACE INTO topic_aliases (client_id, alias, topic) VALUES (?, ?, ?)", clientId, alias, topic);
+  }
+
   loadTopicAliases(clientId: string): [number, string][] {
     return this.sql
       .exec("SELECT alias, topic FROM topic_aliases WHERE client_id = ? ORDER BY alias", clientId)

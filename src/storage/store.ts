@@ -96,6 +96,8 @@ export interface Store {
 
   /** a connection's inbound MQTT 5 topic aliases, when they outgrow its socket attachment */
   saveTopicAliases(clientId: string, aliases: [number, string][]): void;
+  /** sets one of them (an upsert) */
+  saveTopicAlias(clientId: string, alias: number, topic: string): void;
   loadTopicAliases(clientId: string): [number, string][];
 
   saveSubscription(row: SubscriptionRow): void;
