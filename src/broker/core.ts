@@ -5,7 +5,8 @@ import { Connection, connectionOf } from "./connection";
 import { dispatch, type DispatchContext } from "./dispatcher";
 import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
-import type { Session } from "../session/session";
+import type { Session, Subscription } from "../session/session";
+import type { SharedGroup } from "../topics/trie";
 import type { Message } from "../session/message";
 import { deliver } from "../session/delivery";
 import { continueRetained } from "../session/retained";
@@ -85,6 +86,10 @@ export class BrokerCore implements DispatchContext, RegistryContext {
         this.runtime.log("error", `internal error in deferred work: ${(err as Error)?.stack ?? String(err)}`);
       }
     });
+  }
+
+  sharedGroup(share: string | null): SharedGroup<Subscription> | null {
+    return share === null ? null : this.router.sharedGroup(share);
   }
 
   continueRetained(session: Session, conn: Connection): void {

@@ -7,7 +7,6 @@ import type { Router } from "../topics/router";
 import type { Counters } from "./counters";
 import type { Store } from "../storage/store";
 
-
 /** `$SYS` and `$SYS/...`: reserved for the broker, clients may not publish there. */
 export function isSysTopic(topic: string): boolean {
   return topic.charCodeAt(0) === 0x24 /* $ */ && (topic === "$SYS" || topic.startsWith("$SYS/"));

@@ -66,7 +66,7 @@ export function handleSubscribe(ctx: HandlerContext, conn: Connection, session: 
     };
     const existed = ctx.sessions.subscribe(session, sub);
     granted.push(qos);
-    // Shared subscriptions get no retained messages [MQTT-4.8.2-?; 5.0 §4.8.2]
+    // Shared subscriptions get no retained messages (MQTT 5.0 §4.8.2)
     if (!shared && sub.retainHandling !== 2 && !(sub.retainHandling === 1 && existed)) retainedFor.push(sub);
   }
   if (last) {

@@ -21,6 +21,13 @@ export interface DeliveryContext {
   later(fn: () => void): void;
   /** sends more of a session's retained backlog (session/retained.ts), once its queue is empty */
   continueRetained(session: Session, conn: Peer): void;
+  /** the shared group a stored delivery came through ("$share/<group>/<filter>"), if it still exists */
+  sharedGroup(share: string | null): Group;
+}
+
+/** How a delivery's shared group is stored with it. */
+export function shareOf(group: Group): string | null {
+  return group ? `$share/${group.name}/${group.filter}` : null;
 }
 
 type Group = SharedGroup<Subscription> | null;
@@ -82,7 +89,7 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Peer, msg: M
     return;
   }
   if (session.durable) {
-    if (seq === undefined) seq = ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Sent, packetId, subIds);
+    if (seq === undefined) seq = ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Sent, packetId, subIds, shareOf(group));
     else ctx.store.markSent(seq, packetId);
   }
   session.putInflight({ packetId, msg, qos, retain, released: false, seq, subIds: subIds ?? undefined, group: group ?? undefined });
@@ -102,7 +109,7 @@ function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS,
       return;
     }
   }
-  if (session.durable) ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Queued, null, subIds);
+  if (session.durable) ctx.store.addDelivery(session.clientId, msg, qos, retain, DeliveryState.Queued, null, subIds, shareOf(group));
   else session.queue.push({ msg, qos, retain, bytes, subIds: subIds ?? undefined, group: group ?? undefined });
   session.queuedCount++;
   session.queuedBytes += bytes;
@@ -168,7 +175,7 @@ function sendQueued(ctx: DeliveryContext, session: Session, conn: Peer): void {
       if (rows.length === 0) return forgetQueue(session); // the counters drifted from storage; storage is the truth
       for (const r of rows) {
         if (!fits(r.msg, r.qos)) return;
-        sendDequeued(ctx, session, conn, r.msg, r.qos, r.retain, r.subIds, r.seq, null, now);
+        sendDequeued(ctx, session, conn, r.msg, r.qos, r.retain, r.subIds, r.seq, r.share ? ctx.sharedGroup(r.share) : null, now);
       }
     } else {
       if (session.queue.length === 0) return forgetQueue(session);
@@ -285,7 +292,7 @@ function resendMore(ctx: DeliveryContext, session: Session, conn: Peer): void {
  * A QoS 2 delivery once started stays with its member: it completes when the member returns, or
  * is dropped with its session [MQTT-4.8.2-4, 4.8.2-5].
  */
-export function rerouteShared(ctx: DeliveryContext, session: Session): void {
+export function rerouteShared(ctx: DeliveryContext, session: Session, ending = false): void {
   for (const f of [...session.inflight.values()]) {
     if (!f.group || f.qos === 2) continue;
     const target = pickMember(f.group, session, f.msg.topic);
@@ -303,7 +310,11 @@ export function rerouteShared(ctx: DeliveryContext, session: Session): void {
       if (!target.session.durable) f.msg.storedId = undefined; // the body may be gone with the row
     }
   }
-  if (session.durable) return;
+  if (session.durable) {
+    // a durable member's stored queue waits for it, unless its session ends
+    if (ending && session.queuedCount > 0) rerouteStoredQueue(ctx, session);
+    return;
+  }
   for (const q of session.queue.splice(0)) {
     session.queuedCount--;
     session.queuedBytes -= q.bytes;
@@ -311,6 +322,17 @@ export function rerouteShared(ctx: DeliveryContext, session: Session): void {
     if (!target) continue;
     q.msg.storedId = undefined; // as above: a clean member's message may carry a stale body id
     deliverToMember(ctx, target, q.msg, q.group!);
+  }
+}
+
+/** An ending durable member's stored queue: QoS 1 messages of a shared group go to another member. */
+function rerouteStoredQueue(ctx: DeliveryContext, session: Session): void {
+  for (const r of ctx.store.nextQueued(session.clientId, ctx.config.MAX_QUEUED_MESSAGES)) {
+    const group = r.share ? ctx.sharedGroup(r.share) : null;
+    if (!group || r.qos !== 1) continue;
+    const target = pickMember(group, session, r.msg.topic);
+    // the new row keeps the stored body, which the session's deletion then leaves in place
+    if (target && canTake(ctx, target.session, r.msg)) deliverToMember(ctx, target, r.msg, group);
   }
 }
 

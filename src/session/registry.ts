@@ -88,7 +88,8 @@ export class SessionRegistry {
         session.takeInflight(row.packetId);
         store.deleteDelivery(older.seq);
       }
-      session.putInflight({ packetId: row.packetId, msg: row.msg, qos: row.qos, retain: row.retain, released: row.state === DeliveryState.Released, seq: row.seq, subIds: row.subIds ?? undefined });
+      const group = this.ctx.sharedGroup(row.share) ?? undefined;
+      session.putInflight({ packetId: row.packetId, msg: row.msg, qos: row.qos, retain: row.retain, released: row.state === DeliveryState.Released, seq: row.seq, subIds: row.subIds ?? undefined, group });
     }
     for (const q of store.queueStats()) {
       const session = this.sessions.get(q.clientId);
@@ -189,6 +190,7 @@ export class SessionRegistry {
   /** Ends a session and everything it holds; an owed delayed will goes out now. */
   end(session: Session): void {
     willOnSessionEnd(this.ctx, session);
+    rerouteShared(this.ctx, session, true); // its shared-group QoS 1 messages go to another member
     for (const filter of session.subscriptions.keys()) this.ctx.router.remove(session, filter);
     session.subscriptions.clear();
     this.sessions.delete(session.clientId);

@@ -24,6 +24,7 @@ interface StoredDelivery {
   state: DeliveryState;
   packetId: number | null;
   subIds: number[] | null;
+  share: string | null;
 }
 
 export interface MemoryState {
@@ -173,7 +174,7 @@ export class MemoryStore implements Store {
     return this.s.retained.get(topic)?.payload.byteLength ?? null;
   }
 
-  addDelivery(clientId: string, msg: MessageRow, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
+  addDelivery(clientId: string, msg: MessageRow, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null, share: string | null = null): number {
     if (msg.storedId === undefined) {
       msg.storedId = this.s.nextId++;
       this.s.messages.set(msg.storedId, bodyOf(msg));
@@ -181,7 +182,7 @@ export class MemoryStore implements Store {
     }
     const seq = this.s.nextId++;
     this.rowsWritten++;
-    this.s.deliveries.set(seq, { clientId, msgId: msg.storedId, qos, retain, bytes: msg.payload.byteLength + msg.topic.length, state, packetId, subIds: subIds ? [...subIds] : null });
+    this.s.deliveries.set(seq, { clientId, msgId: msg.storedId, qos, retain, bytes: msg.payload.byteLength + msg.topic.length, state, packetId, subIds: subIds ? [...subIds] : null, share });
     return seq;
   }
 
@@ -279,7 +280,7 @@ export class MemoryStore implements Store {
       if (!keep(d)) continue;
       const body = this.s.messages.get(d.msgId);
       if (!body) continue; // an inner join, as the SQLite store's query
-      out.push({ seq, clientId: d.clientId, msg: { ...messageOf(body), storedId: d.msgId }, qos: d.qos, retain: d.retain, state: d.state, packetId: d.packetId, subIds: d.subIds ? [...d.subIds] : null });
+      out.push({ seq, clientId: d.clientId, msg: { ...messageOf(body), storedId: d.msgId }, qos: d.qos, retain: d.retain, state: d.state, packetId: d.packetId, subIds: d.subIds ? [...d.subIds] : null, share: d.share });
     }
     return out;
   }

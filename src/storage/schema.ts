@@ -72,6 +72,8 @@ export const MIGRATIONS: string[] = [
    ALTER TABLE sessions ADD COLUMN durable INTEGER;
    ALTER TABLE sessions ADD COLUMN retained_backlog TEXT; -- JSON [{filter, after}]: retained messages still owed
    UPDATE sessions SET durable = CASE WHEN expiry > 0 THEN 1 ELSE 0 END;
+   -- the shared subscription a delivery came through ("$share/<group>/<filter>"), to re-route it
+   ALTER TABLE deliveries ADD COLUMN share TEXT;
    -- a connection's inbound topic aliases that outgrew its socket attachment (16 KiB)
    CREATE TABLE topic_aliases (
      client_id TEXT NOT NULL,

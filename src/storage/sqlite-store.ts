@@ -192,7 +192,7 @@ export class SqliteStore implements Store {
     return row ? Number(row.b) : null;
   }
 
-  addDelivery(clientId: string, msg: MessageRow, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null): number {
+  addDelivery(clientId: string, msg: MessageRow, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null, share: string | null = null): number {
     if (msg.storedId === undefined) {
       msg.storedId = Number(
         this.sql
@@ -211,7 +211,7 @@ export class SqliteStore implements Store {
     return Number(
       this.sql
         .exec(
-          "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id, sub_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+          "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id, sub_ids, share) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
           clientId,
           msg.storedId,
           qos,
@@ -220,6 +220,7 @@ export class SqliteStore implements Store {
           state,
           packetId,
           subIds ? subIds.join(",") : null,
+          share,
         )
         .one().seq,
     );
@@ -316,7 +317,7 @@ export class SqliteStore implements Store {
 const CHUNK = 100;
 const marks = (n: number) => new Array(n).fill("?").join(", ");
 
-const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS d_retain, d.state, d.packet_id, d.sub_ids,
+const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS d_retain, d.state, d.packet_id, d.sub_ids, d.share,
   m.id AS msg_id, m.topic, m.payload, m.qos, m.retain, m.props, m.expires_at
   FROM deliveries d JOIN messages m ON m.id = d.msg_id`;
 
@@ -340,6 +341,7 @@ function deliveryFromRow(r: Row): DeliveryRow {
     state: Number(r.state) as DeliveryState,
     packetId: r.packet_id === null ? null : Number(r.packet_id),
     subIds: r.sub_ids ? String(r.sub_ids).split(",").map(Number) : null,
+    share: (r.share as string | null) ?? null,
   };
 }
 

@@ -74,6 +74,8 @@ export interface DeliveryRow {
   packetId: number | null;
   /** MQTT 5 subscription identifiers of the matching subscriptions */
   subIds: number[] | null;
+  /** the shared subscription it came through ("$share/<group>/<filter>"), if any */
+  share: string | null;
 }
 
 /** Queued, Sent (awaiting PUBACK/PUBREC), Released (QoS 2: PUBREC received, PUBREL sent). */
@@ -119,7 +121,7 @@ export interface Store {
 
   // Durable sessions: message bodies stored once, one delivery row per session.
   /** stores the body once per message object (sets msg.storedId) and adds a delivery row; returns its seq */
-  addDelivery(clientId: string, msg: MessageRow, qos: 0 | 1 | 2, retain: boolean, state: DeliveryState, packetId: number | null, subIds?: number[] | null): number;
+  addDelivery(clientId: string, msg: MessageRow, qos: 0 | 1 | 2, retain: boolean, state: DeliveryState, packetId: number | null, subIds?: number[] | null, share?: string | null): number;
   markSent(seq: number, packetId: number): void;
   markReleased(seq: number): void;
   /** removes a delivery, and its message body once no delivery refers to it */

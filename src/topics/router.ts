@@ -36,6 +36,12 @@ export class Router {
     this.onAdd?.(sub.filter);
   }
 
+  /** The group of a shared filter ("$share/<group>/<filter>"), null when it has no members. */
+  sharedGroup(shareFilter: string): SharedGroup<Subscription> | null {
+    const shared = parseSharedFilter(shareFilter);
+    return shared && shared !== "invalid" ? this.trie.sharedGroup(shared.group, shared.filter) : null;
+  }
+
   remove(session: Session, filter: string): void {
     const shared = parseSharedFilter(filter);
     if (shared && shared !== "invalid") this.trie.removeShared(shared.group, shared.filter, session.clientId);

@@ -58,6 +58,11 @@ export class TopicTrie<T> {
     g.members.set(key, value);
   }
 
+  /** The shared group `group` of `filter`, while it has members. */
+  sharedGroup(group: string, filter: string): SharedGroup<T> | null {
+    return this.nodeFor(filter, false)?.groups?.get(group) ?? null;
+  }
+
   removeShared(group: string, filter: string, key: string): boolean {
     const path = this.pathTo(filter);
     if (!path) return false;

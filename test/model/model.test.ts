@@ -10,8 +10,8 @@ const seed = process.env.SOAK_SEED ? Number(process.env.SOAK_SEED) : undefined;
 
 test(`${runs} random sequences keep every MQTT guarantee the model checks`, () => {
   const result = fc.check(
-    fc.property(sequenceArb(60), (ops) => {
-      runOps(ops);
+    fc.property(sequenceArb(60), fc.boolean(), (ops, tightBytes) => {
+      runOps(ops, undefined, tightBytes);
     }),
     { numRuns: runs, seed },
   );

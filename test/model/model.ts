@@ -6,6 +6,7 @@ import fc from "fast-check";
 import { Crash, SimBroker } from "../sim/broker";
 import { SimClient, type Received } from "../sim/client";
 import type { Store } from "../../src/storage/store";
+import { inspect } from "../../src/broker/inspect";
 import type { MemoryStore } from "../../src/storage/memory-store";
 
 export const CLIENTS = ["c0", "c1", "c2"] as const;
@@ -112,6 +113,8 @@ function matches(filter: string, topic: string): boolean {
 export interface RunOptions {
   /** crash the runtime at the n-th event that writes storage, before or after its commit */
   crashAt?: { event: number; afterCommit: boolean };
+  /** a small MAX_INFLIGHT_BYTES, so the byte bound paces most sends */
+  tightBytes?: boolean;
 }
 
 export class ModelRun {
@@ -142,7 +145,7 @@ export class ModelRun {
   constructor(private readonly options: RunOptions = {}) {
     this.broker = new SimBroker({
       authVars: AUTH_VARS,
-      config: { MAX_QUEUED_MESSAGES: 10_000, RECEIVE_MAXIMUM: 65535 },
+      config: { MAX_QUEUED_MESSAGES: 10_000, RECEIVE_MAXIMUM: 65535, ...(options.tightBytes ? { MAX_INFLIGHT_BYTES: 16 } : {}) },
       wrapStore: options.crashAt ? (store) => this.faulty(store) : undefined,
     });
     for (const c of [...CLIENTS, MONITOR]) this.clients.set(c, new SimClient(this.broker, c));
@@ -218,6 +221,9 @@ export class ModelRun {
     this.step(op);
     if (this.broker.crashes !== this.crashesSeen) this.afterCrash();
     this.check();
+    // memory, router and storage agree after every step (the invariant inspect() checks)
+    const problems = inspect(this.broker.core).problems;
+    if (problems.length) throw new Violation(`after ${JSON.stringify(op)}: ${problems.join("; ")}`);
   }
 
   private crashesSeen = 0;
@@ -536,8 +542,8 @@ export class ModelRun {
 }
 
 /** Runs a sequence and its settle; a violation's message says where the crash (if any) hit. */
-export function runOps(ops: Op[], crashAt?: { event: number; afterCommit: boolean }): ModelRun {
-  const run = new ModelRun(crashAt ? { crashAt } : {});
+export function runOps(ops: Op[], crashAt?: { event: number; afterCommit: boolean }, tightBytes = false): ModelRun {
+  const run = new ModelRun(crashAt ? { crashAt, tightBytes } : { tightBytes });
   try {
     for (const op of ops) run.apply(op);
     run.settle();
