@@ -17,7 +17,7 @@ import type { TopicAcl } from "../auth/acl";
 import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
 import { SysPublisher, isSysTopic } from "./stats";
-import { Counters } from "./counters";
+import { Counters, eventsFromJson } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
@@ -52,6 +52,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     readonly auth: Authenticator,
   ) {
     this.counters = new Counters(runtime.now());
+    this.counters.base = eventsFromJson(store.loadEvents(), this.counters.startedAt);
     this.acked = new DeferredDeletes(store, runtime.later);
     this.sys = new SysPublisher(this);
     this.sessions = new SessionRegistry(this);
@@ -89,6 +90,14 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   continueRetained(session: Session, conn: Connection): void {
     continueRetained(this, session, conn);
+  }
+
+  /**
+   * Saves the event totals (one row), so the next life of the object goes on from them. The row
+   * this writes is counted in what it saves.
+   */
+  saveEvents(): void {
+    this.store.saveEvents(JSON.stringify(this.counters.events(this.store.rowsWritten + 1)));
   }
 
   // ——— entry points ———
