@@ -25,8 +25,10 @@ export class Counters {
   wakeups = 0;
   /** when the last event of this life began (ms); startedAt until one came */
   lastEventAt: number;
-  /** what earlier lives counted, as last saved (see EVENTS_QUIET_MS) */
+  /** what earlier lives counted, as last saved */
   base: EventTotals;
+  /** when the totals were last saved (ms; -Infinity: never) */
+  savedAt = -Infinity;
 
   constructor(readonly startedAt: number) {
     this.lastEventAt = startedAt;
@@ -55,8 +57,10 @@ export class Counters {
 /**
  * What the platform bills, counted by the broker (the stats API's `events`). Accumulated over the
  * object's lives (each wake from hibernation rebuilds it) since `since`, the first time they were
- * saved; the last EVENTS_QUIET_MS of a life before an eviction without notice (a crash, a
- * deploy) may be lost.
+ * saved. They are saved (one row) in the first event that finds the last save older than
+ * EVENTS_SAVE_INTERVAL (config.ts), never by a timer (a pending timer would keep an idle object
+ * from hibernating, which is billed): what a life counted after its last save is lost when it
+ * hibernates or is evicted. A stats reading from the object while it is awake is exact.
  * - websocketMessages: WebSocket frames received (billed as 1/20 request each)
  * - rpc: RPC calls into the object (one request each; the stats call reading them included)
  * - http: HTTP requests to the object, i.e. WebSocket upgrades (one request each)
@@ -79,24 +83,24 @@ export interface EventTotals {
   rowsWritten: number;
 }
 
+/** When the saved totals were saved (-Infinity: never, or unreadable). */
+export function savedAtOf(text: string | null): number {
+  if (text === null) return -Infinity;
+  try {
+    const t = (JSON.parse(text) as { savedAt?: unknown }).savedAt;
+    return typeof t === "number" && Number.isFinite(t) ? t : -Infinity;
+  } catch {
+    return -Infinity;
+  }
+}
+
 export function noEvents(since: number): EventTotals {
   return { since, websocketMessages: 0, rpc: 0, http: 0, alarms: 0, wakeups: 0, awakeMs: 0, rowsWritten: 0 };
 }
 
-/**
- * When the totals are saved (one row): once events have been quiet for EVENTS_QUIET_MS, so a
- * life's last events are saved before the runtime hibernates the object (after 10 s idle), and
- * at least every EVENTS_SAVE_MAX_MS while events keep coming. At most one row write per quiet
- * period and one a minute while busy; the pending save timer keeps an idle object awake for up
- * to EVENTS_QUIET_MS after its last event.
- */
-export const EVENTS_QUIET_MS = 2000;
-export const EVENTS_SAVE_MAX_MS = 60_000;
-
-/** When to save next, or "now"; `dirtySince`: the first event not yet saved. */
-export function nextSave(now: number, lastEventAt: number, dirtySince: number): number | "now" {
-  const at = Math.min(lastEventAt + EVENTS_QUIET_MS, dirtySince + EVENTS_SAVE_MAX_MS);
-  return at <= now ? "now" : at;
+/** The saved form: the totals and when they were saved. */
+export function eventsToJson(totals: EventTotals, savedAt: number): string {
+  return JSON.stringify({ ...totals, savedAt });
 }
 
 /** A stored EventTotals, checked: anything unreadable counts from `now` again. */

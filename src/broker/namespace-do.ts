@@ -11,7 +11,6 @@ import { Authenticator } from "../auth/authenticator";
 import { PasswordThrottle } from "../auth/throttle";
 import { loadAuthConfig } from "../auth/config";
 import { inspect, type BrokerSnapshot } from "./inspect";
-import { nextSave } from "./counters";
 import type { Env } from "../env";
 
 
@@ -22,9 +21,6 @@ export class NamespaceBroker extends DurableObject<Env> {
   private readonly core: BrokerCore;
   private readonly conns = new Map<WebSocket, Connection>();
   private alarmAt: number | null = null;
-  /** event totals not saved yet: since when (the first such event), and the save timer */
-  private unsavedSince: number | null = null;
-  private saveTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -151,32 +147,9 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.eventSeen(Date.now());
   }
 
-  /**
-   * Every entry point: the event's start is this life's latest, and the totals are saved once
-   * events go quiet (counters.ts nextSave), never in the event itself.
-   */
   private eventSeen(now: number): void {
-    this.core.counters.lastEventAt = now;
-    if (this.unsavedSince === null) this.unsavedSince = now;
-    if (this.saveTimer === null) this.armSave(now);
-  }
-
-  private armSave(now: number): void {
-    const at = nextSave(now, this.core.counters.lastEventAt, this.unsavedSince!);
-    this.saveTimer = setTimeout(() => this.saveDue(), at === "now" ? 0 : at - now);
-  }
-
-  private saveDue(): void {
-    this.saveTimer = null;
-    if (this.unsavedSince === null) return;
-    const now = Date.now();
-    if (nextSave(now, this.core.counters.lastEventAt, this.unsavedSince) !== "now") {
-      this.armSave(now);
-      return;
-    }
-    this.unsavedSince = null;
     try {
-      this.core.saveEvents();
+      this.core.eventSeen(now);
     } catch (err) {
       console.error(`[broker] saving the event totals failed: ${(err as Error)?.message ?? String(err)}`);
     }

@@ -4,16 +4,16 @@ import { describe, expect, test } from "vitest";
 import * as mqtt from "mqtt-packet";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { Connection } from "../../src/broker/connection";
-import { Counters, EVENTS_QUIET_MS, EVENTS_SAVE_MAX_MS, eventsFromJson, nextSave, noEvents } from "../../src/broker/counters";
+import { Counters, eventsFromJson, noEvents, savedAtOf } from "../../src/broker/counters";
 import { namespaceStats } from "../../src/broker/stats";
 import { DEFAULTS } from "../../src/config";
 import { Authenticator } from "../../src/auth/authenticator";
 import { MemoryStore } from "../../src/storage/memory-store";
 
-function life(store: MemoryStore, at: number) {
+function life(store: MemoryStore, at: number, saveInterval = DEFAULTS.EVENTS_SAVE_INTERVAL) {
   let now = at;
   const runtime: Runtime = { now: () => now, wakeAt: () => {}, later: (fn) => fn(), log: () => {} };
-  const core = new BrokerCore(store, DEFAULTS, runtime, Authenticator.open());
+  const core = new BrokerCore(store, { ...DEFAULTS, EVENTS_SAVE_INTERVAL: saveInterval }, runtime, Authenticator.open());
   return {
     core,
     set now(ms: number) {
@@ -46,8 +46,9 @@ describe("event totals", () => {
     c1.websocketMessages = 3;
     c1.rpc = 2;
     c1.lastEventAt = 1400;
-    first.core.saveEvents();
-    const saved = JSON.parse(store.loadEvents()!);
+    first.core.saveEvents(1400);
+    const { savedAt, ...saved } = JSON.parse(store.loadEvents()!);
+    expect(savedAt).toBe(1400);
     expect(saved).toEqual({ since: 1000, websocketMessages: 3, rpc: 2, http: 0, alarms: 0, wakeups: 0, awakeMs: 400, rowsWritten: store.rowsWritten });
 
     const second = life(MemoryStore.fromSnapshot(store.snapshot()), 60_000); // a new life: a new store on the same rows
@@ -68,17 +69,27 @@ describe("event totals", () => {
 });
 
 describe("save schedule", () => {
-  test("saved once events are quiet, and at least every EVENTS_SAVE_MAX_MS while they keep coming", () => {
-    expect(nextSave(0, 0, 0)).toBe(EVENTS_QUIET_MS);
-    expect(nextSave(EVENTS_QUIET_MS - 1, 500, 0)).toBe(500 + EVENTS_QUIET_MS);
-    expect(nextSave(500 + EVENTS_QUIET_MS, 500, 0)).toBe("now");
-    // busy: an event every second never lets it go quiet
-    expect(nextSave(EVENTS_SAVE_MAX_MS - 1000, EVENTS_SAVE_MAX_MS - 1000, 0)).toBe(EVENTS_SAVE_MAX_MS);
-    expect(nextSave(EVENTS_SAVE_MAX_MS, EVENTS_SAVE_MAX_MS - 10, 0)).toBe("now");
+  test("saved in the first event that finds the last save older than EVENTS_SAVE_INTERVAL, never in between", () => {
+    const store = new MemoryStore();
+    const { core } = life(store, 1000, 60);
+    const saves = () => store.rowsWritten;
+    core.eventSeen(1000); // never saved: saved now
+    expect(saves()).toBe(1);
+    expect(savedAtOf(store.loadEvents())).toBe(1000);
+    for (let t = 2000; t < 61_000; t += 1000) core.eventSeen(t);
+    expect(saves()).toBe(1);
+    core.eventSeen(61_000);
+    expect(saves()).toBe(2);
+    expect(JSON.parse(store.loadEvents()!).awakeMs).toBe(60_000);
   });
 
-  test("a save lands before the runtime hibernates an idle object (10 s)", () => {
-    expect(EVENTS_QUIET_MS).toBeLessThan(10_000);
+  test("EVENTS_SAVE_INTERVAL 0 saves in every event", () => {
+    const store = new MemoryStore();
+    const { core } = life(store, 1000, 0);
+    core.eventSeen(1000);
+    core.eventSeen(1000);
+    core.eventSeen(1001);
+    expect(store.rowsWritten).toBe(3);
   });
 });
 
