@@ -69,6 +69,12 @@ export interface BrokerConfig {
   /** Seconds between `$SYS/broker/...` updates while someone subscribes to them; 0 = no $SYS topics. */
   SYS_INTERVAL: number;
   /**
+   * Seconds between saves of the billed-event totals (stats `events`, one row in the event that
+   * finds them older than this); 0 = saved in every event (for measurements). What a life of the
+   * object counted after its last save is lost when it hibernates.
+   */
+  EVENTS_SAVE_INTERVAL: number;
+  /**
    * MQTT 5 Response Information for clients that ask for it: this prefix + the client id
    * (e.g. "responses/" → "responses/<client id>"). Empty: not offered.
    */
@@ -109,6 +115,7 @@ export const DEFAULTS: BrokerConfig = {
   AUTH_CACHE_SECONDS: 300,
   ALLOWED_ORIGINS: "",
   SYS_INTERVAL: 10,
+  EVENTS_SAVE_INTERVAL: 60,
   RESPONSE_INFORMATION_PREFIX: "",
 };
 

@@ -18,7 +18,7 @@ import type { TopicAcl } from "../auth/acl";
 import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
 import { SysPublisher, isSysTopic } from "./stats";
-import { Counters } from "./counters";
+import { Counters, eventsFromJson, eventsToJson, savedAtOf } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
@@ -53,6 +53,9 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     readonly auth: Authenticator,
   ) {
     this.counters = new Counters(runtime.now());
+    const saved = store.loadEvents();
+    this.counters.base = eventsFromJson(saved, this.counters.startedAt);
+    this.counters.savedAt = savedAtOf(saved);
     this.acked = new DeferredDeletes(store, runtime.later);
     this.sys = new SysPublisher(this);
     this.sessions = new SessionRegistry(this);
@@ -94,6 +97,23 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   continueRetained(session: Session, conn: Connection): void {
     continueRetained(this, session, conn);
+  }
+
+  /**
+   * Every entry point of the runtime calls this once its counter is counted: the event's start
+   * is the life's latest, and the totals are saved (one row) when the last save is older than
+   * EVENTS_SAVE_INTERVAL, so the next life of the object goes on from them (see counters.ts).
+   */
+  eventSeen(now: number): void {
+    const c = this.counters;
+    c.lastEventAt = now;
+    if (now - c.savedAt >= this.config.EVENTS_SAVE_INTERVAL * 1000) this.saveEvents(now);
+  }
+
+  /** Saves the event totals (one row); the row this writes is counted in what it saves. */
+  saveEvents(now: number): void {
+    this.counters.savedAt = now;
+    this.store.saveEvents(eventsToJson(this.counters.events(this.store.rowsWritten + 1), now));
   }
 
   // ——— entry points ———

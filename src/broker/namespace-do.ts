@@ -39,12 +39,19 @@ export class NamespaceBroker extends DurableObject<Env> {
     // Every entry point runs after this: memory is rebuilt before the first event after a wake.
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
-      const live = ctx.getWebSockets().map((ws) => this.connectionOf(ws));
-      this.core.restore(live);
+      const sockets = ctx.getWebSockets();
+      // Rebuilt with sockets or an alarm to serve: a wake-up (after hibernation or an eviction).
+      if (sockets.length > 0 || this.alarmAt !== null) {
+        this.core.counters.wakeups = 1;
+        this.eventSeen(this.core.counters.startedAt);
+      }
+      this.core.restore(sockets.map((ws) => this.connectionOf(ws)));
     });
   }
 
   override async fetch(request: Request): Promise<Response> {
+    this.core.counters.http++;
+    this.eventSeen(Date.now());
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
@@ -64,6 +71,8 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   override webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): void | Promise<void> {
+    this.core.counters.websocketMessages++;
+    this.eventSeen(Date.now());
     const conn = this.connectionOf(ws);
     this.core.receive(conn, message);
     // A CONNECT under verification: the event lasts until the verdict is handled.
@@ -71,6 +80,7 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   override webSocketClose(ws: WebSocket, code: number): void {
+    this.eventSeen(Date.now()); // not a billed request, but the object is awake for it
     this.core.socketClosed(this.connectionOf(ws));
     this.conns.delete(ws);
     // Answer the close so the client gets its close frame (reserved codes cannot be sent back).
@@ -82,44 +92,67 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   override webSocketError(ws: WebSocket): void {
+    this.eventSeen(Date.now());
     this.core.socketClosed(this.connectionOf(ws));
     this.conns.delete(ws);
   }
 
   override alarm(): void {
+    this.core.counters.alarms++;
+    this.eventSeen(Date.now());
     this.alarmAt = null;
     this.core.alarm();
   }
 
   /** RPC, for tests and tools holding the binding: state and consistency problems (read-only). */
   inspect(): BrokerSnapshot {
+    this.rpcEntered();
     return inspect(this.core);
   }
 
   // ——— RPC from the Worker (HTTP API, BrokerService): inputs are validated there ———
 
   publish(msg: admin.ExternalMessage): admin.PublishOutcome {
+    this.rpcEntered();
     return admin.publishExternal(this.core, msg);
   }
 
   clients(): admin.ClientInfo[] {
+    this.rpcEntered();
     return admin.listClients(this.core);
   }
 
   retained(filter: string, limit: number): { messages: admin.RetainedMessage[]; truncated: boolean } {
+    this.rpcEntered();
     return admin.listRetained(this.core, filter, limit);
   }
 
   deleteRetained(topic: string): boolean {
+    this.rpcEntered();
     return admin.deleteRetained(this.core, topic);
   }
 
   disconnect(clientId: string): boolean {
+    this.rpcEntered();
     return admin.disconnectClient(this.core, clientId);
   }
 
   stats(): admin.NamespaceStats {
+    this.rpcEntered();
     return admin.namespaceStats(this.core);
+  }
+
+  private rpcEntered(): void {
+    this.core.counters.rpc++;
+    this.eventSeen(Date.now());
+  }
+
+  private eventSeen(now: number): void {
+    try {
+      this.core.eventSeen(now);
+    } catch (err) {
+      console.error(`[broker] saving the event totals failed: ${(err as Error)?.message ?? String(err)}`);
+    }
   }
 
   private wakeAt(ms: number): void {

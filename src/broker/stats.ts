@@ -4,7 +4,7 @@ import type { Session } from "../session/session";
 import { deliver, type DeliveryContext } from "../session/delivery";
 import { parseSharedFilter } from "../topics/validate";
 import type { Router } from "../topics/router";
-import type { Counters } from "./counters";
+import type { Counters, EventTotals } from "./counters";
 import type { Store } from "../storage/store";
 
 /** `$SYS` and `$SYS/...`: reserved for the broker, clients may not publish there. */
@@ -28,7 +28,7 @@ export interface StatsSource {
   readonly counters: Counters;
   readonly sessions: { values(): IterableIterator<Session>; readonly size: number };
   readonly router: Router;
-  readonly store: Pick<Store, "countRetained">;
+  readonly store: Pick<Store, "countRetained" | "rowsWritten">;
 }
 
 /** What the $SYS publisher needs besides the figures: routing its messages, and the alarm. */
@@ -46,6 +46,8 @@ export interface NamespaceStats {
   retained: number;
   messages: { received: number; sent: number };
   bytes: { received: number; sent: number };
+  /** billed events, accumulated across wakes since `events.since` (see counters.ts) */
+  events: EventTotals;
 }
 
 export function namespaceStats(core: StatsSource): NamespaceStats {
@@ -61,6 +63,7 @@ export function namespaceStats(core: StatsSource): NamespaceStats {
     retained: core.store.countRetained(),
     messages: { received: c.messagesReceived, sent: c.messagesSent },
     bytes: { received: c.bytesReceived, sent: c.bytesSent },
+    events: c.events(core.store.rowsWritten),
   };
 }
 

@@ -36,6 +36,8 @@ export interface MemoryState {
   inboundQos2: Set<string>;
   topicAliases: Map<string, [number, string][]>;
   nextId: number;
+  /** the broker's saved event totals (JSON) */
+  events?: string | null;
 }
 
 const key = (a: string, b: string | number) => `${a}\u0000${b}`;
@@ -51,6 +53,15 @@ export class MemoryStore implements Store {
 
   constructor(state: MemoryState = emptyState()) {
     this.s = state;
+  }
+
+  loadEvents(): string | null {
+    return this.s.events ?? null;
+  }
+
+  saveEvents(json: string): void {
+    this.s.events = json;
+    this.rowsWritten++;
   }
 
   /** a deep copy of everything stored: what a commit would have made durable */

@@ -10,8 +10,38 @@ type Row = Record<string, SqlStorageValue>;
 /** The Store over a Durable Object's SQLite. Every call is synchronous; the runtime commits the
  * writes of one event together, so an incoming event costs one transaction. */
 export class SqliteStore implements Store {
+  /**
+   * Rows written since this store was made: the sum of each writing statement's own counter
+   * (SqlStorageCursor.rowsWritten), what the platform bills. Reads are not counted.
+   */
+  rowsWritten = 0;
+
   constructor(private readonly sql: SqlStorage) {
     this.migrate();
+  }
+
+  /** Runs a statement that writes, and counts its rows. */
+  private run(query: string, ...args: (SqlStorageValue | undefined)[]): SqlStorageCursor<Row> {
+    const cursor = this.sql.exec<Row>(query, ...args);
+    this.rowsWritten += cursor.rowsWritten;
+    return cursor;
+  }
+
+  /** The same for a statement returning rows (RETURNING): read to the end first, then counted. */
+  private runAll(query: string, ...args: SqlStorageValue[]): Row[] {
+    const cursor = this.sql.exec<Row>(query, ...args);
+    const rows = cursor.toArray();
+    this.rowsWritten += cursor.rowsWritten;
+    return rows;
+  }
+
+  loadEvents(): string | null {
+    const row = this.sql.exec("SELECT value FROM meta WHERE key = 'events'").toArray()[0];
+    return row ? (row.value as string) : null;
+  }
+
+  saveEvents(json: string): void {
+    this.run("INSERT INTO meta (key, value) VALUES ('events', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", json);
   }
 
   private migrate(): void {
@@ -22,8 +52,8 @@ export class SqliteStore implements Store {
       version = row ? Number(row.value) : 0;
     }
     for (let i = version; i < MIGRATIONS.length; i++) {
-      this.sql.exec(MIGRATIONS[i]!);
-      this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", String(i + 1));
+      this.run(MIGRATIONS[i]!);
+      this.run("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", String(i + 1));
     }
   }
 
@@ -57,7 +87,7 @@ export class SqliteStore implements Store {
 
   saveSession(s: SessionRow): void {
     const w = s.will;
-    this.sql.exec(
+    this.run(
       `INSERT OR REPLACE INTO sessions (client_id, version, expiry, connected, expires_at,
          will_topic, will_payload, will_qos, will_retain, will_props, will_delay, will_at, grant_json, durable, retained_backlog, owner)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -81,11 +111,11 @@ export class SqliteStore implements Store {
   }
 
   saveRetainedBacklog(clientId: string, backlog: RetainedCursorRow[] | null): void {
-    this.sql.exec("UPDATE sessions SET retained_backlog = ? WHERE client_id = ?", backlog ? JSON.stringify(backlog) : null, clientId);
+    this.run("UPDATE sessions SET retained_backlog = ? WHERE client_id = ?", backlog ? JSON.stringify(backlog) : null, clientId);
   }
 
   clearWill(clientId: string): void {
-    this.sql.exec(
+    this.run(
       `UPDATE sessions SET will_topic = NULL, will_payload = NULL, will_qos = NULL, will_retain = NULL,
          will_props = NULL, will_delay = NULL, will_at = NULL WHERE client_id = ?`,
       clientId,
@@ -93,21 +123,21 @@ export class SqliteStore implements Store {
   }
 
   deleteSession(clientId: string): void {
-    this.sql.exec("DELETE FROM sessions WHERE client_id = ?", clientId);
-    this.sql.exec("DELETE FROM subscriptions WHERE client_id = ?", clientId);
-    this.sql.exec("DELETE FROM inbound_qos2 WHERE client_id = ?", clientId);
-    this.sql.exec("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
-    const had = this.sql.exec("DELETE FROM deliveries WHERE client_id = ?", clientId).rowsWritten > 0;
-    if (had) this.sql.exec("DELETE FROM messages WHERE id NOT IN (SELECT msg_id FROM deliveries)");
+    this.run("DELETE FROM sessions WHERE client_id = ?", clientId);
+    this.run("DELETE FROM subscriptions WHERE client_id = ?", clientId);
+    this.run("DELETE FROM inbound_qos2 WHERE client_id = ?", clientId);
+    this.run("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
+    const had = this.run("DELETE FROM deliveries WHERE client_id = ?", clientId).rowsWritten > 0;
+    if (had) this.run("DELETE FROM messages WHERE id NOT IN (SELECT msg_id FROM deliveries)");
   }
 
   saveTopicAliases(clientId: string, aliases: [number, string][]): void {
-    this.sql.exec("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
-    for (const [alias, topic] of aliases) this.sql.exec("INSERT INTO topic_aliases (client_id, alias, topic) VALUES (?, ?, ?)", clientId, alias, topic);
+    this.run("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
+    for (const [alias, topic] of aliases) this.run("INSERT INTO topic_aliases (client_id, alias, topic) VALUES (?, ?, ?)", clientId, alias, topic);
   }
 
   saveTopicAlias(clientId: string, alias: number, topic: string): void {
-    this.sql.exec("INSERT OR REPLACE INTO topic_aliases (client_id, alias, topic) VALUES (?, ?, ?)", clientId, alias, topic);
+    this.run("INSERT OR REPLACE INTO topic_aliases (client_id, alias, topic) VALUES (?, ?, ?)", clientId, alias, topic);
   }
 
   loadTopicAliases(clientId: string): [number, string][] {
@@ -118,7 +148,7 @@ export class SqliteStore implements Store {
   }
 
   saveSubscription(sub: SubscriptionRow): void {
-    this.sql.exec(
+    this.run(
       `INSERT OR REPLACE INTO subscriptions (client_id, filter, qos, no_local, retain_as_published, retain_handling, sub_id)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
       sub.clientId,
@@ -132,11 +162,11 @@ export class SqliteStore implements Store {
   }
 
   deleteSubscription(clientId: string, filter: string): void {
-    this.sql.exec("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", clientId, filter);
+    this.run("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", clientId, filter);
   }
 
   setRetained(msg: MessageRow): void {
-    this.sql.exec(
+    this.run(
       "INSERT OR REPLACE INTO retained (topic, payload, qos, props, expires_at) VALUES (?, ?, ?, ?, ?)",
       msg.topic,
       blob(msg.payload),
@@ -147,7 +177,7 @@ export class SqliteStore implements Store {
   }
 
   deleteRetained(topic: string): void {
-    this.sql.exec("DELETE FROM retained WHERE topic = ?", topic);
+    this.run("DELETE FROM retained WHERE topic = ?", topic);
   }
 
   retainedWithPrefix(prefix: string): MessageRow[] {
@@ -175,7 +205,7 @@ export class SqliteStore implements Store {
   }
 
   deleteExpiredRetained(now: number): void {
-    this.sql.exec("DELETE FROM retained WHERE expires_at IS NOT NULL AND expires_at < ?", now);
+    this.run("DELETE FROM retained WHERE expires_at IS NOT NULL AND expires_at < ?", now);
   }
 
   countRetained(): number {
@@ -195,58 +225,54 @@ export class SqliteStore implements Store {
   addDelivery(clientId: string, msg: MessageRow, qos: QoS, retain: boolean, state: DeliveryState, packetId: number | null, subIds: number[] | null = null, share: string | null = null): number {
     if (msg.storedId === undefined) {
       msg.storedId = Number(
-        this.sql
-          .exec(
-            "INSERT INTO messages (topic, payload, qos, retain, props, expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            msg.topic,
-            blob(msg.payload),
-            msg.qos,
-            msg.retain ? 1 : 0,
-            propsToText(msg.properties),
-            msg.expiresAt ?? null,
-          )
-          .one().id,
+        this.runAll(
+          "INSERT INTO messages (topic, payload, qos, retain, props, expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+          msg.topic,
+          blob(msg.payload),
+          msg.qos,
+          msg.retain ? 1 : 0,
+          propsToText(msg.properties),
+          msg.expiresAt ?? null,
+        )[0]!.id,
       );
     }
     return Number(
-      this.sql
-        .exec(
-          "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id, sub_ids, share) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-          clientId,
-          msg.storedId,
-          qos,
-          retain ? 1 : 0,
-          msg.payload.byteLength + msg.topic.length,
-          state,
-          packetId,
-          subIds ? subIds.join(",") : null,
-          share,
-        )
-        .one().seq,
+      this.runAll(
+        "INSERT INTO deliveries (client_id, msg_id, qos, retain, bytes, state, packet_id, sub_ids, share) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        clientId,
+        msg.storedId,
+        qos,
+        retain ? 1 : 0,
+        msg.payload.byteLength + msg.topic.length,
+        state,
+        packetId,
+        subIds ? subIds.join(",") : null,
+        share,
+      )[0]!.seq,
     );
   }
 
   markSent(seq: number, packetId: number): void {
-    this.sql.exec("UPDATE deliveries SET state = 1, packet_id = ? WHERE seq = ?", packetId, seq);
+    this.run("UPDATE deliveries SET state = 1, packet_id = ? WHERE seq = ?", packetId, seq);
   }
 
   markReleased(seq: number): void {
-    this.sql.exec("UPDATE deliveries SET state = 2 WHERE seq = ?", seq);
+    this.run("UPDATE deliveries SET state = 2 WHERE seq = ?", seq);
   }
 
   deleteDelivery(seq: number): void {
-    const row = this.sql.exec("DELETE FROM deliveries WHERE seq = ? RETURNING msg_id", seq).toArray()[0];
+    const row = this.runAll("DELETE FROM deliveries WHERE seq = ? RETURNING msg_id", seq)[0];
     if (!row) return;
-    this.sql.exec("DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)", row.msg_id);
+    this.run("DELETE FROM messages WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)", row.msg_id);
   }
 
   deleteDeliveries(seqs: number[]): void {
     for (let i = 0; i < seqs.length; i += CHUNK) {
       const chunk = seqs.slice(i, i + CHUNK);
-      const rows = this.sql.exec(`DELETE FROM deliveries WHERE seq IN (${marks(chunk.length)}) RETURNING msg_id`, ...chunk).toArray();
+      const rows = this.runAll(`DELETE FROM deliveries WHERE seq IN (${marks(chunk.length)}) RETURNING msg_id`, ...chunk);
       const ids = [...new Set(rows.map((r) => r.msg_id))];
       if (ids.length === 0) continue;
-      this.sql.exec(
+      this.run(
         `DELETE FROM messages WHERE id IN (${marks(ids.length)}) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)`,
         ...ids,
       );
@@ -275,16 +301,14 @@ export class SqliteStore implements Store {
   }
 
   dropExpiredQueued(clientId: string, now: number): { count: number; bytes: number } {
-    const rows = this.sql
-      .exec(
-        `DELETE FROM deliveries WHERE client_id = ? AND state = 0
-           AND msg_id IN (SELECT id FROM messages WHERE expires_at IS NOT NULL AND expires_at < ?) RETURNING bytes`,
-        clientId,
-        now,
-      )
-      .toArray();
+    const rows = this.runAll(
+      `DELETE FROM deliveries WHERE client_id = ? AND state = 0
+         AND msg_id IN (SELECT id FROM messages WHERE expires_at IS NOT NULL AND expires_at < ?) RETURNING bytes`,
+      clientId,
+      now,
+    );
     if (rows.length === 0) return { count: 0, bytes: 0 };
-    this.sql.exec("DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at < ? AND id NOT IN (SELECT msg_id FROM deliveries)", now);
+    this.run("DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at < ? AND id NOT IN (SELECT msg_id FROM deliveries)", now);
     return { count: rows.length, bytes: rows.reduce((n, r) => n + Number(r.bytes), 0) };
   }
 
@@ -298,11 +322,11 @@ export class SqliteStore implements Store {
   }
 
   addInboundQos2(clientId: string, packetId: number): void {
-    this.sql.exec("INSERT OR IGNORE INTO inbound_qos2 (client_id, packet_id) VALUES (?, ?)", clientId, packetId);
+    this.run("INSERT OR IGNORE INTO inbound_qos2 (client_id, packet_id) VALUES (?, ?)", clientId, packetId);
   }
 
   deleteInboundQos2(clientId: string, packetId: number): void {
-    this.sql.exec("DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?", clientId, packetId);
+    this.run("DELETE FROM inbound_qos2 WHERE client_id = ? AND packet_id = ?", clientId, packetId);
   }
 
   loadInboundQos2(): { clientId: string; packetId: number }[] {

@@ -89,6 +89,12 @@ export interface QueueStats {
 }
 
 export interface Store {
+  /** rows written since the store was made (inserts, updates, deletes): what the platform bills */
+  readonly rowsWritten: number;
+  /** the broker's saved event totals (broker/counters.ts), as JSON; null before the first save */
+  loadEvents(): string | null;
+  saveEvents(json: string): void;
+
   loadSessions(): SessionRow[];
   loadSubscriptions(): SubscriptionRow[];
   saveSession(row: SessionRow): void;

@@ -115,3 +115,40 @@ test("a delivery keeps its MQTT 5 subscription identifiers, queued and in flight
     expect(store.loadInflight().map((r) => r.subIds)).toEqual([[1]]);
   });
 });
+
+test("rowsWritten sums the rows each writing statement wrote (index rows included, as billed), RETURNING ones included; reads count nothing", async () => {
+  await withStore("store-rows-written", (store, sql) => {
+    // what SQLite itself reports for the same statements, on scratch rows
+    const rows = (q: string, ...a: SqlStorageValue[]) => sql.exec(q, ...a).rowsWritten;
+    const deltas: number[] = [];
+    let last = store.rowsWritten;
+    const step = () => {
+      deltas.push(store.rowsWritten - last);
+      last = store.rowsWritten;
+    };
+    store.saveSubscription(subscription("a/#"));
+    step();
+    const seq = store.addDelivery("c", message("a/b", "x"), 1, false, DeliveryState.Queued, null); // body + delivery
+    step();
+    store.nextQueued("c", 10);
+    store.countRetained();
+    step();
+    store.deleteDelivery(seq); // delivery + its body
+    step();
+    store.saveEvents("{}");
+    step();
+    store.saveEvents("{}");
+    step();
+    const sub = rows("INSERT OR REPLACE INTO subscriptions (client_id, filter, qos, no_local, retain_as_published, retain_handling, sub_id) VALUES ('z', 'a/#', 1, 0, 0, 0, NULL)");
+    expect(sub).toBeGreaterThan(0);
+    expect(deltas[0]).toBe(sub);
+    expect(deltas[1]).toBeGreaterThanOrEqual(2);
+    expect(deltas[2]).toBe(0);
+    expect(deltas[3]).toBeGreaterThanOrEqual(2);
+    expect(deltas[4]).toBeGreaterThan(0);
+    expect(deltas[5]).toBeGreaterThan(0);
+    expect(deltas[5]).toBeLessThanOrEqual(deltas[4]!); // then an update in place
+    expect(store.loadEvents()).toBe("{}");
+    console.log(`rows written: subscription ${deltas[0]}, delivery+body ${deltas[1]}, delete both ${deltas[3]}, events row ${deltas[4]} then ${deltas[5]}`);
+  });
+});
