@@ -104,27 +104,34 @@ export function listClients(core: BrokerCore): ClientInfo[] {
 }
 
 /** Retained messages matching `filter`, at most `limit` of them, in topic order. */
+const RETAINED_PAGE = 500;
+
 export function listRetained(core: BrokerCore, filter: string, limit: number): { messages: RetainedMessage[]; truncated: boolean } {
   const now = core.now();
   const messages: RetainedMessage[] = [];
-  const rows = core.store.retainedWithPrefix(literalPrefix(filter)).sort((a, b) => (a.topic < b.topic ? -1 : 1));
-  for (const msg of rows) {
-    if (!topicMatches(filter, msg.topic)) continue;
-    if (isExpired(msg, now)) continue;
-    if (messages.length === limit) return { messages, truncated: true };
-    const r: RetainedMessage = { topic: msg.topic, qos: msg.qos, payload: msg.payload };
-    if (msg.properties) r.properties = msg.properties;
-    if (msg.expiresAt !== undefined) r.expiresAt = msg.expiresAt;
-    messages.push(r);
+  const prefix = literalPrefix(filter);
+  // a page at a time in topic order, as the retained backlog reads them (session/retained.ts)
+  for (let after: string | null = null; ; ) {
+    const page = core.store.retainedAfter(prefix, after, RETAINED_PAGE);
+    for (const msg of page) {
+      after = msg.topic;
+      if (!topicMatches(filter, msg.topic) || isExpired(msg, now)) continue;
+      if (messages.length === limit) return { messages, truncated: true };
+      const r: RetainedMessage = { topic: msg.topic, qos: msg.qos, payload: msg.payload };
+      if (msg.properties) r.properties = msg.properties;
+      if (msg.expiresAt !== undefined) r.expiresAt = msg.expiresAt;
+      messages.push(r);
+    }
+    if (page.length < RETAINED_PAGE) return { messages, truncated: false };
   }
-  return { messages, truncated: false };
 }
 
 /** Removes a retained message without publishing anything; returns whether there was one. */
 export function deleteRetained(core: BrokerCore, topic: string): boolean {
-  const before = core.store.countRetained();
+  if (core.store.retainedSize(topic) === null) return false;
+  core.admitRetained(topic, 0); // a deletion: the retained quota's counters follow
   core.store.deleteRetained(topic);
-  return core.store.countRetained() < before;
+  return true;
 }
 
 /**

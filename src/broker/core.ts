@@ -107,7 +107,12 @@ export class BrokerCore implements DispatchContext, RegistryContext {
   eventSeen(now: number): void {
     const c = this.counters;
     c.lastEventAt = now;
-    if (now - c.savedAt >= this.config.EVENTS_SAVE_INTERVAL * 1000) this.saveEvents(now);
+    if (now - c.savedAt < this.config.EVENTS_SAVE_INTERVAL * 1000) return;
+    try {
+      this.saveEvents(now);
+    } catch (err) {
+      this.runtime.log("error", `saving the event totals failed: ${(err as Error)?.message ?? String(err)}`);
+    }
   }
 
   /** Saves the event totals (one row); the row this writes is counted in what it saves. */
@@ -157,13 +162,17 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     this.wakeAt(conn.openedAt + this.config.CONNECT_TIMEOUT * 1000);
   }
 
+  /** A WebSocket message: a billed event, counted with the one clock reading the frame takes. */
   receive(conn: Connection, data: ArrayBuffer | string): void {
+    const now = this.now();
+    this.counters.websocketMessages++;
+    this.eventSeen(now);
     if (conn.state === "closed") return;
     if (typeof data === "string") {
       this.fail(conn, new ProtocolError(RC.MALFORMED_PACKET, "text frame")); // [MQTT-6.0.0-1]
       return;
     }
-    conn.touch(this.now());
+    conn.touch(now);
     this.counters.bytesReceived += data.byteLength;
     const unconnected = conn.state === "awaiting-connect";
     conn.cork(); // the answers to a frame of packets leave as one frame

@@ -43,7 +43,7 @@ export class NamespaceBroker extends DurableObject<Env> {
       // Rebuilt with sockets or an alarm to serve: a wake-up (after hibernation or an eviction).
       if (sockets.length > 0 || this.alarmAt !== null) {
         this.core.counters.wakeups = 1;
-        this.eventSeen(this.core.counters.startedAt);
+        this.core.eventSeen(this.core.counters.startedAt);
       }
       this.core.restore(sockets.map((ws) => this.connectionOf(ws)));
     });
@@ -51,7 +51,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   override async fetch(request: Request): Promise<Response> {
     this.core.counters.http++;
-    this.eventSeen(Date.now());
+    this.core.eventSeen(Date.now());
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
@@ -71,8 +71,6 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   override webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): void | Promise<void> {
-    this.core.counters.websocketMessages++;
-    this.eventSeen(Date.now());
     const conn = this.connectionOf(ws);
     this.core.receive(conn, message);
     // A CONNECT under verification: the event lasts until the verdict is handled.
@@ -80,7 +78,7 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   override webSocketClose(ws: WebSocket, code: number): void {
-    this.eventSeen(Date.now()); // not a billed request, but the object is awake for it
+    this.core.eventSeen(Date.now()); // not a billed request, but the object is awake for it
     this.core.socketClosed(this.connectionOf(ws));
     this.conns.delete(ws);
     // Answer the close so the client gets its close frame (reserved codes cannot be sent back).
@@ -92,14 +90,14 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   override webSocketError(ws: WebSocket): void {
-    this.eventSeen(Date.now());
+    this.core.eventSeen(Date.now());
     this.core.socketClosed(this.connectionOf(ws));
     this.conns.delete(ws);
   }
 
   override alarm(): void {
     this.core.counters.alarms++;
-    this.eventSeen(Date.now());
+    this.core.eventSeen(Date.now());
     this.alarmAt = null;
     this.core.alarm();
   }
@@ -144,15 +142,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   private rpcEntered(): void {
     this.core.counters.rpc++;
-    this.eventSeen(Date.now());
-  }
-
-  private eventSeen(now: number): void {
-    try {
-      this.core.eventSeen(now);
-    } catch (err) {
-      console.error(`[broker] saving the event totals failed: ${(err as Error)?.message ?? String(err)}`);
-    }
+    this.core.eventSeen(Date.now());
   }
 
   private wakeAt(ms: number): void {

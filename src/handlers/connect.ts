@@ -39,9 +39,10 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   if (clientId.length > config.MAX_CLIENT_ID_LENGTH) {
     throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "client id too long");
   }
+  // The session this client id holds now, if any (nothing below changes it before the takeover).
+  const known = ctx.sessions.get(clientId);
   // Another user's session is refused before anything changes: no takeover, no Clean Start.
-  const owned = ctx.sessions.get(clientId);
-  if (owned) ctx.auth.checkOwner(owned.owner, grant, clientId);
+  if (known) ctx.auth.checkOwner(known.owner, grant, clientId);
   const rights = ctx.auth.rights(grant, clientId);
   conn.grant = grant;
   conn.publishAcl = rights.publish;
@@ -54,7 +55,7 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
     // A will obeys the publish rules of its client; `$` topics are the broker's.
     if (!mayPublish(conn, will.topic)) throw new ConnectRefused(RC.NOT_AUTHORIZED, "will topic not allowed");
   }
-  if (config.MAX_CONNECTIONS > 0 && !ctx.sessions.get(clientId)?.conn && ctx.connectedCount() >= config.MAX_CONNECTIONS) {
+  if (config.MAX_CONNECTIONS > 0 && !known?.conn && ctx.connectedCount() >= config.MAX_CONNECTIONS) {
     throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too many connections in this namespace");
   }
   if (version === 5) {
@@ -74,14 +75,12 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   const expiry = Math.min(requestedExpiry, config.MAX_SESSION_EXPIRY);
   // A session kept for a client that left costs memory at every wake: their number is bounded.
   // Over it a new persistent session is refused; the existing ones are never evicted for it.
-  const known = ctx.sessions.get(clientId);
   if (config.MAX_SESSIONS > 0 && expiry > 0 && (!known || p.clean || !known.persistent) && ctx.sessions.persistentCount(known) >= config.MAX_SESSIONS) {
     throw new ConnectRefused(RC.QUOTA_EXCEEDED, "too many sessions in this namespace");
   }
 
   // Session takeover [MQTT-3.1.4-3]: the old connection is closed (its will goes out by the usual rules).
-  const existing = ctx.sessions.get(clientId);
-  if (existing?.conn) ctx.takeover(existing);
+  if (known?.conn) ctx.takeover(known);
 
   conn.accept(clientId, version, keepalive);
   // a session of nobody's becomes the identity's

@@ -31,8 +31,9 @@ export function sendRetained(ctx: DeliveryContext, session: Session, subs: Subsc
     if (i >= 0) backlog.splice(i, 1);
     backlog.push({ sub, prefix: literalPrefix(sub.filter), after: null });
   }
-  drainQueue(ctx, session); // the queue first, then the backlog
-  saveBacklog(ctx, session);
+  session.retainedUnsaved = true;
+  drainQueue(ctx, session); // the queue first, then the backlog (which saves what it changed)
+  if (session.retainedUnsaved) saveBacklog(ctx, session);
 }
 
 /** One turn of the backlog (drainQueue calls it once the queue is empty and the window has room). */
@@ -78,7 +79,7 @@ export function continueRetained(ctx: DeliveryContext, session: Session, conn: P
     }
     session.retainedBacklog = null;
   } finally {
-    if (moved) saveBacklog(ctx, session);
+    if (moved || session.retainedUnsaved) saveBacklog(ctx, session);
   }
 }
 
@@ -94,6 +95,7 @@ function later(ctx: DeliveryContext, session: Session): void {
 
 /** A durable session's backlog is stored with it. */
 function saveBacklog(ctx: DeliveryContext, session: Session): void {
+  session.retainedUnsaved = false;
   if (session.durable) ctx.store.saveRetainedBacklog(session.clientId, backlogRows(session));
 }
 

@@ -96,6 +96,8 @@ export class Session {
   retainedBacklog: RetainedCursor[] | null = null;
   /** a later turn of the backlog is already asked for */
   retainedLater = false;
+  /** the backlog changed since it was last stored (one write per change, see retained.ts) */
+  retainedUnsaved = false;
   /** what authentication granted the latest connection (its rights apply while offline) */
   grant: Grant | null = null;
   /** inbound QoS 2 packet ids received and not yet released [MQTT-4.3.3-10] */
