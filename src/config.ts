@@ -8,6 +8,12 @@ export interface BrokerConfig {
   MAX_CLIENT_ID_LENGTH: number;
   /** Upper bound for a client's keep-alive in seconds (MQTT 5 Server Keep Alive); 0 = none. */
   MAX_KEEPALIVE: number;
+  /**
+   * Lower bound for an MQTT 5 client's keep-alive in seconds (Server Keep Alive raises a shorter
+   * one, 0 stays 0): each PINGREQ wakes a hibernated object and is billed. 0 = no bound. MQTT
+   * 3.1.1 has no way to tell a client, so its keep-alive stands.
+   */
+  MIN_KEEPALIVE: number;
   /** Session expiry for MQTT 3.1.1 persistent sessions and cap for MQTT 5, seconds. */
   MAX_SESSION_EXPIRY: number;
   /** Unacknowledged QoS 1/2 messages we send to one client (also capped by its Receive Maximum). */
@@ -85,6 +91,7 @@ export const DEFAULTS: BrokerConfig = {
   MAX_PACKET_SIZE: 1024 * 1024,
   MAX_CLIENT_ID_LENGTH: 256,
   MAX_KEEPALIVE: 0,
+  MIN_KEEPALIVE: 0,
   MAX_SESSION_EXPIRY: 7 * 24 * 3600,
   MAX_INFLIGHT: 1000,
   MAX_INFLIGHT_BYTES: 4 * 1024 * 1024,

@@ -10,6 +10,7 @@ import { isValidTopicName, withinTopicLimits } from "../topics/validate";
 import type { Grant } from "../auth/grant";
 import { mayPublish } from "../auth/rights";
 import { isUtf8 } from "../protocol/utf8";
+import type { BrokerConfig } from "../config";
 
 /**
  * First step of CONNECT: who is this? Returns the grant, or a promise of it when verification
@@ -67,9 +68,9 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
     conn.problemInformation = props?.requestProblemInformation !== false;
   }
 
-  let keepalive = p.keepalive ?? 0;
-  const serverKeepAlive = config.MAX_KEEPALIVE > 0 && (keepalive === 0 || keepalive > config.MAX_KEEPALIVE);
-  if (serverKeepAlive && version === 5) keepalive = config.MAX_KEEPALIVE;
+  const asked = p.keepalive ?? 0;
+  const keepalive = version === 5 ? keepAlivePolicy(asked, config) : asked;
+  const serverKeepAlive = keepalive !== asked;
 
   const requestedExpiry = version === 5 ? (props?.sessionExpiryInterval ?? 0) : p.clean ? 0 : config.MAX_SESSION_EXPIRY;
   const expiry = Math.min(requestedExpiry, config.MAX_SESSION_EXPIRY);
@@ -137,4 +138,16 @@ function willOf(p: ConnectPacket): Will | null {
     if (Object.keys(rest).length) will.properties = rest;
   }
   return will;
+}
+
+/**
+ * The keep-alive an MQTT 5 client is given (Server Keep Alive when it differs from what it
+ * asked): at most MAX_KEEPALIVE (also instead of 0), at least MIN_KEEPALIVE (0 stays 0 unless
+ * MAX_KEEPALIVE says otherwise). MIN above MAX: MAX wins.
+ */
+export function keepAlivePolicy(asked: number, config: Pick<BrokerConfig, "MAX_KEEPALIVE" | "MIN_KEEPALIVE">): number {
+  const { MAX_KEEPALIVE: max, MIN_KEEPALIVE: min } = config;
+  if (max > 0 && (asked === 0 || asked > max)) return max;
+  if (min > 0 && asked > 0 && asked < min) return max > 0 ? Math.min(min, max) : Math.min(min, 65535);
+  return asked;
 }

@@ -298,3 +298,43 @@ describe("configured limits", () => {
     await end(sub);
   });
 });
+
+describe("MIN_KEEPALIVE: fewer PINGREQs, each a billed wake-up", () => {
+  let broker: Broker;
+  beforeAll(async () => {
+    broker = await startBroker({ MIN_KEEPALIVE: "2" });
+  });
+  afterAll(() => broker.close());
+
+  test("an MQTT 5 keep-alive below the minimum is raised by Server Keep Alive; 0 and longer ones stand", async () => {
+    for (const [keepalive, expected] of [
+      [1, 2],
+      [0, undefined],
+      [2, undefined],
+      [60, undefined],
+    ] as const) {
+      const { client, connack } = await RawClient.handshake(broker.url(), { clientId: `min-ka-${keepalive}`, clean: true, keepalive }, 5);
+      expect(connack.properties?.serverKeepAlive).toBe(expected);
+      await client.end();
+    }
+  });
+
+  test("the raised keep-alive is the one enforced: asked 1 s, told 2 s, closed after 3 s of silence, not 1.5 s", async () => {
+    const { client } = await RawClient.handshake(broker.url(), { clientId: "min-ka-enforced", clean: true, keepalive: 1 }, 5);
+    const since = Date.now();
+    const d = (await client.take("disconnect", 6000)) as IDisconnectPacket;
+    expect(d.reasonCode).toBe(0x8d);
+    expect(Date.now() - since).toBeGreaterThanOrEqual(2900); // 1.5 × 2 s
+    await client.closed;
+  });
+
+  test("an MQTT 3.1.1 client cannot be told: its own keep-alive stands and is enforced", async () => {
+    const { client, connack } = await RawClient.handshake(broker.url(), { clientId: "min-ka-v4", clean: true, keepalive: 1 }, 4);
+    expect(connack.returnCode).toBe(0);
+    const since = Date.now();
+    await client.closed;
+    const elapsed = Date.now() - since;
+    expect(elapsed).toBeGreaterThanOrEqual(1400);
+    expect(elapsed).toBeLessThan(2900);
+  });
+});
