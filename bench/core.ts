@@ -20,7 +20,7 @@ const store = new Proxy({} as Store, {
 
 function measure(qos: 0 | 1): number {
   const now = 1_000_000;
-  const runtime = { now: () => now, wakeAt: () => {}, later: (fn: () => void) => fn(), log: () => {} };
+  const runtime = { now: () => now, wakeAt: () => {}, rearm: () => {}, later: (fn: () => void) => fn(), log: () => {} };
   const config = { ...DEFAULTS, MAX_PUBLISH_RATE: 0, SYS_INTERVAL: 0 };
   const core = new BrokerCore(store, config, runtime, Authenticator.open());
   const toBuffer = (p: Packet) => {

@@ -27,6 +27,11 @@ export interface Runtime {
   now(): number;
   /** ask to be woken (alarm) at `ms` or earlier */
   wakeAt(ms: number): void;
+  /**
+   * Set the alarm to exactly `ms` (null: none), also later than it is: for when the deadline it
+   * was armed for went away. Costs a storage operation, so only called when one was armed too early.
+   */
+  rearm(ms: number | null): void;
   /** run `fn` soon, in a later event (a timer) */
   later(fn: () => void): void;
   log(level: "info" | "warn" | "error", message: string): void;
@@ -204,10 +209,16 @@ export class BrokerCore implements DispatchContext, RegistryContext {
       if (deadline !== null && deadline <= now) this.fail(conn, new ProtocolError(RC.KEEP_ALIVE_TIMEOUT, "keep-alive timeout"));
     }
     this.sessions.due(now);
-    const next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
+    this.sys.tick(now);
+    const next = this.nextWake();
     if (next !== null) this.wakeAt(next);
-    const sysAt = this.sys.tick(now);
-    if (sysAt !== null) this.wakeAt(sysAt);
+  }
+
+  /** The earliest deadline the alarm serves (connections, sessions, $SYS); null: none. */
+  private nextWake(): number | null {
+    const next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
+    const sysAt = this.sys.dueAt;
+    return sysAt !== null && (next === null || sysAt < next) ? sysAt : next;
   }
 
   // ——— used by handlers ———
@@ -233,6 +244,16 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   sessionConnected(session: Session): void {
     this.sys.sessionConnected(session);
+    // The CONNECT timeout armed when the socket opened is void now: an alarm left for it would
+    // wake the object for nothing (a billed request) when the next real deadline is later.
+    if (this.awaitingConnect === 0) this.runtime.rearm(this.nextWake());
+  }
+
+  /** sockets that have not had their CONNECT accepted */
+  private get awaitingConnect(): number {
+    let n = 0;
+    for (const c of this.connections) if (c.state === "awaiting-connect") n++;
+    return n;
   }
 
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */

@@ -27,6 +27,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     const runtime: Runtime = {
       now: () => Date.now(),
       wakeAt: (ms) => this.wakeAt(ms),
+      rearm: (ms) => this.rearm(ms),
       later: (fn) => void setTimeout(fn, 5),
       log: (level, message) => console[level](`[broker] ${message}`),
     };
@@ -149,6 +150,12 @@ export class NamespaceBroker extends DurableObject<Env> {
     if (this.alarmAt !== null && this.alarmAt <= ms) return;
     this.alarmAt = ms;
     void this.ctx.storage.setAlarm(ms);
+  }
+
+  private rearm(ms: number | null): void {
+    if (ms === this.alarmAt) return;
+    this.alarmAt = ms;
+    void (ms === null ? this.ctx.storage.deleteAlarm() : this.ctx.storage.setAlarm(ms));
   }
 
   private connectionOf(ws: WebSocket, attachment?: Attachment): Connection {

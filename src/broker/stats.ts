@@ -99,6 +99,11 @@ export class SysPublisher {
     return this.nextAt !== null;
   }
 
+  /** when the next round is due (ms); null while stopped */
+  get dueAt(): number | null {
+    return this.nextAt;
+  }
+
   /** A subscription was added (SUBSCRIBE, or restored after a wake). */
   filterAdded(filter: string): void {
     if (this.nextAt === null && isSysFilter(filter)) this.start();

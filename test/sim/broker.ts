@@ -72,6 +72,9 @@ export class SimBroker {
       wakeAt: (ms) => {
         if (this.alarmAt === null || ms < this.alarmAt) this.alarmAt = ms;
       },
+      rearm: (ms) => {
+        this.alarmAt = ms;
+      },
       later: (fn) => void this.laters.push(fn),
       log: (level, message) => void this.logs.push(`${level}: ${message}`),
     };

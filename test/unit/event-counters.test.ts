@@ -12,7 +12,7 @@ import { MemoryStore } from "../../src/storage/memory-store";
 
 function life(store: MemoryStore, at: number, saveInterval = DEFAULTS.EVENTS_SAVE_INTERVAL) {
   let now = at;
-  const runtime: Runtime = { now: () => now, wakeAt: () => {}, later: (fn) => fn(), log: () => {} };
+  const runtime: Runtime = { now: () => now, wakeAt: () => {}, rearm: () => {}, later: (fn) => fn(), log: () => {} };
   const core = new BrokerCore(store, { ...DEFAULTS, EVENTS_SAVE_INTERVAL: saveInterval }, runtime, Authenticator.open());
   return {
     core,

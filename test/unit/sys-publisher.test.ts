@@ -12,7 +12,7 @@ import { MemoryStore } from "../../src/storage/memory-store";
 function setup(sysInterval = 10) {
   let now = 1_000_000;
   const wakes: number[] = [];
-  const runtime: Runtime = { now: () => now, wakeAt: (ms) => void wakes.push(ms), later: (fn) => fn(), log: () => {} };
+  const runtime: Runtime = { now: () => now, wakeAt: (ms) => void wakes.push(ms), rearm: () => {}, later: (fn) => fn(), log: () => {} };
   const core = new BrokerCore(new MemoryStore(), { ...DEFAULTS, SYS_INTERVAL: sysInterval }, runtime, Authenticator.open());
 
   function client(clientId: string, opts: { clean?: boolean } = {}) {
