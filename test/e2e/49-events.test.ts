@@ -36,25 +36,28 @@ test("frames, upgrades, RPC calls and alarm runs are counted; a wake-up from hib
   expect(s0.events).toMatchObject({ websocketMessages: 0, http: 0, rpc: 1, wakeups: 0 }); // a new object: not a wake-up
 
   const { client } = await RawClient.handshake(broker.url("ev"), { clientId: "ev-1", keepalive: 0 });
+  // A socket that never sends CONNECT: its CONNECT timeout is the one alarm (1 s after it opened).
+  const silent = await RawClient.open(broker.url("ev"));
   const N = 5;
   for (let i = 0; i < N; i++) client.send({ cmd: "pingreq" });
   for (let i = 0; i < N; i++) await client.take("pingresp");
   const s1 = await httpStats("ev");
   expect(s1.events.rowsWritten).toBeGreaterThan(s0.events.rowsWritten); // at least the saved totals' row
   expect(s1.events.websocketMessages - s0.events.websocketMessages).toBe(1 + N); // CONNECT, then N PINGREQ frames
-  expect(s1.events.http - s0.events.http).toBe(1); // the WebSocket upgrade
+  expect(s1.events.http - s0.events.http).toBe(2); // the WebSocket upgrades
   expect(s1.events.rpc - s0.events.rpc).toBe(1); // this stats call
   expect(s1.events.since).toBe(s0.events.since);
   expect(s1.events.awakeMs).toBeGreaterThan(s0.events.awakeMs);
 
-  // The CONNECT-timeout alarm runs at 1 s; then nothing for longer than the ≈10 s the object
-  // needs to hibernate.
+  // The silent socket's CONNECT-timeout alarm runs at 1 s and closes it; then nothing for longer
+  // than the ≈10 s the object needs to hibernate (the connected client, keep-alive 0, arms no alarm).
+  await silent.closed;
   const idleFrom = Date.now();
-  await sleep(13_000);
+  await sleep(12_000);
   const s2 = await rpcStats("ev");
   expect(s2.uptime).toBeLessThan((Date.now() - idleFrom) / 1000 - 5); // it did hibernate
   expect(s2.events.wakeups - s1.events.wakeups).toBe(1);
-  expect(s2.events.alarms - s1.events.alarms).toBe(1);
+  expect(s2.events.alarms - s0.events.alarms).toBe(1); // the silent socket's CONNECT timeout, and no other
   expect(s2.events.rpc - s1.events.rpc).toBe(1);
   expect(s2.events.websocketMessages).toBe(s1.events.websocketMessages);
   expect(s2.events.http).toBe(s1.events.http);
