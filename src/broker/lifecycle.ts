@@ -305,8 +305,9 @@ export class Lifecycle {
     const topic = eventTopic.presence(clientId);
     const payload = online ? ONLINE : OFFLINE;
     const msg: Message = { topic, payload, qos: 1, retain: true };
-    // over the quota the state still goes out live, just not kept
+    // over the quota the state still goes out live, just not kept (nor an older state left standing)
     if (this.ctx.admitRetained(topic, payload.byteLength)) this.ctx.store.setRetained(msg);
+    else this.clearPresence(clientId, false);
     this.routePresence(msg);
   }
 

@@ -292,6 +292,14 @@ describe("PRESENCE_RETAINED", () => {
     expect(t.store.countRetained()).toBe(1);
     expect(monitor.events().map((e) => `${e.topic}=${e.body}`)).toEqual(["$events/presence/monitor=online", "$events/presence/dev=online"]);
   });
+
+  test("a state the quota cannot hold removes the older one rather than leave it standing", () => {
+    const t = setup({ PRESENCE_RETAINED: true, MAX_RETAINED_BYTES: 6 });
+    const dev = t.client("dev", { expiry: 60 });
+    expect(t.store.retainedSize("$events/presence/dev")).toBe(6); // "online"
+    t.core.socketClosed(dev.conn); // "offline" is 7 bytes: over
+    expect(t.store.retainedSize("$events/presence/dev")).toBeNull();
+  });
 });
 
 describe("history", () => {
