@@ -7,7 +7,7 @@ import type { MqttClient } from "mqtt";
 import { startBroker, connect, end, TEST_API_TOKEN, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";
 import { expectOnlyMarker, expectOnlyMarkerAll, until } from "./marker";
-import { record } from "./inspect";
+import { objectUptime, record, sleep } from "./inspect";
 
 interface Event {
   topic: string;
@@ -284,6 +284,34 @@ describe("EVENTS=all with PRESENCE_RETAINED", () => {
     expect(e.body).toMatchObject({ reason: "server restart", reasonCode: null, keepalive: 0 });
     await end(back.client);
   });
+});
+
+describe("across hibernation", () => {
+  // CONNECT_TIMEOUT=1: the last alarm comes about 1 s after the last connect, so the object
+  // hibernates about 10 s later (see 09-durability).
+  let hb: Broker;
+  beforeAll(async () => {
+    hb = await startBroker({ CONNECT_TIMEOUT: "1" });
+  });
+  afterAll(() => hb.close());
+
+  test("a wake neither repeats nor loses events", async () => {
+    const m = await monitor(hb.url("hib"), "$events/#", { clientId: "hmon", keepalive: 0 });
+    await m.client.subscribeAsync("marker/#", { qos: 1 });
+    const dev = await RawClient.connect(hb.url("hib"), { clientId: "hdev", protocolVersion: 5, keepalive: 0 });
+    await eventOf(m.events, "$events/clients/hdev/connected");
+    const idleFrom = Date.now();
+    await sleep(12_500); // no events for longer than the object needs to hibernate
+    m.got.length = 0;
+    await dev.destroy(); // wakes the object: the socket's close is its first event
+    const e = await eventOf(m.events, "$events/clients/hdev/disconnected");
+    expect(e.body).toMatchObject({ reason: "socket lost", reasonCode: null, keepalive: 0 });
+    const entry = m.got.find((x) => x.startsWith("$events/clients/hdev/disconnected="))!;
+    await expectOnlyMarker(m.got, (marker) => m.client.publishAsync("marker/m", marker, { qos: 1 }), [entry]);
+    // it did hibernate: the object that answered was constructed after the idle time began
+    expect(await objectUptime(hb, "hib")).toBeLessThan((Date.now() - idleFrom) / 1000 - 5);
+    await end(m.client);
+  }, 30_000);
 });
 
 describe("Paho interop: success acknowledgements carry no Reason String", () => {
