@@ -85,6 +85,13 @@ export interface BrokerConfig {
    * (e.g. "responses/" → "responses/<client id>"). Empty: not offered.
    */
   RESPONSE_INFORMATION_PREFIX: string;
+  /**
+   * Lifecycle events published on `$events/...` (docs/events.md): a comma list of connected,
+   * disconnected, expired, subscribed, unsubscribed, or all / none / default (the first three).
+   */
+  EVENTS: string;
+  /** Keep a retained `$events/presence/<client id>` = online/offline for every session (docs/events.md). */
+  PRESENCE_RETAINED: boolean;
 }
 
 export const DEFAULTS: BrokerConfig = {
@@ -124,6 +131,8 @@ export const DEFAULTS: BrokerConfig = {
   SYS_INTERVAL: 10,
   EVENTS_SAVE_INTERVAL: 60,
   RESPONSE_INFORMATION_PREFIX: "",
+  EVENTS: "connected,disconnected,expired",
+  PRESENCE_RETAINED: false,
 };
 
 export function loadConfig(vars: Record<string, unknown> | undefined): BrokerConfig {

@@ -3,6 +3,7 @@
 import { Buffer } from "node:buffer";
 import type { ExternalMessage } from "../broker/admin";
 import { isSysTopic } from "../broker/stats";
+import { isEventTopic } from "../broker/lifecycle";
 import type { PublishProperties, QoS } from "../protocol/codec";
 import { isValidTopicFilter, isValidTopicName } from "../topics/validate";
 
@@ -80,6 +81,8 @@ export function publishOf(body: unknown, maxPayload: number): ExternalMessage {
   const o = objectOf(body, "the request");
   for (const key of Object.keys(o)) if (!PUBLISH_FIELDS.has(key)) throw new InputError(`unknown field "${key}"`);
   const topic = topicOf(o.topic);
+  // the lifecycle events are the broker's word (their retained presence may still be deleted)
+  if (isEventTopic(topic)) throw new InputError(`invalid topic "${topic}": $events topics belong to the broker`);
   const qos = o.qos ?? 0;
   if (qos !== 0 && qos !== 1 && qos !== 2) throw new InputError("qos must be 0, 1 or 2");
   if (o.retain !== undefined && typeof o.retain !== "boolean") throw new InputError("retain must be true or false");

@@ -56,6 +56,17 @@ const MAX_BATCH_BYTES = 64 * 1024;
 export type ConnectionState = "awaiting-connect" | "connected" | "closed";
 
 /**
+ * Why a connection ended, recorded where that is decided (core.fail: the broker's reason code;
+ * the DISCONNECT handler: the client's); none recorded means the socket was lost. Read by the
+ * lifecycle events (lifecycle.ts).
+ */
+export interface ConnectionEnd {
+  /** the MQTT reason code; null when no packet carried one (socket lost, server restart) */
+  code: number | null;
+  by: "client" | "server" | "socket" | "restart";
+}
+
+/**
  * The Connection holding a session. Sessions know their connection as a Peer (session/peer.ts);
  * the only Peer the broker ever attaches is its own Connection, so the broker layer may see it whole.
  */
@@ -89,6 +100,8 @@ export class Connection implements Peer {
   problemInformation = true;
   /** set when the client ended with DISCONNECT (no will, unless reason 0x04) */
   disconnected = false;
+  /** why the connection ended, once decided (null while open, and for a lost socket) */
+  end: ConnectionEnd | null = null;
   reader: PacketReader;
   /** the dispatcher bound to this connection, made once rather than per frame */
   onPacket: ((packet: Packet, size: number) => void) | null = null;

@@ -1,7 +1,7 @@
 // The broker of one namespace: sessions, connections, routing and timers. Pure: the runtime is
 // reached only through Transport (per socket), Store and Runtime, so it also runs in plain Node.
 import type { BrokerConfig } from "../config";
-import { Connection, connectionOf } from "./connection";
+import { Connection, connectionOf, type ConnectionEnd } from "./connection";
 import { dispatch, type DispatchContext } from "./dispatcher";
 import { ConnectRefused, ProtocolError } from "../protocol/errors";
 import { RC, connackCodeV3 } from "../protocol/reason-codes";
@@ -22,6 +22,11 @@ import { Counters, eventsFromJson, eventsToJson, savedAtOf } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
+import { Lifecycle } from "./lifecycle";
+
+/** how a connection ended that nobody decided: its socket went away */
+const SOCKET_LOST: ConnectionEnd = { code: null, by: "socket" };
+const SERVER_RESTART: ConnectionEnd = { code: null, by: "restart" };
 
 export interface Runtime {
   now(): number;
@@ -45,6 +50,8 @@ export class BrokerCore implements DispatchContext, RegistryContext {
   /** traffic counters for the stats API and $SYS (in memory, since the object started) */
   readonly counters: Counters;
   readonly sys: SysPublisher;
+  /** presence and lifecycle events on `$events/...`, and each client's recent history (lifecycle.ts) */
+  readonly lifecycle: Lifecycle;
 
   private quota: RetainedQuota | null = null;
   /** bytes held for sockets whose CONNECT is not accepted yet (partial packets, held packets) */
@@ -64,6 +71,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     this.acked = new DeferredDeletes(store, runtime.later);
     this.sys = new SysPublisher(this);
     this.sessions = new SessionRegistry(this);
+    this.lifecycle = new Lifecycle(this, config.EVENTS, config.PRESENCE_RETAINED, (m) => runtime.log("warn", m));
     this.router.onAdd = (filter) => this.sys.filterAdded(filter);
     this.router.onUnreadable = () => this.counters.messagesDropped++;
   }
@@ -157,7 +165,10 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     this.sessions.judgeAll();
     for (const clientId of connected) {
       this.runtime.log("info", `connection of ${quote(clientId)} was lost while the broker was down`);
-      this.sessions.connectionLost(this.sessions.get(clientId)!, false);
+      const session = this.sessions.get(clientId)!;
+      // the socket's facts went with it: the session's stand in (keep-alive unknown: 0)
+      const facts = { clientId, version: session.version, keepalive: 0, grant: session.grant ?? {} };
+      this.sessionLost(facts, session, false, SERVER_RESTART);
     }
     this.alarm();
   }
@@ -256,6 +267,11 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     return n;
   }
 
+  /** The registry ended a session whose expiry passed. */
+  sessionExpired(session: Session): void {
+    this.lifecycle.expired(session);
+  }
+
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
   publish(msg: Message): number {
     this.counters.messagesReceived++;
@@ -275,6 +291,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     if (conn.state === "closed") return;
     const known = err instanceof ProtocolError;
     const code = known ? err.reasonCode : RC.IMPLEMENTATION_SPECIFIC_ERROR;
+    conn.end ??= { code, by: "server" };
     const message = err instanceof Error ? err.message : String(err);
     if (!known) this.runtime.log("error", `internal error on ${conn.clientId ? quote(conn.clientId) : "new connection"}: ${(err as Error)?.stack ?? message}`);
     if (conn.state === "awaiting-connect") {
@@ -327,6 +344,15 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     if (!this.connections.delete(conn)) return;
     const session = conn.session;
     if (!session || session.conn !== conn) return;
-    this.sessions.connectionLost(session, conn.disconnected);
+    this.sessionLost(conn, session, conn.disconnected, conn.end ?? SOCKET_LOST);
+  }
+
+  /** A session lost its connection: the will and expiry rules, then the disconnected event saying what they did. */
+  private sessionLost(conn: Pick<Connection, "clientId" | "version" | "keepalive" | "grant">, session: Session, clean: boolean, end: ConnectionEnd): void {
+    const willOwed = !clean && session.will !== null;
+    this.sessions.connectionLost(session, clean);
+    const delayed = session.willAt !== null;
+    const ended = this.sessions.get(session.clientId) !== session;
+    this.lifecycle.disconnected(conn, session, end, willOwed && !delayed, delayed, ended);
   }
 }

@@ -114,6 +114,7 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   const deadline = conn.deadline;
   if (deadline !== null) ctx.wakeAt(deadline);
   if (sessionPresent) resume(ctx, session);
+  ctx.lifecycle.connected(conn, session, !!p.clean, sessionPresent);
 }
 
 function willOf(p: ConnectPacket): Will | null {

@@ -1,6 +1,7 @@
 // What a packet handler may use of the broker: this narrow seam, not the whole BrokerCore, so a
 // handler is testable alone and cannot reach into what it does not own.
 import type { Connection } from "../broker/connection";
+import type { Lifecycle } from "../broker/lifecycle";
 import type { Authenticator } from "../auth/authenticator";
 import type { DeliveryContext } from "../session/delivery";
 import type { Message } from "../session/message";
@@ -22,4 +23,6 @@ export interface HandlerContext extends DeliveryContext {
   /** clients connected now (for MAX_CONNECTIONS) */
   connectedCount(): number;
   wakeAt(ms: number): void;
+  /** the `$events/...` lifecycle events (broker/lifecycle.ts) */
+  readonly lifecycle: Lifecycle;
 }

@@ -17,5 +17,6 @@ export function handleDisconnect(ctx: HandlerContext, conn: Connection, session:
   // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; MQTT 5 reason 0x04 asks for it
   const withWill = conn.version === 5 && p.reasonCode === RC.DISCONNECT_WITH_WILL;
   conn.disconnected = !withWill;
+  conn.end = { code: p.reasonCode ?? RC.SUCCESS, by: "client" };
   ctx.closeConnection(conn);
 }

@@ -117,9 +117,12 @@ function deny(ctx: HandlerContext, conn: Connection, session: Session, p: Publis
   acceptQos2(ctx, conn, session, id, RC.SUCCESS); // (the Receive Maximum was checked before any refusal)
 }
 
-/** Answers a QoS 1/2 PUBLISH with an MQTT 5 error reason code; the message is not routed. */
+/**
+ * Answers a QoS 1/2 PUBLISH with an MQTT 5 error reason code; the message is not routed. Only an
+ * error (≥ 0x80) carries a Reason String: strict clients refuse properties on a success acknowledgement.
+ */
 export function refuse(conn: Connection, qos: 1 | 2, id: number, reasonCode: number, reason: string): void {
-  const properties = conn.problemInformation ? { reasonString: reason } : undefined;
+  const properties = conn.problemInformation && reasonCode >= 0x80 ? { reasonString: reason } : undefined;
   conn.send({ cmd: qos === 1 ? "puback" : "pubrec", messageId: id, reasonCode, properties });
 }
 

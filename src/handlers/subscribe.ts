@@ -26,6 +26,8 @@ export function handleSubscribe(ctx: HandlerContext, conn: Connection, session: 
   }
   const granted: number[] = [];
   const retainedFor: Subscription[] = [];
+  // the subscribed event's list, only when that event is on
+  const made: { filter: string; qos: QoS }[] | null = ctx.lifecycle.enabled("subscribed") ? [] : null;
 
   for (let i = 0; i < max; i++) {
     const s = filters[i]!;
@@ -66,6 +68,7 @@ export function handleSubscribe(ctx: HandlerContext, conn: Connection, session: 
     };
     const existed = ctx.sessions.subscribe(session, sub);
     granted.push(qos);
+    made?.push({ filter: s.topic, qos });
     // Shared subscriptions get no retained messages (MQTT 5.0 §4.8.2)
     if (!shared && sub.retainHandling !== 2 && !(sub.retainHandling === 1 && existed)) retainedFor.push(sub);
   }
@@ -81,15 +84,18 @@ export function handleSubscribe(ctx: HandlerContext, conn: Connection, session: 
   conn.send({ cmd: "suback", messageId: p.messageId, granted });
   conn.flush(); // SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts)
 
+  if (made) ctx.lifecycle.subscribed(session, made);
   // [MQTT-3.3.1-6] retained messages for the new subscriptions, with RETAIN set (paced)
   sendRetained(ctx, session, retainedFor);
 }
 
 export function handleUnsubscribe(ctx: HandlerContext, conn: Connection, session: Session, p: UnsubscribePacket): void {
   const codes: number[] = [];
+  const removed: string[] | null = ctx.lifecycle.enabled("unsubscribed") ? [] : null;
   for (const filter of p.unsubscriptions) {
     if (ctx.sessions.unsubscribe(session, filter)) {
       codes.push(RC.SUCCESS);
+      removed?.push(filter);
     } else {
       const shared = parseSharedFilter(filter);
       const valid = shared !== "invalid" && isValidTopicFilter(shared ? shared.filter : filter);
@@ -98,4 +104,5 @@ export function handleUnsubscribe(ctx: HandlerContext, conn: Connection, session
   }
   // MQTT 3.1.1 UNSUBACK has no payload; the encoder writes the codes only for MQTT 5.
   conn.send({ cmd: "unsuback", messageId: p.messageId, granted: codes });
+  if (removed) ctx.lifecycle.unsubscribed(session, removed);
 }

@@ -20,6 +20,8 @@ export interface RegistryContext extends DeliveryContext, WillContext {
   wakeAt(ms: number): void;
   /** the read rights a grant gives a client (for sessions that wait offline) */
   readAcl(grant: Grant, clientId: string): TopicAcl | null;
+  /** told after a session was ended because its expiry passed (the lifecycle events) */
+  sessionExpired?(session: Session): void;
 }
 
 /** What a CONNECT asks of its session. */
@@ -201,7 +203,10 @@ export class SessionRegistry {
   due(now: number): void {
     for (const session of this.sessions.values()) {
       willIfDue(this.ctx, session, now);
-      if (!session.conn && session.expiresAt !== null && session.expiresAt <= now) this.end(session);
+      if (!session.conn && session.expiresAt !== null && session.expiresAt <= now) {
+        this.end(session);
+        this.ctx.sessionExpired?.(session);
+      }
     }
   }
 

@@ -22,6 +22,7 @@ function fakes(version: 4 | 5 = 5) {
       },
     },
     closeConnection: (_c: Connection) => void calls.push("close"),
+    lifecycle: { enabled: () => false },
   } as unknown as HandlerContext;
   const conn = { version, send: (p: Packet) => void sent.push(p), disconnected: false } as unknown as Connection;
   return { ctx, conn, calls, sent, session: new Session("c", true) };
