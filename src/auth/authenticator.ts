@@ -5,7 +5,7 @@
 import type { ConnectPacket } from "../protocol/codec";
 import { ConnectRefused } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
-import { TopicAcl } from "./acl";
+import { TopicAcl, isPattern } from "./acl";
 import { loadAuthConfig, stringList, type AclLists, type AuthConfig } from "./config";
 import { JwtError, importJwtKeys, looksLikeJwt, verifyJwt, type Claims, type JwtKey } from "./jwt";
 import { PBKDF2_ITERATIONS, verifyPassword, type PasswordHash } from "./password";
@@ -105,6 +105,7 @@ export class Authenticator {
     const grant: Grant = { username: name, identity: `user:${name}` };
     if (user.publish) grant.publish = user.publish;
     if (user.subscribe) grant.subscribe = user.subscribe;
+    if (user.deny) grant.deny = user.deny;
     return grant;
   }
 
@@ -149,7 +150,25 @@ export class Authenticator {
       if (!list) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT ${key} claim is not a list of patterns`);
       grant[key] = list;
     }
-    const size = (grant.publish ?? []).concat(grant.subscribe ?? []).reduce((n, s) => n + s.length + 3, 0);
+    if (claims.deny !== undefined) {
+      const d = claims.deny as Record<string, unknown> | null;
+      const deny: NonNullable<Grant["deny"]> = {};
+      for (const key of ["publish", "subscribe"] as const) {
+        const value = typeof d === "object" && d !== null && !Array.isArray(d) ? d[key] : null;
+        if (value === undefined) continue;
+        const list = stringList(value);
+        // a deny pattern that does not parse is refused, not dropped: dropping it would allow more
+        if (!list || !list.every((s) => isPattern(s.replaceAll("%c", "c").replaceAll("%u", "u")))) {
+          throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT deny claim is not {"publish": [patterns], "subscribe": [patterns]}`);
+        }
+        deny[key] = list;
+      }
+      if (deny.publish || deny.subscribe) grant.deny = deny;
+    }
+    // the session is cut when the token expires (core.alarm); the deadline travels in the grant
+    if (typeof claims.exp === "number") grant.exp = claims.exp;
+    const lists = [grant.publish, grant.subscribe, grant.deny?.publish, grant.deny?.subscribe];
+    const size = lists.reduce((n, l) => n + (l ?? []).reduce((m, s) => m + s.length + 3, 0), 0);
     if (size > MAX_GRANT_CHARS) throw this.refuse(RC.NOT_AUTHORIZED, p, "JWT topic patterns are too large");
     return grant;
   }
@@ -164,11 +183,15 @@ export class Authenticator {
 
   /** Compiles the rights of a grant (ACL_DEFAULT fills lists the grant does not have). */
   rights(grant: Grant, clientId: string): Rights {
-    const publish = grant.publish ?? this.config.defaults.publish;
-    const read = grant.subscribe ?? this.config.defaults.subscribe;
+    const defaults = this.config.defaults;
+    const publish = grant.publish ?? defaults.publish;
+    const read = grant.subscribe ?? defaults.subscribe;
+    // deny lists fill in one by one too: a user's deny.subscribe replaces ACL_DEFAULT's
+    const denyPublish = grant.deny?.publish ?? defaults.deny?.publish;
+    const denyRead = grant.deny?.subscribe ?? defaults.deny?.subscribe;
     return {
-      publish: publish ? TopicAcl.compile(publish, clientId, grant.username) : null,
-      read: read ? TopicAcl.compile(read, clientId, grant.username) : null,
+      publish: TopicAcl.build(publish, denyPublish, clientId, grant.username),
+      read: TopicAcl.build(read, denyRead, clientId, grant.username),
     };
   }
 

@@ -10,6 +10,14 @@ export type AuthMode = "password" | "jwt";
 export interface AclLists {
   publish?: string[];
   subscribe?: string[];
+  /** patterns refused even where the lists above allow (see acl.ts); each list fills in like those */
+  deny?: DenyLists;
+}
+
+/** Deny rules: `subscribe` also denies reading (delivery through a broader subscription). */
+export interface DenyLists {
+  publish?: string[];
+  subscribe?: string[];
 }
 
 export interface UserEntry extends AclLists {
@@ -120,6 +128,19 @@ export function aclLists(value: unknown, where: string, errors: string[]): AclLi
     errors.push(`${where} must be a JSON object with "publish" and/or "subscribe" lists`);
     return out;
   }
+  patternLists(value, out, where, errors);
+  if (value.deny !== undefined) {
+    if (!isObject(value.deny)) errors.push(`${where}.deny must be a JSON object with "publish" and/or "subscribe" lists`);
+    else {
+      const deny: DenyLists = {};
+      patternLists(value.deny, deny, `${where}.deny`, errors);
+      if (deny.publish || deny.subscribe) out.deny = deny;
+    }
+  }
+  return out;
+}
+
+function patternLists(value: Record<string, unknown>, out: DenyLists, where: string, errors: string[]): void {
   for (const key of ["publish", "subscribe"] as const) {
     if (value[key] === undefined) continue;
     const list = stringList(value[key]);
@@ -127,7 +148,6 @@ export function aclLists(value: unknown, where: string, errors: string[]): AclLi
     if (!list || bad !== undefined) errors.push(`${where}.${key} must be a list of topic patterns${bad !== undefined ? ` (bad: "${bad}")` : ""}`);
     else out[key] = list;
   }
-  return out;
 }
 
 function parseJson(text: string, where: string, errors: string[]): unknown {

@@ -172,7 +172,8 @@ export class Connection implements Peer {
       a.ka = this.keepalive;
       if (this.receiveMaximum !== MAX_PACKET_ID) a.rm = this.receiveMaximum;
       if (this.maxPacketSize !== MAX_MQTT_PACKET) a.mps = this.maxPacketSize;
-      if (this.grant.username !== undefined || this.grant.publish || this.grant.subscribe) a.g = this.grant;
+      const g = this.grant;
+      if (g.username !== undefined || g.publish || g.subscribe || g.deny || g.exp !== undefined) a.g = g;
       if (this.topicAliasMaximum) a.tam = this.topicAliasMaximum;
       if (!this.problemInformation) a.npi = 1;
       // once in storage, the aliases stay there (each change is one row: handlers/publish.ts)
