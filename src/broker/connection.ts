@@ -154,6 +154,11 @@ export class Connection implements Peer {
     return this.state === "connected" ? keepAliveDeadline(this.lastSeen, this.keepalive) : null;
   }
 
+  /** When the token it connected with expires (ms; from the attachment after a wake): it is cut then. */
+  get tokenDeadline(): number | null {
+    return this.state === "connected" && this.grant.exp !== undefined ? this.grant.exp * 1000 : null;
+  }
+
   accept(clientId: string, version: ProtocolVersion, keepalive: number): void {
     this.state = "connected";
     this.clientId = clientId;
