@@ -8,6 +8,7 @@ import { RC } from "../protocol/reason-codes";
 import { TopicAcl, isPattern } from "./acl";
 import { loadAuthConfig, stringList, type AclLists, type AuthConfig } from "./config";
 import { JwtError, importJwtKeys, looksLikeJwt, verifyJwt, type Claims, type JwtKey } from "./jwt";
+import { JwksUnavailable, jwksCache, type JwksCache } from "./jwks";
 import { PBKDF2_ITERATIONS, verifyPassword, type PasswordHash } from "./password";
 import { quote } from "../log-safe";
 import type { PasswordThrottle } from "./throttle";
@@ -113,12 +114,38 @@ export class Authenticator {
     let claims: Claims;
     try {
       const c = this.config;
-      claims = await verifyJwt(token, await this.jwtKeys(), {
-        now: Math.floor(this.now() / 1000),
-        audience: c.jwtAudience,
-        issuer: c.jwtIssuer,
-        maxAge: c.jwtMaxAge,
-      });
+      const own = await this.jwtKeys();
+      const jwks = this.jwks();
+      let keys = own;
+      let refetch: (() => Promise<readonly JwtKey[]>) | undefined;
+      if (jwks) {
+        try {
+          keys = own.concat(await jwks.keys());
+        } catch (e) {
+          if (!(e instanceof JwksUnavailable)) throw e;
+        }
+        refetch = async () => {
+          try {
+            return own.concat(await jwks.rotated());
+          } catch (e) {
+            if (!(e instanceof JwksUnavailable)) throw e;
+            // no set at all (the provider has not answered yet): say so, as for missing keys
+            this.log("warn", `refused CONNECT of ${quote(p.clientId)}: ${e.message}`);
+            throw new ConnectRefused(RC.SERVER_UNAVAILABLE, "the identity provider's keys are unavailable");
+          }
+        };
+      }
+      claims = await verifyJwt(
+        token,
+        keys,
+        {
+          now: Math.floor(this.now() / 1000),
+          audience: c.jwtAudience,
+          issuer: c.jwtIssuer,
+          maxAge: c.jwtMaxAge,
+        },
+        refetch,
+      );
     } catch (e) {
       if (e instanceof JwtError) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT refused: ${e.message}`);
       throw e;
@@ -171,6 +198,13 @@ export class Authenticator {
     const size = lists.reduce((n, l) => n + (l ?? []).reduce((m, s) => m + s.length + 3, 0), 0);
     if (size > MAX_GRANT_CHARS) throw this.refuse(RC.NOT_AUTHORIZED, p, "JWT topic patterns are too large");
     return grant;
+  }
+
+  /** The provider's key set (JWT_JWKS_URL), cached for the whole isolate; null when not configured. */
+  private jwks(): JwksCache | null {
+    const url = this.config.jwtJwksUrl;
+    if (url === undefined) return null;
+    return jwksCache(url, { minInterval: this.config.jwksMinInterval, timeout: this.config.jwksTimeout, log: this.log });
   }
 
   private jwtKeys(): Promise<JwtKey[]> {
