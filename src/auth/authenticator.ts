@@ -119,11 +119,8 @@ export class Authenticator {
       let keys = own;
       let refetch: (() => Promise<readonly JwtKey[]>) | undefined;
       if (jwks) {
-        try {
-          keys = own.concat(await jwks.keys());
-        } catch (e) {
-          if (!(e instanceof JwksUnavailable)) throw e;
-        }
+        // the set as cached; a token no key fits waits for a (first, or rotated) fetch
+        keys = own.concat(jwks.current());
         refetch = async () => {
           try {
             return own.concat(await jwks.rotated());

@@ -93,7 +93,20 @@ export class JwksCache {
     return this.set;
   }
 
-  /** A token named a key the set lacks: fetch again if one is due, then the set as it is. */
+  /**
+   * The set as it is now, without waiting (empty before the first load, which this starts):
+   * tokens that other keys verify (JWT_SECRET, JWT_PUBLIC_KEY) never wait for the provider.
+   * A stale set starts a refresh in the background, when one is due.
+   */
+  current(): readonly JwtKey[] {
+    if (this.set === null || this.now() >= this.expiresAt) void this.refresh();
+    return this.set ?? [];
+  }
+
+  /**
+   * A token named a key the set lacks (or there is no set yet): fetch if one is due (or join the
+   * fetch under way), then the set as it is.
+   */
   async rotated(): Promise<readonly JwtKey[]> {
     await this.refresh();
     if (this.set === null) throw new JwksUnavailable(`no key set from ${this.url} yet`);
