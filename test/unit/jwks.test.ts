@@ -72,6 +72,22 @@ describe("JwksCache", () => {
     expect(provider.requests).toBe(1);
   });
 
+  test("current(): the set without waiting; empty before the first load, which it starts", async () => {
+    const { provider, clock, cache } = setup();
+    provider.cacheControl = "max-age=120";
+    expect(cache.current()).toEqual([]);
+    expect(provider.requests).toBe(1);
+    expect(await kids(cache.rotated())).toEqual(["rsa-1"]); // joins the fetch under way
+    expect(provider.requests).toBe(1);
+    expect(cache.current().map((k) => k.kid)).toEqual(["rsa-1"]);
+    clock.advance(120_000);
+    provider.keys = [rsa2];
+    expect(cache.current().map((k) => k.kid)).toEqual(["rsa-1"]); // stale: served, refreshed behind
+    expect(provider.requests).toBe(2);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(cache.current().map((k) => k.kid)).toEqual(["rsa-2"]);
+  });
+
   test("a stale set is served while a fresh one is fetched in the background", async () => {
     const { provider, clock, cache } = setup();
     provider.cacheControl = "max-age=120";
