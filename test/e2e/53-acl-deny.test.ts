@@ -36,8 +36,9 @@ describe("the Paho interop setting: AUTH_MODE none, ACL_DEFAULT deny subscribe t
   test.each([
     [5, 0x87],
     [4, 0x80],
+    [3, 0x80], // MQTT 3.1 (MQIsdp)
   ] as const)("protocol %i: SUBACK %i for the denied filter, other filters granted", async (protocolVersion, refused) => {
-    const c = await connect(broker.url(), { protocolVersion, clientId: `paho-${protocolVersion}` });
+    const c = await connect(broker.url(), { protocolVersion, clientId: `paho-${protocolVersion}`, ...(protocolVersion === 3 ? { protocolId: "MQIsdp" as const } : {}) });
     expect(await subscribeCodes(c, { "test/nosubscribe": { qos: 1 } })).toEqual([refused]);
     expect(await subscribeCodes(c, { "test/nosubscribe": { qos: 2 }, "test/other": { qos: 2 }, "test/#": { qos: 1 } })).toEqual([refused, 2, 1]);
     // publishing to the topic is not denied, and the other topics work both ways
