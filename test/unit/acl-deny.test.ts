@@ -107,6 +107,13 @@ describe("deny lists in the configuration", () => {
     expect(rights.publish!.allows("p")).toBe(false);
   });
 
+  test("an empty deny list exempts a user from ACL_DEFAULT's", () => {
+    const config = loadAuthConfig({ ACL_DEFAULT: '{"deny": {"subscribe": ["s"]}}' });
+    const auth = new Authenticator(config, "default", () => {});
+    expect(auth.rights({ username: "admin", deny: { subscribe: [] } }, "c").read).toBeNull();
+    expect(auth.rights({ username: "other" }, "c").read!.allows("s")).toBe(false);
+  });
+
   test("no deny anywhere: rights stay null (unrestricted costs nothing)", () => {
     const auth = new Authenticator(loadAuthConfig({}), "default", () => {});
     expect(auth.rights({}, "c")).toEqual({ publish: null, read: null });
