@@ -49,7 +49,7 @@ describe("configuration fails closed", () => {
     [{ AUTH_MODE: "password" }, /lists no users/],
     [{ AUTH_MODE: "password", AUTH_USERS: `{"alice": "plain"}` }, /plain text is not accepted/],
     [{ AUTH_MODE: "password", AUTH_USERS: `not json` }, /not valid JSON/],
-    [{ AUTH_MODE: "jwt" }, /neither JWT_SECRET nor JWT_PUBLIC_KEY/],
+    [{ AUTH_MODE: "jwt" }, /none of JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_URL/],
     [{ AUTH_MODE: "ldap" }, /unknown mode/],
     [{ ACL_DEFAULT: `{"publish": ["a/#/b"]}` }, /bad: "a\/#\/b"/],
   ])("%j", async (env, message) => {
