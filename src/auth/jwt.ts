@@ -131,7 +131,7 @@ export async function verifyJwt(token: string, keys: readonly JwtKey[], check: J
   const kid = typeof header.kid === "string" ? header.kid : undefined;
   const fits = (k: JwtKey) => k.alg === alg && (kid === undefined || k.kid === undefined || k.kid === kid);
   let candidates = keys.filter(fits);
-  if (candidates.length === 0 && refetch && ALGS.has(alg as string)) candidates = (await refetch()).filter(fits);
+  if (candidates.length === 0 && refetch && PUBLISHED_ALGS.has(alg as string)) candidates = (await refetch()).filter(fits);
   if (candidates.length === 0) throw new JwtError(`no key for alg ${quote(alg, 16)}${kid !== undefined ? ` kid ${quote(kid, 64)}` : ""}`);
   const signed = new TextEncoder().encode(`${parts[0]}.${parts[1]}`);
   let valid = false;
@@ -160,7 +160,8 @@ export async function verifyJwt(token: string, keys: readonly JwtKey[], check: J
   return claims;
 }
 
-const ALGS: ReadonlySet<string> = new Set<JwtAlg>(["HS256", "RS256", "ES256", "EdDSA"]);
+/** algorithms a provider's key set can hold: only these are worth a fetch (never HS256, never "none") */
+const PUBLISHED_ALGS: ReadonlySet<string> = new Set<JwtAlg>(["RS256", "ES256", "EdDSA"]);
 
 function verifySignature(k: JwtKey, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
   switch (k.alg) {
