@@ -8,6 +8,7 @@ import { createServer, type Server } from "node:http";
 import type { IClientOptions } from "mqtt";
 import { startBroker, connect, end, type Broker } from "./harness";
 import { uncaught } from "./inspect";
+import { until } from "./marker";
 import { providerKey, providerToken, type ProviderKey } from "../jwks-helpers";
 import { makeKeys, sign } from "../jwt-helpers";
 
@@ -145,7 +146,7 @@ test("Cache-Control max-age is honoured: no fetch before it, one after it", asyn
   const t = providerToken(k1, claims());
   expect(await verdict(b, t)).toBe(0);
   const fetchedAt = Date.now();
-  while (Date.now() - fetchedAt < 2500) expect(await verdict(b, t)).toBe(0);
+  while (Date.now() - fetchedAt < 2000) expect(await verdict(b, t)).toBe(0);
   expect(provider.requests).toBe(1); // within max-age: cached
   await new Promise((r) => setTimeout(r, 3100 - (Date.now() - fetchedAt))); // past max-age (the thing under test is time)
   expect(await verdict(b, t)).toBe(0); // served from the stale set while it refreshes
@@ -169,8 +170,9 @@ test.each(["down", "garbage", "500"] as const)("provider %s: the last good set k
     expect(await verdict(b, unknown)).toBe(0x86);
     expect(await verdict(b, unknown, { protocolVersion: 4 })).toBe(4);
   }
+  const elapsed = Date.now() - start;
   expect(provider.requests).toBeGreaterThanOrEqual(2); // it did try again
-  expect(provider.requests).toBeLessThanOrEqual(5); // about once a second, not per CONNECT
+  expect(provider.requests).toBeLessThanOrEqual(2 + Math.ceil(elapsed / 1000)); // once a second at most, not per CONNECT
   expect(b.logs.join("")).toMatch(/JWKS fetch from .* failed: .*keeping the last good set of 1 key/);
 }, 15000);
 
@@ -197,7 +199,7 @@ test("JWKS together with JWT_SECRET: both kinds of token", async () => {
   expect(await verdict(b, await sign({ ...keys, secret: "wrong-secret-wrong-secret-wrong-secret" }, "HS256", claims(), { kid: "c1" }))).toBe(0x86);
 });
 
-test("a CONNECT waiting for the first fetch does not hold up other clients; a fetch that hangs times out", async () => {
+test("a CONNECT waiting for the first fetch does not hold up other clients", async () => {
   const keys = await makeKeys();
   const k1 = providerKey("RS256", "w1");
   provider.keys = [k1];
@@ -205,13 +207,15 @@ test("a CONNECT waiting for the first fetch does not hold up other clients; a fe
   provider.delay = 1500;
   const b = await jwksBroker({ JWT_SECRET: keys.secret, JWT_JWKS_TIMEOUT: "5" });
   const start = Date.now();
-  const waiting = verdict(b, providerToken(k1, claims())).then((code) => ({ code, at: Date.now() - start }));
-  await new Promise((r) => setTimeout(r, 100)); // its CONNECT is in, the fetch under way
-  expect(provider.requests).toBe(1);
+  let firstDone = false;
+  const waiting = verdict(b, providerToken(k1, claims())).then((code) => {
+    firstDone = true;
+    return { code, at: Date.now() - start };
+  });
+  await until(() => provider.requests === 1, "the first CONNECT's fetch to start"); // the provider holds it 1.5 s
   expect(await verdict(b, await sign(keys, "HS256", claims()))).toBe(0);
-  const otherDone = Date.now() - start;
+  expect(firstDone).toBe(false); // served while the first fetch was pending
   const first = await waiting;
-  expect(otherDone).toBeLessThan(1000); // served while the first fetch was pending
   expect(first.code).toBe(0);
   expect(first.at).toBeGreaterThanOrEqual(1400);
   expect(provider.requests).toBe(1);
