@@ -2,6 +2,8 @@
 // which %c stands for the client id and %u for the user name. Patterns match the way
 // subscriptions do, so `#` and `+` do not match topics starting with `$` [MQTT-4.7.2-1]:
 // `$SYS/#` has to be granted explicitly. Compiled once per connection; `allows` runs per message.
+// Deny patterns (Mosquitto's and EMQX's deny rules) win over the allow patterns; an ACL without
+// allow patterns but with deny patterns allows everything else (`$` topics included, as no ACL does).
 
 /** What a topic filter gets under a read ACL. */
 export type FilterAccess = "covered" | "partial" | "denied";
@@ -12,9 +14,34 @@ export class TopicAcl {
   /** a bare `#` pattern: every topic that does not start with `$` */
   private readonly all: boolean;
 
-  private constructor(patterns: string[][]) {
+  /** deny patterns, after substitution; null when there are none (the hot path pays one test) */
+  private readonly deny: readonly (readonly string[])[] | null;
+  /** no allow list: everything not denied is allowed */
+  private readonly everything: boolean;
+
+  private constructor(patterns: string[][], deny: string[][] | null = null, everything = false) {
     this.patterns = patterns;
     this.all = patterns.some((p) => p.length === 1 && p[0] === "#");
+    this.deny = deny && deny.length ? deny : null;
+    this.everything = everything;
+  }
+
+  /**
+   * Allow list and deny list together; null when neither is given (unrestricted, the cheapest).
+   * Without an allow list everything the deny list does not match is allowed. A deny pattern
+   * whose %c or %u cannot be filled in (see compile) is not dropped: the level holding the
+   * placeholder becomes `+`, so it denies more, never less.
+   */
+  static build(allow: readonly string[] | undefined, deny: readonly string[] | undefined, clientId: string, username: string | undefined): TopicAcl | null {
+    if (allow === undefined && (deny === undefined || deny.length === 0)) return null;
+    const patterns = allow === undefined ? [] : TopicAcl.compile(allow, clientId, username).patterns.map((p) => [...p]);
+    const denied: string[][] = [];
+    for (const raw of deny ?? []) {
+      const levels = raw.split("/").map((level) => (level.includes("%") ? (substitute(level, clientId, username) ?? "+") : level));
+      const filter = levels.join("/");
+      if (isPattern(filter)) denied.push(levels);
+    }
+    return new TopicAcl(patterns, denied, allow === undefined);
   }
 
   /**
@@ -39,6 +66,8 @@ export class TopicAcl {
 
   /** Whether a topic name matches a pattern. No allocation: runs for every publish and delivery. */
   allows(topic: string): boolean {
+    if (this.deny !== null && this.denies(topic)) return false;
+    if (this.everything) return true;
     if (this.all && topic.charCodeAt(0) !== 0x24) return true;
     const patterns = this.patterns;
     for (let i = 0; i < patterns.length; i++) if (matches(patterns[i]!, topic)) return true;
@@ -52,12 +81,31 @@ export class TopicAcl {
    */
   access(filter: string): FilterAccess {
     const f = filter.split("/");
+    const deny = this.deny;
+    // A deny pattern that covers the whole filter refuses the subscription; one that overlaps
+    // it leaves the subscription granted but checked per delivery, where allows() drops the
+    // denied topics (`test/#` with `test/nosubscribe` denied: granted, minus that topic).
+    if (deny !== null) for (const d of deny) if (covers(d, f)) return "denied";
+    const access = this.allowAccess(f);
+    if (access === "covered" && deny !== null && deny.some((d) => overlaps(d, f))) return "partial";
+    return access;
+  }
+
+  private allowAccess(f: readonly string[]): FilterAccess {
+    if (this.everything) return "covered";
     let partial = false;
     for (const p of this.patterns) {
       if (covers(p, f)) return "covered";
       if (!partial && overlaps(p, f)) partial = true;
     }
     return partial ? "partial" : "denied";
+  }
+
+  /** Whether a deny pattern matches the topic name. */
+  private denies(topic: string): boolean {
+    const deny = this.deny!;
+    for (let i = 0; i < deny.length; i++) if (matches(deny[i]!, topic)) return true;
+    return false;
   }
 }
 

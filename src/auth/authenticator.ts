@@ -5,9 +5,10 @@
 import type { ConnectPacket } from "../protocol/codec";
 import { ConnectRefused } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
-import { TopicAcl } from "./acl";
+import { TopicAcl, isPattern } from "./acl";
 import { loadAuthConfig, stringList, type AclLists, type AuthConfig } from "./config";
 import { JwtError, importJwtKeys, looksLikeJwt, verifyJwt, type Claims, type JwtKey } from "./jwt";
+import { JwksUnavailable, jwksCache, type JwksCache } from "./jwks";
 import { PBKDF2_ITERATIONS, verifyPassword, type PasswordHash } from "./password";
 import { quote } from "../log-safe";
 import type { PasswordThrottle } from "./throttle";
@@ -105,6 +106,7 @@ export class Authenticator {
     const grant: Grant = { username: name, identity: `user:${name}` };
     if (user.publish) grant.publish = user.publish;
     if (user.subscribe) grant.subscribe = user.subscribe;
+    if (user.deny) grant.deny = user.deny;
     return grant;
   }
 
@@ -112,12 +114,35 @@ export class Authenticator {
     let claims: Claims;
     try {
       const c = this.config;
-      claims = await verifyJwt(token, await this.jwtKeys(), {
-        now: Math.floor(this.now() / 1000),
-        audience: c.jwtAudience,
-        issuer: c.jwtIssuer,
-        maxAge: c.jwtMaxAge,
-      });
+      const own = await this.jwtKeys();
+      const jwks = this.jwks();
+      let keys = own;
+      let refetch: (() => Promise<readonly JwtKey[]>) | undefined;
+      if (jwks) {
+        // the set as cached; a token no key fits waits for a (first, or rotated) fetch
+        keys = own.concat(jwks.current());
+        refetch = async () => {
+          try {
+            return own.concat(await jwks.rotated());
+          } catch (e) {
+            if (!(e instanceof JwksUnavailable)) throw e;
+            // no set at all (the provider has not answered yet): say so, as for missing keys
+            this.log("warn", `refused CONNECT of ${quote(p.clientId)}: ${e.message}`);
+            throw new ConnectRefused(RC.SERVER_UNAVAILABLE, "the identity provider's keys are unavailable");
+          }
+        };
+      }
+      claims = await verifyJwt(
+        token,
+        keys,
+        {
+          now: Math.floor(this.now() / 1000),
+          audience: c.jwtAudience,
+          issuer: c.jwtIssuer,
+          maxAge: c.jwtMaxAge,
+        },
+        refetch,
+      );
     } catch (e) {
       if (e instanceof JwtError) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT refused: ${e.message}`);
       throw e;
@@ -149,9 +174,34 @@ export class Authenticator {
       if (!list) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT ${key} claim is not a list of patterns`);
       grant[key] = list;
     }
-    const size = (grant.publish ?? []).concat(grant.subscribe ?? []).reduce((n, s) => n + s.length + 3, 0);
+    if (claims.deny !== undefined) {
+      const d = claims.deny as Record<string, unknown> | null;
+      const deny: NonNullable<Grant["deny"]> = {};
+      for (const key of ["publish", "subscribe"] as const) {
+        const value = typeof d === "object" && d !== null && !Array.isArray(d) ? d[key] : null;
+        if (value === undefined) continue;
+        const list = stringList(value);
+        // a deny pattern that does not parse is refused, not dropped: dropping it would allow more
+        if (!list || !list.every((s) => isPattern(s.replaceAll("%c", "c").replaceAll("%u", "u")))) {
+          throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT deny claim is not {"publish": [patterns], "subscribe": [patterns]}`);
+        }
+        deny[key] = list;
+      }
+      if (deny.publish || deny.subscribe) grant.deny = deny;
+    }
+    // the session is cut when the token expires (core.alarm); the deadline travels in the grant
+    if (typeof claims.exp === "number") grant.exp = claims.exp;
+    const lists = [grant.publish, grant.subscribe, grant.deny?.publish, grant.deny?.subscribe];
+    const size = lists.reduce((n, l) => n + (l ?? []).reduce((m, s) => m + s.length + 3, 0), 0);
     if (size > MAX_GRANT_CHARS) throw this.refuse(RC.NOT_AUTHORIZED, p, "JWT topic patterns are too large");
     return grant;
+  }
+
+  /** The provider's key set (JWT_JWKS_URL), cached for the whole isolate; null when not configured. */
+  private jwks(): JwksCache | null {
+    const url = this.config.jwtJwksUrl;
+    if (url === undefined) return null;
+    return jwksCache(url, { minInterval: this.config.jwksMinInterval, timeout: this.config.jwksTimeout, log: this.log });
   }
 
   private jwtKeys(): Promise<JwtKey[]> {
@@ -164,11 +214,15 @@ export class Authenticator {
 
   /** Compiles the rights of a grant (ACL_DEFAULT fills lists the grant does not have). */
   rights(grant: Grant, clientId: string): Rights {
-    const publish = grant.publish ?? this.config.defaults.publish;
-    const read = grant.subscribe ?? this.config.defaults.subscribe;
+    const defaults = this.config.defaults;
+    const publish = grant.publish ?? defaults.publish;
+    const read = grant.subscribe ?? defaults.subscribe;
+    // deny lists fill in one by one too: a user's deny.subscribe replaces ACL_DEFAULT's
+    const denyPublish = grant.deny?.publish ?? defaults.deny?.publish;
+    const denyRead = grant.deny?.subscribe ?? defaults.deny?.subscribe;
     return {
-      publish: publish ? TopicAcl.compile(publish, clientId, grant.username) : null,
-      read: read ? TopicAcl.compile(read, clientId, grant.username) : null,
+      publish: TopicAcl.build(publish, denyPublish, clientId, grant.username),
+      read: TopicAcl.build(read, denyRead, clientId, grant.username),
     };
   }
 

@@ -3,11 +3,20 @@
 // refuses every connection (fail closed) rather than run with less protection than configured.
 import { isPattern } from "./acl";
 import { parsePasswordHash, type PasswordHash } from "./password";
+import { jwksUrlProblem } from "./jwks";
 
 export type AuthMode = "password" | "jwt";
 
 /** Topic patterns: undefined means "whatever ACL_DEFAULT says". */
 export interface AclLists {
+  publish?: string[];
+  subscribe?: string[];
+  /** patterns refused even where the lists above allow (see acl.ts); each list fills in like those */
+  deny?: DenyLists;
+}
+
+/** Deny rules: `subscribe` also denies reading (delivery through a broader subscription). */
+export interface DenyLists {
   publish?: string[];
   subscribe?: string[];
 }
@@ -24,6 +33,12 @@ export interface AuthConfig {
   users: ReadonlyMap<string, UserEntry>;
   jwtSecret?: string;
   jwtPublicKey?: string;
+  /** JWT_JWKS_URL: the identity provider's key set, fetched and cached (jwks.ts) */
+  jwtJwksUrl?: string;
+  /** JWT_JWKS_MIN_INTERVAL (s → ms): least time between two fetches of the set once one is loaded */
+  jwksMinInterval: number;
+  /** JWT_JWKS_TIMEOUT (s → ms): how long a fetch of the set may take */
+  jwksTimeout: number;
   jwtAudience?: string;
   jwtIssuer?: string;
   /** JWT_MAX_AGE: seconds after `iat` a token is refused (tokens then need iat); undefined: no limit */
@@ -60,9 +75,23 @@ export function loadAuthConfig(env: Record<string, unknown>): AuthConfig {
     );
   }
 
-  const config: AuthConfig = { modes, users, defaults: {}, errors, warnings, jwtUsernameClaim: str(env.JWT_USERNAME_CLAIM) ?? "sub" };
+  const config: AuthConfig = {
+    modes,
+    users,
+    defaults: {},
+    errors,
+    warnings,
+    jwtUsernameClaim: str(env.JWT_USERNAME_CLAIM) ?? "sub",
+    jwksMinInterval: seconds(env.JWT_JWKS_MIN_INTERVAL, "JWT_JWKS_MIN_INTERVAL", 60, errors) * 1000,
+    jwksTimeout: seconds(env.JWT_JWKS_TIMEOUT, "JWT_JWKS_TIMEOUT", 5, errors) * 1000,
+  };
   config.jwtSecret = str(env.JWT_SECRET);
   config.jwtPublicKey = str(env.JWT_PUBLIC_KEY);
+  config.jwtJwksUrl = str(env.JWT_JWKS_URL);
+  if (config.jwtJwksUrl !== undefined) {
+    const problem = jwksUrlProblem(config.jwtJwksUrl);
+    if (problem) errors.push(problem);
+  }
   config.jwtAudience = str(env.JWT_AUDIENCE);
   config.jwtIssuer = str(env.JWT_ISSUER);
   const maxAge = str(env.JWT_MAX_AGE);
@@ -72,7 +101,7 @@ export function loadAuthConfig(env: Record<string, unknown>): AuthConfig {
     else errors.push(`JWT_MAX_AGE must be a whole number of seconds above 0 (got "${maxAge}")`);
   }
   if (modes.has("jwt")) {
-    if (!config.jwtSecret && !config.jwtPublicKey) errors.push("AUTH_MODE includes jwt but neither JWT_SECRET nor JWT_PUBLIC_KEY is set");
+    if (!config.jwtSecret && !config.jwtPublicKey && !config.jwtJwksUrl) errors.push("AUTH_MODE includes jwt but none of JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_URL is set");
     if (config.jwtSecret && config.jwtSecret.length < 32) warnings.push("JWT_SECRET is shorter than 32 characters: use a long random secret");
   }
 
@@ -120,6 +149,19 @@ export function aclLists(value: unknown, where: string, errors: string[]): AclLi
     errors.push(`${where} must be a JSON object with "publish" and/or "subscribe" lists`);
     return out;
   }
+  patternLists(value, out, where, errors);
+  if (value.deny !== undefined) {
+    if (!isObject(value.deny)) errors.push(`${where}.deny must be a JSON object with "publish" and/or "subscribe" lists`);
+    else {
+      const deny: DenyLists = {};
+      patternLists(value.deny, deny, `${where}.deny`, errors);
+      if (deny.publish || deny.subscribe) out.deny = deny;
+    }
+  }
+  return out;
+}
+
+function patternLists(value: Record<string, unknown>, out: DenyLists, where: string, errors: string[]): void {
   for (const key of ["publish", "subscribe"] as const) {
     if (value[key] === undefined) continue;
     const list = stringList(value[key]);
@@ -127,7 +169,6 @@ export function aclLists(value: unknown, where: string, errors: string[]): AclLi
     if (!list || bad !== undefined) errors.push(`${where}.${key} must be a list of topic patterns${bad !== undefined ? ` (bad: "${bad}")` : ""}`);
     else out[key] = list;
   }
-  return out;
 }
 
 function parseJson(text: string, where: string, errors: string[]): unknown {
@@ -145,6 +186,16 @@ export function stringList(v: unknown): string[] | undefined {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A positive number of seconds (fractions allowed), or the default. */
+function seconds(v: unknown, name: string, fallback: number, errors: string[]): number {
+  const text = str(v);
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (Number.isFinite(n) && n > 0) return n;
+  errors.push(`${name} must be a number of seconds above 0 (got "${text}")`);
+  return fallback;
 }
 
 function str(v: unknown): string | undefined {

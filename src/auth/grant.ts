@@ -14,4 +14,9 @@ export interface Grant extends AclLists {
   identity?: string;
   /** a client id a token pins; used when the client sent an empty one */
   clientId?: string;
+  /**
+   * The token's `exp` (seconds since the epoch): the connection is ended with 0xA0 (Maximum
+   * connect time) then. Kept in the attachment, so the deadline survives hibernation.
+   */
+  exp?: number;
 }

@@ -1,10 +1,12 @@
 // JSON Web Tokens (RFC 7519) sent as the MQTT password, verified with WebCrypto: HS256 with a
-// shared secret, RS256 and ES256 with public JWKs. Only those three algorithms: never "none",
-// and the algorithm must fit the key (an HS256 token is never checked against a public key).
+// shared secret, RS256 and ES256 with public JWKs, and EdDSA (Ed25519) with keys from a JWKS URL
+// (jwks.ts). Only those: never "none", and the algorithm must fit the key, whose algorithm
+// follows from its type (an HS256 token is never checked against a public key, an RS256 token
+// never against an EC key).
 import { fromBase64Url } from "./password";
 import { quote } from "../log-safe";
 
-export type JwtAlg = "HS256" | "RS256" | "ES256";
+export type JwtAlg = "HS256" | "RS256" | "ES256" | "EdDSA";
 
 export interface JwtKey {
   alg: JwtAlg;
@@ -71,8 +73,51 @@ async function importPublicJwk(jwk: JsonWebKey & { kid?: string }): Promise<JwtK
   return kid === undefined ? { alg, key } : { alg, kid, key };
 }
 
-/** Verifies signature and time claims, then `aud` and `iss` when configured. Returns the claims. */
-export async function verifyJwt(token: string, keys: readonly JwtKey[], check: JwtCheck): Promise<Claims> {
+/**
+ * A key of a JWKS fetched from the provider, or null when it is not one we use (another `use`, an
+ * algorithm we do not verify, a private or too short key): a provider's set may hold keys for
+ * others, so those are skipped, not errors. RSA → RS256 (≥ 2048 bits), EC P-256 → ES256,
+ * OKP Ed25519 → EdDSA; a JWK `alg` must name that algorithm.
+ */
+export async function importJwksKey(value: unknown): Promise<JwtKey | null> {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return null;
+  const jwk = value as Record<string, unknown>;
+  if (jwk.use !== undefined && jwk.use !== "sig") return null;
+  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes("verify"))) return null;
+  if ("d" in jwk) return null; // a private key has no business in a published set
+  let alg: JwtAlg;
+  let algorithm: SubtleCryptoImportKeyAlgorithm;
+  let material: JsonWebKey;
+  if (jwk.kty === "RSA" && typeof jwk.n === "string" && typeof jwk.e === "string") {
+    if (jwk.n.replace(/=+$/, "").length < 342) return null; // under 2048 bits
+    alg = "RS256";
+    algorithm = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
+    material = { kty: "RSA", n: jwk.n, e: jwk.e };
+  } else if (jwk.kty === "EC" && jwk.crv === "P-256" && typeof jwk.x === "string" && typeof jwk.y === "string") {
+    alg = "ES256";
+    algorithm = { name: "ECDSA", namedCurve: "P-256" };
+    material = { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y };
+  } else if (jwk.kty === "OKP" && jwk.crv === "Ed25519" && typeof jwk.x === "string") {
+    alg = "EdDSA";
+    algorithm = { name: "Ed25519" };
+    material = { kty: "OKP", crv: "Ed25519", x: jwk.x };
+  } else return null;
+  if (jwk.alg !== undefined && jwk.alg !== alg && !(alg === "EdDSA" && jwk.alg === "Ed25519")) return null;
+  let key: CryptoKey;
+  try {
+    key = await crypto.subtle.importKey("jwk", material, algorithm, false, ["verify"]);
+  } catch {
+    return null; // not a valid key of its type
+  }
+  return typeof jwk.kid === "string" ? { alg, kid: jwk.kid, key } : { alg, key };
+}
+
+/**
+ * Verifies signature and time claims, then `aud` and `iss` when configured. Returns the claims.
+ * `refetch`, when given, is asked once for more keys when none fits the token's alg and kid (a
+ * key set that rotated); it may throw to refuse the token otherwise (the set is unavailable).
+ */
+export async function verifyJwt(token: string, keys: readonly JwtKey[], check: JwtCheck, refetch?: () => Promise<readonly JwtKey[]>): Promise<Claims> {
   if (token.length > MAX_TOKEN_LENGTH) throw new JwtError("token too long");
   const parts = token.split(".");
   if (parts.length !== 3) throw new JwtError("not a JWT");
@@ -84,7 +129,9 @@ export async function verifyJwt(token: string, keys: readonly JwtKey[], check: J
   if (header.crit !== undefined) throw new JwtError("critical header parameters are not supported");
   const alg = header.alg;
   const kid = typeof header.kid === "string" ? header.kid : undefined;
-  const candidates = keys.filter((k) => k.alg === alg && (kid === undefined || k.kid === undefined || k.kid === kid));
+  const fits = (k: JwtKey) => k.alg === alg && (kid === undefined || k.kid === undefined || k.kid === kid);
+  let candidates = keys.filter(fits);
+  if (candidates.length === 0 && refetch && PUBLISHED_ALGS.has(alg as string)) candidates = (await refetch()).filter(fits);
   if (candidates.length === 0) throw new JwtError(`no key for alg ${quote(alg, 16)}${kid !== undefined ? ` kid ${quote(kid, 64)}` : ""}`);
   const signed = new TextEncoder().encode(`${parts[0]}.${parts[1]}`);
   let valid = false;
@@ -113,6 +160,9 @@ export async function verifyJwt(token: string, keys: readonly JwtKey[], check: J
   return claims;
 }
 
+/** algorithms a provider's key set can hold: only these are worth a fetch (never HS256, never "none") */
+const PUBLISHED_ALGS: ReadonlySet<string> = new Set<JwtAlg>(["RS256", "ES256", "EdDSA"]);
+
 function verifySignature(k: JwtKey, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
   switch (k.alg) {
     case "HS256":
@@ -123,6 +173,9 @@ function verifySignature(k: JwtKey, signature: Uint8Array, data: Uint8Array): Pr
       // JWS carries ECDSA signatures as r‖s (64 bytes), the format WebCrypto expects.
       if (signature.length !== 64) return Promise.resolve(false);
       return crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, k.key, signature, data);
+    case "EdDSA":
+      if (signature.length !== 64) return Promise.resolve(false);
+      return crypto.subtle.verify("Ed25519", k.key, signature, data);
   }
 }
 

@@ -167,6 +167,11 @@ export class Connection implements Peer {
     return this.state === "connected" ? keepAliveDeadline(this.lastSeen, this.keepalive) : null;
   }
 
+  /** When the token it connected with expires (ms; from the attachment after a wake): it is cut then. */
+  get tokenDeadline(): number | null {
+    return this.state === "connected" && this.grant.exp !== undefined ? this.grant.exp * 1000 : null;
+  }
+
   accept(clientId: string, version: ProtocolVersion, keepalive: number): void {
     this.state = "connected";
     this.clientId = clientId;
@@ -185,7 +190,8 @@ export class Connection implements Peer {
       a.ka = this.keepalive;
       if (this.receiveMaximum !== MAX_PACKET_ID) a.rm = this.receiveMaximum;
       if (this.maxPacketSize !== MAX_MQTT_PACKET) a.mps = this.maxPacketSize;
-      if (this.grant.username !== undefined || this.grant.publish || this.grant.subscribe) a.g = this.grant;
+      const g = this.grant;
+      if (g.username !== undefined || g.publish || g.subscribe || g.deny || g.exp !== undefined) a.g = g;
       if (this.topicAliasMaximum) a.tam = this.topicAliasMaximum;
       if (!this.problemInformation) a.npi = 1;
       // once in storage, the aliases stay there (each change is one row: handlers/publish.ts)

@@ -216,6 +216,9 @@ export class BrokerCore implements DispatchContext, RegistryContext {
         if (conn.openedAt + this.config.CONNECT_TIMEOUT * 1000 <= now) this.closeConnection(conn, 1000, "no CONNECT in time");
         continue;
       }
+      const expiry = conn.tokenDeadline;
+      // an expired token ends the connection like any failure: its will goes out
+      if (expiry !== null && expiry <= now) this.fail(conn, new ProtocolError(RC.MAXIMUM_CONNECT_TIME, "token expired"));
       const deadline = conn.deadline;
       if (deadline !== null && deadline <= now) this.fail(conn, new ProtocolError(RC.KEEP_ALIVE_TIMEOUT, "keep-alive timeout"));
     }

@@ -113,6 +113,8 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   conn.flush();
   const deadline = conn.deadline;
   if (deadline !== null) ctx.wakeAt(deadline);
+  const tokenExpiry = conn.tokenDeadline;
+  if (tokenExpiry !== null) ctx.wakeAt(tokenExpiry);
   if (sessionPresent) resume(ctx, session);
   ctx.lifecycle.connected(conn, session, !!p.clean, sessionPresent);
 }

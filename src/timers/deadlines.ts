@@ -6,6 +6,8 @@ export interface ConnectionDeadlines {
   readonly openedAt: number;
   /** keep-alive deadline, null when keep-alive is off */
   readonly deadline: number | null;
+  /** when the token it connected with expires (ms), null when none */
+  readonly tokenDeadline?: number | null;
 }
 
 export interface SessionDeadlines {
@@ -29,6 +31,8 @@ export function nextDeadline(
   for (const c of connections) {
     const d = c.state === "awaiting-connect" ? c.openedAt + connectTimeoutMs : c.deadline;
     if (d !== null && d < next) next = d;
+    const t = c.tokenDeadline;
+    if (t != null && t < next) next = t;
   }
   for (const s of sessions) {
     if (s.willAt !== null && s.willAt < next) next = s.willAt;

@@ -49,7 +49,7 @@ describe("configuration fails closed", () => {
     [{ AUTH_MODE: "password" }, /lists no users/],
     [{ AUTH_MODE: "password", AUTH_USERS: `{"alice": "plain"}` }, /plain text is not accepted/],
     [{ AUTH_MODE: "password", AUTH_USERS: `not json` }, /not valid JSON/],
-    [{ AUTH_MODE: "jwt" }, /neither JWT_SECRET nor JWT_PUBLIC_KEY/],
+    [{ AUTH_MODE: "jwt" }, /none of JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_URL/],
     [{ AUTH_MODE: "ldap" }, /unknown mode/],
     [{ ACL_DEFAULT: `{"publish": ["a/#/b"]}` }, /bad: "a\/#\/b"/],
   ])("%j", async (env, message) => {
@@ -123,12 +123,13 @@ describe("AUTH_MODE=jwt", async () => {
       clientId: "c1",
       publish: ["t/%c/#"],
       subscribe: ["t/#"],
+      exp: expect.any(Number), // the token's expiry travels with the grant (the connection ends then)
     });
     // without `sub` the token names no user: the MQTT user name is the client's to choose, so
     // it is not taken for one (%u patterns then grant nothing)
-    expect(await withToken({ ns: ["x", "default"] })).toEqual({ identity: "token:" });
-    expect(await withToken({ ns: "*" }, { clientId: "" })).toEqual({ identity: "token:" });
-    expect(await withToken({ ns: "*", client_id: "c1" })).toEqual({ identity: "token:c1", clientId: "c1" });
+    expect(await withToken({ ns: ["x", "default"] })).toEqual({ identity: "token:", exp: expect.any(Number) });
+    expect(await withToken({ ns: "*" }, { clientId: "" })).toEqual({ identity: "token:", exp: expect.any(Number) });
+    expect(await withToken({ ns: "*", client_id: "c1" })).toEqual({ identity: "token:c1", clientId: "c1", exp: expect.any(Number) });
   });
 
   test("without `sub`, a %u pattern does not apply, whatever the MQTT user name", async () => {
@@ -158,8 +159,8 @@ describe("AUTH_MODE=jwt", async () => {
     const custom = make({ AUTH_MODE: "jwt", JWT_SECRET: keys.secret, JWT_USERNAME_CLAIM: "preferred_username" });
     const t = async (claims: Record<string, unknown>) =>
       verdict(custom, connect({ username: "victim", password: Buffer.from(await sign(keys, "HS256", { ns: "default", exp: now + 60, ...claims })) }));
-    expect(await t({ sub: "uuid-1", preferred_username: "dev" })).toEqual({ username: "dev", identity: "user:dev" });
-    expect(await t({ sub: "uuid-1" })).toEqual({ identity: "token:" });
+    expect(await t({ sub: "uuid-1", preferred_username: "dev" })).toEqual({ username: "dev", identity: "user:dev", exp: now + 60 });
+    expect(await t({ sub: "uuid-1" })).toEqual({ identity: "token:", exp: expect.any(Number) });
     expect(await t({ preferred_username: 7 })).toBe(0x86); // present but not a user name
     expect(await t({ preferred_username: "" })).toBe(0x86);
   });
