@@ -120,7 +120,7 @@ describe("frames per packet, counted in front of the broker", () => {
    */
   async function session(version: 4 | 5, helper: boolean, namespace: string): Promise<Tally> {
     const n = proxy.tallies.length;
-    const opts: IClientOptions = { protocolVersion: version, clientId: `fpp-${version}-${helper ? "h" : "p"}`, ...(helper ? { createWebsocket } : {}) };
+    const opts: IClientOptions = { protocolVersion: version, clientId: `fpp-${version}-${helper ? "h" : "p"}`, createWebsocket: helper ? createWebsocket : undefined };
     const c = await connect(proxy.url(namespace), opts);
     await c.subscribeAsync("fpp/#", { qos: 2 });
     const got = collect(c, 30);
@@ -153,7 +153,7 @@ describe("frames per packet, counted in front of the broker", () => {
   test("packets written apart (a publisher sending every few ms): exactly one frame per packet", async () => {
     const measure = async (helper: boolean) => {
       const n = proxy.tallies.length;
-      const c = await connect(proxy.url("fpp-apart"), { protocolVersion: 5, clientId: `apart-${helper ? "h" : "p"}`, ...(helper ? { createWebsocket } : {}) });
+      const c = await connect(proxy.url("fpp-apart"), { protocolVersion: 5, clientId: `apart-${helper ? "h" : "p"}`, createWebsocket: helper ? createWebsocket : undefined });
       for (let i = 0; i < 20; i++) {
         c.publish("apart/x", `reading ${i}`, { qos: i % 2 === 0 ? 0 : 1 });
         await sleep(5);

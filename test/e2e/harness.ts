@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:net";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { createWebsocket } from "../../client/node-websocket.mjs";
 
 export interface Broker {
   port: number;
@@ -105,9 +106,15 @@ export async function startBroker(vars: Record<string, string> = {}, extra: Brok
 }
 
 /** Connects an MQTT.js client and waits for CONNACK; rejects on error or a refused connect. */
+/**
+ * An MQTT.js client, connected. It sends one WebSocket frame per packet through the client helper
+ * (client/node-websocket.mjs), as we tell Node users to; `createWebsocket: undefined` in `opts`
+ * gives MQTT.js's own socket, which splits every packet into several frames.
+ */
 export function connect(url: string, opts: IClientOptions = {}): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+    const framing = "createWebsocket" in opts ? {} : { createWebsocket };
+    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...framing, ...opts });
     client.once("connect", () => resolve(client));
     client.once("error", (e) => {
       client.end(true);
