@@ -340,14 +340,14 @@ export class SqliteStore implements Store {
 
   dueRuleSends(now: number, limit: number): RuleSendRow[] {
     return this.sql
-      .exec("SELECT * FROM rule_sends WHERE next_at <= ? ORDER BY next_at, id LIMIT ?", now, limit)
+      .exec<Row>("SELECT * FROM rule_sends WHERE next_at <= ? ORDER BY next_at, id LIMIT ?", now, limit)
       .toArray()
       .map((r) => ({
         id: Number(r.id),
         rule: r.rule as string,
         msg: {
           topic: r.topic as string,
-          payload: bytesOf(r.payload),
+          payload: bytesOf(r.payload!),
           qos: Number(r.qos) as QoS,
           retain: Number(r.retain) === 1,
           properties: propsFromText(r.props as string | null),
