@@ -22,6 +22,7 @@ import { Counters, eventsFromJson, eventsToJson, savedAtOf } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
+import type { RuleEngine } from "../rules/engine";
 
 export interface Runtime {
   now(): number;
@@ -42,6 +43,8 @@ export class BrokerCore implements DispatchContext, RegistryContext {
   readonly sys: SysPublisher;
 
   private quota: RetainedQuota | null = null;
+  /** RULES (src/rules): messages to Queues, Workers, webhooks; null when there are none */
+  rules: RuleEngine | null = null;
   /** bytes held for sockets whose CONNECT is not accepted yet (partial packets, held packets) */
   pendingBytes = 0;
 
@@ -204,6 +207,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
       if (deadline !== null && deadline <= now) this.fail(conn, new ProtocolError(RC.KEEP_ALIVE_TIMEOUT, "keep-alive timeout"));
     }
     this.sessions.due(now);
+    this.rules?.due(now);
     const next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
     if (next !== null) this.wakeAt(next);
     const sysAt = this.sys.tick(now);
@@ -246,6 +250,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     const r = this.router;
     const n = r.match(msg);
     for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    this.rules?.offer(msg);
     return n;
   }
 
