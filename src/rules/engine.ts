@@ -64,8 +64,9 @@ interface Pending extends TakenMessage {
 class Route {
   readonly batch: Pending[] = [];
   sending = 0;
-  lastLogAt = -Infinity;
-  suppressed = 0;
+  /** when each level was last logged, and what was held back since (see RuleEngine.say) */
+  readonly lastLogAt = { warn: -Infinity, error: -Infinity };
+  readonly suppressed = { warn: 0, error: 0 };
   readonly counters: RuleCounters = { matched: 0, delivered: 0, failedSends: 0, dropped: 0, expired: 0, lost: 0, overflow: 0 };
   constructor(
     readonly rule: Rule,
@@ -290,16 +291,17 @@ export class RuleEngine {
     this.host.wakeAt(at);
   }
 
-  /** Logs for a rule at most every LOG_INTERVAL_MS, saying how many lines it held back. */
+  /** Logs for a rule at most every LOG_INTERVAL_MS per level (drops are errors: never hidden by failures), saying how many lines it held back. */
   private say(route: Route, level: "warn" | "error", message: string): void {
     const now = this.host.now();
-    if (now - route.lastLogAt < LOG_INTERVAL_MS) {
-      route.suppressed++;
+    if (now - route.lastLogAt[level] < LOG_INTERVAL_MS) {
+      route.suppressed[level]++;
       return;
     }
-    const more = route.suppressed > 0 ? ` (and ${route.suppressed} more since the last report)` : "";
-    route.lastLogAt = now;
-    route.suppressed = 0;
+    const held = route.suppressed[level];
+    const more = held > 0 ? ` (and ${held} more since the last report)` : "";
+    route.lastLogAt[level] = now;
+    route.suppressed[level] = 0;
     this.host.log(level, `rules: ${JSON.stringify(route.rule.name)}: ${message}${more}`);
   }
 }
