@@ -7,7 +7,11 @@ import { importSigningKey, signature } from "./sign";
 export interface Destination {
   /** most messages in one send */
   readonly batchSize: number;
-  send(batch: TakenMessage[], signal: AbortSignal): Promise<void>;
+  /**
+   * Resolves when the destination took the batch, except the messages it returns the indexes
+   * of: those can never be taken (e.g. too large for a Queue) and are dropped, not retried.
+   */
+  send(batch: TakenMessage[], signal: AbortSignal): Promise<void | number[]>;
 }
 
 /** What a Queue producer binding offers (the part used here). */
@@ -22,6 +26,9 @@ interface RuleReceiver {
 
 /** Queues take at most 100 messages per sendBatch; Workers and webhooks get the same batches. */
 export const BATCH_SIZE = 100;
+/** Queue limits: 128 KB per message, 256 KB per sendBatch (measured here as JSON text, with room to spare). */
+export const QUEUE_MESSAGE_BYTES = 120 * 1024;
+export const QUEUE_BATCH_BYTES = 240 * 1024;
 
 export function makeDestination(rule: Rule, env: Record<string, unknown>, namespace: string): Destination {
   const toMessages = (batch: TakenMessage[]) => batch.map((t) => ruleMessage(t, namespace, rule.name));
@@ -32,7 +39,26 @@ export function makeDestination(rule: Rule, env: Record<string, unknown>, namesp
       return {
         batchSize: BATCH_SIZE,
         async send(batch) {
-          await queue.sendBatch(toMessages(batch).map((body) => ({ body, contentType: "json" })));
+          const rejected: number[] = [];
+          let chunk: { body: RuleMessage; contentType: "json" }[] = [];
+          let bytes = 0;
+          const messages = toMessages(batch);
+          for (let i = 0; i < messages.length; i++) {
+            const size = utf8Length(JSON.stringify(messages[i]));
+            if (size > QUEUE_MESSAGE_BYTES) {
+              rejected.push(i); // too large for any Queue: retrying cannot help
+              continue;
+            }
+            if (bytes + size > QUEUE_BATCH_BYTES && chunk.length > 0) {
+              await queue.sendBatch(chunk);
+              chunk = [];
+              bytes = 0;
+            }
+            chunk.push({ body: messages[i]!, contentType: "json" });
+            bytes += size;
+          }
+          if (chunk.length > 0) await queue.sendBatch(chunk);
+          return rejected;
         },
       };
     }
@@ -73,6 +99,16 @@ export function makeDestination(rule: Rule, env: Record<string, unknown>, namesp
 }
 
 const encoder = new TextEncoder();
+
+/** UTF-8 bytes of a string, without encoding it. */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) n += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1; // surrogate pairs: 2 units, 4 bytes
+  }
+  return n;
+}
 
 /** A POST that succeeds on 2xx only; redirects are not followed (they count as failures). */
 async function post(url: string, body: Uint8Array, headers: Record<string, string>, signal: AbortSignal): Promise<void> {

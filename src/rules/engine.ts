@@ -44,6 +44,8 @@ export interface RuleCounters {
   lost: number;
   /** QoS >= 1 messages not taken because RULES_MAX_PENDING sends were pending */
   overflow: number;
+  /** messages the destination can never take (a Queue's 128 KB limit): dropped at once */
+  rejected: number;
 }
 
 export interface RulesStats {
@@ -67,7 +69,7 @@ class Route {
   /** when each level was last logged, and what was held back since (see RuleEngine.say) */
   readonly lastLogAt = { warn: -Infinity, error: -Infinity };
   readonly suppressed = { warn: 0, error: 0 };
-  readonly counters: RuleCounters = { matched: 0, delivered: 0, failedSends: 0, dropped: 0, expired: 0, lost: 0, overflow: 0 };
+  readonly counters: RuleCounters = { matched: 0, delivered: 0, failedSends: 0, dropped: 0, expired: 0, lost: 0, overflow: 0, rejected: 0 };
   constructor(
     readonly rule: Rule,
     readonly dest: Destination,
@@ -188,7 +190,7 @@ export class RuleEngine {
   }
 
   stats(): RulesStats {
-    const total: RuleCounters = { matched: 0, delivered: 0, failedSends: 0, dropped: 0, expired: 0, lost: 0, overflow: 0 };
+    const total: RuleCounters = { matched: 0, delivered: 0, failedSends: 0, dropped: 0, expired: 0, lost: 0, overflow: 0, rejected: 0 };
     const rules: RulesStats["rules"] = [];
     let sending = 0;
     for (const route of this.routes.values()) {
@@ -216,6 +218,7 @@ export class RuleEngine {
   private async send(route: Route, batch: Pending[]): Promise<void> {
     for (const p of batch) if (p.id !== null) this.inflight.add(p.id);
     let error: unknown = null;
+    let rejected: void | number[] = undefined;
     const abort = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -226,14 +229,14 @@ export class RuleEngine {
           reject(err);
         }, route.rule.timeoutMs);
       });
-      await Promise.race([route.dest.send(batch, abort.signal), timeout]);
+      rejected = await Promise.race([route.dest.send(batch, abort.signal), timeout]);
     } catch (err) {
       error = err;
     } finally {
       clearTimeout(timer);
     }
     try {
-      this.settle(route, batch, error);
+      this.settle(route, batch, error, rejected || null);
     } catch (err) {
       this.host.log("error", `rules: settling a send of ${JSON.stringify(route.rule.name)} failed: ${(err as Error)?.stack ?? String(err)}`);
     } finally {
@@ -247,11 +250,16 @@ export class RuleEngine {
   }
 
   /** After a send: delete what was sent; reschedule, drop or lose what was not. */
-  private settle(route: Route, batch: Pending[], error: unknown): void {
+  private settle(route: Route, batch: Pending[], error: unknown, rejected: number[] | null): void {
     const { store, config } = this.host;
     const c = route.counters;
     if (error === null) {
-      c.delivered += batch.length;
+      const n = rejected?.length ?? 0;
+      c.delivered += batch.length - n;
+      if (n > 0) {
+        c.rejected += n;
+        this.say(route, "error", `${n} message(s) dropped: too large for the destination (e.g. ${JSON.stringify(batch[rejected![0]!]!.msg.topic)})`);
+      }
       const ids: number[] = [];
       for (const p of batch) if (p.id !== null) ids.push(p.id);
       if (ids.length > 0) {

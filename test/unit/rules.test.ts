@@ -8,7 +8,7 @@ import { givenUp, retryDelay } from "../../src/rules/retry";
 import { importSigningKey, signature } from "../../src/rules/sign";
 import { ruleMessage } from "../../src/rules/message";
 import { RuleEngine, type RulesHost } from "../../src/rules/engine";
-import type { Destination } from "../../src/rules/destinations";
+import { makeDestination, type Destination } from "../../src/rules/destinations";
 import type { TakenMessage } from "../../src/rules/message";
 import { MemoryStore } from "../../src/storage/memory-store";
 import { DEFAULTS, type BrokerConfig } from "../../src/config";
@@ -150,6 +150,19 @@ describe("message shape", () => {
   test("a payload view into a larger buffer is encoded as its own bytes", () => {
     const big = Buffer.from("xxhelloxx");
     expect(ruleMessage(taken(big.subarray(2, 7)), "", "r").payload).toBe(Buffer.from("hello").toString("base64"));
+  });
+});
+
+describe("Queue destination", () => {
+  test("batches stay under the Queue's bytes per sendBatch; a message too large for any Queue is returned as rejected", async () => {
+    const calls: { body: { topic: string } }[][] = [];
+    const env = { Q: { sendBatch: async (m: { body: { topic: string } }[]) => void calls.push(m) } };
+    const dest = makeDestination({ name: "q", filter: "#", to: { kind: "queue", binding: "Q" }, format: "json", timeoutMs: 1000, qos: 1 }, env, "ns");
+    const t = (topic: string, bytes: number): TakenMessage => ({ msg: { topic, payload: new Uint8Array(bytes).fill(0x41), qos: 1, retain: false }, clientId: null, createdAt: 0, attempts: 0 });
+    // 40 KB of text is about 93 KB of JSON (base64 and payloadText): two fit a sendBatch; 100 KB is too large
+    const rejected = await dest.send([t("a", 40_000), t("b", 40_000), t("big", 100_000), t("c", 40_000)], new AbortController().signal);
+    expect(rejected).toEqual([2]);
+    expect(calls.map((c) => c.map((m) => m.body.topic))).toEqual([["a", "b"], ["c"]]);
   });
 });
 
