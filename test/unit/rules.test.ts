@@ -2,6 +2,7 @@
 // and the outbox over the memory store with fake destinations.
 import { describe, expect, test } from "vitest";
 import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { Buffer } from "node:buffer";
 import { parseRules } from "../../src/rules/config";
 import { givenUp, retryDelay } from "../../src/rules/retry";
@@ -76,6 +77,14 @@ describe("RULES parsing", () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/^RULES\[0\] is left out: /);
     expect(errors[0]).toMatch(reason);
+  });
+
+  test("the example in docs/rules.md parses: 4 rules, no errors", () => {
+    const doc = readFileSync("docs/rules.md", "utf8");
+    const text = doc.slice(doc.indexOf("RULES = '''") + 11, doc.indexOf("'''", doc.indexOf("RULES = '''") + 11));
+    const { rules, errors } = parseRules(text, { TELEMETRY_QUEUE: queue, ALERTS: {}, AUDIT_HOOK_SECRET: "k" });
+    expect(errors).toEqual([]);
+    expect(rules.map((r) => `${r.name} ${r.to.kind} ${r.format} ${r.qos}`)).toEqual(["telemetry queue json 1", "alerts worker json 1", "audit webhook json 1", "camera webhook raw 0"]);
   });
 
   test("names are unique: a second rule of the same name is left out", () => {
