@@ -102,8 +102,8 @@ export class RuleEngine {
   private armedAt: number | null = null;
   /** rows in rule_sends */
   private stored: number;
-  /** stored sends under way (not to be taken up again by the alarm) */
-  private readonly inflight = new Set<number>();
+  /** stored sends held in memory, in a batch or under way: the alarm does not take them up again */
+  private readonly held = new Set<number>();
 
   constructor(
     rules: { rule: Rule; dest: Destination }[],
@@ -146,7 +146,10 @@ export class RuleEngine {
       const id = store.addRuleSend(route.rule.name, msg, clientId, now, leaseEnd);
       this.stored++;
       this.arm(leaseEnd); // should the object stop before the send ends, the alarm takes it up
-      if (!full) route.batch.push({ id, msg, clientId, createdAt: now, attempts: 0 });
+      if (!full) {
+        route.batch.push({ id, msg, clientId, createdAt: now, attempts: 0 });
+        this.held.add(id);
+      }
     }
     hits.length = 0;
     if (!this.flushScheduled) {
@@ -162,8 +165,12 @@ export class RuleEngine {
     const { store } = this.host;
     let started = false;
     for (const row of store.dueRuleSends(now, DUE_LIMIT)) {
-      if (this.inflight.has(row.id)) continue;
       const route = this.routes.get(row.rule);
+      if (this.held.has(row.id) && route) {
+        // still waiting in its batch (the rule's sends are all busy): not due before a new lease ends
+        store.updateRuleSend(row.id, row.attempts, now + route.leaseMs());
+        continue;
+      }
       if (!route) {
         store.deleteRuleSends([row.id]);
         this.stored--;
@@ -182,6 +189,7 @@ export class RuleEngine {
       }
       store.updateRuleSend(row.id, row.attempts, now + route.leaseMs());
       route.batch.push(row);
+      this.held.add(row.id);
       started = true;
     }
     if (started) this.flush();
@@ -216,7 +224,6 @@ export class RuleEngine {
   }
 
   private async send(route: Route, batch: Pending[]): Promise<void> {
-    for (const p of batch) if (p.id !== null) this.inflight.add(p.id);
     let error: unknown = null;
     let rejected: void | number[] = undefined;
     const abort = new AbortController();
@@ -240,7 +247,7 @@ export class RuleEngine {
     } catch (err) {
       this.host.log("error", `rules: settling a send of ${JSON.stringify(route.rule.name)} failed: ${(err as Error)?.stack ?? String(err)}`);
     } finally {
-      for (const p of batch) if (p.id !== null) this.inflight.delete(p.id);
+      for (const p of batch) if (p.id !== null) this.held.delete(p.id);
       route.sending--;
       if (route.batch.length > 0 && !this.flushScheduled) {
         this.flushScheduled = true;

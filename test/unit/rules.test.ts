@@ -296,6 +296,28 @@ describe("outbox", () => {
     expect(u.store.countRuleSends()).toBe(0);
   });
 
+  test("a stored send waiting behind a busy rule is not taken up twice by the alarm, and its time moves on", async () => {
+    const t = setup({ a: { filter: "#" } });
+    const gates: (() => void)[] = [];
+    const sent: string[] = [];
+    const slow: Destination = { batchSize: 100, send: (batch) => new Promise<void>((resolve) => gates.push(() => (sent.push(...batch.map((b) => b.msg.topic)), resolve()))) };
+    const engine = new RuleEngine([{ rule: { name: "a", filter: "#", to: { kind: "queue", binding: "Q" }, format: "json", timeoutMs: 60_000, qos: 1 }, dest: slow }], {
+      store: t.store, config: DEFAULTS, now: () => t.now, wakeAt: () => {}, later: (fn) => fn(), log: () => {},
+    });
+    for (const topic of ["1", "2", "3", "4", "5"]) engine.offer(msg(topic)); // 4 sends under way, "5" waits
+    expect(gates).toHaveLength(4);
+    t.tick(70_000); // past every lease
+    engine.due(t.now);
+    expect(gates).toHaveLength(4); // "5" is not taken up again
+    expect(t.store.nextRuleSendAt()).toBeGreaterThan(t.now); // nor left due (an alarm loop)
+    for (let i = 0; i < 5; i++) {
+      gates.shift()?.();
+      for (let j = 0; j < 5; j++) await Promise.resolve();
+    }
+    expect(sent.sort()).toEqual(["1", "2", "3", "4", "5"]);
+    expect(t.store.countRuleSends()).toBe(0);
+  });
+
   test("# does not match $ topics; a $ filter does [MQTT-4.7.2-1]", async () => {
     const t = setup({ all: { filter: "#" }, plus: { filter: "+/x" }, dollar: { filter: "$app/#" } });
     t.engine.offer(msg("$app/x", 0));
