@@ -100,6 +100,7 @@ describe("retry schedule", () => {
       1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000, 300_000, 300_000, 300_000,
     ]);
     expect([1, 2, 3, 4].map((n) => retryDelay(n, { RULES_RETRY_BASE: 0.25, RULES_RETRY_MAX: 1 }))).toEqual([250, 500, 1000, 1000]);
+    expect(retryDelay(1, { RULES_RETRY_BASE: 0, RULES_RETRY_MAX: 0 })).toBe(100); // never a loop of alarms
   });
 
   test("given up after RULES_MAX_ATTEMPTS failures or RULES_MAX_AGE seconds", () => {
