@@ -82,6 +82,7 @@ function parseRule(entry: unknown, env: Record<string, unknown>): Rule | string 
   const filter = e.filter;
   if (typeof filter !== "string" || !isValidTopicFilter(filter)) return `"filter" must be a valid MQTT topic filter (got ${JSON.stringify(filter)})`;
   if (filter.startsWith("$share/")) return `"filter" cannot be a shared subscription ("$share/...")`;
+  if (filter === "$SYS" || filter.startsWith("$SYS/")) return `"filter": $SYS topics are the broker's own and never go to rules`;
   if (typeof e.to !== "string") return `"to" must be "queue:<binding>", "worker:<binding>" or "webhook:<url>"`;
   const to = parseTarget(e.to, env);
   if (typeof to === "string") return to;

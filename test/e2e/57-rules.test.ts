@@ -261,15 +261,28 @@ describe("rules to a Queue, a Worker and webhooks", () => {
     await end(c);
   });
 
-  test("'#' does not match $ topics; a '$app/#' rule does", async () => {
+  test("'#' does not match $ topics ($SYS included); a '$app/#' rule does", async () => {
     await apiPublish(broker, "default", { topic: "$app/status", payload: "dollar", qos: 1 });
     const c = await connect(broker.url());
+    let sysSeen = false;
+    c.on("message", (topic) => void (sysSeen ||= topic.startsWith("$SYS/")));
+    // the broker publishes its $SYS topics to a subscriber: none of them goes to the '#' rule
+    await c.subscribeAsync("$SYS/#");
+    await until(() => sysSeen, "a $SYS message");
     await c.publishAsync("plain/after", "marker", { qos: 1 });
     await until(() => sink.requests.some((r) => r.path === "/all" && r.body.toString().includes("plain/after")), "the marker through '#'");
     await until(() => sink.requests.some((r) => r.path === "/app"), "the $app rule");
     expect(sink.messages("/app").map((m) => [m.topic, m.clientId])).toEqual([["$app/status", null]]);
-    expect(sink.messages("/all").map((m) => m.topic)).not.toContain("$app/status");
+    expect(sink.messages("/all").filter((m) => m.topic.startsWith("$"))).toEqual([]);
     await end(c);
+  });
+
+  test("a will goes through the rules too, with the client id of its owner", async () => {
+    const c = await connect(broker.url(), { clientId: "will-owner", will: { topic: "h0/will", payload: Buffer.from("gone"), qos: 1, retain: false } });
+    (c as unknown as { stream: { destroy(): void } }).stream.destroy(); // no DISCONNECT: the will is owed
+    await until(() => sink.messages("/hook0").some((m) => m.topic === "h0/will"), "the will through the rule");
+    expect(sink.messages("/hook0").find((m) => m.topic === "h0/will")).toMatchObject({ clientId: "will-owner", payloadText: "gone", qos: 1 });
+    c.end(true);
   });
 
   test("pending sends survive a restart: webhook down, broker restarted, webhook up → delivered", async () => {

@@ -57,6 +57,7 @@ describe("RULES parsing", () => {
     [{ filter: "a+", to: "queue:Q" }, /valid MQTT topic filter/],
     [{ filter: "", to: "queue:Q" }, /valid MQTT topic filter/],
     [{ filter: "$share/g/a", to: "queue:Q" }, /shared subscription/],
+    [{ filter: "$SYS/#", to: "queue:Q" }, /\$SYS topics are the broker's own/],
     [{ filter: "a", to: "webhook:http://example.com/x" }, /https:\/\/ \(http:\/\/ only to localhost/],
     [{ filter: "a", to: "webhook:ftp://localhost/x" }, /must use https/],
     [{ filter: "a", to: "webhook:not a url" }, /is not a URL/],
