@@ -125,33 +125,36 @@ export class RuleEngine {
     const hits = this.hits;
     this.trie.match(msg.topic, this.onHit, ignoreGroup);
     if (hits.length === 0) return;
-    const { store, config } = this.host;
-    const now = this.host.now();
-    const clientId = msg.origin ?? null;
-    for (let i = 0; i < hits.length; i++) {
-      const route = hits[i]!;
-      route.counters.matched++;
-      const full = route.batch.length >= MAX_BATCHED;
-      if (msg.qos === 0 || route.rule.qos === 0) {
-        if (full) route.counters.lost++;
-        else route.batch.push({ id: null, msg, clientId, createdAt: now, attempts: 0 });
-        continue;
+    try {
+      const { store, config } = this.host;
+      const now = this.host.now();
+      const clientId = msg.origin ?? null;
+      for (let i = 0; i < hits.length; i++) {
+        const route = hits[i]!;
+        route.counters.matched++;
+        const full = route.batch.length >= MAX_BATCHED;
+        if (msg.qos === 0 || route.rule.qos === 0) {
+          if (full) route.counters.lost++;
+          else route.batch.push({ id: null, msg, clientId, createdAt: now, attempts: 0 });
+          continue;
+        }
+        if (this.stored >= config.RULES_MAX_PENDING) {
+          route.counters.overflow++;
+          this.say(route, "warn", `RULES_MAX_PENDING (${config.RULES_MAX_PENDING}) sends are pending: a message on ${JSON.stringify(msg.topic)} is not taken`);
+          continue;
+        }
+        const leaseEnd = now + route.leaseMs();
+        const id = store.addRuleSend(route.rule.name, msg, clientId, now, leaseEnd);
+        this.stored++;
+        this.arm(leaseEnd); // should the object stop before the send ends, the alarm takes it up
+        if (!full) {
+          route.batch.push({ id, msg, clientId, createdAt: now, attempts: 0 });
+          this.held.add(id);
+        }
       }
-      if (this.stored >= config.RULES_MAX_PENDING) {
-        route.counters.overflow++;
-        this.say(route, "warn", `RULES_MAX_PENDING (${config.RULES_MAX_PENDING}) sends are pending: a message on ${JSON.stringify(msg.topic)} is not taken`);
-        continue;
-      }
-      const leaseEnd = now + route.leaseMs();
-      const id = store.addRuleSend(route.rule.name, msg, clientId, now, leaseEnd);
-      this.stored++;
-      this.arm(leaseEnd); // should the object stop before the send ends, the alarm takes it up
-      if (!full) {
-        route.batch.push({ id, msg, clientId, createdAt: now, attempts: 0 });
-        this.held.add(id);
-      }
+    } finally {
+      hits.length = 0; // also when a write threw (the publish then fails as any storage failure does)
     }
-    hits.length = 0;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       this.host.later(() => this.flush());
