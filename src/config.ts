@@ -92,6 +92,17 @@ export interface BrokerConfig {
   EVENTS: string;
   /** Keep a retained `$events/presence/<client id>` = online/offline for every session (docs/events.md). */
   PRESENCE_RETAINED: boolean;
+  /**
+   * Rules (RULES, docs/rules.md): a pending send of a QoS >= 1 message is dropped (and counted)
+   * after this many failed attempts, or once it is RULES_MAX_AGE seconds old.
+   */
+  RULES_MAX_ATTEMPTS: number;
+  RULES_MAX_AGE: number;
+  /** Seconds before a rule's first retry; each further one waits twice as long, up to RULES_RETRY_MAX. */
+  RULES_RETRY_BASE: number;
+  RULES_RETRY_MAX: number;
+  /** Pending sends stored per namespace; a message beyond is not taken for the rule (counted as overflow). */
+  RULES_MAX_PENDING: number;
 }
 
 export const DEFAULTS: BrokerConfig = {
@@ -133,6 +144,11 @@ export const DEFAULTS: BrokerConfig = {
   RESPONSE_INFORMATION_PREFIX: "",
   EVENTS: "connected,disconnected,expired",
   PRESENCE_RETAINED: false,
+  RULES_MAX_ATTEMPTS: 20,
+  RULES_MAX_AGE: 24 * 3600,
+  RULES_RETRY_BASE: 1,
+  RULES_RETRY_MAX: 300,
+  RULES_MAX_PENDING: 10_000,
 };
 
 export function loadConfig(vars: Record<string, unknown> | undefined): BrokerConfig {

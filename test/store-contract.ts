@@ -230,4 +230,50 @@ export function storeContract(open: OpenStore): void {
       expect(ids).toEqual(["a:2", "b:1"]);
     });
   });
+
+  describe("rule sends", () => {
+    test("a pending send keeps its message, publisher and times; due ones come back earliest first", async () => {
+      await open("contract-rule-sends", (store) => {
+        expect(store.nextRuleSendAt()).toBeNull();
+        expect(store.countRuleSends()).toBe(0);
+        const corr = Buffer.from([0, 255]);
+        const a = store.addRuleSend("hook", msg("s/a", "one", { qos: 1, retain: true, properties: { contentType: "text/plain", correlationData: corr, userProperties: { k: "v" } }, expiresAt: 5000 }), "pub-1", 100, 300);
+        const b = store.addRuleSend("queue", msg("s/b", "two", { qos: 2 }), null, 110, 200);
+        const c = store.addRuleSend("hook", msg("s/c", "three"), "pub-2", 120, 900);
+        expect(new Set([a, b, c]).size).toBe(3);
+        expect(store.countRuleSends()).toBe(3);
+        expect(store.nextRuleSendAt()).toBe(200);
+        const due = store.dueRuleSends(300, 10);
+        expect(due.map((r) => [r.id, r.rule, r.msg.topic, text(r.msg), r.msg.qos, r.msg.retain, r.clientId, r.createdAt, r.attempts, r.nextAt])).toEqual([
+          [b, "queue", "s/b", "two", 2, false, null, 110, 0, 200],
+          [a, "hook", "s/a", "one", 1, true, "pub-1", 100, 0, 300],
+        ]);
+        const props = due[1]!.msg.properties!;
+        expect(props.contentType).toBe("text/plain");
+        expect([...(props.correlationData as Uint8Array)]).toEqual([0, 255]);
+        expect(props.userProperties).toEqual({ k: "v" });
+        expect(due[1]!.msg.expiresAt).toBe(5000);
+        expect(due[0]!.msg.expiresAt).toBeUndefined();
+        expect(store.dueRuleSends(300, 1).map((r) => r.id)).toEqual([b]);
+        expect(store.dueRuleSends(199, 10)).toEqual([]);
+      });
+    });
+
+    test("a failed send is rescheduled with its attempts; sent ones are deleted", async () => {
+      await open("contract-rule-sends-update", (store) => {
+        const a = store.addRuleSend("r", msg("t", "a"), "c", 1, 10);
+        const b = store.addRuleSend("r", msg("t", "b"), "c", 1, 10);
+        store.updateRuleSend(a, 3, 50);
+        expect(store.nextRuleSendAt()).toBe(10);
+        store.deleteRuleSends([b]);
+        expect(store.countRuleSends()).toBe(1);
+        expect(store.nextRuleSendAt()).toBe(50);
+        expect(store.dueRuleSends(49, 10)).toEqual([]);
+        expect(store.dueRuleSends(50, 10).map((r) => [r.id, r.attempts, text(r.msg)])).toEqual([[a, 3, "a"]]);
+        store.deleteRuleSends([a, 12345]);
+        expect(store.countRuleSends()).toBe(0);
+        expect(store.nextRuleSendAt()).toBeNull();
+      });
+    });
+  });
 }

@@ -22,6 +22,7 @@ import { Counters, eventsFromJson, eventsToJson, savedAtOf } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
+import type { RuleEngine } from "../rules/engine";
 import { Lifecycle } from "./lifecycle";
 
 /** how a connection ended that nobody decided: its socket went away */
@@ -54,6 +55,8 @@ export class BrokerCore implements DispatchContext, RegistryContext {
   readonly lifecycle: Lifecycle;
 
   private quota: RetainedQuota | null = null;
+  /** RULES (src/rules): messages to Queues, Workers, webhooks; null when there are none */
+  rules: RuleEngine | null = null;
   /** bytes held for sockets whose CONNECT is not accepted yet (partial packets, held packets) */
   pendingBytes = 0;
 
@@ -223,16 +226,17 @@ export class BrokerCore implements DispatchContext, RegistryContext {
       if (deadline !== null && deadline <= now) this.fail(conn, new ProtocolError(RC.KEEP_ALIVE_TIMEOUT, "keep-alive timeout"));
     }
     this.sessions.due(now);
+    this.rules?.due(now);
     this.sys.tick(now);
     const next = this.nextWake();
     if (next !== null) this.wakeAt(next);
   }
 
-  /** The earliest deadline the alarm serves (connections, sessions, $SYS); null: none. */
+  /** The earliest deadline the alarm serves (connections, sessions, $SYS, rules' retries); null: none. */
   private nextWake(): number | null {
-    const next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
-    const sysAt = this.sys.dueAt;
-    return sysAt !== null && (next === null || sysAt < next) ? sysAt : next;
+    let next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
+    for (const at of [this.sys.dueAt, this.rules?.nextWake() ?? null]) if (at !== null && (next === null || at < next)) next = at;
+    return next;
   }
 
   // ——— used by handlers ———
@@ -286,6 +290,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     const r = this.router;
     const n = r.match(msg);
     for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    this.rules?.offer(msg);
     return n;
   }
 

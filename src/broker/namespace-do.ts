@@ -12,6 +12,8 @@ import { PasswordThrottle } from "../auth/throttle";
 import { loadAuthConfig } from "../auth/config";
 import { inspect, type BrokerSnapshot } from "./inspect";
 import type { Env } from "../env";
+import { loadRules } from "../rules/setup";
+import type { RulesStats } from "../rules/engine";
 
 
 /** The auth set-up is said once per process, not at every object start or wake (same env for all). */
@@ -34,6 +36,8 @@ export class NamespaceBroker extends DurableObject<Env> {
     // The namespace is the name the Worker derived this object's id from.
     const auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
     this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime, auth);
+    const core = this.core;
+    core.rules = loadRules(env, ctx.id.name ?? "", { store: core.store, config: core.config, now: runtime.now, wakeAt: (ms) => core.wakeAt(ms), later: (fn) => core.later(fn), log: runtime.log });
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);
@@ -134,6 +138,12 @@ export class NamespaceBroker extends DurableObject<Env> {
   disconnect(clientId: string): boolean {
     this.rpcEntered();
     return admin.disconnectClient(this.core, clientId);
+  }
+
+  /** RPC: the rules' counters and pending sends (docs/rules.md); null without RULES */
+  ruleStats(): RulesStats | null {
+    this.rpcEntered();
+    return this.core.rules?.stats() ?? null;
   }
 
   stats(): admin.NamespaceStats {

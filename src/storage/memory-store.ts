@@ -3,7 +3,7 @@
 // removed with its last delivery, deliveries come back in seq order. Used by the plain-Node tests
 // (the model-based and crash tests run BrokerCore over it); `snapshot`/`fromSnapshot` stand for
 // a commit and a restart from what was committed.
-import { DeliveryState, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
+import { DeliveryState, type RuleSendRow, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
 import { asBuffer, type QoS } from "../protocol/codec";
 
 interface StoredMessage {
@@ -36,6 +36,8 @@ export interface MemoryState {
   inboundQos2: Set<string>;
   topicAliases: Map<string, [number, string][]>;
   nextId: number;
+  /** rules' pending sends (src/rules), by id; absent in states saved before there were rules */
+  ruleSends?: Map<number, RuleSendRow>;
   /** the broker's saved event totals (JSON) */
   events?: string | null;
 }
@@ -266,6 +268,47 @@ export class MemoryStore implements Store {
       return d.bytes;
     }
     return null;
+  }
+
+  private get ruleSends(): Map<number, RuleSendRow> {
+    return (this.s.ruleSends ??= new Map());
+  }
+
+  addRuleSend(rule: string, msg: MessageRow, clientId: string | null, createdAt: number, nextAt: number): number {
+    const id = this.s.nextId++;
+    this.rowsWritten++;
+    this.ruleSends.set(id, { id, rule, msg: messageOf(bodyOf(msg)), clientId, createdAt, attempts: 0, nextAt });
+    return id;
+  }
+
+  dueRuleSends(now: number, limit: number): RuleSendRow[] {
+    return [...this.ruleSends.values()]
+      .filter((r) => r.nextAt <= now)
+      .sort((a, b) => a.nextAt - b.nextAt || a.id - b.id)
+      .slice(0, limit)
+      .map((r) => ({ ...r, msg: messageOf(bodyOf(r.msg)) }));
+  }
+
+  nextRuleSendAt(): number | null {
+    let at: number | null = null;
+    for (const r of this.ruleSends.values()) if (at === null || r.nextAt < at) at = r.nextAt;
+    return at;
+  }
+
+  updateRuleSend(id: number, attempts: number, nextAt: number): void {
+    const row = this.ruleSends.get(id);
+    if (!row) return;
+    this.rowsWritten++;
+    row.attempts = attempts;
+    row.nextAt = nextAt;
+  }
+
+  deleteRuleSends(ids: number[]): void {
+    for (const id of ids) if (this.ruleSends.delete(id)) this.rowsWritten++;
+  }
+
+  countRuleSends(): number {
+    return this.ruleSends.size;
   }
 
   addInboundQos2(clientId: string, packetId: number): void {

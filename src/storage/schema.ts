@@ -83,4 +83,21 @@ export const MIGRATIONS: string[] = [
    );`,
   // 5: the authenticated identity a session belongs to (NULL: nobody's, e.g. made with AUTH_MODE=none)
   `ALTER TABLE sessions ADD COLUMN owner TEXT;`,
+  // 6: rules (src/rules): sends of QoS >= 1 messages to a rule's destination not yet confirmed,
+  // each with its own copy of the message; retried from the alarm at next_at, deleted once sent
+  `CREATE TABLE rule_sends (
+     id INTEGER PRIMARY KEY,
+     rule TEXT NOT NULL,               -- the rule's name
+     topic TEXT NOT NULL,
+     payload BLOB NOT NULL,
+     qos INTEGER NOT NULL,
+     retain INTEGER NOT NULL,
+     props TEXT,
+     expires_at INTEGER,
+     client_id TEXT,                   -- the publisher (NULL: the HTTP API)
+     created_at INTEGER NOT NULL,      -- ms, when the broker took the message
+     attempts INTEGER NOT NULL,        -- failed attempts so far
+     next_at INTEGER NOT NULL          -- ms: the next attempt (while one is under way: when it is given up for lost)
+   );
+   CREATE INDEX rule_sends_due ON rule_sends (next_at);`,
 ];

@@ -1,4 +1,4 @@
-import { DeliveryState, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
+import { DeliveryState, type RuleSendRow, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
 import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Grant } from "../auth/grant";
@@ -319,6 +319,65 @@ export class SqliteStore implements Store {
     if (!row) return null;
     this.deleteDelivery(Number(row.seq));
     return Number(row.bytes);
+  }
+
+  addRuleSend(rule: string, msg: MessageRow, clientId: string | null, createdAt: number, nextAt: number): number {
+    const row = this.runAll(
+      "INSERT INTO rule_sends (rule, topic, payload, qos, retain, props, expires_at, client_id, created_at, attempts, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id",
+      rule,
+      msg.topic,
+      blob(msg.payload),
+      msg.qos,
+      msg.retain ? 1 : 0,
+      propsToText(msg.properties),
+      msg.expiresAt ?? null,
+      clientId,
+      createdAt,
+      nextAt,
+    )[0]!;
+    return Number(row.id);
+  }
+
+  dueRuleSends(now: number, limit: number): RuleSendRow[] {
+    return this.sql
+      .exec<Row>("SELECT * FROM rule_sends WHERE next_at <= ? ORDER BY next_at, id LIMIT ?", now, limit)
+      .toArray()
+      .map((r) => ({
+        id: Number(r.id),
+        rule: r.rule as string,
+        msg: {
+          topic: r.topic as string,
+          payload: bytesOf(r.payload!),
+          qos: Number(r.qos) as QoS,
+          retain: Number(r.retain) === 1,
+          properties: propsFromText(r.props as string | null),
+          expiresAt: r.expires_at === null ? undefined : Number(r.expires_at),
+        },
+        clientId: (r.client_id as string | null) ?? null,
+        createdAt: Number(r.created_at),
+        attempts: Number(r.attempts),
+        nextAt: Number(r.next_at),
+      }));
+  }
+
+  nextRuleSendAt(): number | null {
+    const row = this.sql.exec("SELECT MIN(next_at) AS at FROM rule_sends").toArray()[0];
+    return row && row.at !== null ? Number(row.at) : null;
+  }
+
+  updateRuleSend(id: number, attempts: number, nextAt: number): void {
+    this.run("UPDATE rule_sends SET attempts = ?, next_at = ? WHERE id = ?", attempts, nextAt, id);
+  }
+
+  deleteRuleSends(ids: number[]): void {
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      const chunk = ids.slice(i, i + CHUNK);
+      this.run(`DELETE FROM rule_sends WHERE id IN (${marks(chunk.length)})`, ...chunk);
+    }
+  }
+
+  countRuleSends(): number {
+    return Number(this.sql.exec("SELECT COUNT(*) AS n FROM rule_sends").one().n);
   }
 
   addInboundQos2(clientId: string, packetId: number): void {

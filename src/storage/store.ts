@@ -88,6 +88,22 @@ export interface QueueStats {
   bytes: number;
 }
 
+/** A rule's pending send of a QoS >= 1 message (src/rules): kept until the destination takes it. */
+export interface RuleSendRow {
+  id: number;
+  /** the rule's name */
+  rule: string;
+  msg: MessageRow;
+  /** the publishing client, null for the HTTP API */
+  clientId: string | null;
+  /** ms, when the broker took the message */
+  createdAt: number;
+  /** failed attempts so far */
+  attempts: number;
+  /** ms, when it is due (again) */
+  nextAt: number;
+}
+
 export interface Store {
   /** rows written since the store was made (inserts, updates, deletes): what the platform bills */
   readonly rowsWritten: number;
@@ -143,6 +159,17 @@ export interface Store {
   dropExpiredQueued(clientId: string, now: number): { count: number; bytes: number };
   /** drops the oldest queued QoS 0 row of a session; returns its size in bytes, or null if none */
   dropOldestQos0(clientId: string): number | null;
+
+  // Rules (src/rules): pending sends of QoS >= 1 messages to a rule's destination.
+  /** stores a pending send (its own copy of the message); returns its id */
+  addRuleSend(rule: string, msg: MessageRow, clientId: string | null, createdAt: number, nextAt: number): number;
+  /** up to `limit` pending sends due at `now` or before, earliest first */
+  dueRuleSends(now: number, limit: number): RuleSendRow[];
+  /** the earliest `nextAt` of all pending sends, null when there are none */
+  nextRuleSendAt(): number | null;
+  updateRuleSend(id: number, attempts: number, nextAt: number): void;
+  deleteRuleSends(ids: number[]): void;
+  countRuleSends(): number;
 
   addInboundQos2(clientId: string, packetId: number): void;
   deleteInboundQos2(clientId: string, packetId: number): void;

@@ -40,6 +40,11 @@ export interface BrokerOptions {
    * `serviceBindings: { BROKER: { name: BROKER_WORKER, entrypoint: "BrokerService" } }`.
    */
   workers?: WorkerOptions[];
+  /**
+   * More options for the broker Worker itself, merged over the ones made here (its `bindings`
+   * over `vars`): e.g. `queueProducers: { Q: { queueName: "q" } }`, `serviceBindings: { SINK: "sink" }`.
+   */
+  broker?: Partial<WorkerOptions>;
 }
 
 /** The broker Worker's name (wrangler.toml `name`), for service bindings of extra workers. */
@@ -79,7 +84,9 @@ export async function startBroker(vars: Record<string, string> = {}, extra: Brok
         durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
         bindings: vars,
         assets: assets(),
-      },
+        ...extra.broker,
+        ...(extra.broker?.bindings ? { bindings: { ...vars, ...extra.broker.bindings } } : {}),
+      } as WorkerOptions,
       ...(extra.workers ?? []),
     ],
   });

@@ -41,7 +41,7 @@ describe("EVENTS parsing", () => {
 
   test("an unknown name is logged once when the broker starts", () => {
     const logs: string[] = [];
-    const runtime: Runtime = { now: () => 0, wakeAt: () => {}, later: (fn) => fn(), log: (_l, m) => void logs.push(m) };
+    const runtime: Runtime = { now: () => 0, wakeAt: () => {}, rearm: () => {}, later: (fn) => fn(), log: (_l, m) => void logs.push(m) };
     new BrokerCore(new MemoryStore(), { ...DEFAULTS, EVENTS: "connected,bogus" }, runtime, Authenticator.open());
     expect(logs.filter((l) => l.includes("EVENTS"))).toEqual([expect.stringMatching(/unknown event names ignored: bogus/)]);
   });
@@ -92,7 +92,7 @@ describe("topics", () => {
 function setup(config: Partial<BrokerConfig> = {}) {
   let now = 1_000_000;
   const store = new MemoryStore();
-  const runtime: Runtime = { now: () => now, wakeAt: () => {}, later: (fn) => fn(), log: () => {} };
+  const runtime: Runtime = { now: () => now, wakeAt: () => {}, rearm: () => {}, later: (fn) => fn(), log: () => {} };
   const core = new BrokerCore(store, { ...DEFAULTS, ...config }, runtime, Authenticator.open());
 
   function client(clientId: string, opts: { version?: 4 | 5; clean?: boolean; keepalive?: number; expiry?: number; will?: boolean } = {}) {
