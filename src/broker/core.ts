@@ -22,6 +22,10 @@ import { Counters, eventsFromJson, eventsToJson, savedAtOf } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
+import { DROP } from "../session/drops";
+
+/** CONNACK reason codes counted as authentication failures (stats, /metrics) */
+const AUTH_FAILURES = new Set<number>([RC.BAD_USERNAME_OR_PASSWORD, RC.NOT_AUTHORIZED, RC.BAD_AUTHENTICATION_METHOD]);
 
 export interface Runtime {
   now(): number;
@@ -40,6 +44,12 @@ export class BrokerCore implements DispatchContext, RegistryContext {
   /** traffic counters for the stats API and $SYS (in memory, since the object started) */
   readonly counters: Counters;
   readonly sys: SysPublisher;
+  /**
+   * Optional providers of the lifecycle-events module (wired at merge; absent until then): a
+   * client's lifecycle history for the client detail API, and how many lifecycle events the
+   * namespace emitted, for the stats API and /metrics.
+   */
+  readonly lifecycle: { history: ((clientId: string) => unknown[]) | null; eventCount: (() => number) | null } = { history: null, eventCount: null };
 
   private quota: RetainedQuota | null = null;
   /** bytes held for sockets whose CONNECT is not accepted yet (partial packets, held packets) */
@@ -60,11 +70,16 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     this.sys = new SysPublisher(this);
     this.sessions = new SessionRegistry(this);
     this.router.onAdd = (filter) => this.sys.filterAdded(filter);
-    this.router.onUnreadable = () => this.counters.messagesDropped++;
+    this.router.onUnreadable = () => this.counters.drops[DROP.NO_SHARED_MEMBER]!++;
   }
 
   now(): number {
     return this.runtime.now();
+  }
+
+  /** dropped messages by reason (session/drops.ts), counted where they are dropped */
+  get drops(): Float64Array {
+    return this.counters.drops;
   }
 
   forgetDelivery(seq: number): void {
@@ -237,8 +252,14 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
   publish(msg: Message): number {
-    this.counters.messagesReceived++;
-    if (isSysTopic(msg.topic)) return 0; // $SYS belongs to the broker: dropped
+    const c = this.counters;
+    c.messagesReceived++;
+    c.receivedByQos[msg.qos]!++;
+    c.receivedBytesByQos[msg.qos]! += msg.payload.byteLength;
+    if (isSysTopic(msg.topic)) {
+      c.drops[DROP.NOT_AUTHORIZED]!++;
+      return 0; // $SYS belongs to the broker: dropped
+    }
     if (msg.retain) {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg);
@@ -257,6 +278,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     const message = err instanceof Error ? err.message : String(err);
     if (!known) this.runtime.log("error", `internal error on ${conn.clientId ? quote(conn.clientId) : "new connection"}: ${(err as Error)?.stack ?? message}`);
     if (conn.state === "awaiting-connect") {
+      if (err instanceof ConnectRefused && AUTH_FAILURES.has(code)) this.counters.authFailures++;
       if (conn.version === 5 && known && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
         // An MQTT 5 CONNECT that was read and refused, also for a protocol error in it: CONNACK says why
         conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code, properties: { reasonString: message.slice(0, 200) } });
