@@ -12,6 +12,7 @@ import { DEFAULTS, type BrokerConfig } from "../../src/config";
 import { Authenticator } from "../../src/auth/authenticator";
 import { MemoryStore } from "../../src/storage/memory-store";
 import { DROP_REASONS } from "../../src/session/drops";
+import { clientDetail } from "../../src/broker/admin";
 
 function core(config: Partial<BrokerConfig> = {}) {
   const runtime: Runtime = { now: () => 1000, wakeAt: () => {}, later: (fn) => fn(), log: () => {} };
@@ -153,4 +154,13 @@ describe("counted by the core", () => {
     c.publish({ topic: "$SYS/x", payload: Buffer.from("no"), qos: 0, retain: false });
     expect(namespaceStats(c).dropped.not_authorized).toBe(1);
   });
+});
+
+test("the client detail's history comes from the lifecycle provider once it is wired, [] until then", () => {
+  const c = core();
+  client(c, "dev", false);
+  expect(clientDetail(c, "dev")!.history).toEqual([]);
+  c.lifecycle.history = (id) => [{ event: "connected", clientId: id }];
+  expect(clientDetail(c, "dev")!.history).toEqual([{ event: "connected", clientId: "dev" }]);
+  expect(clientDetail(c, "nobody")).toBeNull();
 });
