@@ -40,7 +40,7 @@ const one = (value: number): Sample[] => [[{}, value]];
 
 /** Every metric, in output order (docs/metrics.md has the same table). */
 export const FAMILIES: readonly Family[] = [
-  { name: "mqtt_uptime_seconds", type: "gauge", help: "Seconds since the namespace's object started; counters without events in their name count from then.", samples: (s) => one(s.uptime) },
+  { name: "mqtt_uptime_seconds", type: "gauge", help: "Seconds since the namespace's object started (or woke from hibernation): the counters not named mqtt_events_* count from then.", samples: (s) => one(s.uptime) },
   { name: "mqtt_connections", type: "gauge", help: "Clients connected now.", samples: (s) => one(s.clients.connected) },
   { name: "mqtt_sessions", type: "gauge", help: "Sessions, connected or not.", samples: (s) => one(s.sessions.total) },
   { name: "mqtt_sessions_persistent", type: "gauge", help: "Sessions kept after their connection ends (session expiry > 0).", samples: (s) => one(s.sessions.persistent) },
