@@ -156,6 +156,24 @@ describe("counted by the core", () => {
   });
 });
 
+test("drops at the door and on delivery: rate limited, over the topic limits, expired; auth failures", () => {
+  const c = core({ MAX_PUBLISH_RATE: 1, PUBLISH_BURST: 1, MAX_TOPIC_LEVELS: 2 });
+  const sub = client(c, "sub");
+  sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 0 }] });
+  const pub = client(c, "pub");
+  pub.send({ cmd: "publish", topic: "a/b/c", payload: Buffer.from("deep"), qos: 0, retain: false, dup: false });
+  expect(namespaceStats(c).dropped.limits).toBe(1);
+  pub.send({ cmd: "publish", topic: "a/b", payload: Buffer.from("over the rate"), qos: 0, retain: false, dup: false });
+  expect(namespaceStats(c).dropped.rate_limited).toBe(1);
+  expect(pub.conn.state).toBe("closed"); // 0x96: the connection ends
+  c.publish({ topic: "a/x", payload: Buffer.from("stale"), qos: 0, retain: false, expiresAt: 500 }); // now is 1000
+  const s = namespaceStats(c);
+  expect(s.dropped.expired).toBe(1);
+  expect(s.messagesByQos.sent).toEqual([0, 0, 0]);
+  expect(Object.values(s.dropped).reduce((a, b) => a + b, 0)).toBe(3);
+  expect(s.authFailures).toBe(0);
+});
+
 test("the client detail's history comes from the lifecycle provider once it is wired, [] until then", () => {
   const c = core();
   client(c, "dev", false);
