@@ -63,6 +63,7 @@ export function handlePublish(ctx: HandlerContext, conn: Connection, session: Se
   }
   // MQTT 5 Payload Format Indicator 1 promises UTF-8 [MQTT-3.3.2-4]
   if (msg.properties?.payloadFormatIndicator && !isUtf8(msg.payload)) {
+    countDrop(ctx, DROP.INVALID_PAYLOAD);
     if (qos === 0) throw new ProtocolError(RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
     refuse(conn, qos, id, RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
     return;

@@ -343,6 +343,7 @@ function rerouteStoredQueue(ctx: DeliveryContext, session: Session): void {
     const target = pickMember(group, session, r.msg.topic);
     // the new row keeps the stored body, which the session's deletion then leaves in place
     if (target && canTake(ctx, target.session, r.msg)) deliverToMember(ctx, target, r.msg, group);
+    else countDrop(ctx, DROP.NO_SHARED_MEMBER); // it ends with the session
   }
 }
 

@@ -19,10 +19,12 @@ export const DROP = {
   NOT_AUTHORIZED: 6,
   /** a PUBLISH over the topic limits or the retained quota */
   LIMITS: 7,
+  /** a PUBLISH whose payload is not the UTF-8 its Payload Format Indicator promised [MQTT-3.3.2-4] */
+  INVALID_PAYLOAD: 8,
 } as const;
 
 /** The label value of each reason, in index order. */
-export const DROP_REASONS = ["queue_full", "expired", "too_large", "unreadable", "no_shared_member", "rate_limited", "not_authorized", "limits"] as const;
+export const DROP_REASONS = ["queue_full", "expired", "too_large", "unreadable", "no_shared_member", "rate_limited", "not_authorized", "limits", "invalid_payload"] as const;
 
 export type DropReason = (typeof DROP)[keyof typeof DROP];
 
