@@ -12,7 +12,6 @@ import { InputError, NAMESPACE, clientIdOf, filterOf, integerOf, namespaceOf, pu
 const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats|metrics)(?:\/(.*))?$/;
 const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "GET, DELETE", stats: "GET", metrics: "GET" };
 
-
 export async function handleApi(request: Request, env: Env): Promise<Response> {
   const response = await answer(request, env);
   // A request body left unread (an answer given before reading it) can make the connection close
