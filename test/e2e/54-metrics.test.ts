@@ -20,6 +20,7 @@ beforeAll(async () => {
     API_TOKENS: JSON.stringify({ m1: M1_TOKEN }),
     AUTH_MODE: "password",
     AUTH_USERS: JSON.stringify({ dev: await hashPassword("dev-pass", 1000) }),
+    MAX_QUEUED_MESSAGES: "2",
   });
 });
 afterAll(async () => {
@@ -54,6 +55,10 @@ async function client(namespace: string, clientId: string, opts: Parameters<type
 
 describe("after known traffic in two namespaces", () => {
   beforeAll(async () => {
+    // a persistent session that goes offline: its queue holds 2 (MAX_QUEUED_MESSAGES), the 3rd is dropped
+    const sleeper = await connect(broker.url("m1"), { clientId: "m1-sleeper", clean: false, ...login });
+    await sleeper.subscribeAsync("t/x", { qos: 1 });
+    await end(sleeper);
     const sub = await client("m1", "m1-sub", { protocolVersion: 5 });
     await sub.subscribeAsync("t/#", { qos: 1 });
     const pub = await client("m1", "m1-pub", { protocolVersion: 5 });
@@ -78,13 +83,19 @@ describe("after known traffic in two namespaces", () => {
     expect(value(f, "mqtt_messages_received_total", { namespace: "m2", qos: "1" })).toBe(0);
     expect(value(f, "mqtt_connections", { namespace: "m1" })).toBe(2);
     expect(value(f, "mqtt_connections", { namespace: "m2" })).toBe(1);
-    expect(value(f, "mqtt_subscriptions", { namespace: "m1" })).toBe(1);
+    expect(value(f, "mqtt_subscriptions", { namespace: "m1" })).toBe(2);
+    expect(value(f, "mqtt_sessions", { namespace: "m1" })).toBe(3);
+    expect(value(f, "mqtt_sessions_persistent", { namespace: "m1" })).toBe(1);
+    expect(value(f, "mqtt_queued_messages", { namespace: "m1" })).toBe(2);
+    expect(value(f, "mqtt_queued_messages_max", { namespace: "m1" })).toBe(2);
+    expect(value(f, "mqtt_queued_bytes", { namespace: "m1" })).toBe(2 * "t/x12345".length);
+    expect(value(f, "mqtt_messages_dropped_total", { namespace: "m1", reason: "queue_full" })).toBe(1);
     expect(value(f, "mqtt_retained_messages", { namespace: "m1" })).toBe(1);
     expect(value(f, "mqtt_retained_bytes", { namespace: "m1" })).toBe(5);
     expect(value(f, "mqtt_messages_dropped_total", { namespace: "m1", reason: "not_authorized" })).toBe(1);
     expect(value(f, "mqtt_auth_failures_total", { namespace: "m2" })).toBe(1);
     expect(value(f, "mqtt_auth_failures_total", { namespace: "m1" })).toBe(0);
-    expect(value(f, "mqtt_events_http_total", { namespace: "m1" })).toBe(2); // two WebSocket upgrades
+    expect(value(f, "mqtt_events_http_total", { namespace: "m1" })).toBe(3); // three WebSocket upgrades
     for (const family of f) {
       expect(new Set(family.metrics.map((m) => m.labels?.namespace))).toEqual(new Set(["m1", "m2"]));
       expect(family.type === "COUNTER").toBe(family.name.endsWith("_total"));
@@ -98,6 +109,7 @@ describe("after known traffic in two namespaces", () => {
     expect(one.map((x) => x.name)).toEqual(byList.map((x) => x.name));
     expect(new Set(one.flatMap((x) => x.metrics.map((m) => m.labels?.namespace)))).toEqual(new Set(["m1"]));
     expect(value(one, "mqtt_connections", { namespace: "m1" })).toBe(2);
+    expect(value(one, "mqtt_sessions", { namespace: "m1" })).toBe(3);
   });
 
   test("one metrics read is one RPC per namespace, as a stats read is", async () => {
