@@ -59,6 +59,10 @@ describe("after known traffic in two namespaces", () => {
     const sleeper = await connect(broker.url("m1"), { clientId: "m1-sleeper", clean: false, ...login });
     await sleeper.subscribeAsync("t/x", { qos: 1 });
     await end(sleeper);
+    await until(async () => {
+      const res = await fetch(broker.http("/api/m1/clients/m1-sleeper"), { headers: { Authorization: `Bearer ${TOKEN}` } });
+      return ((await res.json()) as { connected: boolean }).connected === false;
+    }, "m1-sleeper offline");
     const sub = await client("m1", "m1-sub", { protocolVersion: 5 });
     await sub.subscribeAsync("t/#", { qos: 1 });
     const pub = await client("m1", "m1-pub", { protocolVersion: 5 });
