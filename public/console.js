@@ -66,6 +66,8 @@
     $("connect").textContent = "Disconnect";
     $("namespace").disabled = true;
     $("overview-namespace").textContent = namespace;
+    detailFor = null; // a client of the previous namespace
+    $("client-detail").hidden = true;
     startOverview();
   }
 
