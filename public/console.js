@@ -7,6 +7,8 @@
   const $ = (id) => document.getElementById(id);
   const MAX_MESSAGES = 300;
   const OVERVIEW_EVERY_MS = 2000;
+  const RATE_WINDOW_MS = 5 * 60 * 1000; // the chart shows the last 5 minutes
+  const CHART = { width: 600, height: 120, top: 10 }; // the SVG's viewBox
   const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   let client = null;
@@ -15,6 +17,10 @@
   let previousStats = null;
   let messageCount = 0;
   const subscriptions = new Map(); // filter → qos
+  /** the chart's points: { time, in, out } in messages per second, oldest first */
+  let rates = [];
+  /** the client whose detail is open (null: none) */
+  let detailFor = null;
 
   // ——— connection ———
 
@@ -60,6 +66,8 @@
     $("connect").textContent = "Disconnect";
     $("namespace").disabled = true;
     $("overview-namespace").textContent = namespace;
+    detailFor = null; // a client of the previous namespace
+    $("client-detail").hidden = true;
     startOverview();
   }
 
@@ -204,6 +212,8 @@
 
   function startOverview() {
     previousStats = null;
+    rates = [];
+    drawRates(Date.now());
     refreshOverview();
     overviewTimer = setInterval(refreshOverview, OVERVIEW_EVERY_MS);
   }
@@ -239,6 +249,7 @@
       renderStats(stats);
       renderClients(clients);
       renderRetained(messages, truncated);
+      if (detailFor !== null) await refreshDetail();
       note("overview-note", `updated ${new Date(stats.time).toLocaleTimeString()} · up ${duration(stats.uptime)}`);
     } catch (err) {
       note("overview-note", `overview unavailable: ${err.message}`, true);
@@ -254,10 +265,37 @@
     const p = previousStats;
     if (p && s.time > p.time && s.messages.received >= p.messages.received && s.messages.sent >= p.messages.sent) {
       const seconds = (s.time - p.time) / 1000;
-      $("stat-in").textContent = rate((s.messages.received - p.messages.received) / seconds);
-      $("stat-out").textContent = rate((s.messages.sent - p.messages.sent) / seconds);
+      const point = { time: s.time, in: (s.messages.received - p.messages.received) / seconds, out: (s.messages.sent - p.messages.sent) / seconds };
+      $("stat-in").textContent = rate(point.in);
+      $("stat-out").textContent = rate(point.out);
+      rates.push(point);
     }
     previousStats = s;
+    rates = rates.filter((r) => r.time > s.time - RATE_WINDOW_MS);
+    drawRates(s.time);
+  }
+
+  /**
+   * The rates of the last 5 minutes as two polylines, scaled to the highest rate shown. Until
+   * 5 minutes of samples exist the time axis spans those there are (at least 20 s).
+   */
+  function drawRates(now) {
+    const max = niceCeiling(Math.max(1, ...rates.map((r) => Math.max(r.in, r.out))));
+    const span = Math.min(RATE_WINDOW_MS, Math.max(20_000, rates.length ? now - rates[0].time + OVERVIEW_EVERY_MS : 0));
+    const x = (time) => (CHART.width * (1 - (now - time) / span)).toFixed(1);
+    const y = (v) => (CHART.height - (v / max) * (CHART.height - CHART.top)).toFixed(1);
+    $("rate-in").setAttribute("points", rates.map((r) => `${x(r.time)},${y(r.in)}`).join(" "));
+    $("rate-out").setAttribute("points", rates.map((r) => `${x(r.time)},${y(r.out)}`).join(" "));
+    $("rate-chart").dataset.points = String(rates.length);
+    $("rate-max").textContent = rates.length ? `top ${rate(max)}/s` : "";
+    $("rate-span").textContent = span >= RATE_WINDOW_MS ? "−5 min" : `−${Math.round(span / 1000)} s`;
+  }
+
+  /** 1, 2 or 5 × a power of ten, at least `v`: a scale that reads well. */
+  function niceCeiling(v) {
+    const power = 10 ** Math.floor(Math.log10(v));
+    for (const step of [1, 2, 5, 10]) if (step * power >= v) return step * power;
+    return 10 * power;
   }
 
   function renderClients(clients) {
@@ -272,7 +310,7 @@
         "li",
         "",
         el("span", online ? "dot online" : "dot"),
-        el("span", "name", c.clientId === me ? `${c.clientId} (this console)` : c.clientId),
+        nameButton(c.clientId, c.clientId === me ? `${c.clientId} (this console)` : c.clientId),
         el("span", "presence", `${c.status} · ${version}${c.queued ? ` · ${c.queued} queued` : ""}${c.dropped ? ` · ${c.dropped} dropped` : ""}`),
       );
       if (online && c.clientId !== me) {
@@ -284,6 +322,84 @@
       if (c.subscriptions.length) li.append(el("span", "detail", c.subscriptions.map((s) => `${s.filter} (QoS ${s.qos})`).join("  ")));
       list.append(li);
     }
+  }
+
+  /** A client's name: opens its detail. */
+  function nameButton(clientId, label) {
+    const button = el("button", "link name", label);
+    button.type = "button";
+    button.title = `show the detail of ${clientId}`;
+    button.dataset.client = clientId;
+    button.addEventListener("click", () => {
+      detailFor = clientId;
+      refreshDetail().catch(showError);
+    });
+    return button;
+  }
+
+  // ——— one client's detail (GET /api/<namespace>/clients/<id>) ———
+
+  $("cd-close").addEventListener("click", () => {
+    detailFor = null;
+    $("client-detail").hidden = true;
+  });
+
+  async function refreshDetail() {
+    const clientId = detailFor;
+    let d;
+    try {
+      d = await api(`/clients/${encodeURIComponent(clientId)}`);
+    } catch (err) {
+      if (detailFor !== clientId) return;
+      renderDetail(clientId, null, err.message);
+      return;
+    }
+    if (detailFor === clientId) renderDetail(clientId, d, "");
+  }
+
+  function renderDetail(clientId, d, problem) {
+    $("client-detail").hidden = false;
+    $("client-detail").dataset.client = clientId;
+    $("cd-title").textContent = clientId;
+    const facts = $("cd-facts");
+    facts.replaceChildren();
+    const subs = $("cd-subscriptions");
+    const history = $("cd-history");
+    subs.replaceChildren();
+    history.replaceChildren();
+    if (!d) {
+      facts.append(el("dt", "", "session"), el("dd", "", problem || "none"));
+      return;
+    }
+    const fact = (name, value) => facts.append(el("dt", "", name), el("dd", "", value));
+    fact("status", d.connected ? "online" : "offline");
+    fact("protocol", d.protocolVersion === 5 ? "MQTT 5" : d.protocolVersion === 3 ? "MQTT 3.1" : "MQTT 3.1.1");
+    if (d.keepalive !== undefined) fact("keep-alive", d.keepalive ? `${d.keepalive} s` : "off");
+    fact("session expiry", d.sessionExpiry === 0 ? "with the connection" : d.sessionExpiry >= 0xffffffff ? "never" : `${duration(d.sessionExpiry)}`);
+    if (d.connectedAt !== undefined) fact("connected since", new Date(d.connectedAt).toLocaleTimeString());
+    fact("last seen", d.lastSeen === null ? "unknown" : `${new Date(d.lastSeen).toLocaleTimeString()} (${duration(Math.max(0, Math.round((Date.now() - d.lastSeen) / 1000)))} ago)`);
+    fact("queued", `${d.queued.messages} messages · ${d.queued.bytes} bytes`);
+    fact("in flight", `${d.inflight.messages} messages · ${d.inflight.bytes} bytes`);
+    if (d.dropped) fact("dropped", `${d.dropped} (queue full)`);
+    fact("will", d.hasWill ? "yes" : "none");
+    if (d.subscriptions.length === 0) subs.append(el("li", "presence", "no subscriptions"));
+    for (const sub of d.subscriptions) {
+      const o = sub.options;
+      const flags = [o.noLocal ? "no local" : "", o.retainAsPublished ? "retain as published" : "", o.retainHandling ? `retain handling ${o.retainHandling}` : "", o.subscriptionId ? `id ${o.subscriptionId}` : ""].filter(Boolean);
+      subs.append(el("li", "", el("span", "name", sub.filter), el("span", "presence", `QoS ${sub.qos}${flags.length ? ` · ${flags.join(" · ")}` : ""}`)));
+    }
+    if (d.history.length === 0) history.append(el("li", "presence", "no lifecycle events recorded"));
+    for (const h of d.history.slice(-50).reverse()) history.append(historyItem(h));
+  }
+
+  /** One lifecycle event, whatever fields it has: its time and kind when known, else its JSON. */
+  function historyItem(h) {
+    const time = h && (h.at ?? h.time ?? h.timestamp);
+    const kind = h && (h.event ?? h.type ?? h.kind);
+    const when = typeof time === "number" ? new Date(time).toLocaleTimeString() : typeof time === "string" ? time : "";
+    const rest = h && typeof h === "object" ? Object.fromEntries(Object.entries(h).filter(([k]) => !["at", "time", "timestamp", "event", "type", "kind"].includes(k))) : h;
+    const detail = rest && typeof rest === "object" && Object.keys(rest).length === 0 ? "" : JSON.stringify(rest);
+    return el("li", "", el("span", "time", when), el("span", "name", kind !== undefined ? String(kind) : ""), el("span", "detail", detail));
   }
 
   function renderRetained(messages, truncated) {

@@ -5,7 +5,7 @@ import { NamespaceBroker } from "./broker/namespace-do";
 import type { Env } from "./env";
 import { chooseSubprotocol } from "./protocol/subprotocol";
 import { loadConfig } from "./config";
-import { handleApi } from "./api/http";
+import { handleApi, handleMetrics } from "./api/http";
 import { NAMESPACE } from "./api/input";
 import { BrokerService } from "./api/rpc";
 
@@ -15,6 +15,7 @@ export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
     if (url.pathname === "/api" || url.pathname.startsWith("/api/")) return handleApi(request, env);
+    if (url.pathname === "/metrics") return handleMetrics(request, env);
     const route = /^\/mqtt(?:\/(.*))?$/.exec(url.pathname);
     if (!route) return text(404, "not found: connect to /mqtt or /mqtt/<namespace>");
     const namespace = route[1] ?? "default";

@@ -2,14 +2,15 @@
 // Every failure is a JSON `{ "error": "..." }`; bad input is a 4xx, never a 500.
 import { Buffer } from "node:buffer";
 import type { Env } from "../env";
-import type { RetainedMessage } from "../broker/admin";
+import type { ClientDetail, RetainedMessage } from "../broker/admin";
 import type { PublishProperties } from "../protocol/codec";
 import { loadConfig } from "../config";
 import { authorize } from "./auth";
+import { METRICS_CONTENT_TYPE, metricsNamespaces, metricsText } from "./metrics";
 import { InputError, NAMESPACE, clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
 
-const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats)(?:\/(.*))?$/;
-const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "DELETE", stats: "GET" };
+const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats|metrics)(?:\/(.*))?$/;
+const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "GET, DELETE", stats: "GET", metrics: "GET" };
 
 export async function handleApi(request: Request, env: Env): Promise<Response> {
   const response = await answer(request, env);
@@ -45,7 +46,7 @@ async function answer(request: Request, env: Env): Promise<Response> {
 async function route(request: Request, env: Env): Promise<Response> {
   const url = new URL(request.url);
   const m = ROUTE.exec(url.pathname);
-  if (!m) return error(404, "no such API path: use /api/<namespace>/publish, /retained, /clients, /clients/<id> or /stats");
+  if (!m) return error(404, "no such API path: use /api/<namespace>/publish, /retained, /clients, /clients/<id>, /stats or /metrics");
   const namespace = namespaceOf(m[1]);
   const resource = m[2]!;
   const rest = m[3];
@@ -75,6 +76,12 @@ async function route(request: Request, env: Env): Promise<Response> {
     }
     case "GET clients":
       return json(200, { clients: await broker.clients() });
+    case "GET clients/<id>": {
+      const clientId = clientIdOf(decode(rest!));
+      const detail = await broker.client(clientId);
+      if (!detail) return error(404, `no session of client "${clientId}" in namespace "${namespace}"`);
+      return json(200, { namespace, ...(detail as ClientDetail) });
+    }
     case "DELETE clients/<id>": {
       const clientId = clientIdOf(decode(rest!));
       if (!(await broker.disconnect(clientId))) return error(404, `client "${clientId}" is not connected`);
@@ -82,11 +89,46 @@ async function route(request: Request, env: Env): Promise<Response> {
     }
     case "GET stats":
       return json(200, { namespace, ...(await broker.stats()) });
+    case "GET metrics":
+      return metricsResponse(env, [namespace]);
     default: {
       const allow = ALLOWED[path]!;
       return error(405, `use ${allow} for ${url.pathname}`, { Allow: allow });
     }
   }
+}
+
+/**
+ * GET /metrics: the Prometheus exposition of one or more namespaces, named by
+ * `?namespace=a&namespace=b` and/or `?namespaces=a,b` (default: "default"), at most
+ * MAX_METRICS_NAMESPACES. API_TOKEN opens any; a namespace's own token (API_TOKENS) only its own:
+ * 401 when the token opens none of those asked for, 403 when it opens some but not all.
+ */
+export async function handleMetrics(request: Request, env: Env): Promise<Response> {
+  try {
+    if (request.method !== "GET") return error(405, "use GET for /metrics", { Allow: "GET" });
+    const namespaces = metricsNamespaces(new URL(request.url).searchParams);
+    const verdicts = await Promise.all(namespaces.map((ns) => authorize(request, env, ns)));
+    if (verdicts.includes("disabled")) return error(403, "the HTTP API is off: set the API_TOKEN (or API_TOKENS) secret to enable it");
+    if (verdicts.includes("misconfigured")) return error(503, 'the HTTP API is misconfigured: API_TOKENS must be JSON {"<namespace>": "<token>", ...}');
+    const refused = namespaces.filter((_, i) => verdicts[i] !== "ok");
+    if (refused.length === namespaces.length) {
+      return error(401, "missing or wrong token: send Authorization: Bearer <API_TOKEN, or the namespace's token in API_TOKENS>", { "WWW-Authenticate": "Bearer" });
+    }
+    if (refused.length > 0) return error(403, `the token does not open namespace(s) ${refused.map((n) => `"${n}"`).join(", ")}: use API_TOKEN, or ask for the token's own namespace`);
+    return await metricsResponse(env, namespaces);
+  } catch (err) {
+    if (err instanceof InputError) return error(err.status, err.message);
+    console.error(`[api] GET /metrics: ${(err as Error)?.stack ?? String(err)}`);
+    return error(500, "internal error");
+  }
+}
+
+/** One stats call per namespace (the same RPC the stats API makes, so the same billed event), in parallel. */
+async function metricsResponse(env: Env, namespaces: string[]): Promise<Response> {
+  const stats = await Promise.all(namespaces.map((ns) => env.BROKER.get(env.BROKER.idFromName(ns)).stats()));
+  const body = metricsText(namespaces.map((ns, i) => [ns, stats[i]!] as const));
+  return new Response(body, { status: 200, headers: { "content-type": METRICS_CONTENT_TYPE, "cache-control": "no-store" } });
 }
 
 /** The request body as JSON, refusing bodies far larger than the largest payload could need. */

@@ -5,10 +5,11 @@
 // binds can call it. Invalid input rejects with an Error whose message says what is wrong.
 import { WorkerEntrypoint } from "cloudflare:workers";
 import type { Env } from "../env";
-import type { ClientInfo, NamespaceStats, RetainedMessage } from "../broker/admin";
+import type { ClientDetail, ClientInfo, NamespaceStats, RetainedMessage } from "../broker/admin";
 import type { PublishProperties, QoS } from "../protocol/codec";
 import { loadConfig } from "../config";
 import { clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
+import { metricsNamespaces, metricsText } from "./metrics";
 
 /** A message to publish. `payload`: text (UTF-8) or bytes; or `payloadBase64`. */
 export interface PublishRequest {
@@ -45,6 +46,18 @@ export class BrokerService extends WorkerEntrypoint<Env> {
 
   async clients(namespace: string): Promise<ClientInfo[]> {
     return this.broker(namespace).clients();
+  }
+
+  /** One client's session in detail (subscriptions, queue, in-flight, last seen, history); null when there is none. */
+  async client(namespace: string, clientId: string): Promise<ClientDetail | null> {
+    return this.broker(namespace).client(clientIdOf(clientId));
+  }
+
+  /** The namespaces' figures in the Prometheus text format (what GET /metrics answers). */
+  async metrics(namespaces: string | string[] = "default"): Promise<string> {
+    const list = metricsNamespaces(new URLSearchParams((Array.isArray(namespaces) ? namespaces : [namespaces]).map((n) => ["namespace", n])));
+    const stats = await Promise.all(list.map((ns) => this.broker(ns).stats()));
+    return metricsText(list.map((ns, i) => [ns, stats[i]!] as const));
   }
 
   /** Ends a client's connection (its will is published); false when it is not connected. */

@@ -5,6 +5,7 @@ import { connectionOf } from "./connection";
 import type { BrokerCore } from "./core";
 export { namespaceStats, type NamespaceStats } from "./stats";
 import { isExpired, setProperties, type Message } from "../session/message";
+import { NEVER_EXPIRES } from "../session/session";
 import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
 import { asBuffer } from "../protocol/codec";
 import { ProtocolError } from "../protocol/errors";
@@ -101,6 +102,69 @@ export function listClients(core: BrokerCore): ClientInfo[] {
     out.push(info);
   }
   return out.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
+}
+
+/** One client's session in detail (GET /api/<ns>/clients/<id>, BrokerService.client). */
+export interface ClientDetail {
+  clientId: string;
+  /** a connection holds the session now */
+  connected: boolean;
+  protocolVersion: ProtocolVersion;
+  /** connected: the keep-alive it asked for (seconds), when the connection opened (ms) */
+  keepalive?: number;
+  connectedAt?: number;
+  /**
+   * ms: connected, the last packet received (to within the keep-alive clock's resolution);
+   * offline, when its connection ended (null when that is unknown: a session that never expires)
+   */
+  lastSeen: number | null;
+  /** session expiry interval in seconds (0: ends with the connection; 4294967295: never) */
+  sessionExpiry: number;
+  /** offline: when the session expires (ms; absent: never) */
+  expiresAt?: number;
+  subscriptions: { filter: string; qos: QoS; options: { noLocal: boolean; retainAsPublished: boolean; retainHandling: 0 | 1 | 2; subscriptionId?: number } }[];
+  /** waiting for the client: messages and bytes (topic + payload) */
+  queued: { messages: number; bytes: number };
+  /** QoS 1/2 sent and not yet acknowledged */
+  inflight: { messages: number; bytes: number };
+  /** messages refused because its queue was full */
+  dropped: number;
+  hasWill: boolean;
+  /** the lifecycle history (connects, disconnects, ...) from the lifecycle-events module; [] until it is wired */
+  history: unknown[];
+}
+
+export function clientDetail(core: BrokerCore, clientId: string): ClientDetail | null {
+  const s = core.sessions.get(clientId);
+  if (!s) return null;
+  const conn = connectionOf(s);
+  const detail: ClientDetail = {
+    clientId: s.clientId,
+    connected: conn !== null && conn.state === "connected",
+    protocolVersion: s.version,
+    lastSeen: null,
+    sessionExpiry: s.expiryInterval,
+    subscriptions: [...s.subscriptions.values()].map((sub) => {
+      const options: ClientDetail["subscriptions"][number]["options"] = { noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished, retainHandling: sub.retainHandling };
+      if (sub.subscriptionId !== undefined) options.subscriptionId = sub.subscriptionId;
+      return { filter: sub.filter, qos: sub.qos, options };
+    }),
+    queued: { messages: s.queuedCount, bytes: s.queuedBytes },
+    inflight: { messages: s.inflight.size, bytes: s.inflightBytes },
+    dropped: s.dropped,
+    hasWill: s.will !== null,
+    history: core.lifecycle.history(s.clientId),
+  };
+  if (conn) {
+    detail.keepalive = conn.keepalive;
+    detail.connectedAt = conn.openedAt;
+    detail.lastSeen = conn.lastSeen;
+  } else if (s.expiresAt !== null) {
+    detail.expiresAt = s.expiresAt;
+    // the expiry clock started when the connection ended
+    if (s.expiryInterval !== NEVER_EXPIRES) detail.lastSeen = s.expiresAt - s.expiryInterval * 1000;
+  }
+  return detail;
 }
 
 /** Retained messages matching `filter`, at most `limit` of them, in topic order. */

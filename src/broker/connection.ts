@@ -245,7 +245,10 @@ export class Connection implements Peer {
   sendPublish(msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, packetId: number, dup: boolean, now: number): boolean {
     const bytes = this.publishBytes(msg, qos, retain, subIds, packetId, dup, now);
     if (bytes === null) return false;
-    this.sendBytes(bytes);
+    if (this.sendBytes(bytes)) {
+      this.counters.sentByQos[qos]!++;
+      this.counters.sentBytesByQos[qos]! += msg.payload.byteLength;
+    }
     return true;
   }
 

@@ -28,6 +28,10 @@ import { Lifecycle } from "./lifecycle";
 /** how a connection ended that nobody decided: its socket went away */
 const SOCKET_LOST: ConnectionEnd = { code: null, by: "socket" };
 const SERVER_RESTART: ConnectionEnd = { code: null, by: "restart" };
+import { DROP } from "../session/drops";
+
+/** CONNACK reason codes counted as authentication failures (stats, /metrics) */
+const AUTH_FAILURES = new Set<number>([RC.BAD_USERNAME_OR_PASSWORD, RC.NOT_AUTHORIZED, RC.BAD_AUTHENTICATION_METHOD]);
 
 export interface Runtime {
   now(): number;
@@ -76,11 +80,16 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     this.sessions = new SessionRegistry(this);
     this.lifecycle = new Lifecycle(this, config.EVENTS, config.PRESENCE_RETAINED, (m) => runtime.log("warn", m));
     this.router.onAdd = (filter) => this.sys.filterAdded(filter);
-    this.router.onUnreadable = () => this.counters.messagesDropped++;
+    this.router.onUnreadable = () => this.counters.drops[DROP.NO_SHARED_MEMBER]!++;
   }
 
   now(): number {
     return this.runtime.now();
+  }
+
+  /** dropped messages by reason (session/drops.ts), counted where they are dropped */
+  get drops(): Float64Array {
+    return this.counters.drops;
   }
 
   forgetDelivery(seq: number): void {
@@ -281,8 +290,14 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   /** Routes a message to every matching session; stores or clears it when retained. Returns the match count. */
   publish(msg: Message): number {
-    this.counters.messagesReceived++;
-    if (isSysTopic(msg.topic)) return 0; // $SYS belongs to the broker: dropped
+    const c = this.counters;
+    c.messagesReceived++;
+    c.receivedByQos[msg.qos]!++;
+    c.receivedBytesByQos[msg.qos]! += msg.payload.byteLength;
+    if (isSysTopic(msg.topic)) {
+      c.drops[DROP.NOT_AUTHORIZED]!++;
+      return 0; // $SYS belongs to the broker: dropped
+    }
     if (msg.retain) {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg);
@@ -303,6 +318,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     const message = err instanceof Error ? err.message : String(err);
     if (!known) this.runtime.log("error", `internal error on ${conn.clientId ? quote(conn.clientId) : "new connection"}: ${(err as Error)?.stack ?? message}`);
     if (conn.state === "awaiting-connect") {
+      if (err instanceof ConnectRefused && AUTH_FAILURES.has(code)) this.counters.authFailures++;
       if (conn.version === 5 && known && code !== RC.UNSUPPORTED_PROTOCOL_VERSION) {
         // An MQTT 5 CONNECT that was read and refused, also for a protocol error in it: CONNACK says why
         conn.send({ cmd: "connack", sessionPresent: false, reasonCode: code, properties: { reasonString: message.slice(0, 200) } });

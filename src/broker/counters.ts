@@ -1,16 +1,34 @@
 // Traffic counters for the stats API and `$SYS/broker/...`. Plain integers in memory: the hot path
 // pays an increment, never a storage write or an allocation. They count since the object last
 // started (it is evicted when idle), like a broker process's counters count since it started.
+import { DROP, DROP_REASONS } from "../session/drops";
+
 export class Counters {
   /** application messages published into the broker: client PUBLISH, wills, HTTP API, RPC */
   messagesReceived = 0;
   /** PUBLISH packets sent to clients */
   messagesSent = 0;
-  /** messages a shared group could not take: no member may read the topic */
-  messagesDropped = 0;
   /** WebSocket payload bytes, both directions */
   bytesReceived = 0;
   bytesSent = 0;
+  /**
+   * By QoS (index 0..2): application messages received (as messagesReceived counts them) and
+   * their payload bytes; PUBLISH packets sent and their payload bytes. Fixed typed arrays: an
+   * increment at an index, no lookup, no allocation.
+   */
+  readonly receivedByQos = new Float64Array(3);
+  readonly receivedBytesByQos = new Float64Array(3);
+  readonly sentByQos = new Float64Array(3);
+  readonly sentBytesByQos = new Float64Array(3);
+  /** dropped messages by reason (session/drops.ts: DROP indexes, DROP_REASONS names) */
+  readonly drops = new Float64Array(DROP_REASONS.length);
+  /** CONNECTs refused for their credentials or rights (bad user name or password, not authorized, bad method) */
+  authFailures = 0;
+
+  /** messages a shared group could not take: no member may read the topic */
+  get messagesDropped(): number {
+    return this.drops[DROP.NO_SHARED_MEMBER]!;
+  }
 
   // ——— billed events of this life of the object (see EventTotals) ———
   /** WebSocket messages (frames) received */

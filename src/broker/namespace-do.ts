@@ -125,6 +125,11 @@ export class NamespaceBroker extends DurableObject<Env> {
     return admin.listClients(this.core);
   }
 
+  client(clientId: string): admin.ClientDetail | null {
+    this.rpcEntered();
+    return admin.clientDetail(this.core, clientId);
+  }
+
   retained(filter: string, limit: number): { messages: admin.RetainedMessage[]; truncated: boolean } {
     this.rpcEntered();
     return admin.listRetained(this.core, filter, limit);

@@ -6,6 +6,7 @@ import { parseSharedFilter } from "../topics/validate";
 import type { Router } from "../topics/router";
 import type { Counters, EventTotals } from "./counters";
 import type { Store } from "../storage/store";
+import { DROP_REASONS } from "../session/drops";
 
 /** `$SYS` and `$SYS/...`: reserved for the broker, clients may not publish there. */
 export function isSysTopic(topic: string): boolean {
@@ -28,7 +29,9 @@ export interface StatsSource {
   readonly counters: Counters;
   readonly sessions: { values(): IterableIterator<Session>; readonly size: number };
   readonly router: Router;
-  readonly store: Pick<Store, "countRetained" | "rowsWritten">;
+  readonly store: Pick<Store, "retainedUsage" | "rowsWritten">;
+  /** lifecycle events that reached a subscriber (lifecycle.ts) */
+  readonly lifecycle?: { readonly published: number };
 }
 
 /** What the $SYS publisher needs besides the figures: routing its messages, and the alarm. */
@@ -48,23 +51,65 @@ export interface NamespaceStats {
   bytes: { received: number; sent: number };
   /** billed events, accumulated across wakes since `events.since` (see counters.ts) */
   events: EventTotals;
+  /** sessions kept after their connection ends (session expiry > 0), and all of them */
+  sessions: { persistent: number; total: number };
+  /** payload bytes of the retained messages (`retained` counts them) */
+  retainedBytes: number;
+  /** by QoS ([QoS 0, QoS 1, QoS 2]): messages received and sent, and their payload bytes */
+  messagesByQos: { received: number[]; sent: number[] };
+  payloadBytesByQos: { received: number[]; sent: number[] };
+  /** dropped messages by reason (session/drops.ts) */
+  dropped: Record<(typeof DROP_REASONS)[number], number>;
+  /** messages waiting in the sessions' queues (all sessions; the longest queue), and their bytes */
+  queued: { messages: number; bytes: number; maxPerSession: number };
+  /** QoS 1/2 messages sent and not yet acknowledged, all sessions */
+  inflight: number;
+  /** CONNECTs refused for credentials or rights */
+  authFailures: number;
+  /** lifecycle events emitted; present once the lifecycle-events module is wired */
+  lifecycleEvents?: number;
 }
 
 export function namespaceStats(core: StatsSource): NamespaceStats {
   const now = core.now();
   const c = core.counters;
   let connected = 0;
-  for (const s of core.sessions.values()) if (s.conn) connected++;
-  return {
+  let persistent = 0;
+  let queued = 0;
+  let queuedBytes = 0;
+  let maxQueued = 0;
+  let inflight = 0;
+  for (const s of core.sessions.values()) {
+    if (s.conn) connected++;
+    if (s.persistent) persistent++;
+    queued += s.queuedCount;
+    queuedBytes += s.queuedBytes;
+    if (s.queuedCount > maxQueued) maxQueued = s.queuedCount;
+    inflight += s.inflight.size;
+  }
+  const retained = core.store.retainedUsage();
+  const dropped = {} as NamespaceStats["dropped"];
+  DROP_REASONS.forEach((reason, i) => (dropped[reason] = c.drops[i]!));
+  const stats: NamespaceStats = {
     time: now,
     uptime: Math.floor((now - c.startedAt) / 1000),
     clients: { connected, total: core.sessions.size },
     subscriptions: core.router.subscriptionCount,
-    retained: core.store.countRetained(),
+    retained: retained.count,
     messages: { received: c.messagesReceived, sent: c.messagesSent },
     bytes: { received: c.bytesReceived, sent: c.bytesSent },
     events: c.events(core.store.rowsWritten),
+    sessions: { persistent, total: core.sessions.size },
+    retainedBytes: retained.bytes,
+    messagesByQos: { received: [...c.receivedByQos], sent: [...c.sentByQos] },
+    payloadBytesByQos: { received: [...c.receivedBytesByQos], sent: [...c.sentBytesByQos] },
+    dropped,
+    queued: { messages: queued, bytes: queuedBytes, maxPerSession: maxQueued },
+    inflight,
+    authFailures: c.authFailures,
   };
+  if (core.lifecycle) stats.lifecycleEvents = core.lifecycle.published;
+  return stats;
 }
 
 /** The `$SYS/broker/...` topics, with Mosquitto's names so existing dashboards understand them. */

@@ -9,13 +9,17 @@ import { isInboundQos2Pending, rememberInboundQos2 } from "../session/inbound";
 import { isValidTopicName, withinTopicLimits } from "../topics/validate";
 import { isUtf8 } from "../protocol/utf8";
 import { mayPublish } from "../auth/rights";
+import { DROP, countDrop } from "../session/drops";
 
 /** Inbound PUBLISH, validated in wire order: QoS/packet id, topic (alias), then routed and acknowledged. */
 export function handlePublish(ctx: HandlerContext, conn: Connection, session: Session, p: PublishPacket): void {
   const qos = p.qos;
   const id = p.messageId ?? 0;
   if (qos > 0 && id === 0) throw protocolError("packet id 0"); // [MQTT-2.2.1-3]
-  if (!conn.publishRate.take(ctx.now())) throw new ProtocolError(RC.MESSAGE_RATE_TOO_HIGH, "publish rate exceeded");
+  if (!conn.publishRate.take(ctx.now())) {
+    countDrop(ctx, DROP.RATE_LIMITED);
+    throw new ProtocolError(RC.MESSAGE_RATE_TOO_HIGH, "publish rate exceeded");
+  }
 
   const props = p.properties;
   let topic = p.topic;
@@ -59,13 +63,17 @@ export function handlePublish(ctx: HandlerContext, conn: Connection, session: Se
   }
   // MQTT 5 Payload Format Indicator 1 promises UTF-8 [MQTT-3.3.2-4]
   if (msg.properties?.payloadFormatIndicator && !isUtf8(msg.payload)) {
+    countDrop(ctx, DROP.INVALID_PAYLOAD);
     if (qos === 0) throw new ProtocolError(RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
     refuse(conn, qos, id, RC.PAYLOAD_FORMAT_INVALID, "payload is not UTF-8");
     return;
   }
   // Last, as it books room for a retained message: limits, the publish ACL, the retained quota.
   const refused = refusal(ctx, conn, topic, p);
-  if (refused !== 0) return deny(ctx, conn, session, p, refused);
+  if (refused !== 0) {
+    countDrop(ctx, refused === RC.NOT_AUTHORIZED ? DROP.NOT_AUTHORIZED : DROP.LIMITS);
+    return deny(ctx, conn, session, p, refused);
+  }
   const matched = ctx.publish(msg);
 
   if (qos === 0) return;

@@ -10,8 +10,9 @@ import { pickMember } from "../topics/router";
 import type { BrokerConfig } from "../config";
 import { DeliveryState, type Store } from "../storage/store";
 import { connMayRead } from "../auth/rights";
+import { DROP, countDrop, type DropCounts } from "./drops";
 
-export interface DeliveryContext {
+export interface DeliveryContext extends DropCounts {
   readonly config: BrokerConfig;
   readonly store: Store;
   now(): number;
@@ -37,12 +38,12 @@ type Group = SharedGroup<Subscription> | null;
  * `group` is the shared subscription it came through, if any.
  */
 export function deliver(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS, retain: boolean, subIds: number[] | null, group: Group = null): void {
-  if (isExpired(msg, ctx.now())) return;
+  if (isExpired(msg, ctx.now())) return countDrop(ctx, DROP.EXPIRED);
   const conn = session.conn;
   const online = conn !== null && conn.state === "connected";
   if (qos === 0) {
     if (online) {
-      conn.sendPublish(msg, 0, retain, subIds, 0, false, ctx.now());
+      if (!conn.sendPublish(msg, 0, retain, subIds, 0, false, ctx.now())) countDrop(ctx, DROP.TOO_LARGE);
     } else if (session.durable && ctx.config.QUEUE_QOS0) enqueue(ctx, session, msg, 0, retain, subIds, group);
     return;
   }
@@ -86,6 +87,7 @@ function sendInflight(ctx: DeliveryContext, session: Session, conn: Peer, msg: M
   const packetId = session.nextPacketId()!; // the window (≤ 65535) guarantees a free id
   if (!conn.sendPublish(msg, qos, retain, subIds, packetId, false, ctx.now())) {
     if (seq !== undefined) ctx.store.deleteDelivery(seq); // too large for this client: dropped [MQTT-3.1.2-25]
+    countDrop(ctx, DROP.TOO_LARGE);
     return;
   }
   if (session.durable) {
@@ -106,6 +108,7 @@ function enqueue(ctx: DeliveryContext, session: Session, msg: Message, qos: QoS,
   while (full()) {
     if (!dropOldestQos0(ctx, session)) {
       session.dropped++;
+      countDrop(ctx, DROP.QUEUE_FULL);
       return;
     }
   }
@@ -133,6 +136,7 @@ function dropExpired(ctx: DeliveryContext, session: Session): void {
   }
   session.queuedCount -= count;
   session.queuedBytes -= bytes;
+  if (count > 0) countDrop(ctx, DROP.EXPIRED, count);
 }
 
 function dropOldestQos0(ctx: DeliveryContext, session: Session): boolean {
@@ -146,6 +150,7 @@ function dropOldestQos0(ctx: DeliveryContext, session: Session): boolean {
   session.queuedCount--;
   session.queuedBytes -= freed;
   session.dropped++;
+  countDrop(ctx, DROP.QUEUE_FULL);
   return true;
 }
 
@@ -212,8 +217,9 @@ function sendDequeued(ctx: DeliveryContext, session: Session, conn: Peer, msg: M
   const expired = isExpired(msg, now);
   // the connection's read ACL may be narrower than when the message was queued (auth/rights.ts)
   const dropped = expired || !connMayRead(conn, msg.topic);
+  if (dropped) countDrop(ctx, expired ? DROP.EXPIRED : DROP.UNREADABLE);
   if (dropped || qos === 0) {
-    if (!dropped) conn.sendPublish(msg, 0, retain, subIds, 0, false, now);
+    if (!dropped && !conn.sendPublish(msg, 0, retain, subIds, 0, false, now)) countDrop(ctx, DROP.TOO_LARGE);
     if (seq !== undefined) ctx.store.deleteDelivery(seq);
     return;
   }
@@ -257,6 +263,7 @@ function resendOne(ctx: DeliveryContext, session: Session, conn: Peer, f: Inflig
   }
   const readable = connMayRead(conn, f.msg.topic); // another client may have taken the session
   if (readable && conn.sendPublish(f.msg, f.qos, f.retain, f.subIds ?? null, f.packetId, true, ctx.now())) return true;
+  countDrop(ctx, readable ? DROP.TOO_LARGE : DROP.UNREADABLE);
   session.takeInflight(f.packetId); // dropped, without refilling while the re-sends are worked out
   if (f.seq !== undefined) ctx.store.deleteDelivery(f.seq); // at once: its packet id is free for the next send
   return false;
@@ -319,7 +326,10 @@ export function rerouteShared(ctx: DeliveryContext, session: Session, ending = f
     session.queuedCount--;
     session.queuedBytes -= q.bytes;
     const target = q.group ? pickMember(q.group, session, q.msg.topic) : null;
-    if (!target) continue;
+    if (!target) {
+      if (q.group) countDrop(ctx, DROP.NO_SHARED_MEMBER); // (the rest ends with the session, as MQTT says)
+      continue;
+    }
     q.msg.storedId = undefined; // as above: a clean member's message may carry a stale body id
     deliverToMember(ctx, target, q.msg, q.group!);
   }
@@ -333,6 +343,7 @@ function rerouteStoredQueue(ctx: DeliveryContext, session: Session): void {
     const target = pickMember(group, session, r.msg.topic);
     // the new row keeps the stored body, which the session's deletion then leaves in place
     if (target && canTake(ctx, target.session, r.msg)) deliverToMember(ctx, target, r.msg, group);
+    else countDrop(ctx, DROP.NO_SHARED_MEMBER); // it ends with the session
   }
 }
 

@@ -1,0 +1,119 @@
+// The namespaces' figures (the stats API's NamespaceStats) in the Prometheus text exposition
+// format 0.0.4: `# HELP` and `# TYPE` once per metric family, then its samples of every
+// namespace, each labelled `namespace="..."`. Counters end in `_total` (OpenMetrics' rule too).
+// Pure: no I/O, so it is unit-tested alone (test/unit/metrics.test.ts).
+import type { NamespaceStats } from "../broker/admin";
+import { DROP_REASONS } from "../session/drops";
+import { InputError, namespaceOf } from "./input";
+
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+/** how many namespaces one /metrics request may ask for */
+export const MAX_METRICS_NAMESPACES = 50;
+
+/** The namespaces a /metrics request names, checked, without repeats, in the order given. */
+export function metricsNamespaces(query: URLSearchParams): string[] {
+  const named: string[] = [];
+  for (const [key, value] of query) {
+    if (key === "namespace") named.push(value.trim());
+    else if (key === "namespaces") named.push(...value.split(",").map((n) => n.trim()));
+  }
+  if (named.length === 0) return ["default"];
+  const unique = [...new Set(named.map((n) => namespaceOf(n)))];
+  if (unique.length > MAX_METRICS_NAMESPACES) throw new InputError(`too many namespaces: at most ${MAX_METRICS_NAMESPACES} per request`);
+  return unique;
+}
+
+
+type Labels = Record<string, string>;
+type Sample = [labels: Labels, value: number];
+
+interface Family {
+  name: string;
+  type: "counter" | "gauge";
+  help: string;
+  samples(s: NamespaceStats): Sample[];
+}
+
+const QOS = ["0", "1", "2"] as const;
+const byQos = (values: number[]): Sample[] => QOS.map((qos, i) => [{ qos }, values[i] ?? 0]);
+const one = (value: number): Sample[] => [[{}, value]];
+
+/** Every metric, in output order (docs/metrics.md has the same table). */
+export const FAMILIES: readonly Family[] = [
+  { name: "mqtt_uptime_seconds", type: "gauge", help: "Seconds since the namespace's object started (or woke from hibernation): the counters not named mqtt_events_* count from then.", samples: (s) => one(s.uptime) },
+  { name: "mqtt_connections", type: "gauge", help: "Clients connected now.", samples: (s) => one(s.clients.connected) },
+  { name: "mqtt_sessions", type: "gauge", help: "Sessions, connected or not.", samples: (s) => one(s.sessions.total) },
+  { name: "mqtt_sessions_persistent", type: "gauge", help: "Sessions kept after their connection ends (session expiry > 0).", samples: (s) => one(s.sessions.persistent) },
+  { name: "mqtt_subscriptions", type: "gauge", help: "Subscriptions of all sessions.", samples: (s) => one(s.subscriptions) },
+  { name: "mqtt_retained_messages", type: "gauge", help: "Retained messages stored.", samples: (s) => one(s.retained) },
+  { name: "mqtt_retained_bytes", type: "gauge", help: "Payload bytes of the retained messages.", samples: (s) => one(s.retainedBytes) },
+  { name: "mqtt_messages_received_total", type: "counter", help: "Application messages published into the broker (client PUBLISH, wills, HTTP API, RPC), by QoS.", samples: (s) => byQos(s.messagesByQos.received) },
+  { name: "mqtt_messages_sent_total", type: "counter", help: "PUBLISH packets sent to clients, by QoS.", samples: (s) => byQos(s.messagesByQos.sent) },
+  { name: "mqtt_payload_bytes_received_total", type: "counter", help: "Payload bytes of the messages received, by QoS.", samples: (s) => byQos(s.payloadBytesByQos.received) },
+  { name: "mqtt_payload_bytes_sent_total", type: "counter", help: "Payload bytes of the PUBLISH packets sent, by QoS.", samples: (s) => byQos(s.payloadBytesByQos.sent) },
+  { name: "mqtt_bytes_received_total", type: "counter", help: "WebSocket bytes received (all MQTT packets).", samples: (s) => one(s.bytes.received) },
+  { name: "mqtt_bytes_sent_total", type: "counter", help: "WebSocket bytes sent (all MQTT packets).", samples: (s) => one(s.bytes.sent) },
+  {
+    name: "mqtt_messages_dropped_total",
+    type: "counter",
+    help: "Messages dropped, by reason.",
+    samples: (s) => DROP_REASONS.map((reason) => [{ reason }, s.dropped[reason] ?? 0]),
+  },
+  { name: "mqtt_queued_messages", type: "gauge", help: "Messages waiting in the sessions' queues.", samples: (s) => one(s.queued.messages) },
+  { name: "mqtt_queued_bytes", type: "gauge", help: "Bytes (topic + payload) waiting in the sessions' queues.", samples: (s) => one(s.queued.bytes) },
+  { name: "mqtt_queued_messages_max", type: "gauge", help: "Messages waiting in the longest session queue.", samples: (s) => one(s.queued.maxPerSession) },
+  { name: "mqtt_inflight_messages", type: "gauge", help: "QoS 1/2 messages sent and not yet acknowledged.", samples: (s) => one(s.inflight) },
+  { name: "mqtt_auth_failures_total", type: "counter", help: "CONNECTs refused for their credentials or rights.", samples: (s) => one(s.authFailures) },
+  {
+    name: "mqtt_lifecycle_events_total",
+    type: "counter",
+    help: "Lifecycle events emitted.",
+    samples: (s) => (s.lifecycleEvents === undefined ? [] : one(s.lifecycleEvents)),
+  },
+  // the billed events, accumulated across the object's lives (counters.ts EventTotals)
+  { name: "mqtt_events_since_seconds", type: "gauge", help: "Unix time the billed-event counters (mqtt_events_*) count from.", samples: (s) => one(s.events.since / 1000) },
+  { name: "mqtt_events_websocket_messages_total", type: "counter", help: "WebSocket messages received (billed as 1/20 request each).", samples: (s) => one(s.events.websocketMessages) },
+  { name: "mqtt_events_rpc_total", type: "counter", help: "RPC calls into the namespace's object (HTTP API, BrokerService, /metrics).", samples: (s) => one(s.events.rpc) },
+  { name: "mqtt_events_http_total", type: "counter", help: "HTTP requests to the object (WebSocket upgrades).", samples: (s) => one(s.events.http) },
+  { name: "mqtt_events_alarms_total", type: "counter", help: "Alarm runs.", samples: (s) => one(s.events.alarms) },
+  { name: "mqtt_events_wakeups_total", type: "counter", help: "Object wake-ups with live sockets or a pending alarm (after hibernation or eviction).", samples: (s) => one(s.events.wakeups) },
+  { name: "mqtt_events_awake_seconds_total", type: "counter", help: "Seconds the object was needed in memory.", samples: (s) => one(s.events.awakeMs / 1000) },
+  { name: "mqtt_events_rows_written_total", type: "counter", help: "SQLite rows written.", samples: (s) => one(s.events.rowsWritten) },
+];
+
+/** The exposition of the namespaces' figures, in the order given. */
+export function metricsText(namespaces: readonly (readonly [namespace: string, stats: NamespaceStats])[], families: readonly Family[] = FAMILIES): string {
+  const lines: string[] = [];
+  for (const f of families) {
+    const rows: string[] = [];
+    for (const [namespace, stats] of namespaces) {
+      for (const [labels, value] of f.samples(stats)) rows.push(`${f.name}${labelText({ namespace, ...labels })} ${numberText(value)}`);
+    }
+    if (rows.length === 0) continue; // a family with no samples is left out whole
+    lines.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`, ...rows);
+  }
+  return lines.join("\n") + "\n";
+}
+
+function labelText(labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabelValue(v)}"`);
+  return parts.length ? `{${parts.join(",")}}` : "";
+}
+
+/** A label value: backslash, double quote and line feed escaped as `\\`, `\"`, `\n`. */
+export function escapeLabelValue(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
+}
+
+/** HELP text: backslash and line feed escaped (a double quote stays as it is). */
+export function escapeHelp(text: string): string {
+  return text.replace(/[\\\n]/g, (c) => (c === "\n" ? "\\n" : "\\\\"));
+}
+
+/** Go's ParseFloat spellings: integers as they are, and +Inf, -Inf, NaN. */
+export function numberText(n: number): string {
+  if (Number.isNaN(n)) return "NaN";
+  if (n === Infinity) return "+Inf";
+  if (n === -Infinity) return "-Inf";
+  return String(n);
+}

@@ -1,0 +1,182 @@
+// The /metrics text builder (src/api/metrics.ts) checked with a real parser of the Prometheus
+// text format, and the counters it reads, counted by the pure core (by QoS, drops by reason).
+import { describe, expect, test } from "vitest";
+import * as mqtt from "mqtt-packet";
+import parsePrometheusTextFormat, { type ParsedFamily } from "parse-prometheus-text-format";
+import { FAMILIES, MAX_METRICS_NAMESPACES, escapeHelp, escapeLabelValue, metricsNamespaces, metricsText, numberText } from "../../src/api/metrics";
+import { InputError } from "../../src/api/input";
+import { BrokerCore, type Runtime } from "../../src/broker/core";
+import { Connection } from "../../src/broker/connection";
+import { namespaceStats, type NamespaceStats } from "../../src/broker/stats";
+import { DEFAULTS, type BrokerConfig } from "../../src/config";
+import { Authenticator } from "../../src/auth/authenticator";
+import { MemoryStore } from "../../src/storage/memory-store";
+import { DROP_REASONS } from "../../src/session/drops";
+import { clientDetail } from "../../src/broker/admin";
+
+function core(config: Partial<BrokerConfig> = {}) {
+  const runtime: Runtime = { now: () => 1000, wakeAt: () => {}, rearm: () => {}, later: (fn) => fn(), log: () => {} };
+  return new BrokerCore(new MemoryStore(), { ...DEFAULTS, ...config }, runtime, Authenticator.open());
+}
+
+/** A client on the pure core speaking MQTT 3.1.1 through mqtt-packet. */
+function client(c: BrokerCore, clientId: string, clean = true) {
+  const parser = mqtt.parser({ protocolVersion: 4 });
+  const transport = { send: (b: Uint8Array) => void parser.parse(Buffer.from(b)), close: () => {}, saveAttachment: () => {} };
+  const conn = new Connection(transport, c.config, { seen: 1000, at: 1000 }, c.counters);
+  c.open(conn);
+  const send = (p: mqtt.Packet) => c.receive(conn, new Uint8Array(mqtt.generate(p, { protocolVersion: 4 })).buffer);
+  send({ cmd: "connect", clientId, protocolVersion: 4, protocolId: "MQTT", clean, keepalive: 60 });
+  return { send, conn };
+}
+
+function family(parsed: ParsedFamily[], name: string): ParsedFamily {
+  const f = parsed.find((x) => x.name === name);
+  if (!f) throw new Error(`no family ${name}`);
+  return f;
+}
+
+function value(parsed: ParsedFamily[], name: string, labels: Record<string, string>): number {
+  const sample = family(parsed, name).metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v));
+  if (!sample) throw new Error(`no sample ${name} ${JSON.stringify(labels)}`);
+  return Number(sample.value);
+}
+
+describe("metricsText", () => {
+  test("every family parses with its HELP and TYPE, counters end in _total, each sample labelled with its namespace", () => {
+    const a = namespaceStats(core());
+    const b = namespaceStats(core());
+    b.messagesByQos.received = [4, 3, 2];
+    const text = metricsText([
+      ["a", a],
+      ["b", b],
+    ]);
+    const parsed = parsePrometheusTextFormat(text);
+    // the lifecycle family is left out until the lifecycle module feeds it
+    expect(parsed.map((f) => f.name)).toEqual(FAMILIES.map((f) => f.name).filter((n) => n !== "mqtt_lifecycle_events_total"));
+    for (const f of parsed) {
+      const def = FAMILIES.find((d) => d.name === f.name)!;
+      expect(f.type).toBe(def.type.toUpperCase());
+      expect(f.help).toBe(def.help);
+      if (def.type === "counter") expect(f.name).toMatch(/_total$/);
+      else expect(f.name).not.toMatch(/_total$/);
+      const namespaces = new Set(f.metrics.map((m) => m.labels?.namespace));
+      expect(namespaces).toEqual(new Set(["a", "b"]));
+    }
+    expect(value(parsed, "mqtt_messages_received_total", { namespace: "b", qos: "1" })).toBe(3);
+    expect(value(parsed, "mqtt_messages_received_total", { namespace: "a", qos: "1" })).toBe(0);
+    expect(family(parsed, "mqtt_messages_dropped_total").metrics.filter((m) => m.labels?.namespace === "a").map((m) => m.labels?.reason)).toEqual([...DROP_REASONS]);
+    // one family's lines together, HELP then TYPE then samples; no sample line twice
+    const lines = text.trimEnd().split("\n");
+    const samples = lines.filter((l) => !l.startsWith("#"));
+    expect(new Set(samples.map((l) => l.slice(0, l.lastIndexOf(" ")))).size).toBe(samples.length);
+    expect(lines[0]).toBe(`# HELP mqtt_uptime_seconds ${FAMILIES[0]!.help}`);
+    expect(lines[1]).toBe("# TYPE mqtt_uptime_seconds gauge");
+    expect(text.endsWith("\n")).toBe(true);
+  });
+
+  test("the lifecycle events count: events that reached a subscriber", () => {
+    const c = core();
+    const monitor = client(c, "monitor");
+    monitor.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$events/#", qos: 0 }] });
+    expect(namespaceStats(c).lifecycleEvents).toBe(0);
+    client(c, "dev");
+    const parsed = parsePrometheusTextFormat(metricsText([["x", namespaceStats(c)]]));
+    expect(value(parsed, "mqtt_lifecycle_events_total", { namespace: "x" })).toBe(1); // dev connected
+  });
+
+  test("label values are escaped as the format says: backslash, double quote, line feed", () => {
+    expect(escapeLabelValue('a\\b"c\nd')).toBe('a\\\\b\\"c\\nd');
+    expect(escapeLabelValue("plain.ns-1_x")).toBe("plain.ns-1_x");
+    expect(escapeHelp('say "hi" \\ then\nmore')).toBe('say "hi" \\\\ then\\nmore');
+    const odd = 'we\\ird "ns"\nline';
+    const parsed = parsePrometheusTextFormat(metricsText([[odd, namespaceStats(core())]]));
+    expect(family(parsed, "mqtt_connections").metrics[0]!.labels).toEqual({ namespace: odd });
+    const help = [{ name: "x_total", type: "counter" as const, help: "a \\ b\nc", samples: () => [[{}, 1] as [Record<string, string>, number]] }];
+    expect(parsePrometheusTextFormat(metricsText([["n", namespaceStats(core())]], help))[0]!.help).toBe("a \\ b\nc");
+  });
+
+  test("numbers in Go's float spellings", () => {
+    expect(numberText(3)).toBe("3");
+    expect(numberText(1.5)).toBe("1.5");
+    expect(numberText(NaN)).toBe("NaN");
+    expect(numberText(Infinity)).toBe("+Inf");
+    expect(numberText(-Infinity)).toBe("-Inf");
+  });
+});
+
+describe("metricsNamespaces", () => {
+  const q = (s: string) => metricsNamespaces(new URLSearchParams(s));
+  test("default, repeated and comma-separated, without repeats, in order", () => {
+    expect(q("")).toEqual(["default"]);
+    expect(q("namespace=a&namespace=b")).toEqual(["a", "b"]);
+    expect(q("namespaces=a,b&namespace=c&namespaces=b")).toEqual(["a", "b", "c"]);
+  });
+  test("bad names and too many are refused (400)", () => {
+    expect(() => q("namespace=bad/name")).toThrow(InputError);
+    expect(() => q("namespaces=a,,b")).toThrow(InputError);
+    const many = Array.from({ length: MAX_METRICS_NAMESPACES + 1 }, (_, i) => `n${i}`).join(",");
+    expect(() => q(`namespaces=${many}`)).toThrow(/at most 50/);
+    expect(q(`namespaces=${many.split(",").slice(0, 50).join(",")}`)).toHaveLength(50);
+  });
+});
+
+describe("counted by the core", () => {
+  test("messages and payload bytes by QoS, in and out", () => {
+    const c = core();
+    const sub = client(c, "sub");
+    sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t/#", qos: 2 }] });
+    const pub = client(c, "pub");
+    pub.send({ cmd: "publish", topic: "t/0", payload: Buffer.from("abc"), qos: 0, retain: false, dup: false });
+    for (let i = 1; i <= 3; i++) pub.send({ cmd: "publish", topic: "t/1", payload: Buffer.from("hello"), qos: 1, messageId: i, retain: false, dup: false });
+    pub.send({ cmd: "publish", topic: "t/2", payload: Buffer.from("xy"), qos: 2, messageId: 9, retain: false, dup: false });
+    const s = namespaceStats(c);
+    expect(s.messagesByQos.received).toEqual([1, 3, 1]);
+    expect(s.payloadBytesByQos.received).toEqual([3, 15, 2]);
+    expect(s.messagesByQos.sent).toEqual([1, 3, 1]);
+    expect(s.payloadBytesByQos.sent).toEqual([3, 15, 2]);
+    expect(s.messages.received).toBe(5);
+    expect(s.inflight).toBe(4); // sub acknowledged nothing
+    expect(s.clients.connected).toBe(2);
+  });
+
+  test("drops by reason: a full queue, a $SYS publish; queue depths", () => {
+    const c = core({ MAX_QUEUED_MESSAGES: 2, MAX_INFLIGHT: 1 });
+    const sub = client(c, "sub");
+    sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "q", qos: 1 }] });
+    const pub = client(c, "pub");
+    // 1 in flight, 2 queued, then 2 dropped for the full queue
+    for (let i = 1; i <= 5; i++) pub.send({ cmd: "publish", topic: "q", payload: Buffer.from("m"), qos: 1, messageId: i, retain: false, dup: false });
+    const s = namespaceStats(c);
+    expect(s.dropped.queue_full).toBe(2);
+    expect(s.queued).toEqual({ messages: 2, bytes: 4, maxPerSession: 2 });
+    expect(s.inflight).toBe(1);
+    c.publish({ topic: "$SYS/x", payload: Buffer.from("no"), qos: 0, retain: false });
+    expect(namespaceStats(c).dropped.not_authorized).toBe(1);
+  });
+});
+
+test("drops at the door and on delivery: rate limited, over the topic limits, expired; auth failures", () => {
+  const c = core({ MAX_PUBLISH_RATE: 1, PUBLISH_BURST: 1, MAX_TOPIC_LEVELS: 2 });
+  const sub = client(c, "sub");
+  sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "#", qos: 0 }] });
+  const pub = client(c, "pub");
+  pub.send({ cmd: "publish", topic: "a/b/c", payload: Buffer.from("deep"), qos: 0, retain: false, dup: false });
+  expect(namespaceStats(c).dropped.limits).toBe(1);
+  pub.send({ cmd: "publish", topic: "a/b", payload: Buffer.from("over the rate"), qos: 0, retain: false, dup: false });
+  expect(namespaceStats(c).dropped.rate_limited).toBe(1);
+  expect(pub.conn.state).toBe("closed"); // 0x96: the connection ends
+  c.publish({ topic: "a/x", payload: Buffer.from("stale"), qos: 0, retain: false, expiresAt: 500 }); // now is 1000
+  const s = namespaceStats(c);
+  expect(s.dropped.expired).toBe(1);
+  expect(s.messagesByQos.sent).toEqual([0, 0, 0]);
+  expect(Object.values(s.dropped).reduce((a, b) => a + b, 0)).toBe(3);
+  expect(s.authFailures).toBe(0);
+});
+
+test("the client detail's history is the client's lifecycle history", () => {
+  const c = core();
+  client(c, "dev", false);
+  expect(clientDetail(c, "dev")!.history).toMatchObject([{ event: "connected", time: 1000 }]);
+  expect(clientDetail(c, "nobody")).toBeNull();
+});
