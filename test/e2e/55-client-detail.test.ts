@@ -1,6 +1,6 @@
 // The client detail API, GET /api/<namespace>/clients/<id> and BrokerService.client: a client's
 // subscriptions with their options, its queue and in-flight messages, last seen, connection
-// parameters and (empty until the lifecycle module feeds it) history; 404 for an unknown client.
+// parameters and its lifecycle history (connected, disconnected, with reasons); 404 for an unknown client.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { startBroker, connect, end, apiPublish, TEST_API_TOKEN, BROKER_WORKER, type Broker } from "./harness";
@@ -44,7 +44,7 @@ async function call(method: string, ...args: unknown[]): Promise<{ result?: any;
 }
 
 describe("a connected MQTT 5 client", () => {
-  test("subscriptions with their options, connection parameters, last seen, empty history", async () => {
+  test("subscriptions with their options, connection parameters, last seen, lifecycle history", async () => {
     const before = Date.now();
     const c = await connect(broker.url("cd"), { clientId: "dev/1 ü", protocolVersion: 5, keepalive: 30, clean: true, properties: { sessionExpiryInterval: 300 } });
     await c.subscribeAsync("a/+", { qos: 1, nl: true, rap: true, rh: 2, properties: { subscriptionIdentifier: 7 } });
@@ -52,7 +52,8 @@ describe("a connected MQTT 5 client", () => {
     const { status, body } = await detail("cd", "dev/1 ü");
     expect(status).toBe(200);
     const d = body as ClientDetail & { namespace: string };
-    expect(d).toMatchObject({ namespace: "cd", clientId: "dev/1 ü", connected: true, protocolVersion: 5, keepalive: 30, sessionExpiry: 300, hasWill: false, history: [] });
+    expect(d).toMatchObject({ namespace: "cd", clientId: "dev/1 ü", connected: true, protocolVersion: 5, keepalive: 30, sessionExpiry: 300, hasWill: false });
+    expect(d.history).toMatchObject([{ event: "connected" }]);
     expect(d.subscriptions).toEqual([
       { filter: "a/+", qos: 1, options: { noLocal: true, retainAsPublished: true, retainHandling: 2, subscriptionId: 7 } },
       { filter: "b/#", qos: 0, options: { noLocal: false, retainAsPublished: false, retainHandling: 0 } },
@@ -65,7 +66,7 @@ describe("a connected MQTT 5 client", () => {
 
     // the same through RPC
     const rpc = await call("client", "cd", "dev/1 ü");
-    expect(rpc.result).toMatchObject({ clientId: "dev/1 ü", connected: true, subscriptions: d.subscriptions, history: [] });
+    expect(rpc.result).toMatchObject({ clientId: "dev/1 ü", connected: true, subscriptions: d.subscriptions, history: d.history });
     await end(c);
   });
 

@@ -52,8 +52,7 @@ describe("metricsText", () => {
       ["b", b],
     ]);
     const parsed = parsePrometheusTextFormat(text);
-    // the lifecycle family is left out until the lifecycle module feeds it
-    expect(parsed.map((f) => f.name)).toEqual(FAMILIES.map((f) => f.name).filter((n) => n !== "mqtt_lifecycle_events_total"));
+    expect(parsed.map((f) => f.name)).toEqual(FAMILIES.map((f) => f.name));
     for (const f of parsed) {
       const def = FAMILIES.find((d) => d.name === f.name)!;
       expect(f.type).toBe(def.type.toUpperCase());
