@@ -256,6 +256,10 @@ export function storeContract(open: OpenStore): void {
         expect(due[0]!.msg.expiresAt).toBeUndefined();
         expect(store.dueRuleSends(300, 1).map((r) => r.id)).toEqual([b]);
         expect(store.dueRuleSends(199, 10)).toEqual([]);
+        // a byte budget: rows while their payloads fit ("two" + "one" = 6 bytes), the first always
+        expect(store.dueRuleSends(1000, 10, 6).map((r) => r.id)).toEqual([b, a]);
+        expect(store.dueRuleSends(1000, 10, 5).map((r) => r.id)).toEqual([b]);
+        expect(store.dueRuleSends(1000, 10, 1).map((r) => r.id)).toEqual([b]);
       });
     });
 

@@ -85,6 +85,14 @@ class Route {
 const MAX_SENDS_PER_RULE = 4;
 /** Messages held in memory per rule; beyond, QoS 0 ones are lost and stored ones wait for the alarm. */
 const MAX_BATCHED = 1000;
+/**
+ * Payload bytes held in memory by all rules (batches and sends under way), whatever the count:
+ * messages may be 1 MiB each (MAX_PACKET_SIZE) and an isolate has 128 MB. Beyond, as beyond
+ * MAX_BATCHED: QoS 0 messages are lost, stored ones wait in storage for the alarm.
+ */
+export const MAX_HELD_BYTES = 32 * 1024 * 1024;
+/** Payload bytes per send (at least one message): a JSON body is ~2.7 times its payloads as strings. */
+export const MAX_SEND_BYTES = 1024 * 1024;
 /** Stored sends the alarm takes up at once. */
 const DUE_LIMIT = 500;
 const LEASE_MARGIN_MS = 5000;
@@ -104,6 +112,8 @@ export class RuleEngine {
   private stored: number;
   /** stored sends held in memory, in a batch or under way: the alarm does not take them up again */
   private readonly held = new Set<number>();
+  /** payload bytes in batches and sends under way (bounded by MAX_HELD_BYTES) */
+  private heldBytes = 0;
 
   constructor(
     rules: { rule: Rule; dest: Destination }[],
@@ -132,10 +142,14 @@ export class RuleEngine {
       for (let i = 0; i < hits.length; i++) {
         const route = hits[i]!;
         route.counters.matched++;
-        const full = route.batch.length >= MAX_BATCHED;
+        const size = msg.payload.byteLength;
+        const full = route.batch.length >= MAX_BATCHED || (this.heldBytes > 0 && this.heldBytes + size > MAX_HELD_BYTES);
         if (msg.qos === 0 || route.rule.qos === 0) {
           if (full) route.counters.lost++;
-          else route.batch.push({ id: null, msg, clientId, createdAt: now, attempts: 0 });
+          else {
+            route.batch.push({ id: null, msg, clientId, createdAt: now, attempts: 0 });
+            this.heldBytes += size;
+          }
           continue;
         }
         if (this.stored >= config.RULES_MAX_PENDING) {
@@ -150,6 +164,7 @@ export class RuleEngine {
         if (!full) {
           route.batch.push({ id, msg, clientId, createdAt: now, attempts: 0 });
           this.held.add(id);
+          this.heldBytes += size;
         }
       }
     } finally {
@@ -167,7 +182,10 @@ export class RuleEngine {
     if (this.stored === 0) return;
     const { store } = this.host;
     let started = false;
-    for (const row of store.dueRuleSends(now, DUE_LIMIT)) {
+    // rows are loaded with their payloads: no more than memory has room for (at least one when none is held)
+    const room = MAX_HELD_BYTES - this.heldBytes;
+    const rows = this.heldBytes === 0 || room >= MAX_SEND_BYTES ? store.dueRuleSends(now, DUE_LIMIT, Math.max(room, 1)) : [];
+    for (const row of rows) {
       const route = this.routes.get(row.rule);
       if (this.held.has(row.id) && route) {
         // still waiting in its batch (the rule's sends are all busy): not due before a new lease ends
@@ -186,18 +204,20 @@ export class RuleEngine {
         route.counters.expired++;
         continue;
       }
-      if (route.batch.length >= MAX_BATCHED) {
+      if (route.batch.length >= MAX_BATCHED || (this.heldBytes > 0 && this.heldBytes + row.msg.payload.byteLength > MAX_HELD_BYTES)) {
         store.updateRuleSend(row.id, row.attempts, now + 1000); // its turn comes when the batch has room
         continue;
       }
       store.updateRuleSend(row.id, row.attempts, now + route.leaseMs());
       route.batch.push(row);
       this.held.add(row.id);
+      this.heldBytes += row.msg.payload.byteLength;
       started = true;
     }
     if (started) this.flush();
     const next = store.nextRuleSendAt();
-    if (next !== null) this.arm(next);
+    // still due: more than one alarm takes (DUE_LIMIT) or memory has room for; the next look in a second, not at once
+    if (next !== null) this.arm(next > now ? next : now + 1000);
   }
 
   stats(): RulesStats {
@@ -219,7 +239,14 @@ export class RuleEngine {
     this.flushScheduled = false;
     for (const route of this.routes.values()) {
       while (route.batch.length > 0 && route.sending < MAX_SENDS_PER_RULE) {
-        const batch = route.batch.splice(0, route.dest.batchSize);
+        let n = 0;
+        let bytes = 0;
+        for (const p of route.batch) {
+          if (n === route.dest.batchSize || (n > 0 && bytes + p.msg.payload.byteLength > MAX_SEND_BYTES)) break;
+          bytes += p.msg.payload.byteLength;
+          n++;
+        }
+        const batch = route.batch.splice(0, n);
         route.sending++;
         void this.send(route, batch);
       }
@@ -250,7 +277,10 @@ export class RuleEngine {
     } catch (err) {
       this.host.log("error", `rules: settling a send of ${JSON.stringify(route.rule.name)} failed: ${(err as Error)?.stack ?? String(err)}`);
     } finally {
-      for (const p of batch) if (p.id !== null) this.held.delete(p.id);
+      for (const p of batch) {
+        if (p.id !== null) this.held.delete(p.id);
+        this.heldBytes -= p.msg.payload.byteLength;
+      }
       route.sending--;
       if (route.batch.length > 0 && !this.flushScheduled) {
         this.flushScheduled = true;

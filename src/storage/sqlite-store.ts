@@ -338,11 +338,17 @@ export class SqliteStore implements Store {
     return Number(row.id);
   }
 
-  dueRuleSends(now: number, limit: number): RuleSendRow[] {
-    return this.sql
-      .exec<Row>("SELECT * FROM rule_sends WHERE next_at <= ? ORDER BY next_at, id LIMIT ?", now, limit)
-      .toArray()
-      .map((r) => ({
+  dueRuleSends(now: number, limit: number, maxBytes = Infinity): RuleSendRow[] {
+    const rows: Row[] = [];
+    let bytes = 0;
+    // the cursor steps the statement row by row: rows past the byte budget are never read
+    for (const r of this.sql.exec<Row>("SELECT * FROM rule_sends WHERE next_at <= ? ORDER BY next_at, id LIMIT ?", now, limit)) {
+      const size = r.payload instanceof ArrayBuffer ? r.payload.byteLength : 0;
+      if (rows.length > 0 && bytes + size > maxBytes) break;
+      bytes += size;
+      rows.push(r);
+    }
+    return rows.map((r) => ({
         id: Number(r.id),
         rule: r.rule as string,
         msg: {

@@ -328,6 +328,61 @@ describe("outbox", () => {
     expect(t.sent).toEqual({ all: [["a/x#1"]], plus: [["a/x#1"]], dollar: [["$app/x#1"]] });
   });
 
+  describe("memory stays bounded with large messages (MAX_PACKET_SIZE is 1 MiB; an isolate has 128 MB)", () => {
+    const MiB = 1024 * 1024;
+    const big = (topic: string, qos: 0 | 1 = 1) => ({ topic, payload: new Uint8Array(MiB), qos, retain: false });
+    const bytes = (batch: readonly TakenMessage[]) => batch.reduce((n, t) => n + t.msg.payload.byteLength, 0);
+    /** an engine whose destination holds every send open until released; records each send's payload bytes */
+    function stalled(store: MemoryStore, clock: () => number, later: (fn: () => void) => void = (fn) => fn()) {
+      const sends: number[] = [];
+      const gates: (() => void)[] = [];
+      const dest: Destination = { batchSize: 100, send: (batch) => new Promise<void>((resolve) => (sends.push(bytes(batch)), gates.push(resolve))) };
+      const engine = new RuleEngine([{ rule: { name: "a", filter: "#", to: { kind: "webhook", url: "https://x.test/" }, format: "json", timeoutMs: 60_000, qos: 1 }, dest }], {
+        store, config: DEFAULTS, now: clock, wakeAt: () => {}, later, log: () => {},
+      });
+      const held = () => {
+        const route = (engine as unknown as { routes: Map<string, { batch: TakenMessage[] }> }).routes.get("a")!;
+        return bytes(route.batch) + sends.reduce((n, b) => n + b, 0);
+      };
+      return { engine, sends, gates, held };
+    }
+
+    test("one send carries at most about 1 MiB of payloads (a JSON body of 100 × 1 MiB would be ~270 MB of strings)", () => {
+      const store = new MemoryStore();
+      const laters: (() => void)[] = [];
+      const { engine, sends } = stalled(store, () => 1000, (fn) => void laters.push(fn));
+      for (let i = 0; i < 20; i++) engine.offer(big(`t/${i}`)); // one event's messages: one batch
+      while (laters.length) laters.shift()!();
+      expect(sends.length).toBeGreaterThan(0);
+      for (const n of sends) expect(n).toBeLessThanOrEqual(MiB);
+    });
+
+    test("messages waiting in memory (batches and sends under way) are bounded in bytes; the rest wait in storage", () => {
+      const store = new MemoryStore();
+      const { engine, held } = stalled(store, () => 1000);
+      for (let i = 0; i < 200; i++) engine.offer(big(`t/${i}`));
+      expect(store.countRuleSends()).toBe(200); // all taken (stored), for the alarm to send later
+      expect(held()).toBeLessThanOrEqual(32 * MiB);
+    });
+
+    test("the alarm loads due sends up to the memory bound, not 500 rows of 1 MiB", () => {
+      const store = new MemoryStore();
+      for (let i = 0; i < 300; i++) store.addRuleSend("a", big(`t/${i}`), null, 0, 0); // a previous life's pending sends
+      let loaded = 0;
+      const due = store.dueRuleSends.bind(store);
+      store.dueRuleSends = (...args: Parameters<MemoryStore["dueRuleSends"]>) => {
+        const rows = due(...args);
+        loaded += rows.reduce((n, r) => n + r.msg.payload.byteLength, 0);
+        return rows;
+      };
+      const { engine, held } = stalled(store, () => 1000);
+      engine.due(1000);
+      expect(loaded).toBeLessThanOrEqual(32 * MiB + MiB);
+      expect(held()).toBeLessThanOrEqual(32 * MiB);
+      expect(engine.nextWake()).toBeGreaterThan(1000); // what was not loaded does not make the alarm fire again at once (no loop)
+    });
+  });
+
   test("RULES_MAX_PENDING: a QoS 1 message beyond it is not taken, and counted", async () => {
     const t = setup({ a: { filter: "#" } }, { RULES_MAX_PENDING: 2 });
     for (const topic of ["1", "2", "3"]) t.engine.offer(msg(topic));
