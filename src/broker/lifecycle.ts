@@ -161,6 +161,8 @@ const OFFLINE = encoder.encode("offline");
 export interface LifecycleContext extends DeliveryContext {
   readonly router: Router;
   admitRetained(topic: string, bytes: number): boolean;
+  /** RULES: events go to the rules whose filter names `$events` (`#` never matches them) */
+  readonly rules?: { wants(topic: string): boolean; offer(msg: Message): void } | null;
 }
 
 /** The connection facts an event reads (a Connection, or what the core rebuilt for a lost one). */
@@ -293,11 +295,14 @@ export class Lifecycle {
     const msg: Message = { topic, payload: EMPTY, qos: 1, retain: false };
     const r = this.ctx.router;
     const n = r.match(msg);
-    if (n === 0) return;
+    const rules = this.ctx.rules;
+    const toRules = rules ? rules.wants(topic) : false;
+    if (n === 0 && !toRules) return;
     msg.payload = eventPayload(build());
     msg.properties = EVENT_PROPERTIES;
     for (let i = 0; i < n; i++) deliver(this.ctx, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
-    this.published++;
+    if (n > 0) this.published++;
+    if (toRules) rules!.offer(msg);
   }
 
   /** PRESENCE_RETAINED: `$events/presence/<id>` retained online/offline (within the retained quota). */
@@ -327,6 +332,7 @@ export class Lifecycle {
     const n = r.match(msg);
     for (let i = 0; i < n; i++) deliver(this.ctx, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
     if (n > 0) this.published++;
+    this.ctx.rules?.offer(msg);
   }
 }
 

@@ -176,6 +176,16 @@ export class RuleEngine {
     }
   }
 
+  /**
+   * Whether a rule's filter matches the topic (the lifecycle events ask before building their
+   * JSON: a `$events` topic only matches filters that name `$events`).
+   */
+  wants(topic: string): boolean {
+    let hit = false;
+    this.trie.match(topic, () => void (hit = true), ignoreGroup);
+    return hit;
+  }
+
   /** From the alarm: stored sends due again (retries, and sends of a previous life of the object). */
   due(now: number): void {
     this.armedAt = null;
