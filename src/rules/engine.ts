@@ -8,7 +8,7 @@ import type { BrokerConfig } from "../config";
 import type { Store } from "../storage/store";
 import type { MessageRow } from "../storage/store";
 import { TopicTrie } from "../topics/trie";
-import type { Rule } from "./config";
+import { redactUrl, type Rule } from "./config";
 import type { Destination } from "./destinations";
 import type { TakenMessage } from "./message";
 import { givenUp, retryDelay } from "./retry";
@@ -238,7 +238,7 @@ export class RuleEngine {
       const c = route.counters;
       for (const k in total) total[k as keyof RuleCounters] += c[k as keyof RuleCounters];
       const to = route.rule.to;
-      rules.push({ name: route.rule.name, filter: route.rule.filter, to: to.kind === "webhook" ? `webhook:${redact(to.url)}` : `${to.kind}:${to.binding}`, ...c });
+      rules.push({ name: route.rule.name, filter: route.rule.filter, to: to.kind === "webhook" ? `webhook:${redactUrl(to.url)}` : `${to.kind}:${to.binding}`, ...c });
       sending += route.sending;
     }
     return { pending: this.stored, sending, total, rules };
@@ -371,9 +371,3 @@ export class RuleEngine {
 }
 
 function ignoreGroup(): void {}
-
-/** A webhook URL for stats and logs: no query string (it may hold a token). */
-function redact(url: string): string {
-  const q = url.indexOf("?");
-  return q < 0 ? url : `${url.slice(0, q)}?…`;
-}

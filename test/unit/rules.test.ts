@@ -9,6 +9,7 @@ import { givenUp, retryDelay } from "../../src/rules/retry";
 import { importSigningKey, signature } from "../../src/rules/sign";
 import { ruleMessage } from "../../src/rules/message";
 import { RuleEngine, type RulesHost } from "../../src/rules/engine";
+import { loadRules } from "../../src/rules/setup";
 import { makeDestination, type Destination } from "../../src/rules/destinations";
 import type { TakenMessage } from "../../src/rules/message";
 import { MemoryStore } from "../../src/storage/memory-store";
@@ -35,6 +36,18 @@ describe("RULES parsing", () => {
       { name: "hook", filter: "a/b", to: { kind: "webhook", url: "https://example.com/in?x=1" }, secret: "HOOK_SECRET", format: "raw", timeoutMs: 10_000, qos: 1 },
       { name: "local", filter: "#", to: { kind: "webhook", url: "http://127.0.0.1:8080/hook" }, format: "json", timeoutMs: 10_000, qos: 1 },
     ]);
+  });
+
+  test("a webhook's default name leaves out its query string (it may hold a token): names are logged, counted and sent", () => {
+    const { rules } = parseRules(JSON.stringify([{ filter: "a/#", to: "webhook:https://hooks.example/in?token=s3cr3t" }]), env);
+    expect(rules[0]!.name).toBe("webhook:https://hooks.example/in?... a/#");
+    expect(rules[0]!.to).toEqual({ kind: "webhook", url: "https://hooks.example/in?token=s3cr3t" }); // sent to the full URL
+    const logs: string[] = [];
+    const engine = loadRules({ RULES: JSON.stringify([{ filter: "b/#", to: "webhook:https://hooks.example/b?token=s3cr3t" }]) }, "ns", {
+      store: new MemoryStore(), config: DEFAULTS, now: () => 0, wakeAt: () => {}, later: () => {}, log: (_l, m) => void logs.push(m),
+    });
+    expect(logs.join("\n")).not.toContain("s3cr3t");
+    expect(JSON.stringify(engine!.stats())).not.toContain("s3cr3t");
   });
 
   test("absent or empty RULES: no rules, no errors", () => {
