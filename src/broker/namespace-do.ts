@@ -37,7 +37,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     const auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
     this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime, auth);
     const core = this.core;
-    core.rules = loadRules(env, ctx.id.name ?? "", { store: core.store, config: core.config, now: runtime.now, wakeAt: (ms) => core.wakeAt(ms), later: (fn) => core.later(fn), log: runtime.log });
+    core.rules = loadRules(env, ctx.id.name ?? "", core.rulesHost());
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);

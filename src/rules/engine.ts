@@ -19,6 +19,8 @@ export interface RulesHost {
   now(): number;
   /** ask for the alarm at `ms` or earlier */
   wakeAt(ms: number): void;
+  /** the alarm asked for is no longer needed: set it to the broker's next deadline (or none) */
+  rearm?(): void;
   /** run `fn` in a later event */
   later(fn: () => void): void;
   log(level: "info" | "warn" | "error", message: string): void;
@@ -315,6 +317,11 @@ export class RuleEngine {
       if (ids.length > 0) {
         store.deleteRuleSends(ids);
         this.stored -= ids.length;
+        // nothing pending: the alarm armed for the leases would wake the object for nothing
+        if (this.stored === 0 && this.armedAt !== null) {
+          this.armedAt = null;
+          this.host.rearm?.();
+        }
       }
       return;
     }

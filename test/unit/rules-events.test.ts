@@ -21,7 +21,7 @@ function withRules(filters: Record<string, string>) {
       };
       return { rule: { name, filter, to: { kind: "queue" as const, binding: "Q" }, format: "json" as const, timeoutMs: 1000, qos: 1 as const }, dest };
     }),
-    { store: core.store, config: core.config, now: () => b.now, wakeAt: (ms) => core.wakeAt(ms), later: (fn) => core.later(fn), log: () => {} },
+    core.rulesHost(), // as the namespace object wires it
   );
   return { b, sent };
 }
@@ -49,4 +49,17 @@ test("$events/# gets every event, and events nobody subscribes to still reach th
   await settle(b);
   expect(sent.events?.map((m) => m.topic)).toEqual(["$events/clients/dev-2/connected", "$events/clients/dev-2/disconnected"]);
   expect(b.core.rules!.stats().pending).toBe(0); // sent and deleted
+});
+
+test("a QoS 1 send that succeeded leaves no alarm behind (its lease's wake-up would bill a request and wake a hibernated object for nothing)", async () => {
+  const { b, sent } = withRules({ out: "t/#" });
+  const c = new SimClient(b, "dev-3");
+  c.connect({ keepalive: 0 });
+  b.alarmAt = null;
+  c.publish("t/1", "x", 1);
+  expect(b.alarmAt).not.toBeNull(); // the lease: should the object stop mid-send, the alarm sends it again
+  await settle(b);
+  expect(sent.out?.map((m) => m.topic)).toEqual(["t/1"]);
+  expect(b.core.rules!.stats().pending).toBe(0);
+  expect(b.alarmAt).toBeNull();
 });
