@@ -197,6 +197,8 @@ export class RuleEngine {
     // rows are loaded with their payloads: no more than memory has room for (at least one when none is held)
     const room = MAX_HELD_BYTES - this.heldBytes;
     const rows = this.heldBytes === 0 || room >= MAX_SEND_BYTES ? store.dueRuleSends(now, DUE_LIMIT, Math.max(room, 1)) : [];
+    /** pending sends of rules RULES no longer has, by name: one log line each, not one per row */
+    let orphans: Map<string, number> | undefined;
     for (const row of rows) {
       const route = this.routes.get(row.rule);
       if (this.held.has(row.id) && route) {
@@ -207,7 +209,7 @@ export class RuleEngine {
       if (!route) {
         store.deleteRuleSends([row.id]);
         this.stored--;
-        this.host.log("warn", `rules: a pending send for the rule ${JSON.stringify(row.rule)}, which RULES no longer has, is dropped`);
+        (orphans ??= new Map()).set(row.rule, (orphans.get(row.rule) ?? 0) + 1);
         continue;
       }
       if (row.msg.expiresAt !== undefined && row.msg.expiresAt < now) {
@@ -226,6 +228,7 @@ export class RuleEngine {
       this.heldBytes += row.msg.payload.byteLength;
       started = true;
     }
+    if (orphans) for (const [rule, n] of orphans) this.host.log("warn", `rules: ${n} pending send(s) for the rule ${JSON.stringify(rule)}, which RULES no longer has, dropped`);
     if (started) this.flush();
     const next = store.nextRuleSendAt();
     // still due: more than one alarm takes (DUE_LIMIT) or memory has room for; the next look in a second, not at once

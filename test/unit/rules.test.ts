@@ -396,6 +396,17 @@ describe("outbox", () => {
     });
   });
 
+  test("pending sends of a rule that RULES no longer has: dropped with one log line per alarm, not one per row", () => {
+    const t = setup({ a: { filter: "#" } });
+    for (let i = 0; i < 300; i++) t.store.addRuleSend("renamed", msg(`t/${i}`), null, 0, 0);
+    const engine = new RuleEngine([], { store: t.store, config: DEFAULTS, now: () => t.now, wakeAt: () => {}, later: () => {}, log: (l, m) => void t.logs.push(`${l}: ${m}`) });
+    engine.due(t.now);
+    expect(t.store.countRuleSends()).toBe(0);
+    const lines = t.logs.filter((l) => l.includes("renamed"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/300 pending send/);
+  });
+
   test("RULES_MAX_PENDING: a QoS 1 message beyond it is not taken, and counted", async () => {
     const t = setup({ a: { filter: "#" } }, { RULES_MAX_PENDING: 2 });
     for (const topic of ["1", "2", "3"]) t.engine.offer(msg(topic));
