@@ -297,6 +297,11 @@ export class RuleEngine {
         this.heldBytes -= p.msg.payload.byteLength;
       }
       route.sending--;
+      // nothing pending (sent, or given up): the alarm armed for the leases would wake the object for nothing
+      if (this.stored === 0 && this.armedAt !== null) {
+        this.armedAt = null;
+        this.host.rearm?.();
+      }
       if (route.batch.length > 0 && !this.flushScheduled) {
         this.flushScheduled = true;
         this.host.later(() => this.flush());
@@ -320,11 +325,6 @@ export class RuleEngine {
       if (ids.length > 0) {
         store.deleteRuleSends(ids);
         this.stored -= ids.length;
-        // nothing pending: the alarm armed for the leases would wake the object for nothing
-        if (this.stored === 0 && this.armedAt !== null) {
-          this.armedAt = null;
-          this.host.rearm?.();
-        }
       }
       return;
     }
