@@ -130,6 +130,7 @@ describe("rules to a Queue, a Worker and webhooks", () => {
       { name: "raw", filter: "raw/#", to: `webhook:${sink.url("/raw")}`, format: "raw", secret: "HOOK_SECRET" },
       { name: "all", filter: "#", to: `webhook:${sink.url("/all")}`, qos: 0 },
       { name: "app", filter: "$app/#", to: `webhook:${sink.url("/app")}` },
+      { name: "presence", filter: "$events/clients/+/connected", to: `webhook:${sink.url("/presence")}` },
       { name: "later", filter: "p/#", to: `webhook:http://127.0.0.1:${downPort}/later`, timeout: 1 },
       // bad rules: left out with a logged error, the broker runs with the others
       { name: "bad-kind", filter: "x/#", to: "kafka:X" },
@@ -155,12 +156,12 @@ describe("rules to a Queue, a Worker and webhooks", () => {
 
   test("bad rules are reported in the log and left out; the good ones are active", async () => {
     const c = await connect(broker.url()); // the object starts and reads RULES
-    await until(() => broker.logs.join("").includes("rules: 8 active"), "the rules to be announced");
+    await until(() => broker.logs.join("").includes("rules: 9 active"), "the rules to be announced");
     const log = broker.logs.join("");
-    expect(log).toMatch(/RULES\[8\] is left out: "to": unknown destination kind "kafka"/);
-    expect(log).toMatch(/RULES\[9\] is left out: "to": no Queue producer binding "NOPE"/);
-    expect(log).toMatch(/RULES\[10\] is left out: "filter" must be a valid MQTT topic filter/);
-    expect(log).toMatch(/RULES\[11\] is left out: "to": a webhook must use https:\/\//);
+    expect(log).toMatch(/RULES\[9\] is left out: "to": unknown destination kind "kafka"/);
+    expect(log).toMatch(/RULES\[10\] is left out: "to": no Queue producer binding "NOPE"/);
+    expect(log).toMatch(/RULES\[11\] is left out: "filter" must be a valid MQTT topic filter/);
+    expect(log).toMatch(/RULES\[12\] is left out: "to": a webhook must use https:\/\//);
     await end(c);
   });
 
@@ -274,6 +275,15 @@ describe("rules to a Queue, a Worker and webhooks", () => {
     await until(() => sink.requests.some((r) => r.path === "/app"), "the $app rule");
     expect(sink.messages("/app").map((m) => [m.topic, m.clientId])).toEqual([["$app/status", null]]);
     expect(sink.messages("/all").filter((m) => m.topic.startsWith("$"))).toEqual([]);
+    await end(c);
+  });
+
+  test("a rule naming $events gets the lifecycle events, with no MQTT subscriber; '#' does not", async () => {
+    const c = await connect(broker.url(), { clientId: "presence-dev" });
+    await until(() => sink.messages("/presence").some((m) => m.topic === "$events/clients/presence-dev/connected"), "the connected event through the rule");
+    const event = sink.messages("/presence").find((m) => m.topic === "$events/clients/presence-dev/connected")!;
+    expect(JSON.parse(event.payloadText!)).toMatchObject({ clientId: "presence-dev" });
+    expect(sink.messages("/all").filter((m) => m.topic.startsWith("$events/"))).toEqual([]);
     await end(c);
   });
 
