@@ -89,6 +89,9 @@ function parseRule(entry: unknown, env: Record<string, unknown>): Rule | string 
 
   // the default name is logged, counted and sent: a webhook's query string (a token?) stays out of it
   const name = e.name === undefined ? `${to.kind === "webhook" ? `webhook:${redactUrl(to.url)}` : e.to} ${filter}` : e.name;
+  if (e.name === undefined && !NAME.test(name as string)) {
+    return `the default name (${JSON.stringify(name)}) is not 1 to 128 printable ASCII characters: give the rule a "name"`;
+  }
   if (typeof name !== "string" || !NAME.test(name)) return `"name" must be 1 to 128 printable ASCII characters`;
 
   const format = e.format ?? "json";

@@ -50,6 +50,20 @@ describe("RULES parsing", () => {
     expect(JSON.stringify(engine!.stats())).not.toContain("s3cr3t");
   });
 
+  test("a default name that cannot be a name (a UTF-8 filter, a long URL) asks for a name instead of blaming one never given", () => {
+    const { rules, errors } = parseRules(
+      JSON.stringify([
+        { filter: "température/#", to: "queue:Q" },
+        { filter: "a/#", to: `webhook:https://example.com/${"x".repeat(200)}` },
+        { name: "temp", filter: "température/#", to: "queue:Q" },
+      ]),
+      env,
+    );
+    expect(rules.map((r) => r.name)).toEqual(["temp"]);
+    expect(errors).toHaveLength(2);
+    for (const e of errors) expect(e).toMatch(/the default name .* give the rule a "name"/);
+  });
+
   test("absent or empty RULES: no rules, no errors", () => {
     expect(parseRules(undefined, env)).toEqual({ rules: [], errors: [] });
     expect(parseRules("", env)).toEqual({ rules: [], errors: [] });
