@@ -300,4 +300,11 @@ describe("JWT_JWKS_URL", () => {
     expect(loadAuthConfig({ AUTH_MODE: "jwt", JWT_JWKS_URL: "http://idp.test/jwks" }).errors).toEqual([expect.stringMatching(/https/)]);
     expect(loadAuthConfig({ AUTH_MODE: "jwt", JWT_JWKS_URL: "https://idp.test/jwks", JWT_JWKS_TIMEOUT: "0" }).errors).toEqual([expect.stringMatching(/JWT_JWKS_TIMEOUT/)]);
   });
+
+  test("a provider's key set without JWT_AUDIENCE: a warning at start-up (the provider's tokens for other applications would do)", () => {
+    const open = loadAuthConfig({ AUTH_MODE: "jwt", JWT_JWKS_URL: "https://idp.test/jwks" });
+    expect(open.errors).toEqual([]);
+    expect(open.warnings).toEqual([expect.stringMatching(/JWT_JWKS_URL without JWT_AUDIENCE/)]);
+    expect(loadAuthConfig({ AUTH_MODE: "jwt", JWT_JWKS_URL: "https://idp.test/jwks", JWT_AUDIENCE: "mqtt" }).warnings).toEqual([]);
+  });
 });
