@@ -260,6 +260,22 @@ describe("verification with a JWKS", () => {
     expect(asked).toBe(1); // only the ES256 token (an algorithm a key set can hold) asked for fresh keys
   });
 
+  test("a key without kid (JWT_PUBLIC_KEY, say) does not stop a refetch for a token whose kid no key has (a rotation)", async () => {
+    const plain = await importJwksKey({ ...providerKey("RS256", "x").jwk, kid: undefined }); // another RSA key, no kid
+    let asked = 0;
+    const refetch = async () => {
+      asked++;
+      return [plain!, ...(await set(rsa2))];
+    };
+    expect(await verifyJwt(providerToken(rsa2, claims), [plain!, ...(await set(rsa1))], { now }, refetch)).toMatchObject(claims);
+    expect(asked).toBe(1);
+    // the set unavailable: the keys at hand still verify what they can
+    const down = async (): Promise<never> => {
+      throw new Error("no set");
+    };
+    expect(await verifyJwt(providerToken(rsa1, claims), await set(rsa1), { now }, down)).toMatchObject(claims);
+  });
+
   test("an unknown kid asks refetch once, then verifies with the new set", async () => {
     let asked = 0;
     const fresh = await set(rsa1, rsa2);
