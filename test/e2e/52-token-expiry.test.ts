@@ -115,3 +115,27 @@ test("a token whose exp is beyond any alarm date (far future) connects, works, a
   expect(uncaught(broker)).toEqual([]);
   await end(far);
 }, 15000);
+
+test('a token with "exp": 1e999 (JSON reads Infinity) is refused or never cut, never an internal error', async () => {
+  const { createHmac } = await import("node:crypto");
+  const b64 = (s: string) => Buffer.from(s).toString("base64url");
+  const input = `${b64(JSON.stringify({ alg: "HS256", typ: "JWT" }))}.${b64('{"ns":"default","sub":"dev","exp":1e999}')}`;
+  const token = `${input}.${createHmac("sha256", keys.secret).update(input).digest("base64url")}`;
+  let code = 0;
+  const c = await connect(broker.url(), { protocolVersion: 5, clientId: "infinite", username: "dev", password: token, keepalive: 0 }).catch((e: { code?: number }) => {
+    code = e.code ?? -1;
+    return null;
+  });
+  if (c) {
+    const gone = ended(c);
+    await c.subscribeAsync("inf/t", { qos: 1 });
+    const got = collect(c, 1, 5000);
+    await c.publishAsync("inf/t", "x", { qos: 1 });
+    expect((await got)[0]!.payload).toBe("x");
+    expect(c.connected).toBe(true);
+    await end(c);
+    await gone;
+  } else expect(code).toBe(0x86);
+  expect(uncaught(broker)).toEqual([]);
+  expect(broker.logs.join("\n")).not.toMatch(/internal error/);
+}, 15000);
