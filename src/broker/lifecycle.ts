@@ -11,6 +11,7 @@ import type { Message } from "../session/message";
 import type { Router } from "../topics/router";
 import type { QoS, ProtocolVersion, PublishProperties } from "../protocol/codec";
 import { deliver, type DeliveryContext } from "../session/delivery";
+import { PRESENCE_PREFIX } from "../limits/retained-quota";
 
 /** `$events` and `$events/...`: the broker's, never publishable by clients or the HTTP API. */
 export function isEventTopic(topic: string): boolean {
@@ -55,7 +56,7 @@ export const eventTopic = {
   expired: (id: string) => `$events/sessions/${topicLevel(id)}/expired`,
   subscribed: (id: string) => `$events/subscriptions/${topicLevel(id)}/subscribed`,
   unsubscribed: (id: string) => `$events/subscriptions/${topicLevel(id)}/unsubscribed`,
-  presence: (id: string) => `$events/presence/${topicLevel(id)}`,
+  presence: (id: string) => `${PRESENCE_PREFIX}${topicLevel(id)}`,
 };
 
 export type { ConnectionEnd };
@@ -157,10 +158,9 @@ const EMPTY = new Uint8Array(0);
 const ONLINE = encoder.encode("online");
 const OFFLINE = encoder.encode("offline");
 
-/** What the events need of the broker: routing and delivery, the retained store and its quota. */
+/** What the events need of the broker: routing and delivery, the retained store. */
 export interface LifecycleContext extends DeliveryContext {
   readonly router: Router;
-  admitRetained(topic: string, bytes: number): boolean;
 }
 
 /** The connection facts an event reads (a Connection, or what the core rebuilt for a lost one). */
@@ -300,14 +300,14 @@ export class Lifecycle {
     this.published++;
   }
 
-  /** PRESENCE_RETAINED: `$events/presence/<id>` retained online/offline (within the retained quota). */
+  /**
+   * PRESENCE_RETAINED: `$events/presence/<id>` retained online/offline. One per session, so
+   * bounded by the sessions, and outside the clients' retained quota (limits/retained-quota.ts).
+   */
   private setPresence(clientId: string, online: boolean): void {
     const topic = eventTopic.presence(clientId);
-    const payload = online ? ONLINE : OFFLINE;
-    const msg: Message = { topic, payload, qos: 1, retain: true };
-    // over the quota the state still goes out live, just not kept (nor an older state left standing)
-    if (this.ctx.admitRetained(topic, payload.byteLength)) this.ctx.store.setRetained(msg);
-    else this.clearPresence(clientId, false);
+    const msg: Message = { topic, payload: online ? ONLINE : OFFLINE, qos: 1, retain: true };
+    this.ctx.store.setRetained(msg);
     this.routePresence(msg);
   }
 
@@ -315,10 +315,7 @@ export class Lifecycle {
   private clearPresence(clientId: string, announce: boolean): void {
     const topic = eventTopic.presence(clientId);
     const store = this.ctx.store;
-    if (store.retainedSize(topic) !== null) {
-      this.ctx.admitRetained(topic, 0); // a deletion: the quota's counters follow
-      store.deleteRetained(topic);
-    }
+    if (store.retainedSize(topic) !== null) store.deleteRetained(topic);
     if (announce) this.routePresence({ topic, payload: OFFLINE, qos: 1, retain: false });
   }
 

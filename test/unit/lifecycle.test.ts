@@ -284,22 +284,34 @@ describe("PRESENCE_RETAINED", () => {
     expect(t.store.retainedSize("$events/presence/kept")).toBeNull();
   });
 
-  test("within the retained quota: over it the state goes out live but is not stored", () => {
-    const t = setup({ PRESENCE_RETAINED: true, MAX_RETAINED_MESSAGES: 1 });
-    const monitor = t.client("monitor"); // takes the one retained slot
+  test("presence entries do not take the clients' retained quota: a fleet's sessions cannot get the clients' retained messages refused", () => {
+    const t = setup({ PRESENCE_RETAINED: true, MAX_RETAINED_MESSAGES: 2, MAX_RETAINED_BYTES: 10 });
+    const monitor = t.client("monitor");
     monitor.send(subscribe("$events/presence/+"));
-    t.client("dev");
-    expect(t.store.countRetained()).toBe(1);
-    expect(monitor.events().map((e) => `${e.topic}=${e.body}`)).toEqual(["$events/presence/monitor=online", "$events/presence/dev=online"]);
+    for (const id of ["a", "b", "c"]) t.client(id, { expiry: 60 });
+    // every session has its entry, beyond MAX_RETAINED_MESSAGES (they are bounded by the sessions)
+    for (const id of ["monitor", "a", "b", "c"]) expect(t.store.retainedSize(`$events/presence/${id}`)).toBe(6);
+    // ...and the clients' own retained messages still fit their quota
+    const pub = t.client("pub");
+    pub.send({ cmd: "publish", topic: "state/1", payload: Buffer.from("on"), qos: 1, messageId: 7, retain: true, dup: false } as mqtt.IPublishPacket);
+    pub.send({ cmd: "publish", topic: "state/2", payload: Buffer.from("off"), qos: 1, messageId: 8, retain: true, dup: false } as mqtt.IPublishPacket);
+    const acks = pub.received.filter((p): p is mqtt.IPubackPacket => p.cmd === "puback");
+    expect(acks.map((a) => [a.messageId, a.reasonCode ?? 0])).toEqual([
+      [7, 0x10], // no matching subscribers: stored all the same
+      [8, 0x10],
+    ]);
+    expect(t.store.retainedSize("state/1")).toBe(2);
+    expect(t.store.retainedSize("state/2")).toBe(3);
+    // the quota still holds for the clients: a third is refused (0x97)
+    pub.send({ cmd: "publish", topic: "state/3", payload: Buffer.from("x"), qos: 1, messageId: 9, retain: true, dup: false } as mqtt.IPublishPacket);
+    expect(pub.received.filter((p): p is mqtt.IPubackPacket => p.cmd === "puback").at(-1)).toMatchObject({ messageId: 9, reasonCode: 0x97 });
+    // an entry removed (the session ends) frees nothing of the clients' quota, nor corrupts its count
+    t.core.socketClosed(t.client("gone").conn);
+    expect(t.store.retainedSize("$events/presence/gone")).toBeNull();
+    pub.send({ cmd: "publish", topic: "state/4", payload: Buffer.from("x"), qos: 1, messageId: 10, retain: true, dup: false } as mqtt.IPublishPacket);
+    expect(pub.received.filter((p): p is mqtt.IPubackPacket => p.cmd === "puback").at(-1)).toMatchObject({ messageId: 10, reasonCode: 0x97 });
   });
 
-  test("a state the quota cannot hold removes the older one rather than leave it standing", () => {
-    const t = setup({ PRESENCE_RETAINED: true, MAX_RETAINED_BYTES: 6 });
-    const dev = t.client("dev", { expiry: 60 });
-    expect(t.store.retainedSize("$events/presence/dev")).toBe(6); // "online"
-    t.core.socketClosed(dev.conn); // "offline" is 7 bytes: over
-    expect(t.store.retainedSize("$events/presence/dev")).toBeNull();
-  });
 });
 
 describe("history", () => {
