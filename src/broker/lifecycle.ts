@@ -161,6 +161,8 @@ const OFFLINE = encoder.encode("offline");
 /** What the events need of the broker: routing and delivery, the retained store. */
 export interface LifecycleContext extends DeliveryContext {
   readonly router: Router;
+  /** the rules engine (RULES): rules whose filter takes `$events/...` get the events too */
+  readonly rules?: { matches(topic: string): boolean; offer(msg: Message): void } | null;
 }
 
 /** The connection facts an event reads (a Connection, or what the core rebuilt for a lost one). */
@@ -286,17 +288,21 @@ export class Lifecycle {
   }
 
   /**
-   * Matches first, builds the JSON only for a match: an event nobody subscribes to costs one
-   * router match. QoS 1 (subscribers get min(1, granted)); not retained.
+   * Matches first, builds the JSON only for a match (a subscriber, or a rule whose filter takes
+   * it): an event nobody subscribes to costs one router match (and one rules match with RULES).
+   * QoS 1 (subscribers get min(1, granted)); not retained.
    */
   private route(topic: string, build: () => LifecycleEvent): void {
     const msg: Message = { topic, payload: EMPTY, qos: 1, retain: false };
     const r = this.ctx.router;
     const n = r.match(msg);
-    if (n === 0) return;
+    const rules = this.ctx.rules;
+    const ruled = rules != null && rules.matches(topic);
+    if (n === 0 && !ruled) return;
     msg.payload = eventPayload(build());
     msg.properties = EVENT_PROPERTIES;
     for (let i = 0; i < n; i++) deliver(this.ctx, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    if (ruled) rules.offer(msg);
     this.published++;
   }
 
@@ -323,7 +329,10 @@ export class Lifecycle {
     const r = this.ctx.router;
     const n = r.match(msg);
     for (let i = 0; i < n; i++) deliver(this.ctx, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
-    if (n > 0) this.published++;
+    const rules = this.ctx.rules;
+    const ruled = rules != null && rules.matches(msg.topic);
+    if (ruled) rules.offer(msg);
+    if (n > 0 || ruled) this.published++;
   }
 }
 

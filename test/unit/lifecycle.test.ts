@@ -10,6 +10,8 @@ import { Authenticator } from "../../src/auth/authenticator";
 import { MemoryStore } from "../../src/storage/memory-store";
 import { HISTORY_CLIENTS, HISTORY_PER_CLIENT, eventTopic, isEventTopic, parseEvents, reasonWords, topicLevel } from "../../src/broker/lifecycle";
 import { ProtocolError } from "../../src/protocol/errors";
+import { RuleEngine } from "../../src/rules/engine";
+import type { Rule } from "../../src/rules/config";
 
 describe("EVENTS parsing", () => {
   const on = (value: string) =>
@@ -312,6 +314,41 @@ describe("PRESENCE_RETAINED", () => {
     expect(pub.received.filter((p): p is mqtt.IPubackPacket => p.cmd === "puback").at(-1)).toMatchObject({ messageId: 10, reasonCode: 0x97 });
   });
 
+});
+
+describe("rules (RULES) on $events", () => {
+  /** a rule engine on the core whose one rule takes `filter` and records what it is sent */
+  function withRule(t: ReturnType<typeof setup>, filter: string) {
+    const sent: { topic: string; body: string }[] = [];
+    const rule = { name: "presence", filter, to: { kind: "queue", binding: "Q" }, format: "json", timeoutMs: 1000, qos: 1 } as Rule;
+    const dest = { batchSize: 100, send: async (b: { msg: { topic: string; payload: Uint8Array } }[]) => void sent.push(...b.map((x) => ({ topic: x.msg.topic, body: Buffer.from(x.msg.payload).toString() }))) };
+    const host = { store: t.store, config: t.core.config, now: () => t.now, wakeAt: () => {}, later: (fn: () => void) => fn(), log: () => {} };
+    t.core.rules = new RuleEngine([{ rule, dest } as never], host);
+    return { sent, settle: () => new Promise((r) => setTimeout(r, 0)), stats: () => t.core.rules!.stats().rules[0]! };
+  }
+
+  test("a rule on $events/... gets the events although no client subscribes (it is accepted, so it must fire)", async () => {
+    const t = setup();
+    const r = withRule(t, "$events/clients/+/+");
+    const dev = t.client("dev/1");
+    t.core.socketClosed(dev.conn);
+    await r.settle();
+    expect(r.sent.map((m) => m.topic)).toEqual(["$events/clients/dev%2F1/connected", "$events/clients/dev%2F1/disconnected"]);
+    expect(JSON.parse(r.sent[0]!.body)).toMatchObject({ event: "connected", clientId: "dev/1" });
+    expect(JSON.parse(r.sent[1]!.body)).toMatchObject({ event: "disconnected", reason: "socket lost" });
+    expect(r.stats()).toMatchObject({ matched: 2, delivered: 2 });
+  });
+
+  test("retained presence states go to a rule on $events/presence/+ too; events switched off go nowhere", async () => {
+    const t = setup({ PRESENCE_RETAINED: true, EVENTS: "none" });
+    const r = withRule(t, "$events/#");
+    t.core.socketClosed(t.client("dev", { expiry: 60 }).conn);
+    await r.settle();
+    expect(r.sent).toEqual([
+      { topic: "$events/presence/dev", body: "online" },
+      { topic: "$events/presence/dev", body: "offline" },
+    ]);
+  });
 });
 
 describe("history", () => {
