@@ -171,7 +171,7 @@ type ConnFacts = Pick<Connection, "clientId" | "version" | "keepalive" | "grant"
 export class Lifecycle {
   private readonly on: EventSwitches;
   private readonly presence: boolean;
-  /** events routed to at least one session since the object started (for /metrics) */
+  /** events routed to at least one session or rule since the object started (for /metrics) */
   published = 0;
   private readonly histories = new Map<string, HistoryEntry[]>();
 
