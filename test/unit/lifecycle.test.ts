@@ -11,6 +11,7 @@ import { MemoryStore } from "../../src/storage/memory-store";
 import { HISTORY_CLIENTS, HISTORY_PER_CLIENT, eventTopic, isEventTopic, parseEvents, reasonWords, topicLevel } from "../../src/broker/lifecycle";
 import { ProtocolError } from "../../src/protocol/errors";
 import { RuleEngine } from "../../src/rules/engine";
+import { inspect } from "../../src/broker/inspect";
 import type { Rule } from "../../src/rules/config";
 
 describe("EVENTS parsing", () => {
@@ -312,6 +313,8 @@ describe("PRESENCE_RETAINED", () => {
     expect(t.store.retainedSize("$events/presence/gone")).toBeNull();
     pub.send({ cmd: "publish", topic: "state/4", payload: Buffer.from("x"), qos: 1, messageId: 10, retain: true, dup: false } as mqtt.IPublishPacket);
     expect(pub.received.filter((p): p is mqtt.IPubackPacket => p.cmd === "puback").at(-1)).toMatchObject({ messageId: 10, reasonCode: 0x97 });
+    // the invariants' check agrees: the clients' quota is kept, one presence entry per session at most
+    expect(inspect(t.core).problems).toEqual([]);
   });
 
 });
