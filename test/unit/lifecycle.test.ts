@@ -244,6 +244,26 @@ describe("event shapes", () => {
   });
 });
 
+describe("a session whose expiry passed before the alarm ran", () => {
+  test("a client returning after the expiry (the alarm late, or not run yet) starts anew: expired, then connected", () => {
+    const t = setup();
+    const monitor = t.client("monitor");
+    monitor.send(subscribe("$events/#"));
+    const dev = t.client("dev", { clean: false, expiry: 2 });
+    dev.send(subscribe("a/#"));
+    t.core.socketClosed(dev.conn);
+    t.advance(2001); // past the expiry; no alarm yet (alarms can be late; the CONNECT may come first)
+    const back = t.client("dev", { clean: false, expiry: 2 });
+    const connack = back.received.find((p): p is mqtt.IConnackPacket => p.cmd === "connack")!;
+    expect(connack.sessionPresent).toBe(false); // [MQTT-3.1.2-23] the session ended when its expiry passed
+    expect(t.core.sessions.get("dev")!.subscriptions.size).toBe(0);
+    expect(monitor.events().map((e) => `${e.body.event} ${e.body.clientId}`).slice(-3)).toEqual(["disconnected dev", "expired dev", "connected dev"]);
+    expect(monitor.events().at(-1)!.body).toMatchObject({ sessionPresent: false });
+    t.core.alarm(); // nothing more to expire
+    expect(monitor.events().filter((e) => e.body.event === "expired")).toHaveLength(1);
+  });
+});
+
 describe("cost when nobody listens", () => {
   test("no event JSON is built and nothing is counted; subscription events off by default build no list", () => {
     const t = setup();
