@@ -117,6 +117,15 @@ export class RuleEngine {
     this.stored = host.store.countRuleSends();
   }
 
+  /** Whether any rule's filter matches `topic` (the lifecycle events build their JSON only then). */
+  matches(topic: string): boolean {
+    const hits = this.hits;
+    this.trie.match(topic, this.onHit, ignoreGroup);
+    const any = hits.length > 0;
+    hits.length = 0;
+    return any;
+  }
+
   /**
    * The publish path: match, store what needs storing, append. No JSON, no await. The trie's
    * `$` rule keeps `#` and `+/...` from matching `$` topics [MQTT-4.7.2-1].
