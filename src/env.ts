@@ -5,5 +5,9 @@ export interface Env extends Cloudflare.Env {
   API_TOKEN?: string;
   /** JSON {"<namespace>": "<token>"}: HTTP API tokens that open one namespace each */
   API_TOKENS?: string;
+  /** JSON: the bridges to other MQTT brokers (docs/bridges.md) */
+  BRIDGES?: string;
+  /** the bridges' Durable Object class (BridgeObject); optional until `wrangler types` lists it */
+  BRIDGE?: DurableObjectNamespace;
   [key: string]: unknown;
 }

@@ -6,10 +6,11 @@ import type { RetainedMessage } from "../broker/admin";
 import type { PublishProperties } from "../protocol/codec";
 import { loadConfig } from "../config";
 import { authorize } from "./auth";
+import { bridgeStatus } from "../bridge/start";
 import { InputError, NAMESPACE, clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
 
-const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats)(?:\/(.*))?$/;
-const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "DELETE", stats: "GET" };
+const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats|bridges)(?:\/(.*))?$/;
+const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "DELETE", stats: "GET", bridges: "GET" };
 
 export async function handleApi(request: Request, env: Env): Promise<Response> {
   const response = await answer(request, env);
@@ -45,7 +46,7 @@ async function answer(request: Request, env: Env): Promise<Response> {
 async function route(request: Request, env: Env): Promise<Response> {
   const url = new URL(request.url);
   const m = ROUTE.exec(url.pathname);
-  if (!m) return error(404, "no such API path: use /api/<namespace>/publish, /retained, /clients, /clients/<id> or /stats");
+  if (!m) return error(404, "no such API path: use /api/<namespace>/publish, /retained, /clients, /clients/<id>, /stats or /bridges");
   const namespace = namespaceOf(m[1]);
   const resource = m[2]!;
   const rest = m[3];
@@ -80,6 +81,8 @@ async function route(request: Request, env: Env): Promise<Response> {
       if (!(await broker.disconnect(clientId))) return error(404, `client "${clientId}" is not connected`);
       return json(200, { disconnected: clientId });
     }
+    case "GET bridges":
+      return json(200, { namespace, ...(await bridgeStatus(env, namespace)) });
     case "GET stats":
       return json(200, { namespace, ...(await broker.stats()) });
     default: {

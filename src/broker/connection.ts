@@ -48,6 +48,8 @@ export interface Attachment {
   x?: 1;
   /** the client's source address (CF-Connecting-IP), kept until CONNECT is accepted */
   ip?: string;
+  /** the bridge (name) this internal socket belongs to (bridge/), kept until CONNECT is accepted */
+  br?: string;
 }
 
 /** a batch of packets is sent as soon as it reaches this size, even while corked */
@@ -73,6 +75,8 @@ export class Connection implements Peer {
   readonly openedAt: number;
   /** the client's source address (CF-Connecting-IP), for the login throttle; until CONNECT is accepted */
   address: string | undefined;
+  /** the bridge this socket belongs to (an internal client, authenticated by where it came from) */
+  bridge: string | undefined;
   session: Session | null = null;
   /** client's Receive Maximum: cap on our unacknowledged QoS 1/2 sends */
   receiveMaximum = MAX_PACKET_ID;
@@ -121,6 +125,7 @@ export class Connection implements Peer {
   ) {
     this.openedAt = attachment.at;
     this.address = attachment.ip;
+    this.bridge = attachment.br;
     this.lastSeen = attachment.seen;
     this.seenSaved = attachment.seen;
     if (attachment.x === 1) this.state = "closed";
@@ -178,7 +183,10 @@ export class Connection implements Peer {
       // once in storage, the aliases stay there (each change is one row: handlers/publish.ts)
       if (this.aliasesStored) a.tas = 1;
       else if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];
-    } else if (this.address !== undefined) a.ip = this.address;
+    } else {
+      if (this.address !== undefined) a.ip = this.address;
+      if (this.bridge !== undefined) a.br = this.bridge;
+    }
     try {
       this.transport.saveAttachment(a);
       return !this.aliasesStored;
