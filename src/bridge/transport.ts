@@ -46,11 +46,14 @@ export async function openTcp(host: string, port: number, tls: boolean, sink: Si
 export function channelOf(response: Response, what: string, sink: Sink): Channel {
   const ws = response.webSocket;
   if (!ws) throw new Error(`${what} answered HTTP ${response.status} instead of a WebSocket upgrade`);
+  // Newer compatibility dates make binary frames Blobs by default: ask for ArrayBuffers.
+  (ws as { binaryType?: string }).binaryType = "arraybuffer";
   ws.accept();
   const once = onceSink(sink);
   ws.addEventListener("message", (e) => {
     if (typeof e.data === "string") once.closed(`${what} sent a text frame (MQTT over WebSocket is binary)`);
-    else once.data(new Uint8Array(e.data as ArrayBuffer));
+    else if (e.data instanceof ArrayBuffer) once.data(new Uint8Array(e.data));
+    else once.closed(`${what} sent a frame the bridge cannot read`);
   });
   ws.addEventListener("close", (e) => once.closed(`${what} closed the WebSocket (${e.code}${e.reason ? ` ${e.reason}` : ""})`));
   ws.addEventListener("error", (e) => once.closed(`${what} WebSocket error: ${(e as ErrorEvent).message ?? "unknown"}`));
