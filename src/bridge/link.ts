@@ -251,9 +251,10 @@ export class BridgeLink {
   }
 
   private error(reason: string): void {
+    // said once while it repeats (a remote that stays down is retried for as long as it is down)
+    if (reason !== this.stats.lastError) this.rt.log("warn", `bridge ${this.config.name}: ${reason}`);
     this.stats.lastError = reason;
     this.stats.lastErrorAt = this.rt.now();
-    this.rt.log("warn", `bridge ${this.config.name}: ${reason}`);
   }
 
   private teardown(reason: string, disconnect: boolean): void {

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MqttClient } from "mqtt";
 import { TEST_API_TOKEN, collect, connect, end, freePort, startBroker, type Broker } from "./harness";
-import { expectOnlyMarker, until } from "./marker";
+import { until } from "./marker";
 import { record } from "./inspect";
 import { MOSQUITTO_PASSWORD, MOSQUITTO_USER, startMosquitto, type Mosquitto } from "./mosquitto";
 
@@ -110,5 +110,123 @@ describe("bridge to Mosquitto", () => {
     expect(s.received).toBeGreaterThanOrEqual(3);
     expect(s.sent).toBeGreaterThanOrEqual(3);
     expect(s.lastError).toBeNull();
+  });
+});
+
+describe("bridge: retained messages", () => {
+  it("a retained message crosses with its retain flag, both ways", async () => {
+    await linked("site", "b5");
+    const pub = await local("site");
+    await pub.publishAsync("sensors/ret", "kept-out", { qos: 1, retain: true });
+    const rpub = await remote();
+    await rpub.publishAsync("commands/ret", "kept-in", { qos: 1, retain: true });
+    // a remote subscriber arriving later gets it from Mosquitto's retained store
+    await until(async () => {
+      const late = await remote();
+      const got = collect(late, 1, 1000).catch(() => []);
+      await late.subscribeAsync("site-1/sensors/ret", { qos: 1 });
+      const m = await got;
+      await end(late);
+      return m.length === 1 && m[0]!.payload === "kept-out" && m[0]!.packet.retain === true;
+    }, "the retained message to reach Mosquitto", 10_000);
+    await until(async () => {
+      const late = await local("site");
+      const got = collect(late, 1, 1000).catch(() => []);
+      await late.subscribeAsync("from-cloud/commands/ret", { qos: 1 });
+      const m = await got;
+      await end(late);
+      return m.length === 1 && m[0]!.payload === "kept-in" && m[0]!.packet.retain === true;
+    }, "the retained message to reach the local namespace", 10_000);
+  });
+});
+
+describe("bridge: no loops with overlapping in and out filters", () => {
+  for (const [ns, top, version] of [["loop5", "l5", 5], ["loop4", "l4", 4]] as const) {
+    it(`MQTT ${version === 5 ? "5 remote (No Local)" : "3.1.1 remote (bridge bit)"}: a message goes across once and never comes back`, async () => {
+      await linked(ns, ns);
+      const lsub = await local(ns);
+      await lsub.subscribeAsync(`${top}/#`, { qos: 1 });
+      const rsub = await remote();
+      await rsub.subscribeAsync(`${top}/#`, { qos: 1 });
+      const lgot = record(lsub);
+      const rgot = record(rsub);
+      const lpub = await local(ns);
+      const rpub = await remote();
+      await lpub.publishAsync(`${top}/from-local`, "L", { qos: 1 });
+      await rpub.publishAsync(`${top}/from-remote`, "R", { qos: 1 });
+      await until(() => lgot.length >= 2 && rgot.length >= 2, "both messages on both sides", 10_000);
+      // A marker each way, after anything that could still echo (each path keeps its order):
+      // once both arrived on both sides, each side holds each message exactly once.
+      const stamp = Date.now();
+      await rpub.publishAsync(`${top}/marker-r`, `${stamp}`, { qos: 1 });
+      await lpub.publishAsync(`${top}/marker-l`, `${stamp}`, { qos: 1 });
+      const both = (got: string[]) => got.includes(`${top}/marker-r=${stamp}`) && got.includes(`${top}/marker-l=${stamp}`);
+      await until(() => both(lgot) && both(rgot), "the markers on both sides", 10_000);
+      const expected = [`${top}/from-local=L`, `${top}/from-remote=R`, `${top}/marker-l=${stamp}`, `${top}/marker-r=${stamp}`];
+      expect(rgot.slice().sort(), "remote").toEqual(expected);
+      expect(lgot.slice().sort(), "local").toEqual(expected);
+    });
+  }
+});
+
+describe("bridge: failures are reported, never a crash", () => {
+  it("a bad address, bad credentials, a missing secret and an invalid entry show in the status", async () => {
+    let report: { bridges: Record<string, any>[]; errors: string[] } = { bridges: [], errors: [] };
+    await until(async () => {
+      report = await bridges("bad");
+      return report.bridges.length === 3 && report.bridges.every((b) => typeof b.lastError === "string");
+    }, "three bridges with errors", 10_000).catch(() => {
+      throw new Error(JSON.stringify(report));
+    });
+    const by = Object.fromEntries(report.bridges.map((b) => [b.name, b]));
+    expect(by.down.lastError).toMatch(/cannot connect to 127\.0\.0\.1:\d+/);
+    expect(by.wrongpw.lastError).toMatch(/refused the connection: (bad user name or password|not authorized)/);
+    expect(by.nosecret.lastError).toMatch(/secret NOT_SET .*not set/);
+    for (const b of report.bridges) expect(b.connected).toEqual({ remote: false, local: false });
+    expect(report.errors.join("\n")).toMatch(/BRIDGES\[\d+\] \("broken"\): url: use mqtt:\/\/, mqtts:\/\/, ws:\/\/ or wss:\/\//);
+    // the namespace still works
+    const a = await local("bad");
+    const got = collect(a, 1);
+    await a.subscribeAsync("x/y");
+    await a.publishAsync("x/y", "still fine");
+    expect((await got)[0]!.payload).toBe("still fine");
+    // and it keeps retrying with backoff (the counter of failed attempts shows in retryAt)
+    expect(by.down.retryAt).toBeGreaterThan(0);
+  });
+
+  it("credentials from a Worker secret (passwordSecret) are accepted by the remote", async () => {
+    const s = await linked("auth", "authed");
+    expect(s.lastError).toBeNull();
+    const sub = await remote();
+    await sub.subscribeAsync("authed/a/#", { qos: 1 });
+    const got = collect(sub, 1);
+    await (await local("auth")).publishAsync("a/b", "with password", { qos: 1 });
+    expect((await got)[0]!.topic).toBe("authed/a/b");
+  });
+});
+
+describe("bridge: the remote restarts", () => {
+  it("nothing published at QoS 1 while the remote is down is lost", async () => {
+    await linked("persist", "persist");
+    const subOpts = { protocolVersion: 4 as const, clientId: "remote-persistent-sub", clean: false };
+    let sub = await remote(subOpts);
+    await sub.subscribeAsync("site-p/#", { qos: 1 });
+    const pub = await local("persist");
+    await pub.publishAsync("p/before", "0", { qos: 1 });
+    await collect(sub, 1);
+    await end(sub);
+    const before = (await statusOf("persist", "persist")).reconnects;
+
+    await mosq.stop();
+    await until(async () => (await statusOf("persist", "persist")).connected.remote === false, "the bridge to see the remote gone", 10_000);
+    const n = 20;
+    for (let i = 1; i <= n; i++) await pub.publishAsync(`p/during`, String(i), { qos: 1 });
+    await mosq.start();
+
+    sub = await remote(subOpts);
+    const got = await collect(sub, n, 20_000);
+    expect(got.map((m) => Number(m.payload)).sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    const s = await linked("persist", "persist");
+    expect(s.reconnects).toBeGreaterThan(before);
   });
 });
