@@ -149,7 +149,8 @@ export class MqttClient {
    * handled here). Rejects if the connection ends first.
    */
   publish(m: Message): Promise<number> {
-    const packet: PublishPacket = { cmd: "publish", topic: m.topic, payload: m.payload as never, qos: m.qos, retain: m.retain, dup: false };
+    const payload = Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength); // mqtt-packet wants a Buffer
+    const packet: PublishPacket = { cmd: "publish", topic: m.topic, payload, qos: m.qos, retain: m.retain, dup: false };
     if (this.version === 5 && m.properties) packet.properties = m.properties;
     if (m.qos === 0) {
       this.send(packet);
@@ -223,12 +224,12 @@ export class MqttClient {
     switch (p.cmd) {
       case "connack": {
         const code = this.version === 5 ? (p.reasonCode ?? 0) : (p.returnCode ?? 0);
-        const pending = this.connecting;
-        this.connecting = null;
         if (code !== 0) {
-          this.close(`the server refused the connection: ${reasonText(code, this.version)}`);
+          this.close(`the server refused the connection: ${reasonText(code, this.version)}`); // rejects connect()
           return;
         }
+        const pending = this.connecting;
+        this.connecting = null;
         this.state = "connected";
         if (p.properties?.serverKeepAlive !== undefined) this.keepalive = p.properties.serverKeepAlive;
         this.receiveMaximum = p.properties?.receiveMaximum ?? 65535;
