@@ -143,6 +143,14 @@ export class MqttClient {
     });
   }
 
+  unsubscribe(topics: string[]): Promise<void> {
+    const id = this.allocate();
+    return new Promise<void>((resolve, reject) => {
+      this.outgoing.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.send({ cmd: "unsubscribe", messageId: id, unsubscriptions: topics } as Packet);
+    });
+  }
+
   /**
    * Sends a message. Resolves with the receiver's reason code once the receiver owns it: at
    * once for QoS 0, at PUBACK for QoS 1, at PUBREC for QoS 2 (the PUBREL/PUBCOMP that follow are
@@ -266,6 +274,12 @@ export class MqttClient {
         const pending = this.outgoing.get(p.messageId!);
         this.outgoing.delete(p.messageId!);
         pending?.resolve(p.granted.map((g) => (typeof g === "number" ? g : (g as { qos: number }).qos)));
+        return;
+      }
+      case "unsuback": {
+        const pending = this.outgoing.get(p.messageId!);
+        this.outgoing.delete(p.messageId!);
+        pending?.resolve(undefined);
         return;
       }
       case "pingresp":

@@ -19,6 +19,9 @@ export interface LinkRuntime {
   password(): string | undefined;
   now(): number;
   setTimer(fn: () => void, ms: number): () => void;
+  /** the filters this bridge subscribed to on each side last time (to drop those no rule names any more) */
+  loadFilters(): Promise<{ local: string[]; remote: string[] }>;
+  saveFilters(filters: { local: string[]; remote: string[] }): Promise<void>;
   log(level: "info" | "warn" | "error", message: string): void;
 }
 
@@ -125,8 +128,15 @@ export class BridgeLink {
       // Out rules: No Local, so what the bridge publishes here (from `in`) never goes back out;
       // Retain As Published, so a live retained message keeps its flag; retained messages only
       // for a new subscription (the session keeps the subscriptions).
+      // Both sessions outlive the link, with their subscriptions: those of rules since removed go.
+      const before = await this.rt.loadFilters();
+      await this.unsubscribeStale(local, before.local, c.out);
+      await this.unsubscribeStale(remote, before.remote, c.in);
       if (c.out.length) await this.subscribe(local, c.out, "local");
       if (c.in.length) await this.subscribe(remote, c.in, "remote");
+      if (gen !== this.gen) return;
+      const now = { local: c.out.map((r) => r.filter), remote: c.in.map((r) => r.filter) };
+      if (JSON.stringify(now) !== JSON.stringify(before)) await this.rt.saveFilters(now);
       if (gen !== this.gen) return;
       this.up = true;
       this.failures = 0;
@@ -147,6 +157,11 @@ export class BridgeLink {
     granted.forEach((code, i) => {
       if (code >= 0x80) throw new Error(`the ${side} broker refused the subscription to ${rules[i]!.filter} (0x${code.toString(16)})`);
     });
+  }
+
+  private async unsubscribeStale(client: MqttClient, before: string[], rules: TopicRule[]): Promise<void> {
+    const stale = before.filter((f) => !rules.some((r) => r.filter === f));
+    if (stale.length) await client.unsubscribe(stale);
   }
 
   /** Opens one side's socket and its client, wired to this attempt. */

@@ -68,6 +68,8 @@ export class BridgeObject extends DurableObject<Env> {
       },
       password: () => passwordOf(c, env),
       now: () => Date.now(),
+      loadFilters: async () => (await this.ctx.storage.get<{ local: string[]; remote: string[] }>("filters")) ?? { local: [], remote: [] },
+      saveFilters: (filters: { local: string[]; remote: string[] }) => this.ctx.storage.put("filters", filters),
       setTimer: (fn: () => void, ms: number) => {
         const t = setTimeout(fn, ms);
         return () => clearTimeout(t);

@@ -274,3 +274,17 @@ describe("client state machine", () => {
     expect(h.closed[0]).toMatch(/malformed packet from the server/);
   });
 });
+
+describe("client: UNSUBSCRIBE", () => {
+  test("resolves at UNSUBACK", async () => {
+    const h = harness(4);
+    const c = h.client.connect({ clientId: "c", clean: false, keepalive: 0 });
+    h.answer({ cmd: "connack", sessionPresent: true, returnCode: 0 });
+    await c;
+    const done = h.client.unsubscribe(["old/#"]);
+    const sent = h.sent.at(-1) as mqtt.IUnsubscribePacket;
+    expect(sent).toMatchObject({ cmd: "unsubscribe", unsubscriptions: ["old/#"] });
+    h.answer({ cmd: "unsuback", messageId: sent.messageId });
+    await expect(done).resolves.toBeUndefined();
+  });
+});
