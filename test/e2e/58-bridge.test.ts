@@ -230,3 +230,49 @@ describe("bridge: the remote restarts", () => {
     expect(s.reconnects).toBeGreaterThan(before);
   });
 });
+
+describe("bridge: the configuration changes across a restart of the runtime", () => {
+  it("comes back after the restart, and a removed rule's subscription is dropped on both sides", async () => {
+    const rules = (filters: string[]) => filters.map((f) => ({ filter: f, prefix: "cfg/", qos: 1 }));
+    const entry = (filters: string[]) =>
+      JSON.stringify([{ name: "cfg", namespace: "cfg", url: mosq.url, version: 5, ...fast, out: rules(filters), in: [{ filter: `cfg-in/${filters.length}/#`, qos: 1 }] }]);
+    const vars: Record<string, string> = { API_TOKEN: TEST_API_TOKEN, BRIDGES: entry(["a/#", "b/#"]) };
+    const b2 = await startBroker(vars);
+    try {
+      const statusIn = async () => {
+        const res = await fetch(b2.http("/api/cfg/bridges"), { headers: { Authorization: `Bearer ${TEST_API_TOKEN}` } });
+        return ((await res.json()) as { bridges: Record<string, any>[] }).bridges[0]!;
+      };
+      await until(async () => (await statusIn()).connected?.local === true, "the first link", 10_000);
+      vars.BRIDGES = entry(["a/#"]); // the harness restarts with the same (mutated) bindings
+      await b2.restart();
+      await until(async () => (await statusIn()).connected?.local === true, "the link after the restart", 10_000);
+
+      const sub = await remote();
+      await sub.subscribeAsync("cfg/#", { qos: 1 });
+      const got: string[] = [];
+      sub.on("message", (t, p) => got.push(`${t}=${p}`));
+      const pub = await connect(b2.url("cfg"), { protocolVersion: 5 });
+      await pub.publishAsync("b/x", "removed rule", { qos: 1 });
+      await pub.publishAsync("a/x", "kept rule", { qos: 1 });
+      await until(() => got.includes("cfg/a/x=kept rule"), "the kept rule's message", 10_000);
+      expect(got).toEqual(["cfg/a/x=kept rule"]);
+      // and on the remote: the old in-filter no longer brings anything in
+      const lsub = await connect(b2.url("cfg"), { protocolVersion: 5 });
+      await lsub.subscribeAsync("cfg-in/#", { qos: 1 });
+      const lgot: string[] = [];
+      lsub.on("message", (t, p) => lgot.push(`${t}=${p}`));
+      const rpub = await remote();
+      await rpub.publishAsync("cfg-in/2/x", "old", { qos: 1 });
+      await rpub.publishAsync("cfg-in/1/x", "new", { qos: 1 });
+      await until(() => lgot.includes("cfg-in/1/x=new"), "the new in-rule's message", 10_000);
+      expect(lgot).toEqual(["cfg-in/1/x=new"]);
+      // Unsubscribed on both sides: neither b/x nor cfg-in/2/x even reached the bridge (a stale
+      // subscription would hand them over, and the bridge would drop them, having no rule).
+      expect((await statusIn()).dropped).toBe(0);
+      await end(pub, lsub);
+    } finally {
+      await b2.close();
+    }
+  });
+});
