@@ -48,7 +48,7 @@ export interface Attachment {
   x?: 1;
   /** the client's source address (CF-Connecting-IP), kept until CONNECT is accepted */
   ip?: string;
-  /** the bridge (name) this internal socket belongs to (bridge/), kept until CONNECT is accepted */
+  /** the bridge (name) this internal socket belongs to (bridge/): no publish rate limit */
   br?: string;
 }
 
@@ -142,7 +142,8 @@ export class Connection implements Peer {
       if (attachment.ta) this.inboundAliases = new Map(attachment.ta);
       this.aliasesStored = attachment.tas === 1;
     }
-    this.publishRate = new TokenBucket(config.MAX_PUBLISH_RATE, config.PUBLISH_BURST);
+    // A bridge carries many publishers' messages, paced by the remote and its in-flight window.
+    this.publishRate = new TokenBucket(this.bridge === undefined ? config.MAX_PUBLISH_RATE : 0, config.PUBLISH_BURST);
     // A parser is stateful; after hibernation it is rebuilt for the known version (partial bytes
     // of a packet that straddled hibernation are lost; the next bytes then fail to parse).
     this.reader = new PacketReader(attachment.cid !== undefined ? this.version : undefined, config.MAX_PACKET_SIZE, config.MAX_CONNECT_PACKET_SIZE);
@@ -183,10 +184,8 @@ export class Connection implements Peer {
       // once in storage, the aliases stay there (each change is one row: handlers/publish.ts)
       if (this.aliasesStored) a.tas = 1;
       else if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];
-    } else {
-      if (this.address !== undefined) a.ip = this.address;
-      if (this.bridge !== undefined) a.br = this.bridge;
-    }
+    } else if (this.address !== undefined) a.ip = this.address;
+    if (this.bridge !== undefined) a.br = this.bridge;
     try {
       this.transport.saveAttachment(a);
       return !this.aliasesStored;

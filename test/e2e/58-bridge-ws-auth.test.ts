@@ -27,6 +27,9 @@ beforeAll(async () => {
   broker = await startBroker({
     API_TOKEN: TEST_API_TOKEN,
     AUTH_MODE: "jwt",
+    // ordinary clients are held to 1 publish a second; the bridge carries many publishers' messages
+    MAX_PUBLISH_RATE: "1",
+    PUBLISH_BURST: "2",
     JWT_SECRET: keys.secret,
     // the bridge's local client is allowed everything; ordinary clients only their own topics
     ACL_DEFAULT: JSON.stringify({ publish: ["clients/%c/#"], subscribe: ["clients/%c/#"] }),
@@ -81,6 +84,21 @@ describe("bridge over ws:// into a namespace that requires authentication", () =
     const inbound = collect(admin, 1);
     await rpub.publishAsync("commands/reboot", "now", { qos: 1 });
     expect((await inbound)[0]).toMatchObject({ topic: "clients/admin/commands/reboot", payload: "now" });
+  });
+
+  it("is not held to the per-connection publish rate (MAX_PUBLISH_RATE)", async () => {
+    const admin = await connect(broker.url(), { protocolVersion: 5, clientId: "admin", username: "x", password: token });
+    clients.push(admin);
+    await admin.subscribeAsync("clients/admin/#", { qos: 1 });
+    const n = 30;
+    const got = collect(admin, n, 10_000);
+    const rpub = await connect(remoteUrl, { protocolVersion: 4 });
+    clients.push(rpub);
+    for (let i = 0; i < n; i++) await rpub.publishAsync("commands/burst", String(i), { qos: 1 });
+    expect((await got).map((m) => Number(m.payload))).toEqual(Array.from({ length: n }, (_, i) => i));
+    const s = await status();
+    expect(s.reconnects).toBe(0);
+    expect(s.lastError).toBeNull();
   });
 
   it("an outside WebSocket carrying the bridge header is refused by the Worker", async () => {

@@ -284,7 +284,7 @@ describe("client: UNSUBSCRIBE", () => {
     const done = h.client.unsubscribe(["old/#"]);
     const sent = h.sent.at(-1) as mqtt.IUnsubscribePacket;
     expect(sent).toMatchObject({ cmd: "unsubscribe", unsubscriptions: ["old/#"] });
-    h.answer({ cmd: "unsuback", messageId: sent.messageId });
+    h.answer({ cmd: "unsuback", messageId: sent.messageId } as mqtt.Packet);
     await expect(done).resolves.toBeUndefined();
   });
 });
