@@ -73,6 +73,7 @@ beforeAll(async () => {
         out: [{ filter: "a/#", prefix: "authed/" }] },
       { name: "persist", namespace: "persist", url, version: 4, ...fast, out: [{ filter: "p/#", prefix: "site-p/", qos: 1 }] },
       { name: "broken", namespace: "bad", url: "http://nope" },
+      { name: "ka", namespace: "ka", url, version: 4, keepalive: 1, ...fast, out: [{ filter: "k/#" }] },
     ]),
   });
 });
@@ -202,6 +203,37 @@ describe("bridge: failures are reported, never a crash", () => {
     const got = collect(sub, 1);
     await (await local("auth")).publishAsync("a/b", "with password", { qos: 1 });
     expect((await got)[0]!.topic).toBe("authed/a/b");
+  });
+});
+
+describe("bridge: keep-alive", () => {
+  it("PINGREQs keep an idle link up past the remote's 1.5 × keep-alive", async () => {
+    const first = await linked("ka", "ka");
+    // Mosquitto closes a client silent for 1.5 s; watch the idle link for 3.5 s.
+    const until3500 = Date.now() + 3500;
+    await until(async () => {
+      const s = await statusOf("ka", "ka");
+      expect(s.since).toBe(first.since);
+      expect(s.connected).toEqual({ remote: true, local: true });
+      return Date.now() > until3500;
+    }, "3.5 s of an idle link", 10_000);
+  });
+
+  it("a remote that stops answering (SIGSTOP) is given up after 1.5 × keep-alive, and rejoined when it answers again", async () => {
+    await linked("ka", "ka");
+    mosq.pause();
+    try {
+      let s: Record<string, any> = {};
+      await until(async () => {
+        s = await statusOf("ka", "ka");
+        return /keep-alive timeout/.test(s.lastError ?? "");
+      }, "the keep-alive timeout", 10_000);
+      expect(s.connected.remote).toBe(false);
+    } finally {
+      mosq.resume();
+    }
+    const back = await linked("ka", "ka");
+    expect(back.reconnects).toBeGreaterThanOrEqual(1);
   });
 });
 

@@ -19,6 +19,9 @@ export interface Mosquitto {
   logs: string[];
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a dead peer that keeps its sockets open */
+  pause(): void;
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -87,7 +90,14 @@ export async function startMosquitto(): Promise<Mosquitto> {
         p.kill("SIGTERM");
       });
     },
+    pause() {
+      proc?.kill("SIGSTOP");
+    },
+    resume() {
+      proc?.kill("SIGCONT");
+    },
     async close() {
+      m.resume();
       await m.stop();
       rmSync(dir, { recursive: true, force: true });
     },
