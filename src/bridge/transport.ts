@@ -36,10 +36,32 @@ export async function openTcp(host: string, port: number, tls: boolean, sink: Si
       once.closed(`socket error: ${message(e)}`);
     }
   })();
+  // Packets sent in one turn leave in one write: each write is a trip through the runtime.
+  let pending: Uint8Array[] = [];
+  const flush = () => {
+    const chunks = pending;
+    pending = [];
+    void writer.write(concat(chunks)).catch((e: unknown) => once.closed(`socket write failed: ${message(e)}`));
+  };
   return {
-    send: (bytes) => void writer.write(bytes).catch((e: unknown) => once.closed(`socket write failed: ${message(e)}`)),
+    send: (bytes) => {
+      if (pending.push(bytes) === 1) queueMicrotask(flush);
+    },
     close: () => void socket.close().catch(() => undefined),
   };
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  let size = 0;
+  for (const c of chunks) size += c.byteLength;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
 }
 
 /** A WebSocket from an upgrade response (a remote's, or the namespace object's). */
