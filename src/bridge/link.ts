@@ -50,6 +50,8 @@ export interface BridgeStatus {
 
 /** The local side's session lives as long as the broker lets it (MAX_SESSION_EXPIRY caps it). */
 const LOCAL_SESSION_EXPIRY = 0xfffffffe;
+/** How long building a link (sockets, CONNACKs, SUBACKs) may take before it is given up. */
+const LINK_TIMEOUT_MS = 30_000;
 
 export class BridgeLink {
   private remote: MqttClient | null = null;
@@ -106,6 +108,10 @@ export class BridgeLink {
     const gen = ++this.gen;
     this.stats.retryAt = null;
     const c = this.config;
+    // a server that accepts the socket and then says nothing must not hold the bridge for ever
+    const cancelTimeout = this.rt.setTimer(() => {
+      if (gen === this.gen && !this.up) this.fail(`timed out building the link (no CONNACK or SUBACK within ${LINK_TIMEOUT_MS / 1000} s)`);
+    }, LINK_TIMEOUT_MS);
     try {
       const password = this.rt.password();
       const remote = await this.open("remote", gen, (sink) => this.rt.openRemote(sink), c.version);
@@ -138,6 +144,7 @@ export class BridgeLink {
       const now = { local: c.out.map((r) => r.filter), remote: c.in.map((r) => r.filter) };
       if (JSON.stringify(now) !== JSON.stringify(before)) await this.rt.saveFilters(now);
       if (gen !== this.gen) return;
+      cancelTimeout();
       this.up = true;
       this.failures = 0;
       this.stats.since = this.rt.now();
@@ -147,6 +154,7 @@ export class BridgeLink {
       for (const [m, ack] of inbox) this.forwardIn(m, ack);
       this.scheduleTick();
     } catch (e) {
+      cancelTimeout();
       if (gen !== this.gen) return;
       this.fail((e as Error).message);
     }
@@ -168,9 +176,10 @@ export class BridgeLink {
   private async open(side: "remote" | "local", gen: number, opener: (sink: Sink) => Promise<Channel>, version: 4 | 5): Promise<MqttClient> {
     let client: MqttClient | null = null;
     const early: Uint8Array[] = [];
+    let closedEarly: string | null = null;
     const sink: Sink = {
       data: (b) => (client ? client.receive(b) : early.push(b)),
-      closed: (reason) => (client ? client.close(`${side}: ${reason}`) : undefined),
+      closed: (reason) => (client ? client.close(`${side}: ${reason}`) : (closedEarly ??= reason)),
     };
     const channel = await opener(sink);
     if (gen !== this.gen) {
@@ -191,6 +200,7 @@ export class BridgeLink {
     if (side === "remote") this.remote = client;
     else this.local = client;
     for (const b of early) client.receive(b);
+    if (closedEarly !== null) throw new Error(`${side}: ${closedEarly}`);
     return client;
   }
 

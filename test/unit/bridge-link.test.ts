@@ -130,3 +130,35 @@ describe("bridge link", () => {
     expect(link.status().lastError).toMatch(/refused a message on s\/3 \(0x87\)/);
   });
 });
+
+describe("bridge link: a silent server", () => {
+  test("a remote that accepts the socket but never answers CONNECT is given up after the link timeout", async () => {
+    const config = parseBridges(JSON.stringify([{ name: "t", url: "mqtt://r", out: [{ filter: "s/#" }] }])).bridges[0]!;
+    const remote = new Server(4);
+    const timers: [() => void, number][] = [];
+    const link = new BridgeLink(config, {
+      openRemote: async (sink) => remote.channel(sink),
+      openLocal: async () => {
+        throw new Error("not reached");
+      },
+      password: () => undefined,
+      now: () => 0,
+      setTimer: (fn, ms) => {
+        timers.push([fn, ms]);
+        return () => undefined;
+      },
+      log: () => undefined,
+      loadFilters: async () => ({ local: [], remote: [] }),
+      saveFilters: async () => undefined,
+    });
+    link.start();
+    await flush();
+    expect(remote.last("connect")).toBeDefined();
+    const [timeout, ms] = timers[0]!;
+    expect(ms).toBe(30_000);
+    timeout();
+    expect(link.status().lastError).toMatch(/timed out building the link/);
+    expect(remote.closed).toBe(true);
+    expect(timers.length).toBe(2); // the retry
+  });
+});
