@@ -141,29 +141,48 @@ describe("bridge: retained messages", () => {
   });
 });
 
+describe("bridge: retained messages with a 3.1.1 remote", () => {
+  it("a live retained message keeps its flag both ways (Mosquitto keeps it for a bridge)", async () => {
+    await linked("loop4", "loop4");
+    await (await local("loop4")).publishAsync("l4/ret-out", "kept-out", { qos: 1, retain: true });
+    await (await remote()).publishAsync("l4/ret-in", "kept-in", { qos: 1, retain: true });
+    const late = async (where: "local" | "remote", topic: string, payload: string) =>
+      until(async () => {
+        const c = where === "local" ? await local("loop4") : await remote();
+        const got = collect(c, 1, 1000).catch(() => []);
+        await c.subscribeAsync(topic, { qos: 1 });
+        const m = await got;
+        await end(c);
+        return m.length === 1 && m[0]!.payload === payload && m[0]!.packet.retain === true;
+      }, `the retained ${topic} on the ${where} side`, 10_000);
+    await late("remote", "l4/ret-out", "kept-out");
+    await late("local", "l4/ret-in", "kept-in");
+  });
+});
+
 describe("bridge: no loops with overlapping in and out filters", () => {
   for (const [ns, top, version] of [["loop5", "l5", 5], ["loop4", "l4", 4]] as const) {
     it(`MQTT ${version === 5 ? "5 remote (No Local)" : "3.1.1 remote (bridge bit)"}: a message goes across once and never comes back`, async () => {
       await linked(ns, ns);
       const lsub = await local(ns);
-      await lsub.subscribeAsync(`${top}/#`, { qos: 1 });
+      await lsub.subscribeAsync(`${top}/loop/#`, { qos: 1 });
       const rsub = await remote();
-      await rsub.subscribeAsync(`${top}/#`, { qos: 1 });
+      await rsub.subscribeAsync(`${top}/loop/#`, { qos: 1 });
       const lgot = record(lsub);
       const rgot = record(rsub);
       const lpub = await local(ns);
       const rpub = await remote();
-      await lpub.publishAsync(`${top}/from-local`, "L", { qos: 1 });
-      await rpub.publishAsync(`${top}/from-remote`, "R", { qos: 1 });
+      await lpub.publishAsync(`${top}/loop/from-local`, "L", { qos: 1 });
+      await rpub.publishAsync(`${top}/loop/from-remote`, "R", { qos: 1 });
       await until(() => lgot.length >= 2 && rgot.length >= 2, "both messages on both sides", 10_000);
       // A marker each way, after anything that could still echo (each path keeps its order):
       // once both arrived on both sides, each side holds each message exactly once.
       const stamp = Date.now();
-      await rpub.publishAsync(`${top}/marker-r`, `${stamp}`, { qos: 1 });
-      await lpub.publishAsync(`${top}/marker-l`, `${stamp}`, { qos: 1 });
-      const both = (got: string[]) => got.includes(`${top}/marker-r=${stamp}`) && got.includes(`${top}/marker-l=${stamp}`);
+      await rpub.publishAsync(`${top}/loop/marker-r`, `${stamp}`, { qos: 1 });
+      await lpub.publishAsync(`${top}/loop/marker-l`, `${stamp}`, { qos: 1 });
+      const both = (got: string[]) => got.includes(`${top}/loop/marker-r=${stamp}`) && got.includes(`${top}/loop/marker-l=${stamp}`);
       await until(() => both(lgot) && both(rgot), "the markers on both sides", 10_000);
-      const expected = [`${top}/from-local=L`, `${top}/from-remote=R`, `${top}/marker-l=${stamp}`, `${top}/marker-r=${stamp}`];
+      const expected = [`${top}/loop/from-local=L`, `${top}/loop/from-remote=R`, `${top}/loop/marker-l=${stamp}`, `${top}/loop/marker-r=${stamp}`];
       expect(rgot.slice().sort(), "remote").toEqual(expected);
       expect(lgot.slice().sort(), "local").toEqual(expected);
     });
