@@ -7,6 +7,9 @@ import type { BridgeStatus } from "./link";
 
 type Log = (level: "info" | "warn" | "error", message: string) => void;
 
+/** the BRIDGES text whose errors were last logged */
+let reported: string | undefined;
+
 function namespaceOf(env: Env): DurableObjectNamespace<BridgeObject> | null {
   return (env.BRIDGE as DurableObjectNamespace<BridgeObject> | undefined) ?? null;
 }
@@ -15,7 +18,9 @@ function namespaceOf(env: Env): DurableObjectNamespace<BridgeObject> | null {
 export function ensureBridges(env: Env, namespace: string | null, log: Log): void {
   if (!env.BRIDGES || namespace === null) return;
   const { bridges, errors } = parseBridges(env.BRIDGES);
-  for (const e of errors) log("error", `BRIDGES: ${e}`);
+  // said once per process (objects wake often), as the auth set-up is
+  if (errors.length && reported !== env.BRIDGES) for (const e of errors) log("error", `BRIDGES: ${e}`);
+  reported = env.BRIDGES;
   const mine = bridges.filter((b) => b.namespace === namespace);
   if (mine.length === 0) return;
   const ns = namespaceOf(env);
