@@ -247,19 +247,24 @@ describe("client state machine", () => {
     expect(await granted).toEqual([0x87]);
   });
 
-  test("keep-alive: PINGREQ after a quiet period, closed after 1.5 periods without an answer", async () => {
+  test("keep-alive: PINGREQ after three quarters of a quiet period, closed after 1.5 periods without an answer", async () => {
     const h = await connected();
-    h.advance(9_000);
+    h.advance(7_000);
     h.client.tick(h.now);
     expect(h.sent).toEqual([]);
-    h.advance(1_000);
+    h.advance(500); // three quarters of the 10 s period
     h.client.tick(h.now);
     expect(h.sent).toMatchObject([{ cmd: "pingreq" }]);
+    h.client.tick(h.now + 1000);
+    expect(h.sent).toHaveLength(1); // one outstanding at a time
     h.answer({ cmd: "pingresp" });
-    h.advance(10_000);
+    h.advance(7_500);
     h.client.tick(h.now);
     expect(h.sent).toHaveLength(2);
-    h.advance(5_001);
+    h.advance(7_500); // no answer: 15 s = 1.5 periods since the last packet from the server
+    h.client.tick(h.now);
+    expect(h.closed).toEqual([]);
+    h.advance(1);
     h.client.tick(h.now);
     expect(h.closed[0]).toMatch(/keep-alive timeout/);
   });
