@@ -7,7 +7,5 @@ export interface Env extends Cloudflare.Env {
   API_TOKENS?: string;
   /** JSON: the bridges to other MQTT brokers (docs/bridges.md) */
   BRIDGES?: string;
-  /** the bridges' Durable Object class (BridgeObject); optional until `wrangler types` lists it */
-  BRIDGE?: DurableObjectNamespace;
   [key: string]: unknown;
 }

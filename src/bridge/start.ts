@@ -10,6 +10,7 @@ type Log = (level: "info" | "warn" | "error", message: string) => void;
 /** the BRIDGES text whose errors were last logged */
 let reported: string | undefined;
 
+/** The binding (wrangler.toml); a configuration without it gets a clear error, not a crash. */
 function namespaceOf(env: Env): DurableObjectNamespace<BridgeObject> | null {
   return (env.BRIDGE as DurableObjectNamespace<BridgeObject> | undefined) ?? null;
 }
