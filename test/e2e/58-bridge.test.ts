@@ -189,6 +189,17 @@ describe("bridge: no loops with overlapping in and out filters", () => {
   }
 });
 
+describe("bridge status API", () => {
+  it("answers an empty list for a namespace without bridges, with the configuration's errors; wants the token", async () => {
+    const r = await bridges("no-bridges-here");
+    expect(r).toEqual({ namespace: "no-bridges-here", bridges: [], errors: [expect.stringMatching(/^BRIDGES\[8\] \("broken"\)/)] });
+    expect((await fetch(broker.http("/api/site/bridges"))).status).toBe(401);
+    const post = await fetch(broker.http("/api/site/bridges"), { method: "POST", headers: { Authorization: `Bearer ${TEST_API_TOKEN}` } });
+    expect(post.status).toBe(405);
+    expect(post.headers.get("Allow")).toBe("GET");
+  });
+});
+
 describe("bridge: failures are reported, never a crash", () => {
   it("a bad address, bad credentials, a missing secret and an invalid entry show in the status", async () => {
     let report: { bridges: Record<string, any>[]; errors: string[] } = { bridges: [], errors: [] };
