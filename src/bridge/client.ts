@@ -82,6 +82,8 @@ export class MqttClient {
   state: "new" | "connecting" | "connected" | "closed" = "new";
   keepalive = 0;
   receiveMaximum = 65535;
+  /** the server's Maximum Packet Size (MQTT 5 CONNACK); none announced: no limit known */
+  maximumPacketSize = Infinity;
   private readonly decoder: Decoder;
   private connecting: Pending | null = null;
   /** our QoS 1/2 PUBLISH (and SUBSCRIBE) waiting for their answer, by packet id */
@@ -160,15 +162,19 @@ export class MqttClient {
     const payload = Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength); // mqtt-packet wants a Buffer
     const packet: PublishPacket = { cmd: "publish", topic: m.topic, payload, qos: m.qos, retain: m.retain, dup: false };
     if (this.version === 5 && m.properties) packet.properties = m.properties;
+    if (m.qos > 0) packet.messageId = this.allocate();
+    const bytes = encode(packet, this.version);
+    // Over the server's Maximum Packet Size it would disconnect us, and the sender would resend
+    // it for ever: refused here instead, as the server would (0x95 packet too large).
+    if (bytes.byteLength > this.maximumPacketSize) return Promise.resolve(0x95);
     if (m.qos === 0) {
-      this.send(packet);
+      this.sendBytes(bytes);
       return Promise.resolve(0);
     }
-    const id = this.allocate();
-    packet.messageId = id;
+    const id = packet.messageId!;
     return new Promise<number>((resolve, reject) => {
       this.outgoing.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.send(packet);
+      this.sendBytes(bytes);
     });
   }
 
@@ -243,6 +249,7 @@ export class MqttClient {
         this.state = "connected";
         if (p.properties?.serverKeepAlive !== undefined) this.keepalive = p.properties.serverKeepAlive;
         this.receiveMaximum = p.properties?.receiveMaximum ?? 65535;
+        this.maximumPacketSize = p.properties?.maximumPacketSize ?? Infinity;
         pending?.resolve({ sessionPresent: !!p.sessionPresent, keepalive: this.keepalive, receiveMaximum: this.receiveMaximum } satisfies Connected);
         return;
       }
@@ -334,8 +341,13 @@ export class MqttClient {
 
   private send(p: Packet): void {
     if (this.state === "closed") return;
+    this.sendBytes(encode(p, this.version));
+  }
+
+  private sendBytes(bytes: Uint8Array): void {
+    if (this.state === "closed") return;
     this.lastSent = this.now();
-    this.channel.send(encode(p, this.version));
+    this.channel.send(bytes);
   }
 
   /** why the connection ended, once it has */

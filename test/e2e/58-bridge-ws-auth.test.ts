@@ -29,6 +29,7 @@ beforeAll(async () => {
     AUTH_MODE: "jwt",
     // ordinary clients are held to 1 publish a second; the bridge carries many publishers' messages
     MAX_PUBLISH_RATE: "1",
+    MAX_PACKET_SIZE: "4096",
     PUBLISH_BURST: "2",
     JWT_SECRET: keys.secret,
     // the bridge's local client is allowed everything; ordinary clients only their own topics
@@ -99,6 +100,23 @@ describe("bridge over ws:// into a namespace that requires authentication", () =
     const s = await status();
     expect(s.reconnects).toBe(0);
     expect(s.lastError).toBeNull();
+  });
+
+  it("a remote message larger than the namespace's Maximum Packet Size is dropped and reported, and the link stays up", async () => {
+    const admin = await connect(broker.url(), { protocolVersion: 5, clientId: "admin", username: "x", password: token });
+    clients.push(admin);
+    await admin.subscribeAsync("clients/admin/#", { qos: 1 });
+    const got = collect(admin, 1, 10_000);
+    const rpub = await connect(remoteUrl, { protocolVersion: 4 });
+    clients.push(rpub);
+    const before = await status();
+    await rpub.publishAsync("commands/big", Buffer.alloc(10_000), { qos: 1 });
+    await rpub.publishAsync("commands/small", "after", { qos: 1 });
+    expect((await got)[0]).toMatchObject({ topic: "clients/admin/commands/small", payload: "after" });
+    const s = await status();
+    expect(s.dropped).toBe(before.dropped + 1);
+    expect(s.lastError).toMatch(/refused a message on clients\/admin\/commands\/big \(0x95\)/);
+    expect(s.reconnects).toBe(before.reconnects);
   });
 
   it("an outside WebSocket carrying the bridge header is refused by the Worker", async () => {

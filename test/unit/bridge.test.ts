@@ -293,3 +293,21 @@ describe("client: UNSUBSCRIBE", () => {
     await expect(done).resolves.toBeUndefined();
   });
 });
+
+describe("client: the server's Maximum Packet Size", () => {
+  test("a message over it is not sent (it would cost the connection) and resolves 0x95", async () => {
+    const h = harness(5);
+    const c = h.client.connect({ clientId: "c", clean: false, keepalive: 0 });
+    h.answer({ cmd: "connack", sessionPresent: false, reasonCode: 0, properties: { maximumPacketSize: 64 } });
+    await c;
+    h.sent.length = 0;
+    expect(await h.client.publish({ topic: "t", payload: new Uint8Array(100), qos: 1, retain: false })).toBe(0x95);
+    expect(await h.client.publish({ topic: "t", payload: new Uint8Array(100), qos: 0, retain: false })).toBe(0x95);
+    expect(h.sent).toEqual([]);
+    expect(h.client.inflight).toBe(0);
+    const small = h.client.publish({ topic: "t", payload: new Uint8Array(10), qos: 1, retain: false });
+    expect(h.sent).toHaveLength(1);
+    h.answer({ cmd: "puback", messageId: (h.sent[0] as mqtt.IPublishPacket).messageId });
+    expect(await small).toBe(0);
+  });
+});
