@@ -52,6 +52,8 @@ export interface BridgeStatus {
 const LOCAL_SESSION_EXPIRY = 0xfffffffe;
 /** How long building a link (sockets, CONNACKs, SUBACKs) may take before it is given up. */
 const LINK_TIMEOUT_MS = 30_000;
+/** A link up this long counts as healthy: its loss restarts the backoff at `reconnectMin`. */
+const STABLE_MS = 30_000;
 
 export class BridgeLink {
   private remote: MqttClient | null = null;
@@ -131,9 +133,6 @@ export class BridgeLink {
         keepalive: 0,
         properties: { sessionExpiryInterval: LOCAL_SESSION_EXPIRY, receiveMaximum: Math.min(c.maxInflight, r.receiveMaximum) },
       });
-      // Out rules: No Local, so what the bridge publishes here (from `in`) never goes back out;
-      // Retain As Published, so a live retained message keeps its flag; retained messages only
-      // for a new subscription (the session keeps the subscriptions).
       // Both sessions outlive the link, with their subscriptions: those of rules since removed go.
       const before = await this.rt.loadFilters();
       await this.unsubscribeStale(local, before.local, c.out);
@@ -146,7 +145,6 @@ export class BridgeLink {
       if (gen !== this.gen) return;
       cancelTimeout();
       this.up = true;
-      this.failures = 0;
       this.stats.since = this.rt.now();
       this.rt.log("info", `bridge ${c.name}: connected to ${c.url} (session ${r.sessionPresent ? "resumed" : "new"})`);
       const inbox = this.inbox;
@@ -160,6 +158,11 @@ export class BridgeLink {
     }
   }
 
+  /**
+   * No Local, so what the bridge publishes on a side never comes back to it (loops); Retain As
+   * Published, so a live retained message keeps its flag; Retain Handling 1, retained messages
+   * only for a new subscription (the session keeps the subscriptions). 3.1.1 ignores the options.
+   */
   private async subscribe(client: MqttClient, rules: TopicRule[], side: string): Promise<void> {
     const granted = await client.subscribe(rules.map((r) => ({ topic: r.filter, qos: r.qos, nl: true, rap: true, rh: 1 })));
     granted.forEach((code, i) => {
@@ -261,6 +264,8 @@ export class BridgeLink {
   private fail(reason: string): void {
     if (!this.running) return;
     const wasUp = this.up;
+    // a link that held for a while starts the backoff afresh; one that drops at once does not
+    if (wasUp && this.stats.since !== null && this.rt.now() - this.stats.since >= STABLE_MS) this.failures = 0;
     this.gen++;
     this.error(reason);
     this.teardown(reason, false);

@@ -31,45 +31,57 @@ class Server {
 
 const flush = () => new Promise((r) => setTimeout(r, 0));
 
-async function linked(version: 4 | 5 = 5) {
-  const config = parseBridges(
-    JSON.stringify([{ name: "t", url: "mqtt://r", version, out: [{ filter: "s/#", prefix: "p/", qos: 2 }], in: [{ filter: "c/#", prefix: "in/", qos: 2 }] }]),
-  ).bridges[0]!;
-  const remote = new Server(version);
-  const local = new Server(5);
-  const timers: (() => void)[] = [];
-  const saved: unknown[] = [];
-  const rt: LinkRuntime = {
-    openRemote: async (sink) => remote.channel(sink),
-    openLocal: async (sink) => local.channel(sink),
-    password: () => undefined,
-    now: () => 0,
-    setTimer: (fn) => {
-      timers.push(fn);
-      return () => undefined;
-    },
-    log: () => undefined,
-    loadFilters: async () => ({ local: [], remote: ["old/#"] }),
-    saveFilters: async (f) => void saved.push(f),
-  };
-  const link = new BridgeLink(config, rt);
-  link.start();
+/** Answers one link attempt's CONNECTs and SUBSCRIBEs (and the first one's UNSUBSCRIBE). */
+async function bringUp(remote: Server, local: Server, unsubscribe: boolean) {
   await flush();
   remote.answer({ cmd: "connack", sessionPresent: false, reasonCode: 0, returnCode: 0 } as mqtt.Packet);
   await flush();
   expect(local.last("connect")).toMatchObject({ clientId: "bridge/t", clean: false });
   local.answer({ cmd: "connack", sessionPresent: false, reasonCode: 0 });
   await flush();
-  remote.answer({ cmd: "unsuback", messageId: remote.last("unsubscribe").messageId, granted: [0x11] } as mqtt.Packet);
-  await flush();
+  if (unsubscribe) {
+    remote.answer({ cmd: "unsuback", messageId: remote.last("unsubscribe").messageId, granted: [0x11] } as mqtt.Packet);
+    await flush();
+  }
   expect(local.last("subscribe").subscriptions).toEqual([{ topic: "s/#", qos: 2, nl: true, rap: true, rh: 1 }]);
   local.answer({ cmd: "suback", messageId: local.last("subscribe").messageId, granted: [2] });
   await flush();
   remote.answer({ cmd: "suback", messageId: remote.last("subscribe").messageId, granted: [2] });
   await flush();
+}
+
+async function linked(version: 4 | 5 = 5) {
+  const config = parseBridges(
+    JSON.stringify([{ name: "t", url: "mqtt://r", version, out: [{ filter: "s/#", prefix: "p/", qos: 2 }], in: [{ filter: "c/#", prefix: "in/", qos: 2 }] }]),
+  ).bridges[0]!;
+  const remote = new Server(version);
+  const local = new Server(5);
+  const timers: [() => void, number][] = [];
+  const saved: unknown[] = [];
+  const clock = { now: 0 };
+  let filters = { local: [] as string[], remote: ["old/#"] };
+  const rt: LinkRuntime = {
+    openRemote: async (sink) => remote.channel(sink),
+    openLocal: async (sink) => local.channel(sink),
+    password: () => undefined,
+    now: () => clock.now,
+    setTimer: (fn, ms) => {
+      timers.push([fn, ms]);
+      return () => undefined;
+    },
+    log: () => undefined,
+    loadFilters: async () => filters,
+    saveFilters: async (f) => {
+      saved.push(f);
+      filters = f;
+    },
+  };
+  const link = new BridgeLink(config, rt);
+  link.start();
+  await bringUp(remote, local, true);
   expect(link.status().connected).toEqual({ remote: true, local: true });
   expect(saved).toEqual([{ local: ["s/#"], remote: ["c/#"] }]);
-  return { link, remote, local, timers };
+  return { link, remote, local, timers, clock };
 }
 
 describe("bridge link", () => {
@@ -117,6 +129,24 @@ describe("bridge link", () => {
     expect(s.reconnects).toBe(1);
     expect(s.retryAt).not.toBeNull();
     expect(timers.length).toBeGreaterThan(0);
+  });
+
+  test("backoff: a link that drops at once backs off further; one that held 30 s starts again at reconnectMin", async () => {
+    const { link, remote, local, timers, clock } = await linked();
+    const retry = () => timers.filter(([, ms]) => ms !== 30_000 && ms !== 1000).at(-1)!;
+    remote.sink!.closed("gone");
+    expect(retry()[1]).toBeLessThanOrEqual(1000); // first failure: within reconnectMin (1 s)
+    retry()[0]();
+    await bringUp(remote, local, false);
+    expect(link.status().connected).toEqual({ remote: true, local: true });
+    remote.sink!.closed("gone again"); // at once: the second failure in a row
+    expect(retry()[1]).toBeGreaterThanOrEqual(1000);
+    retry()[0]();
+    await bringUp(remote, local, false);
+    clock.now += 30_000; // held for 30 s
+    remote.sink!.closed("gone after a while");
+    expect(retry()[1]).toBeLessThanOrEqual(1000);
+    expect(link.status().reconnects).toBe(3);
   });
 
   test("a message the receiver refuses is acknowledged anyway and counted as dropped", async () => {
