@@ -69,7 +69,7 @@ export const FAMILIES: readonly Family[] = [
   {
     name: "mqtt_lifecycle_events_total",
     type: "counter",
-    help: "Lifecycle events emitted.",
+    help: "Lifecycle events delivered to at least one subscriber or rule.",
     samples: (s) => (s.lifecycleEvents === undefined ? [] : one(s.lifecycleEvents)),
   },
   // the rules engine (RULES, docs/rules.md): absent whole when the namespace has no rules
