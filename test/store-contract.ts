@@ -97,6 +97,10 @@ export function storeContract(open: OpenStore): void {
         store.setRetained(msg("b/1", "b", { retain: true }));
         expect(store.countRetained()).toBe(3);
         expect(store.retainedUsage()).toEqual({ count: 3, bytes: 4 + 3 + 1 });
+        // leaving out a prefix (the presence entries, outside the retained quota): "a/" but not "a0" nor "b/1"
+        store.setRetained(msg("a0", "zero", { retain: true }));
+        expect(store.retainedUsage("a/")).toEqual({ count: 2, bytes: 4 + 1 });
+        store.deleteRetained("a0");
         expect(store.retainedSize("a/1")).toBe(4);
         expect(store.retainedSize("zz")).toBeNull();
         const a = store.retainedWithPrefix("a/").sort((p, q) => (p.topic < q.topic ? -1 : 1));

@@ -129,6 +129,15 @@ export class RuleEngine {
     this.stored = host.store.countRuleSends();
   }
 
+  /** Whether any rule's filter matches `topic` (the lifecycle events build their JSON only then). */
+  matches(topic: string): boolean {
+    const hits = this.hits;
+    this.trie.match(topic, this.onHit, ignoreGroup);
+    const any = hits.length > 0;
+    hits.length = 0;
+    return any;
+  }
+
   /**
    * The publish path: match, store what needs storing, append. No JSON, no await. The trie's
    * `$` rule keeps `#` and `+/...` from matching `$` topics [MQTT-4.7.2-1].
@@ -176,16 +185,6 @@ export class RuleEngine {
       this.flushScheduled = true;
       this.host.later(() => this.flush());
     }
-  }
-
-  /**
-   * Whether a rule's filter matches the topic (the lifecycle events ask before building their
-   * JSON: a `$events` topic only matches filters that name `$events`).
-   */
-  wants(topic: string): boolean {
-    let hit = false;
-    this.trie.match(topic, () => void (hit = true), ignoreGroup);
-    return hit;
   }
 
   /** From the alarm: stored sends due again (retries, and sends of a previous life of the object). */

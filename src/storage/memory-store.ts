@@ -177,10 +177,15 @@ export class MemoryStore implements Store {
     return this.s.retained.size;
   }
 
-  retainedUsage(): { count: number; bytes: number } {
+  retainedUsage(except?: string): { count: number; bytes: number } {
     let bytes = 0;
-    for (const m of this.s.retained.values()) bytes += m.payload.byteLength;
-    return { count: this.s.retained.size, bytes };
+    let count = 0;
+    for (const m of this.s.retained.values()) {
+      if (except !== undefined && m.topic.startsWith(except)) continue;
+      bytes += m.payload.byteLength;
+      count++;
+    }
+    return { count, bytes };
   }
 
   retainedSize(topic: string): number | null {

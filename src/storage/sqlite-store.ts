@@ -212,8 +212,14 @@ export class SqliteStore implements Store {
     return Number(this.sql.exec("SELECT COUNT(*) AS n FROM retained").one().n);
   }
 
-  retainedUsage(): { count: number; bytes: number } {
-    const row = this.sql.exec("SELECT COUNT(*) AS n, COALESCE(SUM(length(payload)), 0) AS b FROM retained").one();
+  retainedUsage(except?: string): { count: number; bytes: number } {
+    const all = "SELECT COUNT(*) AS n, COALESCE(SUM(length(payload)), 0) AS b FROM retained";
+    // the topics starting with `except` are the range [except, except with its last character + 1)
+    const row = (
+      except === undefined || except === ""
+        ? this.sql.exec(all)
+        : this.sql.exec(`${all} WHERE NOT (topic >= ? AND topic < ?)`, except, except.slice(0, -1) + String.fromCharCode(except.charCodeAt(except.length - 1) + 1))
+    ).one();
     return { count: Number(row.n), bytes: Number(row.b) };
   }
 

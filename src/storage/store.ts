@@ -137,7 +137,8 @@ export interface Store {
   deleteExpiredRetained(now: number): void;
   countRetained(): number;
   /** retained messages and the sum of their payload sizes (for the retained quota) */
-  retainedUsage(): { count: number; bytes: number };
+  /** count and payload bytes of the retained messages; `except`: leaving out the topics starting with it */
+  retainedUsage(except?: string): { count: number; bytes: number };
   /** payload size of the retained message on `topic`, null if there is none */
   retainedSize(topic: string): number | null;
 

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createHmac } from "node:crypto";
 import { startBroker, connect, end, apiPublish, freePort, TEST_API_TOKEN, type Broker } from "./harness";
 import { until } from "./marker";
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import type { RulesStats } from "../../src/rules/engine";
 import type { RuleMessage } from "../../src/rules/message";
 
@@ -232,6 +233,20 @@ describe("rules to a Queue, a Worker and webhooks", () => {
     const s = ruleOf(await ruleStats(broker), "hook");
     expect(s.failedSends).toBeGreaterThanOrEqual(2);
     expect(s.dropped).toBe(0);
+    // the same counters in the stats API and in /metrics (a real Prometheus parser)
+    const api = await fetch(broker.http("/api/default/stats"), { headers: { Authorization: `Bearer ${TEST_API_TOKEN}` } });
+    const stats = (await api.json()) as { rules?: RulesStats };
+    expect(ruleOf(stats.rules!, "hook").delivered).toBe(s.delivered);
+    const res = await fetch(broker.http("/metrics"), { headers: { Authorization: `Bearer ${TEST_API_TOKEN}` } });
+    expect(res.status).toBe(200);
+    const families = parsePrometheusTextFormat(await res.text());
+    const sample = (name: string, labels: Record<string, string>) =>
+      Number(families.find((f) => f.name === name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ?? NaN);
+    expect(s.delivered).toBeGreaterThanOrEqual(2);
+    expect(sample("mqtt_rule_messages_total", { namespace: "default", rule: "hook", outcome: "delivered" })).toBe(s.delivered);
+    expect(sample("mqtt_rule_messages_total", { namespace: "default", rule: "hook", outcome: "matched" })).toBe(s.matched);
+    expect(sample("mqtt_rule_failed_sends_total", { namespace: "default", rule: "hook" })).toBe(s.failedSends);
+    expect(sample("mqtt_rule_pending", { namespace: "default" })).toBe(0);
     await end(c);
   });
 

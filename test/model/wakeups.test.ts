@@ -76,3 +76,23 @@ describe("the CONNECT timeout leaves no alarm behind", () => {
     expect(b.now - lastPing).toBeLessThanOrEqual(91_000);
   });
 });
+
+describe("no row written per PINGREQ or per QoS 0 message (rows are billed)", () => {
+  test("100 PINGREQs and 100 QoS 0 messages to a subscriber, clean and persistent sessions: no row", () => {
+    const b = new SimBroker({ config: { EVENTS_SAVE_INTERVAL: 3600 } });
+    const sub = new SimClient(b, "sub");
+    sub.connect({ version: 5, clean: false, expiry: 3600, keepalive: 60 });
+    sub.subscribe("t/#", 0);
+    const pub = new SimClient(b, "pub");
+    pub.connect({ keepalive: 60 });
+    const before = b.store.rowsWritten;
+    for (let i = 0; i < 100; i++) {
+      pub.sendRaw([0xc0, 0]);
+      sub.sendRaw([0xc0, 0]);
+      pub.publish(`t/${i % 5}`, `m${i}`, 0);
+    }
+    b.flushLaters();
+    expect(sub.received).toHaveLength(100);
+    expect(b.store.rowsWritten).toBe(before);
+  });
+});
