@@ -42,6 +42,13 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   if (clientId.length > config.MAX_CLIENT_ID_LENGTH) {
     throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "client id too long");
   }
+  // `bridge/<name>` is the session of a bridge (its queue of messages for the remote): only that
+  // bridge's own socket may take it, and a bridge socket takes nothing else. Without this, any client
+  // (with AUTH_MODE none: anyone) could resume it and drain the queue, or create it first and lock
+  // the bridge out.
+  if (conn.bridge !== undefined ? clientId !== `bridge/${conn.bridge}` : clientId.startsWith("bridge/")) {
+    throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, conn.bridge !== undefined ? "a bridge connects as bridge/<its name>" : "client ids starting with bridge/ are reserved for the broker's bridges");
+  }
   // The session this client id holds now, if any (nothing below changes it before the takeover).
   const known = ctx.sessions.get(clientId);
   // Another user's session is refused before anything changes: no takeover, no Clean Start.

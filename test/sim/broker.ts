@@ -196,8 +196,10 @@ export class SimBroker {
   }
 
   /** A new WebSocket (the Worker routed an upgrade to this object). */
-  open(onBytes: (b: Uint8Array) => void, onClose: (code: number, reason: string) => void): SimSocket {
+  open(onBytes: (b: Uint8Array) => void, onClose: (code: number, reason: string) => void, bridge?: string): SimSocket {
     const socket = new SimSocket(onBytes, onClose, this.now);
+    // the X-MQTT-Bridge header of a bridge object's own request
+    if (bridge !== undefined) socket.attachment.br = bridge;
     this.run(() => this.core.open(this.connectionOf(socket)));
     return socket;
   }

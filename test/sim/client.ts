@@ -51,6 +51,8 @@ export class SimClient {
   private parsing = 0;
   private outbox: mqtt.Packet[] = [];
   private nextId = 1;
+  /** set: the socket is a bridge object's own (the X-MQTT-Bridge header names this bridge) */
+  bridge: string | undefined;
 
   constructor(
     readonly broker: SimBroker,
@@ -85,9 +87,13 @@ export class SimClient {
       }
       if (this.parsing === 0) this.flushOutbox();
     };
-    const socket = this.broker.open(onBytes, (code, reason) => {
-      if (this.socket === socket) this.closed = { code, reason }; // not an older socket of ours closing
-    });
+    const socket = this.broker.open(
+      onBytes,
+      (code, reason) => {
+        if (this.socket === socket) this.closed = { code, reason }; // not an older socket of ours closing
+      },
+      this.bridge,
+    );
     this.socket = socket;
   }
 
