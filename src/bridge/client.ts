@@ -88,8 +88,14 @@ export class MqttClient {
   private connecting: Pending | null = null;
   /** our QoS 1/2 PUBLISH (and SUBSCRIBE) waiting for their answer, by packet id */
   private readonly outgoing = new Map<number, Pending>();
-  /** QoS 2 sends past PUBREC, waiting for PUBCOMP */
-  private readonly releasing = new Set<number>();
+  /**
+   * QoS 2 sends past PUBREC, waiting for PUBCOMP. Owned by the caller, as they belong to the
+   * session, not to this connection: they outlive it, their PUBREL is re-sent when the session is
+   * resumed [MQTT-4.4.0-1], and their ids are not reused before PUBCOMP (the server would take a new
+   * PUBLISH with such an id for a re-send of the old one and drop it).
+   */
+  private readonly releasing: Set<number>;
+  private readonly releasingChanged: () => void;
   /** inbound QoS 1/2 not acknowledged yet (a resent duplicate is not handed over again) */
   private readonly unacked = new Set<number>();
   /** inbound QoS 2 past our PUBREC, waiting for PUBREL */
@@ -105,7 +111,10 @@ export class MqttClient {
     readonly version: 4 | 5,
     private readonly events: ClientEvents,
     private readonly now: () => number = Date.now,
+    session: { releasing: Set<number>; changed(): void } = { releasing: new Set(), changed: () => undefined },
   ) {
+    this.releasing = session.releasing;
+    this.releasingChanged = session.changed;
     this.decoder = new Decoder(version, (p) => this.handle(p));
   }
 
@@ -226,7 +235,6 @@ export class MqttClient {
     this.connecting = null;
     for (const p of this.outgoing.values()) p.reject(err);
     this.outgoing.clear();
-    this.releasing.clear();
     try {
       this.channel.close();
     } catch {
@@ -250,6 +258,13 @@ export class MqttClient {
         if (p.properties?.serverKeepAlive !== undefined) this.keepalive = p.properties.serverKeepAlive;
         this.receiveMaximum = p.properties?.receiveMaximum ?? 65535;
         this.maximumPacketSize = p.properties?.maximumPacketSize ?? Infinity;
+        if (!p.sessionPresent) {
+          // a new session: the server knows none of the old exchanges
+          if (this.releasing.size) {
+            this.releasing.clear();
+            this.releasingChanged();
+          }
+        } else for (const id of this.releasing) this.send({ cmd: "pubrel", messageId: id } as Packet);
         pending?.resolve({ sessionPresent: !!p.sessionPresent, keepalive: this.keepalive, receiveMaximum: this.receiveMaximum } satisfies Connected);
         return;
       }
@@ -267,13 +282,14 @@ export class MqttClient {
         const code = p.reasonCode ?? 0;
         if (p.cmd === "pubrec" && code < 0x80) {
           this.releasing.add(p.messageId!);
+          this.releasingChanged();
           this.send({ cmd: "pubrel", messageId: p.messageId! } as Packet);
         }
         pending.resolve(code);
         return;
       }
       case "pubcomp":
-        this.releasing.delete(p.messageId!);
+        if (this.releasing.delete(p.messageId!)) this.releasingChanged();
         return;
       case "pubrel":
         this.received.delete(p.messageId!);

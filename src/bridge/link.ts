@@ -22,6 +22,8 @@ export interface LinkRuntime {
   /** the filters this bridge subscribed to on each side last time (to drop those no rule names any more) */
   loadFilters(): Promise<{ local: string[]; remote: string[] }>;
   saveFilters(filters: { local: string[]; remote: string[] }): Promise<void>;
+  /** the object's storage (its writes are committed before what is sent after them leaves) */
+  storage: { get<T>(key: string): Promise<T | undefined>; put(key: string, value: unknown): void };
   log(level: "info" | "warn" | "error", message: string): void;
 }
 
@@ -67,6 +69,8 @@ export class BridgeLink {
   private cancelTick: (() => void) | null = null;
   /** remote messages that came before the local side was ready (not acknowledged yet) */
   private inbox: [Message, () => void][] = [];
+  /** each side's QoS 2 sends past PUBREC (their PUBREL owed), kept across links and restarts */
+  private releasing: { remote: Set<number>; local: Set<number> } | null = null;
   private readonly stats = { lastError: null as string | null, lastErrorAt: null as number | null, sent: 0, received: 0, dropped: 0, reconnects: 0, since: null as number | null, retryAt: null as number | null };
 
   constructor(
@@ -115,6 +119,10 @@ export class BridgeLink {
       if (gen === this.gen && !this.up) this.fail(`timed out building the link (no CONNACK or SUBACK within ${LINK_TIMEOUT_MS / 1000} s)`);
     }, LINK_TIMEOUT_MS);
     try {
+      if (!this.releasing) {
+        const saved = await this.rt.storage.get<{ remote: number[]; local: number[] }>("releasing");
+        this.releasing ??= { remote: new Set(saved?.remote), local: new Set(saved?.local) };
+      }
       const password = this.rt.password();
       const remote = await this.open("remote", gen, (sink) => this.rt.openRemote(sink), c.version);
       const r = await remote.connect({
@@ -199,12 +207,19 @@ export class BridgeLink {
         },
       },
       this.rt.now,
+      { releasing: this.releasing![side], changed: () => this.saveReleasing() },
     );
     if (side === "remote") this.remote = client;
     else this.local = client;
     for (const b of early) client.receive(b);
     if (closedEarly !== null) throw new Error(`${side}: ${closedEarly}`);
     return client;
+  }
+
+  /** A write per QoS 2 PUBREC and PUBCOMP: what the exactly-once exchange needs to survive a restart. */
+  private saveReleasing(): void {
+    const r = this.releasing!;
+    this.rt.storage.put("releasing", { remote: [...r.remote], local: [...r.local] });
   }
 
   /** local → remote */

@@ -70,6 +70,10 @@ export class BridgeObject extends DurableObject<Env> {
       now: () => Date.now(),
       loadFilters: async () => (await this.ctx.storage.get<{ local: string[]; remote: string[] }>("filters")) ?? { local: [], remote: [] },
       saveFilters: (filters: { local: string[]; remote: string[] }) => this.ctx.storage.put("filters", filters),
+      storage: {
+        get: <T>(key: string) => this.ctx.storage.get<T>(key),
+        put: (key: string, value: unknown) => void this.ctx.storage.put(key, value),
+      },
       setTimer: (fn: () => void, ms: number) => {
         const t = setTimeout(fn, ms);
         return () => clearTimeout(t);

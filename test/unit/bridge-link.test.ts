@@ -32,12 +32,12 @@ class Server {
 const flush = () => new Promise((r) => setTimeout(r, 0));
 
 /** Answers one link attempt's CONNECTs and SUBSCRIBEs (and the first one's UNSUBSCRIBE). */
-async function bringUp(remote: Server, local: Server, unsubscribe: boolean) {
+async function bringUp(remote: Server, local: Server, unsubscribe: boolean, sessionPresent = { remote: false, local: false }) {
   await flush();
-  remote.answer({ cmd: "connack", sessionPresent: false, reasonCode: 0, returnCode: 0 } as mqtt.Packet);
+  remote.answer({ cmd: "connack", sessionPresent: sessionPresent.remote, reasonCode: 0, returnCode: 0 } as mqtt.Packet);
   await flush();
   expect(local.last("connect")).toMatchObject({ clientId: "bridge/t", clean: false });
-  local.answer({ cmd: "connack", sessionPresent: false, reasonCode: 0 });
+  local.answer({ cmd: "connack", sessionPresent: sessionPresent.local, reasonCode: 0 });
   await flush();
   if (unsubscribe) {
     remote.answer({ cmd: "unsuback", messageId: remote.last("unsubscribe").messageId, granted: [0x11] } as mqtt.Packet);
@@ -59,6 +59,7 @@ async function linked(version: 4 | 5 = 5) {
   const timers: [() => void, number][] = [];
   const saved: unknown[] = [];
   const clock = { now: 0 };
+  const stored = new Map<string, unknown>();
   let filters = { local: [] as string[], remote: ["old/#"] };
   const rt: LinkRuntime = {
     openRemote: async (sink) => remote.channel(sink),
@@ -75,13 +76,17 @@ async function linked(version: 4 | 5 = 5) {
       saved.push(f);
       filters = f;
     },
+    storage: {
+      get: async <T,>(key: string) => stored.get(key) as T | undefined,
+      put: (key: string, value: unknown) => void stored.set(key, structuredClone(value)),
+    },
   };
   const link = new BridgeLink(config, rt);
   link.start();
   await bringUp(remote, local, true);
   expect(link.status().connected).toEqual({ remote: true, local: true });
   expect(saved).toEqual([{ local: ["s/#"], remote: ["c/#"] }]);
-  return { link, remote, local, timers, clock };
+  return { link, remote, local, timers, clock, rt, config };
 }
 
 describe("bridge link", () => {
@@ -180,6 +185,7 @@ describe("bridge link: a silent server", () => {
       log: () => undefined,
       loadFilters: async () => ({ local: [], remote: [] }),
       saveFilters: async () => undefined,
+      storage: { get: async () => undefined, put: () => undefined },
     });
     link.start();
     await flush();
@@ -190,5 +196,67 @@ describe("bridge link: a silent server", () => {
     expect(link.status().lastError).toMatch(/timed out building the link/);
     expect(remote.closed).toBe(true);
     expect(timers.length).toBe(2); // the retry
+  });
+});
+
+describe("bridge link: QoS 2 exchanges across a reconnect (review-c)", () => {
+  const retry = (timers: [() => void, number][]) => timers.filter(([, ms]) => ms !== 30_000 && ms !== 1000).at(-1)!;
+
+  /** A QoS 2 message in: the namespace's PUBREC came (the remote is acknowledged), its PUBCOMP not. */
+  async function halfReleased() {
+    const l = await linked();
+    l.remote.answer({ cmd: "publish", topic: "c/a", payload: Buffer.from("first"), qos: 2, messageId: 9, retain: false, dup: false });
+    await flush();
+    const first = l.local.last("publish");
+    l.local.answer({ cmd: "pubrec", messageId: first.messageId });
+    await flush();
+    expect(l.local.last("pubrel")).toMatchObject({ messageId: first.messageId });
+    expect(l.remote.last("pubrec")).toMatchObject({ messageId: 9 }); // the remote is done with it
+    return { ...l, id: first.messageId as number };
+  }
+
+  /** After the (re)connection: a new QoS 2 message must not take the id the namespace still holds. */
+  async function expectReleasedThenFresh(remote: Server, local: Server, id: number, sent: number) {
+    // MQTT: the client re-sends its PUBREL for the session's unfinished exchanges [MQTT-4.4.0-1]
+    expect(local.sent.slice(sent).filter((p) => p.cmd === "pubrel").map((p: any) => p.messageId)).toContain(id);
+    remote.answer({ cmd: "publish", topic: "c/b", payload: Buffer.from("second"), qos: 2, messageId: 10, retain: false, dup: false });
+    await flush();
+    // the namespace would take a PUBLISH with a held id for a re-send and drop it (MQTT-4.3.3-10)
+    expect(local.last("publish")).toMatchObject({ topic: "in/c/b" });
+    expect(local.last("publish").messageId).not.toBe(id);
+  }
+
+  test("the link drops before the namespace's PUBCOMP: the PUBREL is re-sent and its id is not reused", async () => {
+    const { remote, local, timers, id } = await halfReleased();
+    local.sink!.closed("gone");
+    await flush();
+    const sent = local.sent.length;
+    retry(timers)[0]();
+    await bringUp(remote, local, false, { remote: true, local: true });
+    await expectReleasedThenFresh(remote, local, id, sent);
+    local.answer({ cmd: "pubcomp", messageId: id });
+    await flush();
+  });
+
+  test("the bridge object restarts before the namespace's PUBCOMP: the PUBREL is re-sent from storage", async () => {
+    const { link, remote, local, rt, config, id } = await halfReleased();
+    // a restart: the object's memory is gone (the link is dropped, not stopped), its storage stays
+    const sent = local.sent.length;
+    const again = new BridgeLink(config, rt);
+    again.start();
+    await bringUp(remote, local, false, { remote: true, local: true });
+    expect(again.status().connected).toEqual({ remote: true, local: true });
+    await expectReleasedThenFresh(remote, local, id, sent);
+    void link;
+  });
+
+  test("a session that is not present any more forgets the unfinished exchanges", async () => {
+    const { remote, local, timers, id } = await halfReleased();
+    local.sink!.closed("gone");
+    await flush();
+    const sent = local.sent.length;
+    retry(timers)[0]();
+    await bringUp(remote, local, false, { remote: true, local: false });
+    expect(local.sent.slice(sent).filter((p) => p.cmd === "pubrel")).toEqual([]);
   });
 });
