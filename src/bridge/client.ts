@@ -4,7 +4,7 @@
 // it runs the same in a Durable Object and in a unit test. It never retransmits by itself: a
 // broken link is closed and rebuilt, and the senders' sessions resend what was not acknowledged.
 import { Buffer } from "node:buffer";
-import { Decoder, encode, type Packet, type PublishPacket, type PublishProperties } from "./wire";
+import { Decoder, encode, type Oversize, type Packet, type PublishPacket, type PublishProperties } from "./wire";
 import type { QoS } from "./config";
 
 export interface Channel {
@@ -28,6 +28,8 @@ export interface ClientEvents {
   message(msg: Message, ack: () => void): void;
   /** The connection ended (once): why, for the status. */
   closed(reason: string): void;
+  /** A PUBLISH over our size limit was skipped (and acknowledged, so it does not come back). */
+  dropped?(reason: string): void;
 }
 
 export interface ConnectOptions {
@@ -112,10 +114,12 @@ export class MqttClient {
     private readonly events: ClientEvents,
     private readonly now: () => number = Date.now,
     session: { releasing: Set<number>; changed(): void } = { releasing: new Set(), changed: () => undefined },
+    /** the largest packet taken from the server (announced to an MQTT 5 one) */
+    private readonly maxPacketSize = Infinity,
   ) {
     this.releasing = session.releasing;
     this.releasingChanged = session.changed;
-    this.decoder = new Decoder(version, (p) => this.handle(p));
+    this.decoder = new Decoder(version, (p) => this.handle(p), maxPacketSize, (o) => this.onOversize(o));
   }
 
   /** our unacknowledged QoS 1/2 messages */
@@ -139,6 +143,7 @@ export class MqttClient {
     if (o.password !== undefined) packet.password = Buffer.from(o.password) as never;
     if (o.bridgeMode && this.version === 4) packet.bridgeMode = true;
     if (this.version === 5 && o.properties) packet.properties = o.properties;
+    if (this.version === 5 && Number.isFinite(this.maxPacketSize)) packet.properties = { ...packet.properties, maximumPacketSize: this.maxPacketSize };
     return new Promise<Connected>((resolve, reject) => {
       this.connecting = { resolve: resolve as (v: unknown) => void, reject };
       this.send(packet);
@@ -344,6 +349,19 @@ export class MqttClient {
       this.send({ cmd: qos === 1 ? "puback" : "pubrec", messageId: id } as Packet);
     };
     this.events.message(msg, ack);
+  }
+
+  /**
+   * A PUBLISH too large to take (a 3.1.1 server cannot be told the limit): acknowledged, as a
+   * refused message is, or the server would resend it at every connection and hold the queue.
+   */
+  private onOversize(o: Oversize): void {
+    if (this.state !== "connected") throw new Error(`a PUBLISH of ${o.size} bytes before CONNACK`);
+    if (o.qos > 0 && o.messageId !== undefined) {
+      if (o.qos === 2) this.received.add(o.messageId);
+      this.send({ cmd: o.qos === 1 ? "puback" : "pubrec", messageId: o.messageId } as Packet);
+    }
+    this.events.dropped?.(`a message on ${o.topic.slice(0, 200)} of ${o.size} bytes, over the limit of ${this.maxPacketSize} (MAX_PACKET_SIZE), was dropped`);
   }
 
   private allocate(): number {

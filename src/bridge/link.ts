@@ -22,6 +22,8 @@ export interface LinkRuntime {
   /** the filters this bridge subscribed to on each side last time (to drop those no rule names any more) */
   loadFilters(): Promise<{ local: string[]; remote: string[] }>;
   saveFilters(filters: { local: string[]; remote: string[] }): Promise<void>;
+  /** the largest packet taken from the remote (the namespace's MAX_PACKET_SIZE): nothing larger is ever held */
+  maxPacketSize?: number;
   /** the object's storage (its writes are committed before what is sent after them leaves) */
   storage: { get<T>(key: string): Promise<T | undefined>; put(key: string, value: unknown): void };
   log(level: "info" | "warn" | "error", message: string): void;
@@ -56,6 +58,8 @@ const LOCAL_SESSION_EXPIRY = 0xfffffffe;
 const LINK_TIMEOUT_MS = 30_000;
 /** A link up this long counts as healthy: its loss restarts the backoff at `reconnectMin`. */
 const STABLE_MS = 30_000;
+/** MAX_PACKET_SIZE's default, when the runtime gives none */
+const DEFAULT_MAX_PACKET = 1024 * 1024;
 
 export class BridgeLink {
   private remote: MqttClient | null = null;
@@ -205,9 +209,15 @@ export class BridgeLink {
         closed: (reason) => {
           if (gen === this.gen) this.fail(reason.startsWith(side) ? reason : `${side}: ${reason}`);
         },
+        dropped: (reason) => {
+          this.stats.dropped++;
+          this.error(`the ${side} broker sent ${reason}`);
+        },
       },
       this.rt.now,
       { releasing: this.releasing![side], changed: () => this.saveReleasing() },
+      // the namespace is this broker; the remote could send anything, up to 256 MB a packet
+      side === "remote" ? (this.rt.maxPacketSize ?? DEFAULT_MAX_PACKET) : Infinity,
     );
     if (side === "remote") this.remote = client;
     else this.local = client;

@@ -9,6 +9,7 @@ import { parseBridges, passwordOf, type BridgeConfig } from "./config";
 import { BridgeLink, type BridgeStatus } from "./link";
 import { channelOf, openTcp, openWebSocket } from "./transport";
 import { BRIDGE_HEADER } from "./header";
+import { loadConfig } from "../config";
 
 
 const WATCHDOG_MS = 60_000;
@@ -67,6 +68,7 @@ export class BridgeObject extends DurableObject<Env> {
         return channelOf(await ns.fetch(request), `namespace ${c.namespace}`, sink);
       },
       password: () => passwordOf(c, env),
+      maxPacketSize: loadConfig(env).MAX_PACKET_SIZE,
       now: () => Date.now(),
       loadFilters: async () => (await this.ctx.storage.get<{ local: string[]; remote: string[] }>("filters")) ?? { local: [], remote: [] },
       saveFilters: (filters: { local: string[]; remote: string[] }) => this.ctx.storage.put("filters", filters),

@@ -140,22 +140,25 @@ describe("backoff", () => {
 });
 
 /** A scripted server: what the client sent, decoded; what we answer, encoded. */
-function harness(version: 4 | 5 = 5) {
+function harness(version: 4 | 5 = 5, maxPacketSize?: number) {
   const sent: mqtt.Packet[] = [];
   const parser = mqtt.parser({ protocolVersion: version });
   parser.on("packet", (p) => sent.push(p));
   const messages: [Message, () => void][] = [];
   const closed: string[] = [];
+  const dropped: string[] = [];
   let now = 1_000_000;
   let channelClosed = false;
   const client = new MqttClient(
     { send: (b) => void parser.parse(Buffer.from(b)), close: () => (channelClosed = true) },
     version,
-    { message: (m, ack) => messages.push([m, ack]), closed: (r) => closed.push(r) },
+    { message: (m, ack) => messages.push([m, ack]), closed: (r) => closed.push(r), dropped: (r) => dropped.push(r) },
     () => now,
+    undefined,
+    maxPacketSize,
   );
   const answer = (p: mqtt.Packet) => client.receive(mqtt.generate(p, { protocolVersion: version }));
-  return { client, sent, messages, closed, answer, advance: (ms: number) => (now += ms), get now() { return now; }, get channelClosed() { return channelClosed; } };
+  return { client, sent, messages, closed, dropped, answer, advance: (ms: number) => (now += ms), get now() { return now; }, get channelClosed() { return channelClosed; } };
 }
 
 describe("client state machine", () => {
@@ -309,5 +312,49 @@ describe("client: the server's Maximum Packet Size", () => {
     expect(h.sent).toHaveLength(1);
     h.answer({ cmd: "puback", messageId: (h.sent[0] as mqtt.IPublishPacket).messageId });
     expect(await small).toBe(0);
+  });
+});
+
+describe("client: what the server may send is bounded (review-c)", () => {
+  const LIMIT = 64 * 1024;
+  async function up(version: 4 | 5) {
+    const h = harness(version, LIMIT);
+    const c = h.client.connect({ clientId: "c", clean: false, keepalive: 0 });
+    h.answer({ cmd: "connack", sessionPresent: false, reasonCode: 0, returnCode: 0 } as mqtt.Packet);
+    await c;
+    return h;
+  }
+  /** bytes of a packet, given in pieces as a socket would */
+  const inPieces = (h: ReturnType<typeof harness>, bytes: Uint8Array, size = 16 * 1024) => {
+    for (let at = 0; at < bytes.byteLength; at += size) h.client.receive(bytes.subarray(at, at + size));
+  };
+
+  test("MQTT 5: CONNECT announces the limit as Maximum Packet Size", () => {
+    const h = harness(5, LIMIT);
+    void h.client.connect({ clientId: "c", clean: false, keepalive: 0 }).catch(() => undefined);
+    expect((h.sent[0] as mqtt.IConnectPacket).properties?.maximumPacketSize).toBe(LIMIT);
+  });
+
+  for (const qos of [1, 2] as const) {
+    test(`MQTT 3.1.1: a QoS ${qos} PUBLISH over the limit is skipped without being held, acknowledged and reported; the link stays`, async () => {
+      const h = await up(4);
+      h.sent.length = 0;
+      const big = mqtt.generate({ cmd: "publish", topic: "huge/t", payload: Buffer.alloc(LIMIT * 4, 7), qos, messageId: 321, retain: false, dup: false }, { protocolVersion: 4 });
+      const small = mqtt.generate({ cmd: "publish", topic: "small", payload: Buffer.from("ok"), qos: 1, messageId: 322, retain: false, dup: false }, { protocolVersion: 4 });
+      inPieces(h, Uint8Array.from([...big, ...small]));
+      expect(h.closed).toEqual([]);
+      expect(h.messages.map(([m]) => m.topic)).toEqual(["small"]); // handed over: only the small one
+      expect(h.sent[0]).toMatchObject({ cmd: qos === 1 ? "puback" : "pubrec", messageId: 321 });
+      expect(h.dropped).toHaveLength(1);
+      expect(h.dropped[0]).toMatch(/huge\/t.*over the limit/);
+    });
+  }
+
+  test("a packet of another kind over the limit closes the connection with a clear reason", async () => {
+    const h = await up(4);
+    // a SUBACK claiming 4 × the limit: nothing of it is buffered, the stream cannot be trusted
+    h.client.receive(Uint8Array.from([0x90, 0x80, 0x80, 0x10, 0, 1]));
+    expect(h.closed).toHaveLength(1);
+    expect(h.closed[0]).toMatch(/over the limit/);
   });
 });
