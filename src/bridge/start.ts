@@ -10,13 +10,22 @@ type Log = (level: "info" | "warn" | "error", message: string) => void;
 /** the BRIDGES text whose errors were last logged */
 let reported: string | undefined;
 
+/**
+ * When this process last asked each bridge object to start (by name). A hibernating namespace
+ * object is rebuilt at every wake, and a quiet one wakes for nearly every message: one RPC per
+ * bridge each time would double the billed requests for nothing. Once a watchdog period is enough:
+ * a started bridge keeps itself started with its own alarm (WATCHDOG_MS in object.ts).
+ */
+const ensuredAt = new Map<string, number>();
+const ENSURE_EVERY_MS = 60_000;
+
 /** The binding (wrangler.toml); a configuration without it gets a clear error, not a crash. */
 function namespaceOf(env: Env): DurableObjectNamespace<BridgeObject> | null {
   return (env.BRIDGE as DurableObjectNamespace<BridgeObject> | undefined) ?? null;
 }
 
 /** Starts (idempotently) the bridges of a namespace; problems are logged, never thrown. Costs nothing without BRIDGES. */
-export function ensureBridges(env: Env, namespace: string | null, log: Log): void {
+export function ensureBridges(env: Env, namespace: string | null, log: Log, now = Date.now()): void {
   if (!env.BRIDGES || namespace === null) return;
   const { bridges, errors } = parseBridges(env.BRIDGES);
   // said once per process (objects wake often), as the auth set-up is
@@ -30,9 +39,15 @@ export function ensureBridges(env: Env, namespace: string | null, log: Log): voi
     return;
   }
   for (const b of mine) {
+    const last = ensuredAt.get(b.name);
+    if (last !== undefined && now - last < ENSURE_EVERY_MS && now >= last) continue;
+    ensuredAt.set(b.name, now);
     ns.get(ns.idFromName(b.name))
       .ensure(b.name)
-      .catch((e: unknown) => log("error", `bridge ${b.name}: could not be started: ${(e as Error)?.message ?? e}`));
+      .catch((e: unknown) => {
+        if (ensuredAt.get(b.name) === now) ensuredAt.delete(b.name); // tried again at the next wake
+        log("error", `bridge ${b.name}: could not be started: ${(e as Error)?.message ?? e}`);
+      });
   }
 }
 

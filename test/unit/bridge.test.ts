@@ -358,3 +358,36 @@ describe("client: what the server may send is bounded (review-c)", () => {
     expect(h.closed[0]).toMatch(/over the limit/);
   });
 });
+
+describe("ensureBridges: the cost of a namespace wake (review-c)", () => {
+  test("a namespace object that wakes often asks each bridge object at most once a watchdog period", async () => {
+    const { ensureBridges } = await import("../../src/bridge/start");
+    const calls: string[] = [];
+    const env = {
+      BRIDGES: JSON.stringify([{ name: "cost-a", url: "mqtt://r", namespace: "cost-ns", out: [{ filter: "s/#" }] }]),
+      BRIDGE: { idFromName: (n: string) => n, get: (id: string) => ({ ensure: async (name: string) => void calls.push(`${id}:${name}`) }) },
+    } as never;
+    const log = () => undefined;
+    ensureBridges(env, "cost-ns", log, 1_000_000);
+    ensureBridges(env, "cost-ns", log, 1_000_000 + 5_000); // woken again 5 s later: the bridge runs, its watchdog keeps it
+    ensureBridges(env, "cost-ns", log, 1_000_000 + 30_000);
+    expect(calls).toEqual(["cost-a:cost-a"]);
+    ensureBridges(env, "cost-ns", log, 1_000_000 + 61_000);
+    expect(calls).toHaveLength(2);
+  });
+
+  test("a failed start is tried again at the next wake", async () => {
+    const { ensureBridges } = await import("../../src/bridge/start");
+    let calls = 0;
+    const env = {
+      BRIDGES: JSON.stringify([{ name: "cost-b", url: "mqtt://r", namespace: "cost-ns2", out: [{ filter: "s/#" }] }]),
+      BRIDGE: { idFromName: (n: string) => n, get: () => ({ ensure: async () => (calls++, Promise.reject(new Error("overloaded"))) }) },
+    } as never;
+    const logs: string[] = [];
+    ensureBridges(env, "cost-ns2", (_l, m) => void logs.push(m), 2_000_000);
+    await new Promise((r) => setTimeout(r, 0));
+    ensureBridges(env, "cost-ns2", (_l, m) => void logs.push(m), 2_001_000);
+    expect(calls).toBe(2);
+    expect(logs[0]).toMatch(/cost-b: could not be started: overloaded/);
+  });
+});
