@@ -10,6 +10,8 @@ import { ruleFor, mapTopic, producedByOut } from "./topics";
 import { backoffDelay } from "./backoff";
 import type { Sink } from "./transport";
 import type { PublishProperties } from "./wire";
+import { isValidTopicName } from "../topics/validate";
+import { isUtf8 } from "../protocol/utf8";
 
 /** What the bridge needs from its runtime (the Durable Object, or a test). */
 export interface LinkRuntime {
@@ -243,8 +245,16 @@ export class BridgeLink {
       return;
     }
     if (!remote || remote.state !== "connected") return; // not acknowledged: the local session resends it
+    const topic = mapTopic(rule, m.topic);
+    const bad = unsendable(topic, m);
+    if (bad) {
+      // it could never be sent: acknowledged, or the local session would resend it for ever
+      this.refused("remote", topic.slice(0, 200), 0x90, bad);
+      ack();
+      return;
+    }
     remote
-      .publish({ topic: mapTopic(rule, m.topic), payload: m.payload, qos: minQos(m.qos, rule.qos), retain: rule.retain && m.retain, properties: carried(m.properties, remote.version) })
+      .publish({ topic, payload: m.payload, qos: minQos(m.qos, rule.qos), retain: rule.retain && m.retain, properties: carried(m.properties, remote.version) })
       .then((code) => {
         if (code >= 0x80) this.refused("remote", m.topic, code);
         else this.stats.sent++;
@@ -270,8 +280,17 @@ export class BridgeLink {
       return;
     }
     if (!local || local.state !== "connected") return;
+    const topic = mapTopic(rule, m.topic);
+    // What the namespace would answer with a DISCONNECT (a protocol error) is dropped here: else the
+    // link would be rebuilt, and a QoS 1/2 message resent by the remote at every attempt.
+    const bad = unsendable(topic, m);
+    if (bad) {
+      this.refused("local", topic.slice(0, 200), m.properties?.payloadFormatIndicator && !isUtf8(m.payload) ? 0x99 : 0x90, bad);
+      ack();
+      return;
+    }
     local
-      .publish({ topic: mapTopic(rule, m.topic), payload: m.payload, qos: minQos(m.qos, rule.qos), retain: rule.retain && m.retain, properties: carried(m.properties, 5) })
+      .publish({ topic, payload: m.payload, qos: minQos(m.qos, rule.qos), retain: rule.retain && m.retain, properties: carried(m.properties, 5) })
       .then((code) => {
         if (code >= 0x80) this.refused("local", mapTopic(rule, m.topic), code);
         else this.stats.received++;
@@ -281,9 +300,10 @@ export class BridgeLink {
   }
 
   /** A receiver refused a message (ACL, quota): it is acknowledged anyway, or it would come back forever. */
-  private refused(side: string, topic: string, code: number): void {
+  private refused(side: string, topic: string, code: number, why?: string): void {
     this.stats.dropped++;
-    this.error(`the ${side} broker refused a message on ${topic} (0x${code.toString(16)}); it was dropped`);
+    if (why) this.error(`a message for the ${side} broker on ${topic} (0x${code.toString(16)}: ${why}) was dropped`);
+    else this.error(`the ${side} broker refused a message on ${topic} (0x${code.toString(16)}); it was dropped`);
   }
 
   private fail(reason: string): void {
@@ -334,6 +354,15 @@ export class BridgeLink {
       if (this.up) this.scheduleTick();
     }, 1000);
   }
+}
+
+/** Why a message cannot be published as it is (a receiver would end the connection over it), or null. */
+function unsendable(topic: string, m: Message): string | null {
+  if (!isValidTopicName(topic)) return "not a valid topic name";
+  // (at most 3 bytes per UTF-16 unit: only a long topic is encoded to count)
+  if (topic.length > 21845 && new TextEncoder().encode(topic).byteLength > 65535) return "topic longer than 65535 bytes";
+  if (m.properties?.payloadFormatIndicator && !isUtf8(m.payload)) return "payload not UTF-8 as its format indicator says";
+  return null;
 }
 
 function minQos(a: QoS, b: QoS): QoS {

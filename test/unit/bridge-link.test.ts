@@ -260,3 +260,39 @@ describe("bridge link: QoS 2 exchanges across a reconnect (review-c)", () => {
     expect(local.sent.slice(sent).filter((p) => p.cmd === "pubrel")).toEqual([]);
   });
 });
+
+describe("bridge link: what the namespace would refuse by disconnecting is dropped here (review-c)", () => {
+  // The namespace answers an invalid topic name or a QoS 0 payload that breaks its format indicator
+  // with a DISCONNECT: the link would be rebuilt, and a QoS 1/2 message resent at every attempt.
+  const cases: [string, mqtt.IPublishPacket][] = [
+    ["a topic name with a wildcard", { cmd: "publish", topic: "c/+", payload: Buffer.from("x"), qos: 1, messageId: 5, retain: false, dup: false }],
+    ["a topic of more than 65535 bytes once prefixed", { cmd: "publish", topic: "c/" + "x".repeat(65533), payload: Buffer.from("x"), qos: 1, messageId: 5, retain: false, dup: false }],
+    ["a NUL in the topic", { cmd: "publish", topic: "c/a\u0000b", payload: Buffer.from("x"), qos: 2, messageId: 5, retain: false, dup: false }],
+    [
+      "a payload that is not the UTF-8 its format indicator promises",
+      { cmd: "publish", topic: "c/a", payload: Buffer.from([0xff, 0xfe]), qos: 1, messageId: 5, retain: false, dup: false, properties: { payloadFormatIndicator: true } },
+    ],
+  ];
+  for (const [what, packet] of cases) {
+    test(`in: ${what} is acknowledged, counted as dropped, not sent into the namespace`, async () => {
+      const { link, remote, local } = await linked();
+      const before = local.sent.length;
+      remote.answer(packet);
+      await flush();
+      expect(local.sent.slice(before).filter((p) => p.cmd === "publish")).toEqual([]);
+      expect(remote.last(packet.qos === 1 ? "puback" : "pubrec")).toMatchObject({ messageId: 5 });
+      expect(link.status()).toMatchObject({ dropped: 1, connected: { remote: true, local: true } });
+      expect(link.status().lastError).toMatch(/dropped/);
+    });
+  }
+
+  test("out: a topic of more than 65535 bytes once prefixed is dropped, not a broken link", async () => {
+    const { link, remote, local } = await linked();
+    const before = remote.sent.length;
+    local.answer({ cmd: "publish", topic: "s/" + "x".repeat(65533), payload: Buffer.from("v"), qos: 1, messageId: 11, retain: false, dup: false });
+    await flush();
+    expect(remote.sent.slice(before).filter((p) => p.cmd === "publish")).toEqual([]);
+    expect(local.last("puback")).toMatchObject({ messageId: 11 });
+    expect(link.status()).toMatchObject({ dropped: 1, connected: { remote: true, local: true } });
+  });
+});
