@@ -102,6 +102,10 @@ export class MqttClient {
   private readonly unacked = new Set<number>();
   /** inbound QoS 2 past our PUBREC, waiting for PUBREL */
   private readonly received = new Set<number>();
+  /** packet ids of our QoS 1/2 PUBLISH before PUBACK/PUBREC: with `releasing`, the server's Receive Maximum quota */
+  private readonly publishing = new Set<number>();
+  /** QoS 1/2 messages waiting for a free slot under the server's Receive Maximum, in order */
+  private waiting: { m: Message; resolve(code: number): void; reject(e: Error): void }[] = [];
   private nextId = 1;
   private lastSent = 0;
   private lastReceived = 0;
@@ -124,7 +128,7 @@ export class MqttClient {
 
   /** our unacknowledged QoS 1/2 messages */
   get inflight(): number {
-    return this.outgoing.size + this.releasing.size;
+    return this.outgoing.size + this.releasing.size + this.waiting.length;
   }
 
   connect(o: ConnectOptions): Promise<Connected> {
@@ -173,6 +177,14 @@ export class MqttClient {
    * handled here). Rejects if the connection ends first.
    */
   publish(m: Message): Promise<number> {
+    // Over the server's Receive Maximum it would end the connection (MQTT 5 §4.9): the message waits.
+    if (m.qos > 0 && (this.waiting.length > 0 || this.publishing.size + this.releasing.size >= this.receiveMaximum)) {
+      return new Promise<number>((resolve, reject) => void this.waiting.push({ m, resolve, reject }));
+    }
+    return this.publishNow(m);
+  }
+
+  private publishNow(m: Message): Promise<number> {
     const payload = Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength); // mqtt-packet wants a Buffer
     const packet: PublishPacket = { cmd: "publish", topic: m.topic, payload, qos: m.qos, retain: m.retain, dup: false };
     if (this.version === 5 && m.properties) packet.properties = m.properties;
@@ -188,8 +200,17 @@ export class MqttClient {
     const id = packet.messageId!;
     return new Promise<number>((resolve, reject) => {
       this.outgoing.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.publishing.add(id);
       this.sendBytes(bytes);
     });
+  }
+
+  /** A slot under the Receive Maximum was freed: the next waiting messages go. */
+  private sendWaiting(): void {
+    while (this.waiting.length > 0 && this.state === "connected" && this.publishing.size + this.releasing.size < this.receiveMaximum) {
+      const w = this.waiting.shift()!;
+      this.publishNow(w.m).then(w.resolve, w.reject);
+    }
   }
 
   /** Bytes from the socket. A broken stream closes the connection. */
@@ -240,6 +261,9 @@ export class MqttClient {
     this.connecting = null;
     for (const p of this.outgoing.values()) p.reject(err);
     this.outgoing.clear();
+    this.publishing.clear();
+    for (const w of this.waiting) w.reject(err);
+    this.waiting = [];
     try {
       this.channel.close();
     } catch {
@@ -284,6 +308,7 @@ export class MqttClient {
           return;
         }
         this.outgoing.delete(p.messageId!);
+        this.publishing.delete(p.messageId!);
         const code = p.reasonCode ?? 0;
         if (p.cmd === "pubrec" && code < 0x80) {
           this.releasing.add(p.messageId!);
@@ -291,10 +316,12 @@ export class MqttClient {
           this.send({ cmd: "pubrel", messageId: p.messageId! } as Packet);
         }
         pending.resolve(code);
+        this.sendWaiting();
         return;
       }
       case "pubcomp":
         if (this.releasing.delete(p.messageId!)) this.releasingChanged();
+        this.sendWaiting();
         return;
       case "pubrel":
         this.received.delete(p.messageId!);

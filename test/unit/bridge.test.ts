@@ -391,3 +391,41 @@ describe("ensureBridges: the cost of a namespace wake (review-c)", () => {
     expect(logs[0]).toMatch(/cost-b: could not be started: overloaded/);
   });
 });
+
+describe("client: the server's Receive Maximum (review-c)", () => {
+  // Over it, a broker ends the connection (this one does so for QoS 2: 0x93): the link would be
+  // rebuilt, the senders would resend the same burst, and it would end again, for ever.
+  test("QoS 1/2 sends beyond it wait for a free slot (PUBACK, PUBCOMP), in order", async () => {
+    const h = harness(5);
+    const c = h.client.connect({ clientId: "c", clean: false, keepalive: 0 });
+    h.answer({ cmd: "connack", sessionPresent: false, reasonCode: 0, properties: { receiveMaximum: 2 } });
+    await c;
+    h.sent.length = 0;
+    const results = [1, 2, 3, 4].map((i) => h.client.publish({ topic: `t/${i}`, payload: new Uint8Array([i]), qos: i === 2 ? 2 : 1, retain: false }));
+    const published = () => (h.sent.filter((p) => p.cmd === "publish") as mqtt.IPublishPacket[]).map((p) => p.topic);
+    expect(published()).toEqual(["t/1", "t/2"]);
+    const [p1, p2] = h.sent as mqtt.IPublishPacket[];
+    h.answer({ cmd: "puback", messageId: p1!.messageId });
+    expect(published()).toEqual(["t/1", "t/2", "t/3"]);
+    h.answer({ cmd: "pubrec", messageId: p2!.messageId }); // QoS 2: the slot stays taken until PUBCOMP
+    expect(published()).toEqual(["t/1", "t/2", "t/3"]);
+    h.answer({ cmd: "pubcomp", messageId: p2!.messageId });
+    expect(published()).toEqual(["t/1", "t/2", "t/3", "t/4"]);
+    expect(await results[0]).toBe(0);
+    expect(await results[1]).toBe(0);
+    for (const r of results) r.catch(() => undefined);
+    h.client.close("gone");
+    await expect(results[3]).rejects.toThrow(/gone/);
+  });
+
+  test("QoS 0 does not wait", async () => {
+    const h = harness(5);
+    const c = h.client.connect({ clientId: "c", clean: false, keepalive: 0 });
+    h.answer({ cmd: "connack", sessionPresent: false, reasonCode: 0, properties: { receiveMaximum: 1 } });
+    await c;
+    h.sent.length = 0;
+    void h.client.publish({ topic: "a", payload: new Uint8Array(1), qos: 1, retain: false });
+    expect(await h.client.publish({ topic: "b", payload: new Uint8Array(1), qos: 0, retain: false })).toBe(0);
+    expect(h.sent.map((p) => (p as mqtt.IPublishPacket).topic)).toEqual(["a", "b"]);
+  });
+});
