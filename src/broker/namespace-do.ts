@@ -14,7 +14,7 @@ import { inspect, type BrokerSnapshot } from "./inspect";
 import type { Env } from "../env";
 import { loadRules } from "../rules/setup";
 import type { RulesStats } from "../rules/engine";
-import { BRIDGE_HEADER } from "../bridge/header";
+import { BRIDGE_HEADER, acceptedBridge } from "../bridge/header";
 import { ensureBridges } from "../bridge/start";
 
 
@@ -61,6 +61,12 @@ export class NamespaceBroker extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     this.core.counters.http++;
     this.core.eventSeen(Date.now());
+    // Only a bridge object's request can carry it: the Worker refuses it from outside (index.ts),
+    // and it must name a bridge of this namespace.
+    const bridge = request.headers.get(BRIDGE_HEADER);
+    if (bridge !== null && !acceptedBridge(this.env.BRIDGES, bridge, this.ctx.id.name)) {
+      return new Response(`${BRIDGE_HEADER}: no such bridge for this namespace\n`, { status: 403 });
+    }
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
@@ -69,9 +75,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     // Set by Cloudflare's edge (a client cannot forge it there); for the login throttle.
     const address = request.headers.get("CF-Connecting-IP");
     if (address) attachment.ip = address.slice(0, 64);
-    // Only a bridge object's request can carry it: the Worker refuses it from outside (index.ts).
-    const bridge = request.headers.get(BRIDGE_HEADER);
-    if (bridge) attachment.br = bridge.slice(0, 64);
+    if (bridge !== null) attachment.br = bridge;
     server.serializeAttachment(attachment);
     this.core.open(this.connectionOf(server, attachment));
     const protocol = chooseSubprotocol(request.headers.get("Sec-WebSocket-Protocol")); // the Worker refused "unsupported"

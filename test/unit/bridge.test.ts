@@ -429,3 +429,15 @@ describe("client: the server's Receive Maximum (review-c)", () => {
     expect(h.sent.map((p) => (p as mqtt.IPublishPacket).topic)).toEqual(["a", "b"]);
   });
 });
+
+describe("the X-MQTT-Bridge header names a bridge of this namespace only (review-c)", () => {
+  test("a name BRIDGES does not give this namespace is not taken", async () => {
+    const { acceptedBridge } = await import("../../src/bridge/header");
+    const bridges = JSON.stringify([{ name: "b1", namespace: "ns1", url: "mqtt://r", out: [{ filter: "s/#" }] }]);
+    expect(acceptedBridge(bridges, "b1", "ns1")).toBe(true);
+    expect(acceptedBridge(bridges, "b1", "ns2")).toBe(false); // another namespace's bridge
+    expect(acceptedBridge(bridges, "nobody", "ns1")).toBe(false); // no such bridge: a forged header
+    expect(acceptedBridge(undefined, "b1", "ns1")).toBe(false); // no BRIDGES at all
+    expect(acceptedBridge(bridges, "b1", undefined)).toBe(false);
+  });
+});
