@@ -189,6 +189,29 @@ describe("bridge: no loops with overlapping in and out filters", () => {
   }
 });
 
+describe("bridge: its local session is its own (AUTH_MODE none)", () => {
+  it("a client connecting as bridge/<name> is refused, and the bridge keeps its link and its messages", async () => {
+    await linked("site", "b5");
+    const thief = await new Promise<{ code: number | undefined }>((resolve) => {
+      const c = connect(broker.url("site"), { protocolVersion: 5, clientId: "bridge/b5", clean: false, properties: { sessionExpiryInterval: 3600 } });
+      c.then((client) => {
+        clients.push(client);
+        resolve({ code: 0 });
+      }).catch((e: { code?: number }) => resolve({ code: e.code }));
+    });
+    expect(thief.code).toBe(0x85);
+    const s = await statusOf("site", "b5");
+    expect(s.connected).toEqual({ remote: true, local: true });
+    // and it still carries messages out
+    const r = await remote();
+    const got = collect(r, 1, 10_000);
+    await r.subscribeAsync("site-1/sensors/after-thief", { qos: 1 });
+    const p = await local("site");
+    await p.publishAsync("sensors/after-thief", "still mine", { qos: 1 });
+    expect((await got)[0]).toMatchObject({ topic: "site-1/sensors/after-thief", payload: "still mine" });
+  });
+});
+
 describe("bridge status API", () => {
   it("answers an empty list for a namespace without bridges, with the configuration's errors; wants the token", async () => {
     const r = await bridges("no-bridges-here");
