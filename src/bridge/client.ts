@@ -10,7 +10,16 @@ import type { QoS } from "./config";
 export interface Channel {
   send(bytes: Uint8Array): void;
   close(): void;
+  /** bytes handed to send() that the socket has not written yet (where the transport can tell) */
+  buffered?(): number;
 }
+
+/**
+ * Unsent bytes past which a QoS 0 message is dropped (0x97): a receiver that reads slower than the
+ * sender publishes would otherwise grow the socket's buffer, in the bridge object's memory, without
+ * end. QoS 1/2 are held to the Receive Maximum instead, and their senders resend.
+ */
+export const SEND_BUDGET = 4 * 1024 * 1024;
 
 export interface Message {
   topic: string;
@@ -194,6 +203,7 @@ export class MqttClient {
     // it for ever: refused here instead, as the server would (0x95 packet too large).
     if (bytes.byteLength > this.maximumPacketSize) return Promise.resolve(0x95);
     if (m.qos === 0) {
+      if ((this.channel.buffered?.() ?? 0) >= SEND_BUDGET) return Promise.resolve(0x97);
       this.sendBytes(bytes);
       return Promise.resolve(0);
     }

@@ -256,7 +256,8 @@ export class BridgeLink {
     remote
       .publish({ topic, payload: m.payload, qos: minQos(m.qos, rule.qos), retain: rule.retain && m.retain, properties: carried(m.properties, remote.version) })
       .then((code) => {
-        if (code >= 0x80) this.refused("remote", m.topic, code);
+        if (code === 0x97 && minQos(m.qos, rule.qos) === 0) this.refused("remote", m.topic, code, "the remote reads slower than messages come: QoS 0 dropped");
+        else if (code >= 0x80) this.refused("remote", m.topic, code);
         else this.stats.sent++;
         ack();
       })

@@ -38,15 +38,22 @@ export async function openTcp(host: string, port: number, tls: boolean, sink: Si
   })();
   // Packets sent in one turn leave in one write: each write is a trip through the runtime.
   let pending: Uint8Array[] = [];
+  /** bytes given to send() and not written to the socket yet (the remote reads slowly) */
+  let buffered = 0;
   const flush = () => {
-    const chunks = pending;
+    const bytes = concat(pending);
     pending = [];
-    void writer.write(concat(chunks)).catch((e: unknown) => once.closed(`socket write failed: ${message(e)}`));
+    writer.write(bytes).then(
+      () => void (buffered -= bytes.byteLength),
+      (e: unknown) => once.closed(`socket write failed: ${message(e)}`),
+    );
   };
   return {
     send: (bytes) => {
+      buffered += bytes.byteLength;
       if (pending.push(bytes) === 1) queueMicrotask(flush);
     },
+    buffered: () => buffered,
     close: () => void socket.close().catch(() => undefined),
   };
 }

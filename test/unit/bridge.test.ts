@@ -5,7 +5,7 @@ import * as mqtt from "mqtt-packet";
 import { parseBridges, passwordOf, type TopicRule } from "../../src/bridge/config";
 import { mapTopic, producedByOut, ruleFor } from "../../src/bridge/topics";
 import { backoffDelay } from "../../src/bridge/backoff";
-import { MqttClient, type Message } from "../../src/bridge/client";
+import { MqttClient, SEND_BUDGET as MQTT_CLIENT_SEND_BUDGET, type Message } from "../../src/bridge/client";
 
 const rule = (filter: string, prefix = "", qos: 0 | 1 | 2 = 1): TopicRule => ({ filter, prefix, qos, retain: true });
 const one = (b: Record<string, unknown>) => JSON.stringify([{ name: "b", url: "mqtt://remote.example:1883", out: [{ filter: "a/#" }], ...b }]);
@@ -439,5 +439,27 @@ describe("the X-MQTT-Bridge header names a bridge of this namespace only (review
     expect(acceptedBridge(bridges, "nobody", "ns1")).toBe(false); // no such bridge: a forged header
     expect(acceptedBridge(undefined, "b1", "ns1")).toBe(false); // no BRIDGES at all
     expect(acceptedBridge(bridges, "b1", undefined)).toBe(false);
+  });
+});
+
+describe("client: a receiver that does not read (review-c)", () => {
+  test("QoS 0 messages are dropped (0x97) while the socket holds more than its budget unsent; QoS 1 still waits its turn", async () => {
+    let buffered = 0;
+    const sent: Uint8Array[] = [];
+    const client = new MqttClient(
+      { send: (b) => void (sent.push(b), (buffered += b.byteLength)), close: () => undefined, buffered: () => buffered },
+      5,
+      { message: () => undefined, closed: () => undefined },
+    );
+    const c = client.connect({ clientId: "c", clean: true, keepalive: 0 });
+    client.receive(mqtt.generate({ cmd: "connack", sessionPresent: false, reasonCode: 0 } as mqtt.Packet, { protocolVersion: 5 }));
+    await c;
+    const payload = new Uint8Array(256 * 1024);
+    const codes: number[] = [];
+    for (let i = 0; i < 64; i++) codes.push(await client.publish({ topic: "t", payload, qos: 0, retain: false })); // 16 MB, none read
+    expect(codes.filter((x) => x === 0x97).length).toBeGreaterThan(40);
+    expect(buffered).toBeLessThanOrEqual(MQTT_CLIENT_SEND_BUDGET + 300 * 1024);
+    void client.publish({ topic: "t", payload, qos: 1, retain: false }).catch(() => undefined);
+    expect(sent.length).toBe(codes.filter((x) => x === 0).length + 2); // CONNECT, the QoS 0 that went, the QoS 1
   });
 });
