@@ -20,7 +20,7 @@ export interface BridgeConfig {
   name: string;
   /** the local namespace bridged */
   namespace: string;
-  /** the remote address as configured (without credentials), for the status */
+  /** the remote address as configured (without credentials, a ws(s) query shown as "?…"), for the status */
   url: string;
   transport: "tcp" | "tls" | "ws" | "wss";
   host: string;
@@ -115,7 +115,8 @@ function bridgeOf(e: unknown): BridgeConfig {
   try {
     url = new URL(address);
   } catch {
-    throw new Error(`url: not a URL: ${JSON.stringify(address.slice(0, 200))}`);
+    // (credentials before an @ are not repeated: this goes to the log and the status API)
+    throw new Error(`url: not a URL: ${JSON.stringify(address.slice(0, 200).replace(/\/\/[^/]*@/, "//…@"))}`);
   }
   const transport = TRANSPORTS[url.protocol];
   if (!transport) throw new Error(`url: use mqtt://, mqtts://, ws:// or wss:// (not ${url.protocol})`);
@@ -129,7 +130,8 @@ function bridgeOf(e: unknown): BridgeConfig {
   const b: BridgeConfig = {
     name,
     namespace,
-    url: `${url.protocol}//${url.host}${transport === "ws" || transport === "wss" ? url.pathname + url.search : ""}`,
+    // the query may hold a token or a signature: not shown (status, logs); `path` keeps it
+    url: `${url.protocol}//${url.host}${transport === "ws" || transport === "wss" ? url.pathname + (url.search ? "?…" : "") : ""}`,
     transport,
     host: url.hostname.replace(/^\[|\]$/g, ""),
     port,

@@ -59,7 +59,7 @@ export class BridgeObject extends DurableObject<Env> {
     const env = this.env;
     return {
       openRemote: (sink: Parameters<typeof openTcp>[3]) =>
-        c.transport === "tcp" || c.transport === "tls" ? openTcp(c.host, c.port, c.transport === "tls", sink) : openWebSocket(`${c.transport}://${hostPort(c)}${c.path}`, sink),
+        c.transport === "tcp" || c.transport === "tls" ? openTcp(c.host, c.port, c.transport === "tls", sink) : openWebSocket(`${c.transport}://${hostPort(c)}${c.path}`, sink, c.url),
       openLocal: async (sink: Parameters<typeof openTcp>[3]) => {
         const ns = env.BROKER.get(env.BROKER.idFromName(c.namespace));
         const request = new Request(`http://internal/mqtt/${c.namespace}`, {

@@ -98,17 +98,18 @@ export function channelOf(response: Response, what: string, sink: Sink): Channel
   };
 }
 
-export async function openWebSocket(url: string, sink: Sink): Promise<Channel> {
+/** `shown`: the address for messages (the status, logs), without a query that may hold a token. */
+export async function openWebSocket(url: string, sink: Sink, shown = url): Promise<Channel> {
   let response: Response;
   try {
     response = await withTimeout(
       fetch(url.replace(/^ws/, "http"), { headers: { Upgrade: "websocket", "Sec-WebSocket-Protocol": "mqtt" } }),
-      `connecting to ${url}`,
+      `connecting to ${shown}`,
     );
   } catch (e) {
-    throw new Error(`cannot connect to ${url}: ${message(e)}`);
+    throw new Error(`cannot connect to ${shown}: ${message(e)}`);
   }
-  return channelOf(response, url, sink);
+  return channelOf(response, shown, sink);
 }
 
 function onceSink(sink: Sink): Sink {

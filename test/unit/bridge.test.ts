@@ -43,7 +43,7 @@ describe("BRIDGES parsing", () => {
       in: [{ filter: "commands/#", prefix: "from-cloud/", qos: 2, retain: false }],
     });
     expect(bridges[1]).toMatchObject({
-      namespace: "default", transport: "wss", port: 443, path: "/mqtt?x=1", url: "wss://h.example/mqtt?x=1", clientId: "bridge-ws",
+      namespace: "default", transport: "wss", port: 443, path: "/mqtt?x=1", url: "wss://h.example/mqtt?…", clientId: "bridge-ws",
       keepalive: 60, version: 4, clean: false, tryPrivate: true, reconnectMin: 1, reconnectMax: 60, maxInflight: 100, out: [],
     });
     expect(bridges[1]!.in[0]).toEqual({ filter: "x", prefix: "", qos: 1, retain: true });
@@ -461,5 +461,20 @@ describe("client: a receiver that does not read (review-c)", () => {
     expect(buffered).toBeLessThanOrEqual(MQTT_CLIENT_SEND_BUDGET + 300 * 1024);
     void client.publish({ topic: "t", payload, qos: 1, retain: false }).catch(() => undefined);
     expect(sent.length).toBe(codes.filter((x) => x === 0).length + 2); // CONNECT, the QoS 0 that went, the QoS 1
+  });
+});
+
+describe("BRIDGES: what may hold a secret is not repeated (review-c)", () => {
+  test("a ws(s) URL's query (a token, a signature) is not in the url shown in the status and logs", () => {
+    const b = parseBridges(JSON.stringify([{ name: "q", url: "wss://iot.example/mqtt?X-Amz-Signature=s3cr3t", out: [{ filter: "a" }] }])).bridges[0]!;
+    expect(b.path).toBe("/mqtt?X-Amz-Signature=s3cr3t"); // still used to connect
+    expect(b.url).toBe("wss://iot.example/mqtt?…");
+  });
+
+  test("an invalid URL with credentials is reported without them", () => {
+    const { errors } = parseBridges(JSON.stringify([{ name: "c", url: "mqtt://admin:s3cr3t@host:99999", out: [{ filter: "a" }] }]));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).not.toContain("s3cr3t");
+    expect(errors[0]).toMatch(/url: not a URL/);
   });
 });
