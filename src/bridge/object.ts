@@ -18,12 +18,20 @@ export class BridgeObject extends DurableObject<Env> {
   private link: BridgeLink | null = null;
   /** the configuration text the link was made from: a change restarts it */
   private configKey = "";
+  /** the name this instance knows to be in storage */
+  private storedName: string | undefined;
 
   /** Starts the bridge if it is configured and not running (idempotent); its status. */
   async ensure(name?: string): Promise<BridgeStatus | { name: string; error: string }> {
-    const bridgeName = name ?? this.ctx.id.name ?? (await this.ctx.storage.get<string>("name"));
+    // The watchdog alarm calls this with no name, and an alarm that wakes a cold instance gets no
+    // ctx.id.name from the runtime: the name is kept in storage (a read and at most one write per
+    // instance), or the watchdog would end at the first such alarm, and the bridge with it.
+    if (name !== undefined && this.storedName !== name) {
+      if ((await this.ctx.storage.get<string>("name")) !== name) await this.ctx.storage.put("name", name);
+      this.storedName = name;
+    }
+    const bridgeName = name ?? this.storedName ?? this.ctx.id.name ?? (await this.ctx.storage.get<string>("name"));
     if (!bridgeName) return { name: "", error: "this bridge object does not know its name" };
-    if (name && !this.ctx.id.name) await this.ctx.storage.put("name", name);
     const config = parseBridges(this.env.BRIDGES).bridges.find((b) => b.name === bridgeName);
     if (!config) {
       // removed from BRIDGES (or made invalid): stop, and let the object rest
