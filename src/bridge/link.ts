@@ -60,6 +60,8 @@ const LOCAL_SESSION_EXPIRY = 0xfffffffe;
 const LINK_TIMEOUT_MS = 30_000;
 /** A link up this long counts as healthy: its loss restarts the backoff at `reconnectMin`. */
 const STABLE_MS = 30_000;
+/** QoS 0 payload bytes held from the remote while the namespace side is being connected */
+const INBOX_QOS0_BYTES = 4 * 1024 * 1024;
 /** MAX_PACKET_SIZE's default, when the runtime gives none */
 const DEFAULT_MAX_PACKET = 1024 * 1024;
 
@@ -75,6 +77,8 @@ export class BridgeLink {
   private cancelTick: (() => void) | null = null;
   /** remote messages that came before the local side was ready (not acknowledged yet) */
   private inbox: [Message, () => void][] = [];
+  /** bytes of the QoS 0 messages in the inbox (QoS 1/2 are bounded by the remote's window) */
+  private inboxQos0Bytes = 0;
   /** each side's QoS 2 sends past PUBREC (their PUBREL owed), kept across links and restarts */
   private releasing: { remote: Set<number>; local: Set<number> } | null = null;
   private readonly stats = { lastError: null as string | null, lastErrorAt: null as number | null, sent: 0, received: 0, dropped: 0, reconnects: 0, since: null as number | null, retryAt: null as number | null };
@@ -163,6 +167,7 @@ export class BridgeLink {
       this.rt.log("info", `bridge ${c.name}: connected to ${c.url} (session ${r.sessionPresent ? "resumed" : "new"})`);
       const inbox = this.inbox;
       this.inbox = [];
+      this.inboxQos0Bytes = 0;
       for (const [m, ack] of inbox) this.forwardIn(m, ack);
       this.scheduleTick();
     } catch (e) {
@@ -207,7 +212,7 @@ export class BridgeLink {
       channel,
       version,
       {
-        message: (m, ack) => (side === "local" ? this.forwardOut(m, ack) : this.up ? this.forwardIn(m, ack) : this.inbox.push([m, ack])),
+        message: (m, ack) => (side === "local" ? this.forwardOut(m, ack) : this.up ? this.forwardIn(m, ack) : this.early(m, ack)),
         closed: (reason) => {
           if (gen === this.gen) this.fail(reason.startsWith(side) ? reason : `${side}: ${reason}`);
         },
@@ -232,6 +237,18 @@ export class BridgeLink {
   private saveReleasing(): void {
     const r = this.releasing!;
     this.rt.storage.put("releasing", { remote: [...r.remote], local: [...r.local] });
+  }
+
+  /** A remote message before the namespace side is ready: held, QoS 0 only up to a budget. */
+  private early(m: Message, ack: () => void): void {
+    if (m.qos === 0) {
+      if (this.inboxQos0Bytes + m.payload.byteLength > INBOX_QOS0_BYTES) {
+        this.stats.dropped++;
+        return;
+      }
+      this.inboxQos0Bytes += m.payload.byteLength;
+    }
+    this.inbox.push([m, ack]);
   }
 
   /** local → remote */
@@ -337,6 +354,7 @@ export class BridgeLink {
     this.up = false;
     this.stats.since = null;
     this.inbox = [];
+    this.inboxQos0Bytes = 0;
     this.cancelTick?.();
     this.cancelTick = null;
     const { remote, local } = this;

@@ -296,3 +296,41 @@ describe("bridge link: what the namespace would refuse by disconnecting is dropp
     expect(link.status()).toMatchObject({ dropped: 1, connected: { remote: true, local: true } });
   });
 });
+
+describe("bridge link: before the namespace side is up (review-c)", () => {
+  test("QoS 0 messages the remote sends early are held only up to a budget; QoS 1 ones all wait for the link", async () => {
+    const config = parseBridges(JSON.stringify([{ name: "t", url: "mqtt://r", version: 5, in: [{ filter: "c/#", prefix: "in/", qos: 1 }] }])).bridges[0]!;
+    const remote = new Server(5);
+    const local = new Server(5);
+    const link = new BridgeLink(config, {
+      openRemote: async (sink) => remote.channel(sink),
+      openLocal: async (sink) => local.channel(sink),
+      password: () => undefined,
+      now: () => 0,
+      setTimer: () => () => undefined,
+      log: () => undefined,
+      loadFilters: async () => ({ local: [], remote: [] }),
+      saveFilters: async () => undefined,
+      storage: { get: async () => undefined, put: () => undefined },
+    });
+    link.start();
+    await flush();
+    remote.answer({ cmd: "connack", sessionPresent: true, reasonCode: 0 } as mqtt.Packet);
+    // a persistent session's backlog, or a flood, before the namespace has answered
+    const payload = Buffer.alloc(16 * 1024, 1);
+    for (let i = 0; i < 2000; i++) remote.answer({ cmd: "publish", topic: "c/q0", payload, qos: 0, retain: false, dup: false });
+    for (let i = 1; i <= 50; i++) remote.answer({ cmd: "publish", topic: "c/q1", payload: Buffer.from(String(i)), qos: 1, messageId: i, retain: false, dup: false });
+    await flush();
+    local.answer({ cmd: "connack", sessionPresent: true, reasonCode: 0 });
+    await flush();
+    remote.answer({ cmd: "suback", messageId: remote.last("subscribe").messageId, granted: [1] });
+    await flush();
+    expect(link.status().connected).toEqual({ remote: true, local: true });
+    const forwarded = local.sent.filter((p) => p.cmd === "publish") as mqtt.IPublishPacket[];
+    const q0 = forwarded.filter((p) => p.qos === 0).length;
+    expect(q0 * payload.byteLength).toBeLessThanOrEqual(4 * 1024 * 1024);
+    expect(q0).toBeGreaterThan(0);
+    expect(link.status().dropped).toBe(2000 - q0);
+    expect(forwarded.filter((p) => p.qos === 1)).toHaveLength(50);
+  });
+});
