@@ -78,7 +78,9 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   }
 
   const asked = p.keepalive ?? 0;
-  const keepalive = version === 5 ? keepAlivePolicy(asked, config) : asked;
+  // A bridge's socket (keep-alive 0) is exempt: its PINGREQs would wake the hibernated object for
+  // nothing, and the runtime closes the socket when the bridge object goes.
+  const keepalive = version === 5 && conn.bridge === undefined ? keepAlivePolicy(asked, config) : asked;
   const serverKeepAlive = keepalive !== asked;
 
   const requestedExpiry = version === 5 ? (props?.sessionExpiryInterval ?? 0) : p.clean ? 0 : config.MAX_SESSION_EXPIRY;

@@ -70,3 +70,17 @@ describe("review-c: the bridge's local session belongs to the bridge", () => {
     expect(code(plain)).toBe(0x85);
   });
 });
+
+describe("review-c: an idle bridge does not wake its namespace", () => {
+  test("MAX_KEEPALIVE does not give the bridge's socket a keep-alive (each PINGREQ would wake the hibernated object)", () => {
+    const b = new SimBroker({ config: { MAX_KEEPALIVE: 60 } });
+    const bridge = bridgeClient(b, "b1");
+    bridge.connect({ version: 5, clean: false, expiry: 100000, keepalive: 0 });
+    expect(code(bridge)).toBe(0);
+    expect(bridge.connack?.properties?.serverKeepAlive).toBeUndefined();
+    // an ordinary client still gets the bound
+    const c = new SimClient(b, "c");
+    c.connect({ version: 5, keepalive: 0 });
+    expect(c.connack?.properties?.serverKeepAlive).toBe(60);
+  });
+});
