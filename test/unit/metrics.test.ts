@@ -7,6 +7,7 @@ import { RuleEngine } from "../../src/rules/engine";
 import type { Rule } from "../../src/rules/config";
 import { BRIDGE_FAMILIES, type BridgesView, FAMILIES, MAX_METRICS_NAMESPACES, RULE_OUTCOMES, escapeHelp, escapeLabelValue, metricsNamespaces, metricsText, numberText } from "../../src/api/metrics";
 import { InputError } from "../../src/api/input";
+import { readMetrics } from "../../src/api/http";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { Connection } from "../../src/broker/connection";
 import { namespaceStats, type NamespaceStats } from "../../src/broker/stats";
@@ -191,6 +192,36 @@ describe("metricsText: the bridges' families", () => {
     const odd = 'n"s\\1\nx';
     const parsed = parsePrometheusTextFormat(metricsText([[odd, namespaceStats(core()), { bridges: [bridge('b"r')], errors: [] }]]));
     expect(family(parsed, "mqtt_bridge_up").metrics[0]!.labels).toEqual({ namespace: odd, bridge: 'b"r', side: "remote" });
+  });
+});
+
+describe("readMetrics: where the bridges' samples come from", () => {
+  /** an Env whose objects record the RPCs made to them */
+  function env(bridges: unknown[] | undefined) {
+    const calls: string[] = [];
+    const objects = (kind: string, method: string, answer: (name: string) => unknown) => ({
+      idFromName: (name: string) => name,
+      get: (name: string) => ({ [method]: async () => (calls.push(`${kind} ${name}`), answer(name)) }),
+    });
+    const status = (name: string) => ({ name, namespace: "a", remote: "mqtt://r:1883", connected: { remote: true, local: true }, lastError: null, lastErrorAt: null, queued: 0, sent: 7, received: 0, dropped: 0, reconnects: 0, since: 1, retryAt: null });
+    return {
+      calls,
+      env: { BRIDGES: bridges === undefined ? undefined : JSON.stringify(bridges), BROKER: objects("broker", "stats", () => namespaceStats(core())), BRIDGE: objects("bridge", "ensure", status) } as never,
+    };
+  }
+
+  test("one ensure RPC per bridge of the namespaces asked for; none for a namespace without bridges, none at all without BRIDGES", async () => {
+    const withBridges = env([{ name: "up", namespace: "a", url: "mqtt://r:1883", out: [{ filter: "x/#" }] }, { name: "other", namespace: "c", url: "mqtt://r:1883", out: [{ filter: "x/#" }] }]);
+    const parsed = parsePrometheusTextFormat(await readMetrics(withBridges.env, ["a", "b"]));
+    expect(withBridges.calls.sort()).toEqual(["bridge up", "broker a", "broker b"]);
+    expect(value(parsed, "mqtt_bridge_messages_total", { namespace: "a", bridge: "up", direction: "out" })).toBe(7);
+    expect(family(parsed, "mqtt_bridge_up").metrics.some((m) => m.labels?.namespace === "b")).toBe(false);
+    expect(parsed.some((f) => f.name === "mqtt_bridge_config_errors" && f.metrics.some((m) => m.labels?.namespace === "b"))).toBe(false);
+
+    const without = env(undefined);
+    const plain = parsePrometheusTextFormat(await readMetrics(without.env, ["a"]));
+    expect(without.calls).toEqual(["broker a"]);
+    expect(plain.filter((f) => f.name.startsWith("mqtt_bridge_"))).toEqual([]);
   });
 });
 
