@@ -21,6 +21,8 @@
   let rates = [];
   /** the client whose detail is open (null: none) */
   let detailFor = null;
+  /** the latest bridges request: an older answer arriving late is not shown */
+  let bridgesRequest = 0;
 
   // ——— connection ———
 
@@ -408,15 +410,17 @@
 
   async function refreshBridges() {
     const ns = namespace;
+    const mine = ++bridgesRequest;
+    const current = () => overviewTimer && ns === namespace && mine === bridgesRequest; // not disconnected, switched or overtaken meanwhile
     let status;
     try {
       status = await api("/bridges");
     } catch (err) {
-      if (!overviewTimer || ns !== namespace || $("bridges-card").hidden) return;
+      if (!current() || $("bridges-card").hidden) return;
       $("bridge-errors").replaceChildren(el("li", "error", `bridge status unavailable: ${err.message}`));
       return;
     }
-    if (!overviewTimer || ns !== namespace) return; // disconnected or switched meanwhile
+    if (!current()) return;
     renderBridges(status.bridges || [], status.errors || []);
   }
 
