@@ -256,7 +256,11 @@ export function failureOutput(stderr, test) {
   const verdict = rest.search(/^(?:FAIL|ERROR|ok)$/m);
   const next = rest.slice(1).search(/^test\w+ \(__main__\.|^={20,}$/m);
   const cut = Math.min(verdict >= 0 ? verdict + 5 : Infinity, next >= 0 ? next + 1 : Infinity, rest.length);
-  return rest.slice(0, cut).trim();
+  // and unittest's own report of it at the end (the assertion when the test printed nothing)
+  const report = stderr.match(new RegExp(`^={20,}\\n(?:FAIL|ERROR): ${test} [^]*?(?=^={20,}$|^-{20,}\\nRan )`, "m"))?.[0] ?? "";
+  const lines = `${rest.slice(0, cut).trim()}\n${report.replace(/^=+\n/, "").trim()}`.split("\n");
+  // the suite's client logs each error three times, twice with a timestamp
+  return lines.filter((l, i) => !/^ERROR:mqtt-client:/.test(l) && l !== lines[i - 1]).join("\n").trim();
 }
 
 function line(config, name, r) {
@@ -292,8 +296,7 @@ async function main() {
       if (!r.ok && !echo) {
         // why: what each failing test printed (the assertion inside the test, the client's errors)
         for (const t of [...r.failed, ...r.errored]) {
-          const out = failureOutput(r.stderr, t).split("\n").filter((s, j, all) => all.indexOf(s) === j); // the client logs each error thrice
-          console.log(out.slice(0, 40).map((s) => `    ${s}`).join("\n"));
+          console.log(failureOutput(r.stderr, t).split("\n").slice(0, 50).map((s) => `    ${s}`).join("\n"));
         }
       }
     });
