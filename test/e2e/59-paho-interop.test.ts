@@ -19,13 +19,12 @@ const python = hasPython();
 /** MQTT 5 tests per group: ~40 s each (measured one by one), all 27 between them. */
 const V5_GROUPS = [
   ["test_subscribe_options", "test_session_expiry"],
-  ["test_keepalive", "test_user_properties", "test_offline_message_queueing", "test_flow_control2", "test_assigned_clientid"],
+  ["test_keepalive", "test_user_properties", "test_offline_message_queueing", "test_maximum_packet_size", "test_flow_control2", "test_assigned_clientid"],
   [
     "test_will_delay",
     "test_publication_expiry",
     "test_server_topic_alias",
     "test_retained_message",
-    "test_maximum_packet_size",
     "test_redelivery_on_reconnect",
     "test_payload_format",
     "test_server_keep_alive",
