@@ -8,7 +8,7 @@ import { delimiter, join } from "node:path";
 import { spawnSync } from "node:child_process";
 
 /** Debian package names: add one here (e.g. "mosquitto") and the tests can rely on it. */
-const NEEDED = ["chromium"];
+const NEEDED = ["chromium", "mosquitto"];
 
 /** How each package is found, and what to install where apt-get does not exist. */
 const TOOLS = {

@@ -5,5 +5,7 @@ export interface Env extends Cloudflare.Env {
   API_TOKEN?: string;
   /** JSON {"<namespace>": "<token>"}: HTTP API tokens that open one namespace each */
   API_TOKENS?: string;
+  /** JSON: the bridges to other MQTT brokers (docs/bridges.md) */
+  BRIDGES?: string;
   [key: string]: unknown;
 }

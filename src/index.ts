@@ -8,14 +8,18 @@ import { loadConfig } from "./config";
 import { handleApi, handleMetrics } from "./api/http";
 import { NAMESPACE } from "./api/input";
 import { BrokerService } from "./api/rpc";
+import { BridgeObject } from "./bridge/object";
+import { BRIDGE_HEADER } from "./bridge/header";
 
-export { NamespaceBroker, BrokerService };
+export { NamespaceBroker, BrokerService, BridgeObject };
 
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const url = new URL(request.url);
     if (url.pathname === "/api" || url.pathname.startsWith("/api/")) return handleApi(request, env);
     if (url.pathname === "/metrics") return handleMetrics(request, env);
+    // Only a bridge object's own request may name a bridge (it goes to the namespace object directly).
+    if (request.headers.has(BRIDGE_HEADER)) return text(400, `the ${BRIDGE_HEADER} header is reserved for the broker's own bridges`);
     const route = /^\/mqtt(?:\/(.*))?$/.exec(url.pathname);
     if (!route) return text(404, "not found: connect to /mqtt or /mqtt/<namespace>");
     const namespace = route[1] ?? "default";

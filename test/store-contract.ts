@@ -97,6 +97,10 @@ export function storeContract(open: OpenStore): void {
         store.setRetained(msg("b/1", "b", { retain: true }));
         expect(store.countRetained()).toBe(3);
         expect(store.retainedUsage()).toEqual({ count: 3, bytes: 4 + 3 + 1 });
+        // leaving out a prefix (the presence entries, outside the retained quota): "a/" but not "a0" nor "b/1"
+        store.setRetained(msg("a0", "zero", { retain: true }));
+        expect(store.retainedUsage("a/")).toEqual({ count: 2, bytes: 4 + 1 });
+        store.deleteRetained("a0");
         expect(store.retainedSize("a/1")).toBe(4);
         expect(store.retainedSize("zz")).toBeNull();
         const a = store.retainedWithPrefix("a/").sort((p, q) => (p.topic < q.topic ? -1 : 1));
@@ -256,6 +260,10 @@ export function storeContract(open: OpenStore): void {
         expect(due[0]!.msg.expiresAt).toBeUndefined();
         expect(store.dueRuleSends(300, 1).map((r) => r.id)).toEqual([b]);
         expect(store.dueRuleSends(199, 10)).toEqual([]);
+        // a byte budget: rows while their payloads fit ("two" + "one" = 6 bytes), the first always
+        expect(store.dueRuleSends(1000, 10, 6).map((r) => r.id)).toEqual([b, a]);
+        expect(store.dueRuleSends(1000, 10, 5).map((r) => r.id)).toEqual([b]);
+        expect(store.dueRuleSends(1000, 10, 1).map((r) => r.id)).toEqual([b]);
       });
     });
 

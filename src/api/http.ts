@@ -7,10 +7,11 @@ import type { PublishProperties } from "../protocol/codec";
 import { loadConfig } from "../config";
 import { authorize } from "./auth";
 import { METRICS_CONTENT_TYPE, metricsNamespaces, metricsText } from "./metrics";
+import { bridgeStatus } from "../bridge/start";
 import { InputError, NAMESPACE, clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
 
-const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats|metrics)(?:\/(.*))?$/;
-const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "GET, DELETE", stats: "GET", metrics: "GET" };
+const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats|metrics|bridges)(?:\/(.*))?$/;
+const ALLOWED: Record<string, string> = { publish: "POST", retained: "GET, DELETE", clients: "GET", "clients/<id>": "GET, DELETE", stats: "GET", metrics: "GET", bridges: "GET" };
 
 export async function handleApi(request: Request, env: Env): Promise<Response> {
   const response = await answer(request, env);
@@ -46,7 +47,7 @@ async function answer(request: Request, env: Env): Promise<Response> {
 async function route(request: Request, env: Env): Promise<Response> {
   const url = new URL(request.url);
   const m = ROUTE.exec(url.pathname);
-  if (!m) return error(404, "no such API path: use /api/<namespace>/publish, /retained, /clients, /clients/<id>, /stats or /metrics");
+  if (!m) return error(404, "no such API path: use /api/<namespace>/publish, /retained, /clients, /clients/<id>, /stats, /metrics or /bridges");
   const namespace = namespaceOf(m[1]);
   const resource = m[2]!;
   const rest = m[3];
@@ -87,6 +88,8 @@ async function route(request: Request, env: Env): Promise<Response> {
       if (!(await broker.disconnect(clientId))) return error(404, `client "${clientId}" is not connected`);
       return json(200, { disconnected: clientId });
     }
+    case "GET bridges":
+      return json(200, { namespace, ...(await bridgeStatus(env, namespace)) });
     case "GET stats":
       return json(200, { namespace, ...(await broker.stats()) });
     case "GET metrics":

@@ -37,6 +37,8 @@ interface Family {
 const QOS = ["0", "1", "2"] as const;
 const byQos = (values: number[]): Sample[] => QOS.map((qos, i) => [{ qos }, values[i] ?? 0]);
 const one = (value: number): Sample[] => [[{}, value]];
+/** the `outcome` label of mqtt_rule_messages_total: RuleCounters' message counts */
+export const RULE_OUTCOMES = ["matched", "delivered", "dropped", "expired", "lost", "overflow", "rejected"] as const;
 
 /** Every metric, in output order (docs/metrics.md has the same table). */
 export const FAMILIES: readonly Family[] = [
@@ -67,8 +69,23 @@ export const FAMILIES: readonly Family[] = [
   {
     name: "mqtt_lifecycle_events_total",
     type: "counter",
-    help: "Lifecycle events emitted.",
+    help: "Lifecycle events delivered to at least one subscriber or rule.",
     samples: (s) => (s.lifecycleEvents === undefined ? [] : one(s.lifecycleEvents)),
+  },
+  // the rules engine (RULES, docs/rules.md): absent whole when the namespace has no rules
+  { name: "mqtt_rule_pending", type: "gauge", help: "Stored rule sends not yet confirmed (all rules).", samples: (s) => (s.rules ? one(s.rules.pending) : []) },
+  { name: "mqtt_rule_sending", type: "gauge", help: "Rule sends under way now (all rules).", samples: (s) => (s.rules ? one(s.rules.sending) : []) },
+  {
+    name: "mqtt_rule_messages_total",
+    type: "counter",
+    help: "Messages of each rule, by outcome: matched its filter, delivered, dropped after the retries, expired, lost (QoS 0), overflow (RULES_MAX_PENDING), rejected by the destination.",
+    samples: (s) => (s.rules ? s.rules.rules.flatMap((r) => RULE_OUTCOMES.map((outcome): Sample => [{ rule: r.name, outcome }, r[outcome]])) : []),
+  },
+  {
+    name: "mqtt_rule_failed_sends_total",
+    type: "counter",
+    help: "Sends of each rule that failed (error, non-2xx, timeout); one send may carry many messages.",
+    samples: (s) => (s.rules ? s.rules.rules.map((r): Sample => [{ rule: r.name }, r.failedSends]) : []),
   },
   // the billed events, accumulated across the object's lives (counters.ts EventTotals)
   { name: "mqtt_events_since_seconds", type: "gauge", help: "Unix time the billed-event counters (mqtt_events_*) count from.", samples: (s) => one(s.events.since / 1000) },

@@ -136,13 +136,16 @@ export class Authenticator {
         token,
         keys,
         {
-          now: Math.floor(this.now() / 1000),
+          now: this.now() / 1000, // exp may have a fraction: no rounding that lets a token outlive it
           audience: c.jwtAudience,
           issuer: c.jwtIssuer,
           maxAge: c.jwtMaxAge,
         },
         refetch,
       );
+      // Verification may have waited (the provider's key set): a token that expired meanwhile is
+      // refused now, not accepted with CONNACK 0 and cut by the alarm a moment later.
+      if (typeof claims.exp === "number" && claims.exp * 1000 <= this.now()) throw new JwtError("token expired during verification");
     } catch (e) {
       if (e instanceof JwtError) throw this.refuse(RC.BAD_USERNAME_OR_PASSWORD, p, `JWT refused: ${e.message}`);
       throw e;

@@ -103,6 +103,11 @@ export function loadAuthConfig(env: Record<string, unknown>): AuthConfig {
   if (modes.has("jwt")) {
     if (!config.jwtSecret && !config.jwtPublicKey && !config.jwtJwksUrl) errors.push("AUTH_MODE includes jwt but none of JWT_SECRET, JWT_PUBLIC_KEY and JWT_JWKS_URL is set");
     if (config.jwtSecret && config.jwtSecret.length < 32) warnings.push("JWT_SECRET is shorter than 32 characters: use a long random secret");
+    if (config.jwtJwksUrl && !config.jwtAudience) {
+      warnings.push(
+        "JWT_JWKS_URL without JWT_AUDIENCE: a token the provider issued for another application is accepted too (if it carries an ns claim); set JWT_AUDIENCE (and JWT_ISSUER) to this broker's",
+      );
+    }
   }
 
   const defaults = str(env.ACL_DEFAULT);

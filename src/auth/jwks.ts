@@ -153,7 +153,7 @@ export class JwksCache {
         await res.body?.cancel();
         throw new Error(`the answer is larger than ${MAX_JWKS_BYTES} bytes`);
       }
-      text = await res.text();
+      text = await readLimited(res, MAX_JWKS_BYTES);
     } catch (e) {
       if (controller.signal.aborted) throw new Error(`timed out after ${this.options.timeout} ms`);
       throw e;
@@ -178,6 +178,34 @@ export class JwksCache {
     const lifetime = cacheLifetime(res.headers.get("cache-control"));
     return { keys, ttl: lifetime ?? JWKS_DEFAULT_TTL };
   }
+}
+
+/**
+ * The body as text, read chunk by chunk: past `limit` bytes the read stops and throws, so an
+ * answer without Content-Length (chunked, or lying) cannot fill the isolate's memory.
+ */
+async function readLimited(res: Response, limit: number): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw new Error(`the answer is larger than ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 const caches = new Map<string, JwksCache>();

@@ -114,8 +114,9 @@ export async function importJwksKey(value: unknown): Promise<JwtKey | null> {
 
 /**
  * Verifies signature and time claims, then `aud` and `iss` when configured. Returns the claims.
- * `refetch`, when given, is asked once for more keys when none fits the token's alg and kid (a
- * key set that rotated); it may throw to refuse the token otherwise (the set is unavailable).
+ * `refetch`, when given, is asked once for more keys when none fits the token's alg and kid, or
+ * only keys without a kid do (a key set that rotated); it may throw to refuse the token when no
+ * key fits otherwise (the set is unavailable).
  */
 export async function verifyJwt(token: string, keys: readonly JwtKey[], check: JwtCheck, refetch?: () => Promise<readonly JwtKey[]>): Promise<Claims> {
   if (token.length > MAX_TOKEN_LENGTH) throw new JwtError("token too long");
@@ -131,7 +132,19 @@ export async function verifyJwt(token: string, keys: readonly JwtKey[], check: J
   const kid = typeof header.kid === "string" ? header.kid : undefined;
   const fits = (k: JwtKey) => k.alg === alg && (kid === undefined || k.kid === undefined || k.kid === kid);
   let candidates = keys.filter(fits);
-  if (candidates.length === 0 && refetch && PUBLISHED_ALGS.has(alg as string)) candidates = (await refetch()).filter(fits);
+  if (refetch && PUBLISHED_ALGS.has(alg as string)) {
+    if (candidates.length === 0) candidates = (await refetch()).filter(fits);
+    else if (kid !== undefined && !candidates.some((k) => k.kid === kid)) {
+      // only keys without a kid fit (JWT_PUBLIC_KEY, say): the token's key may be a rotated one
+      // of the provider's; those at hand still count should the set be unavailable
+      try {
+        const more = (await refetch()).filter((k) => fits(k) && !candidates.includes(k));
+        candidates = candidates.concat(more);
+      } catch {
+        // keep the keys at hand
+      }
+    }
+  }
   if (candidates.length === 0) throw new JwtError(`no key for alg ${quote(alg, 16)}${kid !== undefined ? ` kid ${quote(kid, 64)}` : ""}`);
   const signed = new TextEncoder().encode(`${parts[0]}.${parts[1]}`);
   let valid = false;

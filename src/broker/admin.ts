@@ -130,7 +130,7 @@ export interface ClientDetail {
   /** messages refused because its queue was full */
   dropped: number;
   hasWill: boolean;
-  /** the lifecycle history (connects, disconnects, ...) from the lifecycle-events module; [] until it is wired */
+  /** the lifecycle history (connects, disconnects, ...) from the lifecycle-events module (broker/lifecycle.ts) */
   history: unknown[];
 }
 

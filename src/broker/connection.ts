@@ -48,6 +48,8 @@ export interface Attachment {
   x?: 1;
   /** the client's source address (CF-Connecting-IP), kept until CONNECT is accepted */
   ip?: string;
+  /** the bridge (name) this internal socket belongs to (bridge/): no publish rate limit */
+  br?: string;
 }
 
 /** a batch of packets is sent as soon as it reaches this size, even while corked */
@@ -84,6 +86,8 @@ export class Connection implements Peer {
   readonly openedAt: number;
   /** the client's source address (CF-Connecting-IP), for the login throttle; until CONNECT is accepted */
   address: string | undefined;
+  /** the bridge this socket belongs to (an internal client, authenticated by where it came from) */
+  bridge: string | undefined;
   session: Session | null = null;
   /** client's Receive Maximum: cap on our unacknowledged QoS 1/2 sends */
   receiveMaximum = MAX_PACKET_ID;
@@ -134,6 +138,7 @@ export class Connection implements Peer {
   ) {
     this.openedAt = attachment.at;
     this.address = attachment.ip;
+    this.bridge = attachment.br;
     this.lastSeen = attachment.seen;
     this.seenSaved = attachment.seen;
     if (attachment.x === 1) this.state = "closed";
@@ -150,7 +155,8 @@ export class Connection implements Peer {
       if (attachment.ta) this.inboundAliases = new Map(attachment.ta);
       this.aliasesStored = attachment.tas === 1;
     }
-    this.publishRate = new TokenBucket(config.MAX_PUBLISH_RATE, config.PUBLISH_BURST);
+    // A bridge carries many publishers' messages, paced by the remote and its in-flight window.
+    this.publishRate = new TokenBucket(this.bridge === undefined ? config.MAX_PUBLISH_RATE : 0, config.PUBLISH_BURST);
     // A parser is stateful; after hibernation it is rebuilt for the known version (partial bytes
     // of a packet that straddled hibernation are lost; the next bytes then fail to parse).
     this.reader = new PacketReader(attachment.cid !== undefined ? this.version : undefined, config.MAX_PACKET_SIZE, config.MAX_CONNECT_PACKET_SIZE);
@@ -198,6 +204,7 @@ export class Connection implements Peer {
       if (this.aliasesStored) a.tas = 1;
       else if (this.inboundAliases?.size) a.ta = [...this.inboundAliases];
     } else if (this.address !== undefined) a.ip = this.address;
+    if (this.bridge !== undefined) a.br = this.bridge;
     try {
       this.transport.saveAttachment(a);
       return !this.aliasesStored;

@@ -22,7 +22,7 @@ import { Counters, eventsFromJson, eventsToJson, savedAtOf } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
-import type { RuleEngine } from "../rules/engine";
+import type { RuleEngine, RulesHost } from "../rules/engine";
 import { Lifecycle } from "./lifecycle";
 
 /** how a connection ended that nobody decided: its socket went away */
@@ -103,6 +103,20 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   wakeAt(ms: number): void {
     this.runtime.wakeAt(ms);
+  }
+
+  /** What the rules (src/rules) need of the broker: storage, the clock, the alarm, later events, the log. */
+  rulesHost(): RulesHost {
+    return {
+      store: this.store,
+      config: this.config,
+      now: () => this.now(),
+      wakeAt: (ms) => this.wakeAt(ms),
+      // the rules no longer need the alarm they asked for: it moves to the next real deadline (or goes)
+      rearm: () => this.runtime.rearm(this.nextWake()),
+      later: (fn) => this.later(fn),
+      log: (level, message) => this.runtime.log(level, message),
+    };
   }
 
   /** runs `fn` in a later event; an error there is logged, never left to the runtime */

@@ -3,6 +3,7 @@
 // holding the BROKER binding can call) to prove that hostile input leaves the state consistent.
 import { connectionOf } from "./connection";
 import type { BrokerCore } from "./core";
+import { PRESENCE_PREFIX } from "../limits/retained-quota";
 
 export interface BrokerSnapshot {
   sessions: { clientId: string; connected: boolean; persistent: boolean; expiresAt: number | null; subscriptions: string[]; will: string | null; owner: string | null }[];
@@ -58,9 +59,13 @@ export function inspect(core: BrokerCore): BrokerSnapshot {
     if ((queued.get(id) ?? 0) !== s.queuedCount) problems.push(`session ${id}: ${s.queuedCount} queued in memory, ${queued.get(id) ?? 0} stored`);
   }
   const retained = core.store.retainedUsage();
+  // the quota is the clients': the presence entries (one per session) are outside it
+  const clients = core.store.retainedUsage(PRESENCE_PREFIX);
   const { MAX_RETAINED_MESSAGES: maxCount, MAX_RETAINED_BYTES: maxBytes } = core.config;
-  if (maxCount > 0 && retained.count > maxCount) problems.push(`${retained.count} retained messages, limit ${maxCount}`);
-  if (maxBytes > 0 && retained.bytes > maxBytes) problems.push(`${retained.bytes} retained bytes, limit ${maxBytes}`);
+  if (maxCount > 0 && clients.count > maxCount) problems.push(`${clients.count} retained messages, limit ${maxCount}`);
+  if (maxBytes > 0 && clients.bytes > maxBytes) problems.push(`${clients.bytes} retained bytes, limit ${maxBytes}`);
+  const presence = retained.count - clients.count;
+  if (core.config.PRESENCE_RETAINED && presence > core.sessions.size) problems.push(`${presence} retained presence entries for ${core.sessions.size} sessions`);
   return {
     sessions: [...core.sessions.values()].map((s) => ({
       clientId: s.clientId,

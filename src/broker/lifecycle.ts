@@ -11,6 +11,7 @@ import type { Message } from "../session/message";
 import type { Router } from "../topics/router";
 import type { QoS, ProtocolVersion, PublishProperties } from "../protocol/codec";
 import { deliver, type DeliveryContext } from "../session/delivery";
+import { PRESENCE_PREFIX } from "../limits/retained-quota";
 
 /** `$events` and `$events/...`: the broker's, never publishable by clients or the HTTP API. */
 export function isEventTopic(topic: string): boolean {
@@ -55,7 +56,7 @@ export const eventTopic = {
   expired: (id: string) => `$events/sessions/${topicLevel(id)}/expired`,
   subscribed: (id: string) => `$events/subscriptions/${topicLevel(id)}/subscribed`,
   unsubscribed: (id: string) => `$events/subscriptions/${topicLevel(id)}/unsubscribed`,
-  presence: (id: string) => `$events/presence/${topicLevel(id)}`,
+  presence: (id: string) => `${PRESENCE_PREFIX}${topicLevel(id)}`,
 };
 
 export type { ConnectionEnd };
@@ -157,10 +158,11 @@ const EMPTY = new Uint8Array(0);
 const ONLINE = encoder.encode("online");
 const OFFLINE = encoder.encode("offline");
 
-/** What the events need of the broker: routing and delivery, the retained store and its quota. */
+/** What the events need of the broker: routing and delivery, the retained store. */
 export interface LifecycleContext extends DeliveryContext {
   readonly router: Router;
-  admitRetained(topic: string, bytes: number): boolean;
+  /** the rules engine (RULES): rules whose filter takes `$events/...` get the events too */
+  readonly rules?: { matches(topic: string): boolean; offer(msg: Message): void } | null;
 }
 
 /** The connection facts an event reads (a Connection, or what the core rebuilt for a lost one). */
@@ -169,7 +171,7 @@ type ConnFacts = Pick<Connection, "clientId" | "version" | "keepalive" | "grant"
 export class Lifecycle {
   private readonly on: EventSwitches;
   private readonly presence: boolean;
-  /** events routed to at least one session since the object started (for /metrics) */
+  /** events routed to at least one session or rule since the object started (for /metrics) */
   published = 0;
   private readonly histories = new Map<string, HistoryEntry[]>();
 
@@ -286,28 +288,32 @@ export class Lifecycle {
   }
 
   /**
-   * Matches first, builds the JSON only for a match: an event nobody subscribes to costs one
-   * router match. QoS 1 (subscribers get min(1, granted)); not retained.
+   * Matches first, builds the JSON only for a match (a subscriber, or a rule whose filter takes
+   * it): an event nobody subscribes to costs one router match (and one rules match with RULES).
+   * QoS 1 (subscribers get min(1, granted)); not retained.
    */
   private route(topic: string, build: () => LifecycleEvent): void {
     const msg: Message = { topic, payload: EMPTY, qos: 1, retain: false };
     const r = this.ctx.router;
     const n = r.match(msg);
-    if (n === 0) return;
+    const rules = this.ctx.rules;
+    const ruled = rules != null && rules.matches(topic);
+    if (n === 0 && !ruled) return;
     msg.payload = eventPayload(build());
     msg.properties = EVENT_PROPERTIES;
     for (let i = 0; i < n; i++) deliver(this.ctx, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    if (ruled) rules.offer(msg);
     this.published++;
   }
 
-  /** PRESENCE_RETAINED: `$events/presence/<id>` retained online/offline (within the retained quota). */
+  /**
+   * PRESENCE_RETAINED: `$events/presence/<id>` retained online/offline. One per session, so
+   * bounded by the sessions, and outside the clients' retained quota (limits/retained-quota.ts).
+   */
   private setPresence(clientId: string, online: boolean): void {
     const topic = eventTopic.presence(clientId);
-    const payload = online ? ONLINE : OFFLINE;
-    const msg: Message = { topic, payload, qos: 1, retain: true };
-    // over the quota the state still goes out live, just not kept (nor an older state left standing)
-    if (this.ctx.admitRetained(topic, payload.byteLength)) this.ctx.store.setRetained(msg);
-    else this.clearPresence(clientId, false);
+    const msg: Message = { topic, payload: online ? ONLINE : OFFLINE, qos: 1, retain: true };
+    this.ctx.store.setRetained(msg);
     this.routePresence(msg);
   }
 
@@ -315,10 +321,7 @@ export class Lifecycle {
   private clearPresence(clientId: string, announce: boolean): void {
     const topic = eventTopic.presence(clientId);
     const store = this.ctx.store;
-    if (store.retainedSize(topic) !== null) {
-      this.ctx.admitRetained(topic, 0); // a deletion: the quota's counters follow
-      store.deleteRetained(topic);
-    }
+    if (store.retainedSize(topic) !== null) store.deleteRetained(topic);
     if (announce) this.routePresence({ topic, payload: OFFLINE, qos: 1, retain: false });
   }
 
@@ -326,7 +329,10 @@ export class Lifecycle {
     const r = this.ctx.router;
     const n = r.match(msg);
     for (let i = 0; i < n; i++) deliver(this.ctx, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
-    if (n > 0) this.published++;
+    const rules = this.ctx.rules;
+    const ruled = rules != null && rules.matches(msg.topic);
+    if (ruled) rules.offer(msg);
+    if (n > 0 || ruled) this.published++;
   }
 }
 

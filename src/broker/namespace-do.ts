@@ -14,6 +14,8 @@ import { inspect, type BrokerSnapshot } from "./inspect";
 import type { Env } from "../env";
 import { loadRules } from "../rules/setup";
 import type { RulesStats } from "../rules/engine";
+import { BRIDGE_HEADER } from "../bridge/header";
+import { ensureBridges } from "../bridge/start";
 
 
 /** The auth set-up is said once per process, not at every object start or wake (same env for all). */
@@ -37,7 +39,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     const auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
     this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime, auth);
     const core = this.core;
-    core.rules = loadRules(env, ctx.id.name ?? "", { store: core.store, config: core.config, now: runtime.now, wakeAt: (ms) => core.wakeAt(ms), later: (fn) => core.later(fn), log: runtime.log });
+    core.rules = loadRules(env, ctx.id.name ?? "", core.rulesHost());
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);
@@ -52,6 +54,8 @@ export class NamespaceBroker extends DurableObject<Env> {
       }
       this.core.restore(sockets.map((ws) => this.connectionOf(ws)));
     });
+    // This namespace's bridges run in objects of their own: started (idempotently) at every start or wake.
+    ensureBridges(env, ctx.id.name ?? null, runtime.log);
   }
 
   override async fetch(request: Request): Promise<Response> {
@@ -65,6 +69,9 @@ export class NamespaceBroker extends DurableObject<Env> {
     // Set by Cloudflare's edge (a client cannot forge it there); for the login throttle.
     const address = request.headers.get("CF-Connecting-IP");
     if (address) attachment.ip = address.slice(0, 64);
+    // Only a bridge object's request can carry it: the Worker refuses it from outside (index.ts).
+    const bridge = request.headers.get(BRIDGE_HEADER);
+    if (bridge) attachment.br = bridge.slice(0, 64);
     server.serializeAttachment(attachment);
     this.core.open(this.connectionOf(server, attachment));
     const protocol = chooseSubprotocol(request.headers.get("Sec-WebSocket-Protocol")); // the Worker refused "unsupported"

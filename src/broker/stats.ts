@@ -7,6 +7,7 @@ import type { Router } from "../topics/router";
 import type { Counters, EventTotals } from "./counters";
 import type { Store } from "../storage/store";
 import { DROP_REASONS } from "../session/drops";
+import type { RulesStats } from "../rules/engine";
 
 /** `$SYS` and `$SYS/...`: reserved for the broker, clients may not publish there. */
 export function isSysTopic(topic: string): boolean {
@@ -32,6 +33,8 @@ export interface StatsSource {
   readonly store: Pick<Store, "retainedUsage" | "rowsWritten">;
   /** lifecycle events that reached a subscriber (lifecycle.ts) */
   readonly lifecycle?: { readonly published: number };
+  /** the rules engine (RULES), null or absent when there are no rules */
+  readonly rules?: { stats(): RulesStats } | null;
 }
 
 /** What the $SYS publisher needs besides the figures: routing its messages, and the alarm. */
@@ -68,6 +71,8 @@ export interface NamespaceStats {
   authFailures: number;
   /** lifecycle events emitted; present once the lifecycle-events module is wired */
   lifecycleEvents?: number;
+  /** the rules' gauges and per-rule counters (docs/rules.md); absent without RULES */
+  rules?: RulesStats;
 }
 
 export function namespaceStats(core: StatsSource): NamespaceStats {
@@ -109,6 +114,7 @@ export function namespaceStats(core: StatsSource): NamespaceStats {
     authFailures: c.authFailures,
   };
   if (core.lifecycle) stats.lifecycleEvents = core.lifecycle.published;
+  if (core.rules) stats.rules = core.rules.stats();
   return stats;
 }
 

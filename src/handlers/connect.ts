@@ -19,6 +19,8 @@ import type { BrokerConfig } from "../config";
  */
 export function authenticateConnect(ctx: HandlerContext, conn: Connection, p: ConnectPacket): Grant | Promise<Grant> {
   conn.version = p.protocolVersion as ProtocolVersion; // a refusal's CONNACK speaks the client's version
+  // A bridge's own socket (see bridge/header.ts): all topics, and a session only it may take.
+  if (conn.bridge !== undefined) return { identity: `bridge:${conn.bridge}`, publish: ["#"], subscribe: ["#"] };
   return ctx.auth.authenticate(p, conn.address);
 }
 

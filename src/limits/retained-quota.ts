@@ -8,6 +8,13 @@ import type { Store } from "../storage/store";
  * (expiry, an admin API) may make the counters drift, so they are recounted from storage
  * before anything is refused: a refusal is always based on the stored truth.
  */
+/**
+ * The broker's retained presence entries (`$events/presence/<id>`, PRESENCE_RETAINED): one per
+ * session, so bounded by the sessions, and kept out of the clients' quota, which they would
+ * otherwise fill (a fleet of sessions getting the clients' own retained messages refused).
+ */
+export const PRESENCE_PREFIX = "$events/presence/";
+
 export class RetainedQuota {
   private count = -1;
   private bytes = 0;
@@ -22,6 +29,7 @@ export class RetainedQuota {
   admit(topic: string, size: number): boolean {
     const { MAX_RETAINED_MESSAGES: maxCount, MAX_RETAINED_BYTES: maxBytes } = this.config;
     if (maxCount <= 0 && maxBytes <= 0) return true;
+    if (topic.startsWith(PRESENCE_PREFIX)) return true; // not the clients' (see PRESENCE_PREFIX)
     if (this.count < 0) this.recount();
     const existing = this.store.retainedSize(topic);
     if (size === 0) {
@@ -44,7 +52,7 @@ export class RetainedQuota {
 
   private recount(): void {
     this.store.deleteExpiredRetained(this.now()); // expired messages never hold quota [MQTT-3.3.2-5]
-    const usage = this.store.retainedUsage();
+    const usage = this.store.retainedUsage(PRESENCE_PREFIX);
     this.count = usage.count;
     this.bytes = usage.bytes;
   }

@@ -87,7 +87,11 @@ function parseRule(entry: unknown, env: Record<string, unknown>): Rule | string 
   const to = parseTarget(e.to, env);
   if (typeof to === "string") return to;
 
-  const name = e.name === undefined ? `${e.to} ${filter}` : e.name;
+  // the default name is logged, counted and sent: a webhook's query string (a token?) stays out of it
+  const name = e.name === undefined ? `${to.kind === "webhook" ? `webhook:${redactUrl(to.url)}` : e.to} ${filter}` : e.name;
+  if (e.name === undefined && !NAME.test(name as string)) {
+    return `the default name (${JSON.stringify(name)}) is not 1 to 128 printable ASCII characters: give the rule a "name"`;
+  }
   if (typeof name !== "string" || !NAME.test(name)) return `"name" must be 1 to 128 printable ASCII characters`;
 
   const format = e.format ?? "json";
@@ -109,6 +113,12 @@ function parseRule(entry: unknown, env: Record<string, unknown>): Rule | string 
     rule.secret = e.secret;
   }
   return rule;
+}
+
+/** A webhook URL for names, stats and logs: no query string (it may hold a token). */
+export function redactUrl(url: string): string {
+  const q = url.indexOf("?");
+  return q < 0 ? url : `${url.slice(0, q)}?...`;
 }
 
 function parseTarget(to: string, env: Record<string, unknown>): Target | string {

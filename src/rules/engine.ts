@@ -8,7 +8,7 @@ import type { BrokerConfig } from "../config";
 import type { Store } from "../storage/store";
 import type { MessageRow } from "../storage/store";
 import { TopicTrie } from "../topics/trie";
-import type { Rule } from "./config";
+import { redactUrl, type Rule } from "./config";
 import type { Destination } from "./destinations";
 import type { TakenMessage } from "./message";
 import { givenUp, retryDelay } from "./retry";
@@ -19,6 +19,8 @@ export interface RulesHost {
   now(): number;
   /** ask for the alarm at `ms` or earlier */
   wakeAt(ms: number): void;
+  /** the alarm asked for is no longer needed: set it to the broker's next deadline (or none) */
+  rearm?(): void;
   /** run `fn` in a later event */
   later(fn: () => void): void;
   log(level: "info" | "warn" | "error", message: string): void;
@@ -85,6 +87,14 @@ class Route {
 const MAX_SENDS_PER_RULE = 4;
 /** Messages held in memory per rule; beyond, QoS 0 ones are lost and stored ones wait for the alarm. */
 const MAX_BATCHED = 1000;
+/**
+ * Payload bytes held in memory by all rules (batches and sends under way), whatever the count:
+ * messages may be 1 MiB each (MAX_PACKET_SIZE) and an isolate has 128 MB. Beyond, as beyond
+ * MAX_BATCHED: QoS 0 messages are lost, stored ones wait in storage for the alarm.
+ */
+export const MAX_HELD_BYTES = 32 * 1024 * 1024;
+/** Payload bytes per send (at least one message): a JSON body is ~2.7 times its payloads as strings. */
+export const MAX_SEND_BYTES = 1024 * 1024;
 /** Stored sends the alarm takes up at once. */
 const DUE_LIMIT = 500;
 const LEASE_MARGIN_MS = 5000;
@@ -104,6 +114,8 @@ export class RuleEngine {
   private stored: number;
   /** stored sends held in memory, in a batch or under way: the alarm does not take them up again */
   private readonly held = new Set<number>();
+  /** payload bytes in batches and sends under way (bounded by MAX_HELD_BYTES) */
+  private heldBytes = 0;
 
   constructor(
     rules: { rule: Rule; dest: Destination }[],
@@ -115,6 +127,15 @@ export class RuleEngine {
       this.trie.add(rule.filter, rule.name, route);
     }
     this.stored = host.store.countRuleSends();
+  }
+
+  /** Whether any rule's filter matches `topic` (the lifecycle events build their JSON only then). */
+  matches(topic: string): boolean {
+    const hits = this.hits;
+    this.trie.match(topic, this.onHit, ignoreGroup);
+    const any = hits.length > 0;
+    hits.length = 0;
+    return any;
   }
 
   /**
@@ -132,10 +153,14 @@ export class RuleEngine {
       for (let i = 0; i < hits.length; i++) {
         const route = hits[i]!;
         route.counters.matched++;
-        const full = route.batch.length >= MAX_BATCHED;
+        const size = msg.payload.byteLength;
+        const full = route.batch.length >= MAX_BATCHED || (this.heldBytes > 0 && this.heldBytes + size > MAX_HELD_BYTES);
         if (msg.qos === 0 || route.rule.qos === 0) {
           if (full) route.counters.lost++;
-          else route.batch.push({ id: null, msg, clientId, createdAt: now, attempts: 0 });
+          else {
+            route.batch.push({ id: null, msg, clientId, createdAt: now, attempts: 0 });
+            this.heldBytes += size;
+          }
           continue;
         }
         if (this.stored >= config.RULES_MAX_PENDING) {
@@ -150,6 +175,7 @@ export class RuleEngine {
         if (!full) {
           route.batch.push({ id, msg, clientId, createdAt: now, attempts: 0 });
           this.held.add(id);
+          this.heldBytes += size;
         }
       }
     } finally {
@@ -167,7 +193,12 @@ export class RuleEngine {
     if (this.stored === 0) return;
     const { store } = this.host;
     let started = false;
-    for (const row of store.dueRuleSends(now, DUE_LIMIT)) {
+    // rows are loaded with their payloads: no more than memory has room for (at least one when none is held)
+    const room = MAX_HELD_BYTES - this.heldBytes;
+    const rows = this.heldBytes === 0 || room >= MAX_SEND_BYTES ? store.dueRuleSends(now, DUE_LIMIT, Math.max(room, 1)) : [];
+    /** pending sends of rules RULES no longer has, by name: one log line each, not one per row */
+    let orphans: Map<string, number> | undefined;
+    for (const row of rows) {
       const route = this.routes.get(row.rule);
       if (this.held.has(row.id) && route) {
         // still waiting in its batch (the rule's sends are all busy): not due before a new lease ends
@@ -177,7 +208,7 @@ export class RuleEngine {
       if (!route) {
         store.deleteRuleSends([row.id]);
         this.stored--;
-        this.host.log("warn", `rules: a pending send for the rule ${JSON.stringify(row.rule)}, which RULES no longer has, is dropped`);
+        (orphans ??= new Map()).set(row.rule, (orphans.get(row.rule) ?? 0) + 1);
         continue;
       }
       if (row.msg.expiresAt !== undefined && row.msg.expiresAt < now) {
@@ -186,18 +217,21 @@ export class RuleEngine {
         route.counters.expired++;
         continue;
       }
-      if (route.batch.length >= MAX_BATCHED) {
+      if (route.batch.length >= MAX_BATCHED || (this.heldBytes > 0 && this.heldBytes + row.msg.payload.byteLength > MAX_HELD_BYTES)) {
         store.updateRuleSend(row.id, row.attempts, now + 1000); // its turn comes when the batch has room
         continue;
       }
       store.updateRuleSend(row.id, row.attempts, now + route.leaseMs());
       route.batch.push(row);
       this.held.add(row.id);
+      this.heldBytes += row.msg.payload.byteLength;
       started = true;
     }
+    if (orphans) for (const [rule, n] of orphans) this.host.log("warn", `rules: ${n} pending send(s) for the rule ${JSON.stringify(rule)}, which RULES no longer has, dropped`);
     if (started) this.flush();
     const next = store.nextRuleSendAt();
-    if (next !== null) this.arm(next);
+    // still due: more than one alarm takes (DUE_LIMIT) or memory has room for; the next look in a second, not at once
+    if (next !== null) this.arm(next > now ? next : now + 1000);
   }
 
   stats(): RulesStats {
@@ -208,7 +242,7 @@ export class RuleEngine {
       const c = route.counters;
       for (const k in total) total[k as keyof RuleCounters] += c[k as keyof RuleCounters];
       const to = route.rule.to;
-      rules.push({ name: route.rule.name, filter: route.rule.filter, to: to.kind === "webhook" ? `webhook:${redact(to.url)}` : `${to.kind}:${to.binding}`, ...c });
+      rules.push({ name: route.rule.name, filter: route.rule.filter, to: to.kind === "webhook" ? `webhook:${redactUrl(to.url)}` : `${to.kind}:${to.binding}`, ...c });
       sending += route.sending;
     }
     return { pending: this.stored, sending, total, rules };
@@ -219,7 +253,14 @@ export class RuleEngine {
     this.flushScheduled = false;
     for (const route of this.routes.values()) {
       while (route.batch.length > 0 && route.sending < MAX_SENDS_PER_RULE) {
-        const batch = route.batch.splice(0, route.dest.batchSize);
+        let n = 0;
+        let bytes = 0;
+        for (const p of route.batch) {
+          if (n === route.dest.batchSize || (n > 0 && bytes + p.msg.payload.byteLength > MAX_SEND_BYTES)) break;
+          bytes += p.msg.payload.byteLength;
+          n++;
+        }
+        const batch = route.batch.splice(0, n);
         route.sending++;
         void this.send(route, batch);
       }
@@ -250,8 +291,16 @@ export class RuleEngine {
     } catch (err) {
       this.host.log("error", `rules: settling a send of ${JSON.stringify(route.rule.name)} failed: ${(err as Error)?.stack ?? String(err)}`);
     } finally {
-      for (const p of batch) if (p.id !== null) this.held.delete(p.id);
+      for (const p of batch) {
+        if (p.id !== null) this.held.delete(p.id);
+        this.heldBytes -= p.msg.payload.byteLength;
+      }
       route.sending--;
+      // nothing pending (sent, or given up): the alarm armed for the leases would wake the object for nothing
+      if (this.stored === 0 && this.armedAt !== null) {
+        this.armedAt = null;
+        this.host.rearm?.();
+      }
       if (route.batch.length > 0 && !this.flushScheduled) {
         this.flushScheduled = true;
         this.host.later(() => this.flush());
@@ -331,9 +380,3 @@ export class RuleEngine {
 }
 
 function ignoreGroup(): void {}
-
-/** A webhook URL for stats and logs: no query string (it may hold a token). */
-function redact(url: string): string {
-  const q = url.indexOf("?");
-  return q < 0 ? url : `${url.slice(0, q)}?…`;
-}

@@ -129,6 +129,12 @@ export class SessionRegistry {
    */
   open(conn: Peer, req: SessionRequest): { session: Session; present: boolean } {
     let session = this.sessions.get(req.clientId);
+    if (session && !session.conn && session.expiresAt !== null && session.expiresAt <= this.ctx.now()) {
+      // its expiry passed before the alarm came to end it (alarms can be late): it is over [MQTT-3.1.2-23]
+      this.end(session);
+      this.ctx.sessionExpired?.(session);
+      session = undefined;
+    }
     if (session && req.clean) {
       this.end(session); // Clean Start discards the old session (and publishes an owed will)
       session = undefined;

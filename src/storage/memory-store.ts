@@ -177,10 +177,15 @@ export class MemoryStore implements Store {
     return this.s.retained.size;
   }
 
-  retainedUsage(): { count: number; bytes: number } {
+  retainedUsage(except?: string): { count: number; bytes: number } {
     let bytes = 0;
-    for (const m of this.s.retained.values()) bytes += m.payload.byteLength;
-    return { count: this.s.retained.size, bytes };
+    let count = 0;
+    for (const m of this.s.retained.values()) {
+      if (except !== undefined && m.topic.startsWith(except)) continue;
+      bytes += m.payload.byteLength;
+      count++;
+    }
+    return { count, bytes };
   }
 
   retainedSize(topic: string): number | null {
@@ -281,12 +286,19 @@ export class MemoryStore implements Store {
     return id;
   }
 
-  dueRuleSends(now: number, limit: number): RuleSendRow[] {
-    return [...this.ruleSends.values()]
+  dueRuleSends(now: number, limit: number, maxBytes = Infinity): RuleSendRow[] {
+    const due = [...this.ruleSends.values()]
       .filter((r) => r.nextAt <= now)
       .sort((a, b) => a.nextAt - b.nextAt || a.id - b.id)
-      .slice(0, limit)
-      .map((r) => ({ ...r, msg: messageOf(bodyOf(r.msg)) }));
+      .slice(0, limit);
+    let bytes = 0;
+    let n = 0;
+    for (const r of due) {
+      if (n > 0 && bytes + r.msg.payload.byteLength > maxBytes) break;
+      bytes += r.msg.payload.byteLength;
+      n++;
+    }
+    return due.slice(0, n).map((r) => ({ ...r, msg: messageOf(bodyOf(r.msg)) }));
   }
 
   nextRuleSendAt(): number | null {

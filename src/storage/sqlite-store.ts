@@ -212,8 +212,14 @@ export class SqliteStore implements Store {
     return Number(this.sql.exec("SELECT COUNT(*) AS n FROM retained").one().n);
   }
 
-  retainedUsage(): { count: number; bytes: number } {
-    const row = this.sql.exec("SELECT COUNT(*) AS n, COALESCE(SUM(length(payload)), 0) AS b FROM retained").one();
+  retainedUsage(except?: string): { count: number; bytes: number } {
+    const all = "SELECT COUNT(*) AS n, COALESCE(SUM(length(payload)), 0) AS b FROM retained";
+    // the topics starting with `except` are the range [except, except with its last character + 1)
+    const row = (
+      except === undefined || except === ""
+        ? this.sql.exec(all)
+        : this.sql.exec(`${all} WHERE NOT (topic >= ? AND topic < ?)`, except, except.slice(0, -1) + String.fromCharCode(except.charCodeAt(except.length - 1) + 1))
+    ).one();
     return { count: Number(row.n), bytes: Number(row.b) };
   }
 
@@ -338,11 +344,17 @@ export class SqliteStore implements Store {
     return Number(row.id);
   }
 
-  dueRuleSends(now: number, limit: number): RuleSendRow[] {
-    return this.sql
-      .exec<Row>("SELECT * FROM rule_sends WHERE next_at <= ? ORDER BY next_at, id LIMIT ?", now, limit)
-      .toArray()
-      .map((r) => ({
+  dueRuleSends(now: number, limit: number, maxBytes = Infinity): RuleSendRow[] {
+    const rows: Row[] = [];
+    let bytes = 0;
+    // the cursor steps the statement row by row: rows past the byte budget are never read
+    for (const r of this.sql.exec<Row>("SELECT * FROM rule_sends WHERE next_at <= ? ORDER BY next_at, id LIMIT ?", now, limit)) {
+      const size = r.payload instanceof ArrayBuffer ? r.payload.byteLength : 0;
+      if (rows.length > 0 && bytes + size > maxBytes) break;
+      bytes += size;
+      rows.push(r);
+    }
+    return rows.map((r) => ({
         id: Number(r.id),
         rule: r.rule as string,
         msg: {

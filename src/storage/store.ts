@@ -137,7 +137,8 @@ export interface Store {
   deleteExpiredRetained(now: number): void;
   countRetained(): number;
   /** retained messages and the sum of their payload sizes (for the retained quota) */
-  retainedUsage(): { count: number; bytes: number };
+  /** count and payload bytes of the retained messages; `except`: leaving out the topics starting with it */
+  retainedUsage(except?: string): { count: number; bytes: number };
   /** payload size of the retained message on `topic`, null if there is none */
   retainedSize(topic: string): number | null;
 
@@ -163,8 +164,11 @@ export interface Store {
   // Rules (src/rules): pending sends of QoS >= 1 messages to a rule's destination.
   /** stores a pending send (its own copy of the message); returns its id */
   addRuleSend(rule: string, msg: MessageRow, clientId: string | null, createdAt: number, nextAt: number): number;
-  /** up to `limit` pending sends due at `now` or before, earliest first */
-  dueRuleSends(now: number, limit: number): RuleSendRow[];
+  /**
+   * Up to `limit` pending sends due at `now` or before, earliest first; with `maxBytes`, no more
+   * than fit in that many payload bytes (the first always: rows are read one by one, not all).
+   */
+  dueRuleSends(now: number, limit: number, maxBytes?: number): RuleSendRow[];
   /** the earliest `nextAt` of all pending sends, null when there are none */
   nextRuleSendAt(): number | null;
   updateRuleSend(id: number, attempts: number, nextAt: number): void;

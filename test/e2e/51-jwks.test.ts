@@ -240,3 +240,29 @@ describe("configuration", () => {
     expect(b.logs.join("")).toMatch(/JWT_JWKS_URL must be an https:\/\/ URL/);
   });
 });
+
+test("two namespaces share the isolate's one fetch: a CONNECT in the second joins the first's fetch, also when the first client left", async () => {
+  const k1 = providerKey("RS256", "shared-1");
+  provider.keys = [k1];
+  provider.mode = "slow";
+  provider.delay = 1500;
+  const b = await jwksBroker({ JWT_JWKS_TIMEOUT: "5" });
+  const any = { ns: "*", sub: "device", exp: nowS() + 300 };
+  // namespace a's client starts the fetch, then goes away (600 ms) before it ends (1500 ms): the
+  // promise namespace b awaits was made in another object's event (workerd's cross-request rules)
+  const raw = connect(b.url("ns-a"), { protocolVersion: 5, username: "x", password: providerToken(k1, any), connectTimeout: 600, reconnectPeriod: 0 }).catch(() => null);
+  await until(() => provider.requests >= 1, "the first fetch to start");
+  const inB = (async () => {
+    try {
+      const c = await connect(b.url("ns-b"), { protocolVersion: 5, username: "x", password: providerToken(k1, any) });
+      await end(c);
+      return 0;
+    } catch (e) {
+      return (e as { code?: number }).code ?? -1;
+    }
+  })();
+  expect(await inB).toBe(0);
+  await raw;
+  expect(provider.requests).toBe(1);
+  expect(b.logs.join("\n")).not.toMatch(/different request|never generate a response/i);
+}, 15000);

@@ -96,3 +96,46 @@ test("the deadline holds across hibernation: the alarm wakes a fresh object, whi
   expect(uncaught(broker)).toEqual([]);
   await end(w);
 }, 30000);
+
+test("a token whose exp is beyond any alarm date (far future) connects, works, and leaves the other clients' deadlines alone", async () => {
+  // exp 1e13 s is the year 318857: past what a Date (and so an alarm) can hold (8.64e15 ms)
+  const far = await connect(broker.url(), { protocolVersion: 5, clientId: "forever", username: "dev", password: await token(1e13), keepalive: 0 });
+  expect(far.connected).toBe(true);
+  await far.subscribeAsync("far/t", { qos: 1 });
+  const got = collect(far, 1, 5000);
+  await far.publishAsync("far/t", "hello", { qos: 1 });
+  expect((await got)[0]!.payload).toBe("hello");
+  // a short token after it is still cut on time
+  const exp = nowS() + 2;
+  const brief = await connect(broker.url(), { protocolVersion: 5, clientId: "brief-after-far", username: "dev", password: await token(exp), keepalive: 0 });
+  const { at, disconnect } = await ended(brief);
+  expect(disconnect?.reasonCode).toBe(0xa0);
+  expect(at).toBeLessThanOrEqual(exp * 1000 + 2500);
+  expect(far.connected).toBe(true);
+  expect(uncaught(broker)).toEqual([]);
+  await end(far);
+}, 15000);
+
+test('a token with "exp": 1e999 (JSON reads Infinity) is refused or never cut, never an internal error', async () => {
+  const { createHmac } = await import("node:crypto");
+  const b64 = (s: string) => Buffer.from(s).toString("base64url");
+  const input = `${b64(JSON.stringify({ alg: "HS256", typ: "JWT" }))}.${b64('{"ns":"default","sub":"dev","exp":1e999}')}`;
+  const token = `${input}.${createHmac("sha256", keys.secret).update(input).digest("base64url")}`;
+  let code = 0;
+  const c = await connect(broker.url(), { protocolVersion: 5, clientId: "infinite", username: "dev", password: token, keepalive: 0 }).catch((e: { code?: number }) => {
+    code = e.code ?? -1;
+    return null;
+  });
+  if (c) {
+    const gone = ended(c);
+    await c.subscribeAsync("inf/t", { qos: 1 });
+    const got = collect(c, 1, 5000);
+    await c.publishAsync("inf/t", "x", { qos: 1 });
+    expect((await got)[0]!.payload).toBe("x");
+    expect(c.connected).toBe(true);
+    await end(c);
+    await gone;
+  } else expect(code).toBe(0x86);
+  expect(uncaught(broker)).toEqual([]);
+  expect(broker.logs.join("\n")).not.toMatch(/internal error/);
+}, 15000);

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createHmac } from "node:crypto";
 import { startBroker, connect, end, apiPublish, freePort, TEST_API_TOKEN, type Broker } from "./harness";
 import { until } from "./marker";
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import type { RulesStats } from "../../src/rules/engine";
 import type { RuleMessage } from "../../src/rules/message";
 
@@ -130,6 +131,7 @@ describe("rules to a Queue, a Worker and webhooks", () => {
       { name: "raw", filter: "raw/#", to: `webhook:${sink.url("/raw")}`, format: "raw", secret: "HOOK_SECRET" },
       { name: "all", filter: "#", to: `webhook:${sink.url("/all")}`, qos: 0 },
       { name: "app", filter: "$app/#", to: `webhook:${sink.url("/app")}` },
+      { name: "presence", filter: "$events/clients/+/connected", to: `webhook:${sink.url("/presence")}` },
       { name: "later", filter: "p/#", to: `webhook:http://127.0.0.1:${downPort}/later`, timeout: 1 },
       // bad rules: left out with a logged error, the broker runs with the others
       { name: "bad-kind", filter: "x/#", to: "kafka:X" },
@@ -155,12 +157,12 @@ describe("rules to a Queue, a Worker and webhooks", () => {
 
   test("bad rules are reported in the log and left out; the good ones are active", async () => {
     const c = await connect(broker.url()); // the object starts and reads RULES
-    await until(() => broker.logs.join("").includes("rules: 8 active"), "the rules to be announced");
+    await until(() => broker.logs.join("").includes("rules: 9 active"), "the rules to be announced");
     const log = broker.logs.join("");
-    expect(log).toMatch(/RULES\[8\] is left out: "to": unknown destination kind "kafka"/);
-    expect(log).toMatch(/RULES\[9\] is left out: "to": no Queue producer binding "NOPE"/);
-    expect(log).toMatch(/RULES\[10\] is left out: "filter" must be a valid MQTT topic filter/);
-    expect(log).toMatch(/RULES\[11\] is left out: "to": a webhook must use https:\/\//);
+    expect(log).toMatch(/RULES\[9\] is left out: "to": unknown destination kind "kafka"/);
+    expect(log).toMatch(/RULES\[10\] is left out: "to": no Queue producer binding "NOPE"/);
+    expect(log).toMatch(/RULES\[11\] is left out: "filter" must be a valid MQTT topic filter/);
+    expect(log).toMatch(/RULES\[12\] is left out: "to": a webhook must use https:\/\//);
     await end(c);
   });
 
@@ -231,6 +233,20 @@ describe("rules to a Queue, a Worker and webhooks", () => {
     const s = ruleOf(await ruleStats(broker), "hook");
     expect(s.failedSends).toBeGreaterThanOrEqual(2);
     expect(s.dropped).toBe(0);
+    // the same counters in the stats API and in /metrics (a real Prometheus parser)
+    const api = await fetch(broker.http("/api/default/stats"), { headers: { Authorization: `Bearer ${TEST_API_TOKEN}` } });
+    const stats = (await api.json()) as { rules?: RulesStats };
+    expect(ruleOf(stats.rules!, "hook").delivered).toBe(s.delivered);
+    const res = await fetch(broker.http("/metrics"), { headers: { Authorization: `Bearer ${TEST_API_TOKEN}` } });
+    expect(res.status).toBe(200);
+    const families = parsePrometheusTextFormat(await res.text());
+    const sample = (name: string, labels: Record<string, string>) =>
+      Number(families.find((f) => f.name === name)?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ?? NaN);
+    expect(s.delivered).toBeGreaterThanOrEqual(2);
+    expect(sample("mqtt_rule_messages_total", { namespace: "default", rule: "hook", outcome: "delivered" })).toBe(s.delivered);
+    expect(sample("mqtt_rule_messages_total", { namespace: "default", rule: "hook", outcome: "matched" })).toBe(s.matched);
+    expect(sample("mqtt_rule_failed_sends_total", { namespace: "default", rule: "hook" })).toBe(s.failedSends);
+    expect(sample("mqtt_rule_pending", { namespace: "default" })).toBe(0);
     await end(c);
   });
 
@@ -274,6 +290,15 @@ describe("rules to a Queue, a Worker and webhooks", () => {
     await until(() => sink.requests.some((r) => r.path === "/app"), "the $app rule");
     expect(sink.messages("/app").map((m) => [m.topic, m.clientId])).toEqual([["$app/status", null]]);
     expect(sink.messages("/all").filter((m) => m.topic.startsWith("$"))).toEqual([]);
+    await end(c);
+  });
+
+  test("a rule naming $events gets the lifecycle events, with no MQTT subscriber; '#' does not", async () => {
+    const c = await connect(broker.url(), { clientId: "presence-dev" });
+    await until(() => sink.messages("/presence").some((m) => m.topic === "$events/clients/presence-dev/connected"), "the connected event through the rule");
+    const event = sink.messages("/presence").find((m) => m.topic === "$events/clients/presence-dev/connected")!;
+    expect(JSON.parse(event.payloadText!)).toMatchObject({ clientId: "presence-dev" });
+    expect(sink.messages("/all").filter((m) => m.topic.startsWith("$events/"))).toEqual([]);
     await end(c);
   });
 

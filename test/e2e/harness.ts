@@ -81,7 +81,7 @@ export async function startBroker(vars: Record<string, string> = {}, extra: Brok
         scriptPath: "dist/index.js",
         compatibilityDate: "2026-04-01",
         compatibilityFlags: ["nodejs_compat"],
-        durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
+        durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true }, BRIDGE: { className: "BridgeObject", useSQLite: true } },
         bindings: vars,
         assets: assets(),
         ...extra.broker,

@@ -183,6 +183,26 @@ describe("AUTH_MODE=jwt", async () => {
   });
 });
 
+describe("a token that expires while it is verified", async () => {
+  const keys = await makeKeys();
+  const T = 1_900_000_000; // seconds
+  /** an authenticator whose clock reads `times` (ms) one after the other, the last one from then on */
+  const clocked = (...times: number[]) =>
+    new Authenticator(loadAuthConfig({ AUTH_MODE: "jwt", JWT_SECRET: keys.secret }), "default", () => {}, () => (times.length > 1 ? times.shift()! : times[0]!));
+  const token = async (exp: number) => Buffer.from(await sign(keys, "HS256", { ns: "default", exp }));
+
+  test("exp with a fraction of a second: refused once it passed, not at the next whole second", async () => {
+    // 0.7 s past an exp of T + 0.5: expired (the whole-second clock read T and let it in)
+    expect(await verdict(clocked(T * 1000 + 700), connect({ password: await token(T + 0.5) }))).toBe(0x86);
+    expect(await verdict(clocked(T * 1000 + 300), connect({ password: await token(T + 0.5) }))).toEqual(expect.objectContaining({ exp: T + 0.5 }));
+  });
+
+  test("exp passes during the verification (e.g. while the provider's key set is fetched): refused, not CONNACK 0 and a cut", async () => {
+    // the clock reads T - 0.5 s when verification starts and T + 2 s when it ends
+    expect(await verdict(clocked(T * 1000 - 500, T * 1000 + 2000), connect({ password: await token(T) }))).toBe(0x86);
+  });
+});
+
 describe("the log quotes what the client chose", async () => {
   const keys = await makeKeys();
   test("client id, user name and a token's kid cannot forge log lines", async () => {

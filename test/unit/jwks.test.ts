@@ -1,7 +1,7 @@
 // The JWKS cache (auth/jwks.ts) with an injected fetch and clock: when it fetches, what it keeps
 // when the provider fails, Cache-Control, key selection (kid, alg, kty, use), and the URL rule.
 import { describe, expect, test } from "vitest";
-import { JwksCache, JwksUnavailable, cacheLifetime, jwksUrlProblem, JWKS_DEFAULT_TTL, JWKS_FIRST_RETRY } from "../../src/auth/jwks";
+import { JwksCache, JwksUnavailable, cacheLifetime, jwksUrlProblem, JWKS_DEFAULT_TTL, JWKS_FIRST_RETRY, MAX_JWKS_BYTES } from "../../src/auth/jwks";
 import { importJwksKey, verifyJwt, JwtError } from "../../src/auth/jwt";
 import { loadAuthConfig } from "../../src/auth/config";
 import { providerKey, providerToken, type ProviderKey } from "../jwks-helpers";
@@ -15,10 +15,13 @@ const ed = providerKey("EdDSA", "ed-1");
 class FakeProvider {
   keys: ProviderKey[] = [rsa1];
   cacheControl: string | null = "max-age=600";
-  mode: "up" | "down" | "garbage" | "500" | "hang" = "up";
+  mode: "up" | "down" | "garbage" | "500" | "hang" | "body" = "up";
+  /** mode "body": the answer */
+  body: (() => Response) | null = null;
   requests = 0;
   fetch = async (_url: string, init: RequestInit): Promise<Response> => {
     this.requests++;
+    if (this.mode === "body") return this.body!();
     if (this.mode === "down") throw new TypeError("Network connection lost.");
     if (this.mode === "500") return new Response("oops", { status: 500 });
     if (this.mode === "garbage") return new Response("<html>not json</html>", { status: 200 });
@@ -162,6 +165,30 @@ describe("JwksCache", () => {
     expect(provider.requests).toBe(2);
   });
 
+  test("an answer without Content-Length is read up to MAX_JWKS_BYTES, not to its end", async () => {
+    // a chunked (or lying) provider: the limit must hold while reading, not after the whole body is in memory
+    const { provider, clock, cache, logs } = setup(1000);
+    await cache.keys();
+    let pulled = 0;
+    const chunk = new Uint8Array(64 * 1024).fill(0x20);
+    provider.mode = "body";
+    provider.body = () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (pulled >= 16 * 1024 * 1024) return controller.close();
+            pulled += chunk.byteLength;
+            controller.enqueue(chunk);
+          },
+        }),
+        { status: 200 },
+      );
+    clock.advance(1000);
+    expect(await kids(cache.rotated())).toEqual(["rsa-1"]); // the last good set stays
+    expect(logs.at(-1)).toMatch(/larger than 262144 bytes/);
+    expect(pulled).toBeLessThanOrEqual(MAX_JWKS_BYTES + 2 * chunk.byteLength);
+  });
+
   test("a set without one usable key is garbage: refused, the old one kept", async () => {
     const { provider, clock, cache, logs } = setup(1000);
     await cache.keys();
@@ -233,6 +260,22 @@ describe("verification with a JWKS", () => {
     expect(asked).toBe(1); // only the ES256 token (an algorithm a key set can hold) asked for fresh keys
   });
 
+  test("a key without kid (JWT_PUBLIC_KEY, say) does not stop a refetch for a token whose kid no key has (a rotation)", async () => {
+    const plain = await importJwksKey({ ...providerKey("RS256", "x").jwk, kid: undefined }); // another RSA key, no kid
+    let asked = 0;
+    const refetch = async () => {
+      asked++;
+      return [plain!, ...(await set(rsa2))];
+    };
+    expect(await verifyJwt(providerToken(rsa2, claims), [plain!, ...(await set(rsa1))], { now }, refetch)).toMatchObject(claims);
+    expect(asked).toBe(1);
+    // the set unavailable: the keys at hand still verify what they can
+    const down = async (): Promise<never> => {
+      throw new Error("no set");
+    };
+    expect(await verifyJwt(providerToken(rsa1, claims), await set(rsa1), { now }, down)).toMatchObject(claims);
+  });
+
   test("an unknown kid asks refetch once, then verifies with the new set", async () => {
     let asked = 0;
     const fresh = await set(rsa1, rsa2);
@@ -272,5 +315,12 @@ describe("JWT_JWKS_URL", () => {
     expect(loadAuthConfig({ AUTH_MODE: "jwt" }).jwksMinInterval).toBe(60_000);
     expect(loadAuthConfig({ AUTH_MODE: "jwt", JWT_JWKS_URL: "http://idp.test/jwks" }).errors).toEqual([expect.stringMatching(/https/)]);
     expect(loadAuthConfig({ AUTH_MODE: "jwt", JWT_JWKS_URL: "https://idp.test/jwks", JWT_JWKS_TIMEOUT: "0" }).errors).toEqual([expect.stringMatching(/JWT_JWKS_TIMEOUT/)]);
+  });
+
+  test("a provider's key set without JWT_AUDIENCE: a warning at start-up (the provider's tokens for other applications would do)", () => {
+    const open = loadAuthConfig({ AUTH_MODE: "jwt", JWT_JWKS_URL: "https://idp.test/jwks" });
+    expect(open.errors).toEqual([]);
+    expect(open.warnings).toEqual([expect.stringMatching(/JWT_JWKS_URL without JWT_AUDIENCE/)]);
+    expect(loadAuthConfig({ AUTH_MODE: "jwt", JWT_JWKS_URL: "https://idp.test/jwks", JWT_AUDIENCE: "mqtt" }).warnings).toEqual([]);
   });
 });

@@ -10,6 +10,9 @@ import { Authenticator } from "../../src/auth/authenticator";
 import { MemoryStore } from "../../src/storage/memory-store";
 import { HISTORY_CLIENTS, HISTORY_PER_CLIENT, eventTopic, isEventTopic, parseEvents, reasonWords, topicLevel } from "../../src/broker/lifecycle";
 import { ProtocolError } from "../../src/protocol/errors";
+import { RuleEngine } from "../../src/rules/engine";
+import { inspect } from "../../src/broker/inspect";
+import type { Rule } from "../../src/rules/config";
 
 describe("EVENTS parsing", () => {
   const on = (value: string) =>
@@ -241,6 +244,26 @@ describe("event shapes", () => {
   });
 });
 
+describe("a session whose expiry passed before the alarm ran", () => {
+  test("a client returning after the expiry (the alarm late, or not run yet) starts anew: expired, then connected", () => {
+    const t = setup();
+    const monitor = t.client("monitor");
+    monitor.send(subscribe("$events/#"));
+    const dev = t.client("dev", { clean: false, expiry: 2 });
+    dev.send(subscribe("a/#"));
+    t.core.socketClosed(dev.conn);
+    t.advance(2001); // past the expiry; no alarm yet (alarms can be late; the CONNECT may come first)
+    const back = t.client("dev", { clean: false, expiry: 2 });
+    const connack = back.received.find((p): p is mqtt.IConnackPacket => p.cmd === "connack")!;
+    expect(connack.sessionPresent).toBe(false); // [MQTT-3.1.2-23] the session ended when its expiry passed
+    expect(t.core.sessions.get("dev")!.subscriptions.size).toBe(0);
+    expect(monitor.events().map((e) => `${e.body.event} ${e.body.clientId}`).slice(-3)).toEqual(["disconnected dev", "expired dev", "connected dev"]);
+    expect(monitor.events().at(-1)!.body).toMatchObject({ sessionPresent: false });
+    t.core.alarm(); // nothing more to expire
+    expect(monitor.events().filter((e) => e.body.event === "expired")).toHaveLength(1);
+  });
+});
+
 describe("cost when nobody listens", () => {
   test("no event JSON is built and nothing is counted; subscription events off by default build no list", () => {
     const t = setup();
@@ -284,21 +307,70 @@ describe("PRESENCE_RETAINED", () => {
     expect(t.store.retainedSize("$events/presence/kept")).toBeNull();
   });
 
-  test("within the retained quota: over it the state goes out live but is not stored", () => {
-    const t = setup({ PRESENCE_RETAINED: true, MAX_RETAINED_MESSAGES: 1 });
-    const monitor = t.client("monitor"); // takes the one retained slot
+  test("presence entries do not take the clients' retained quota: a fleet's sessions cannot get the clients' retained messages refused", () => {
+    const t = setup({ PRESENCE_RETAINED: true, MAX_RETAINED_MESSAGES: 2, MAX_RETAINED_BYTES: 10 });
+    const monitor = t.client("monitor");
     monitor.send(subscribe("$events/presence/+"));
-    t.client("dev");
-    expect(t.store.countRetained()).toBe(1);
-    expect(monitor.events().map((e) => `${e.topic}=${e.body}`)).toEqual(["$events/presence/monitor=online", "$events/presence/dev=online"]);
+    for (const id of ["a", "b", "c"]) t.client(id, { expiry: 60 });
+    // every session has its entry, beyond MAX_RETAINED_MESSAGES (they are bounded by the sessions)
+    for (const id of ["monitor", "a", "b", "c"]) expect(t.store.retainedSize(`$events/presence/${id}`)).toBe(6);
+    // ...and the clients' own retained messages still fit their quota
+    const pub = t.client("pub");
+    pub.send({ cmd: "publish", topic: "state/1", payload: Buffer.from("on"), qos: 1, messageId: 7, retain: true, dup: false } as mqtt.IPublishPacket);
+    pub.send({ cmd: "publish", topic: "state/2", payload: Buffer.from("off"), qos: 1, messageId: 8, retain: true, dup: false } as mqtt.IPublishPacket);
+    const acks = pub.received.filter((p): p is mqtt.IPubackPacket => p.cmd === "puback");
+    expect(acks.map((a) => [a.messageId, a.reasonCode ?? 0])).toEqual([
+      [7, 0x10], // no matching subscribers: stored all the same
+      [8, 0x10],
+    ]);
+    expect(t.store.retainedSize("state/1")).toBe(2);
+    expect(t.store.retainedSize("state/2")).toBe(3);
+    // the quota still holds for the clients: a third is refused (0x97)
+    pub.send({ cmd: "publish", topic: "state/3", payload: Buffer.from("x"), qos: 1, messageId: 9, retain: true, dup: false } as mqtt.IPublishPacket);
+    expect(pub.received.filter((p): p is mqtt.IPubackPacket => p.cmd === "puback").at(-1)).toMatchObject({ messageId: 9, reasonCode: 0x97 });
+    // an entry removed (the session ends) frees nothing of the clients' quota, nor corrupts its count
+    t.core.socketClosed(t.client("gone").conn);
+    expect(t.store.retainedSize("$events/presence/gone")).toBeNull();
+    pub.send({ cmd: "publish", topic: "state/4", payload: Buffer.from("x"), qos: 1, messageId: 10, retain: true, dup: false } as mqtt.IPublishPacket);
+    expect(pub.received.filter((p): p is mqtt.IPubackPacket => p.cmd === "puback").at(-1)).toMatchObject({ messageId: 10, reasonCode: 0x97 });
+    // the invariants' check agrees: the clients' quota is kept, one presence entry per session at most
+    expect(inspect(t.core).problems).toEqual([]);
   });
 
-  test("a state the quota cannot hold removes the older one rather than leave it standing", () => {
-    const t = setup({ PRESENCE_RETAINED: true, MAX_RETAINED_BYTES: 6 });
-    const dev = t.client("dev", { expiry: 60 });
-    expect(t.store.retainedSize("$events/presence/dev")).toBe(6); // "online"
-    t.core.socketClosed(dev.conn); // "offline" is 7 bytes: over
-    expect(t.store.retainedSize("$events/presence/dev")).toBeNull();
+});
+
+describe("rules (RULES) on $events", () => {
+  /** a rule engine on the core whose one rule takes `filter` and records what it is sent */
+  function withRule(t: ReturnType<typeof setup>, filter: string) {
+    const sent: { topic: string; body: string }[] = [];
+    const rule = { name: "presence", filter, to: { kind: "queue", binding: "Q" }, format: "json", timeoutMs: 1000, qos: 1 } as Rule;
+    const dest = { batchSize: 100, send: async (b: { msg: { topic: string; payload: Uint8Array } }[]) => void sent.push(...b.map((x) => ({ topic: x.msg.topic, body: Buffer.from(x.msg.payload).toString() }))) };
+    const host = { store: t.store, config: t.core.config, now: () => t.now, wakeAt: () => {}, later: (fn: () => void) => fn(), log: () => {} };
+    t.core.rules = new RuleEngine([{ rule, dest } as never], host);
+    return { sent, settle: () => new Promise((r) => setTimeout(r, 0)), stats: () => t.core.rules!.stats().rules[0]! };
+  }
+
+  test("a rule on $events/... gets the events although no client subscribes (it is accepted, so it must fire)", async () => {
+    const t = setup();
+    const r = withRule(t, "$events/clients/+/+");
+    const dev = t.client("dev/1");
+    t.core.socketClosed(dev.conn);
+    await r.settle();
+    expect(r.sent.map((m) => m.topic)).toEqual(["$events/clients/dev%2F1/connected", "$events/clients/dev%2F1/disconnected"]);
+    expect(JSON.parse(r.sent[0]!.body)).toMatchObject({ event: "connected", clientId: "dev/1" });
+    expect(JSON.parse(r.sent[1]!.body)).toMatchObject({ event: "disconnected", reason: "socket lost" });
+    expect(r.stats()).toMatchObject({ matched: 2, delivered: 2 });
+  });
+
+  test("retained presence states go to a rule on $events/presence/+ too; events switched off go nowhere", async () => {
+    const t = setup({ PRESENCE_RETAINED: true, EVENTS: "none" });
+    const r = withRule(t, "$events/#");
+    t.core.socketClosed(t.client("dev", { expiry: 60 }).conn);
+    await r.settle();
+    expect(r.sent).toEqual([
+      { topic: "$events/presence/dev", body: "online" },
+      { topic: "$events/presence/dev", body: "offline" },
+    ]);
   });
 });
 

@@ -3,7 +3,9 @@
 import { describe, expect, test } from "vitest";
 import * as mqtt from "mqtt-packet";
 import parsePrometheusTextFormat, { type ParsedFamily } from "parse-prometheus-text-format";
-import { FAMILIES, MAX_METRICS_NAMESPACES, escapeHelp, escapeLabelValue, metricsNamespaces, metricsText, numberText } from "../../src/api/metrics";
+import { RuleEngine } from "../../src/rules/engine";
+import type { Rule } from "../../src/rules/config";
+import { FAMILIES, MAX_METRICS_NAMESPACES, RULE_OUTCOMES, escapeHelp, escapeLabelValue, metricsNamespaces, metricsText, numberText } from "../../src/api/metrics";
 import { InputError } from "../../src/api/input";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { Connection } from "../../src/broker/connection";
@@ -52,7 +54,8 @@ describe("metricsText", () => {
       ["b", b],
     ]);
     const parsed = parsePrometheusTextFormat(text);
-    expect(parsed.map((f) => f.name)).toEqual(FAMILIES.map((f) => f.name));
+    // the rules' families are left out whole without RULES (see the rules test below)
+    expect(parsed.map((f) => f.name)).toEqual(FAMILIES.filter((f) => !f.name.startsWith("mqtt_rule_")).map((f) => f.name));
     for (const f of parsed) {
       const def = FAMILIES.find((d) => d.name === f.name)!;
       expect(f.type).toBe(def.type.toUpperCase());
@@ -82,6 +85,36 @@ describe("metricsText", () => {
     client(c, "dev");
     const parsed = parsePrometheusTextFormat(metricsText([["x", namespaceStats(c)]]));
     expect(value(parsed, "mqtt_lifecycle_events_total", { namespace: "x" })).toBe(1); // dev connected
+  });
+
+  test("the rules' gauges and per-rule counters by outcome, from a real engine; names with quotes escaped", async () => {
+    const c = core();
+    const sent: string[] = [];
+    const routes = [
+      { rule: { name: 'to "q"\\1', filter: "t/#", to: { kind: "queue", binding: "Q" }, format: "json", timeoutMs: 1000, qos: 1 } as Rule, dest: { batchSize: 100, send: async (b: { msg: { topic: string } }[]) => void sent.push(...b.map((x) => x.msg.topic)) } },
+      { rule: { name: "idle", filter: "nothing/#", to: { kind: "queue", binding: "Q" }, format: "json", timeoutMs: 1000, qos: 1 } as Rule, dest: { batchSize: 100, send: async () => {} } },
+    ];
+    c.rules = new RuleEngine(routes as never, { store: c.store, config: c.config, now: () => 1000, wakeAt: () => {}, later: (fn) => fn(), log: () => {} });
+    const pub = client(c, "pub");
+    pub.send({ cmd: "publish", topic: "t/1", payload: Buffer.from("a"), qos: 1, messageId: 1, retain: false, dup: false });
+    pub.send({ cmd: "publish", topic: "t/2", payload: Buffer.from("b"), qos: 0, retain: false, dup: false });
+    for (let i = 0; i < 10 && sent.length < 2; i++) await Promise.resolve();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(sent.sort()).toEqual(["t/1", "t/2"]);
+    const stats = namespaceStats(c);
+    expect(stats.rules).toMatchObject({ pending: 0, sending: 0 });
+    const parsed = parsePrometheusTextFormat(metricsText([["a", stats], ["b", namespaceStats(core())]]));
+    const rule = 'to "q"\\1';
+    expect(value(parsed, "mqtt_rule_messages_total", { namespace: "a", rule, outcome: "matched" })).toBe(2);
+    expect(value(parsed, "mqtt_rule_messages_total", { namespace: "a", rule, outcome: "delivered" })).toBe(2);
+    expect(value(parsed, "mqtt_rule_messages_total", { namespace: "a", rule: "idle", outcome: "matched" })).toBe(0);
+    expect(family(parsed, "mqtt_rule_messages_total").metrics.filter((m) => m.labels?.rule === rule).map((m) => m.labels?.outcome)).toEqual([...RULE_OUTCOMES]);
+    expect(value(parsed, "mqtt_rule_failed_sends_total", { namespace: "a", rule })).toBe(0);
+    expect(value(parsed, "mqtt_rule_pending", { namespace: "a" })).toBe(0);
+    expect(value(parsed, "mqtt_rule_sending", { namespace: "a" })).toBe(0);
+    // a namespace without rules has no rule samples (not zeros under made-up names)
+    for (const name of ["mqtt_rule_pending", "mqtt_rule_messages_total"]) expect(family(parsed, name).metrics.some((m) => m.labels?.namespace === "b")).toBe(false);
+    for (const f of FAMILIES.filter((f) => f.name.startsWith("mqtt_rule_"))) expect(f.type === "counter").toBe(f.name.endsWith("_total"));
   });
 
   test("label values are escaped as the format says: backslash, double quote, line feed", () => {

@@ -9,6 +9,7 @@ import { givenUp, retryDelay } from "../../src/rules/retry";
 import { importSigningKey, signature } from "../../src/rules/sign";
 import { ruleMessage } from "../../src/rules/message";
 import { RuleEngine, type RulesHost } from "../../src/rules/engine";
+import { loadRules } from "../../src/rules/setup";
 import { makeDestination, type Destination } from "../../src/rules/destinations";
 import type { TakenMessage } from "../../src/rules/message";
 import { MemoryStore } from "../../src/storage/memory-store";
@@ -35,6 +36,32 @@ describe("RULES parsing", () => {
       { name: "hook", filter: "a/b", to: { kind: "webhook", url: "https://example.com/in?x=1" }, secret: "HOOK_SECRET", format: "raw", timeoutMs: 10_000, qos: 1 },
       { name: "local", filter: "#", to: { kind: "webhook", url: "http://127.0.0.1:8080/hook" }, format: "json", timeoutMs: 10_000, qos: 1 },
     ]);
+  });
+
+  test("a webhook's default name leaves out its query string (it may hold a token): names are logged, counted and sent", () => {
+    const { rules } = parseRules(JSON.stringify([{ filter: "a/#", to: "webhook:https://hooks.example/in?token=s3cr3t" }]), env);
+    expect(rules[0]!.name).toBe("webhook:https://hooks.example/in?... a/#");
+    expect(rules[0]!.to).toEqual({ kind: "webhook", url: "https://hooks.example/in?token=s3cr3t" }); // sent to the full URL
+    const logs: string[] = [];
+    const engine = loadRules({ RULES: JSON.stringify([{ filter: "b/#", to: "webhook:https://hooks.example/b?token=s3cr3t" }]) }, "ns", {
+      store: new MemoryStore(), config: DEFAULTS, now: () => 0, wakeAt: () => {}, later: () => {}, log: (_l, m) => void logs.push(m),
+    });
+    expect(logs.join("\n")).not.toContain("s3cr3t");
+    expect(JSON.stringify(engine!.stats())).not.toContain("s3cr3t");
+  });
+
+  test("a default name that cannot be a name (a UTF-8 filter, a long URL) asks for a name instead of blaming one never given", () => {
+    const { rules, errors } = parseRules(
+      JSON.stringify([
+        { filter: "température/#", to: "queue:Q" },
+        { filter: "a/#", to: `webhook:https://example.com/${"x".repeat(200)}` },
+        { name: "temp", filter: "température/#", to: "queue:Q" },
+      ]),
+      env,
+    );
+    expect(rules.map((r) => r.name)).toEqual(["temp"]);
+    expect(errors).toHaveLength(2);
+    for (const e of errors) expect(e).toMatch(/the default name .* give the rule a "name"/);
   });
 
   test("absent or empty RULES: no rules, no errors", () => {
@@ -326,6 +353,72 @@ describe("outbox", () => {
     t.engine.offer(msg("a/x", 0));
     await t.run();
     expect(t.sent).toEqual({ all: [["a/x#1"]], plus: [["a/x#1"]], dollar: [["$app/x#1"]] });
+  });
+
+  describe("memory stays bounded with large messages (MAX_PACKET_SIZE is 1 MiB; an isolate has 128 MB)", () => {
+    const MiB = 1024 * 1024;
+    const big = (topic: string, qos: 0 | 1 = 1) => ({ topic, payload: new Uint8Array(MiB), qos, retain: false });
+    const bytes = (batch: readonly TakenMessage[]) => batch.reduce((n, t) => n + t.msg.payload.byteLength, 0);
+    /** an engine whose destination holds every send open until released; records each send's payload bytes */
+    function stalled(store: MemoryStore, clock: () => number, later: (fn: () => void) => void = (fn) => fn()) {
+      const sends: number[] = [];
+      const gates: (() => void)[] = [];
+      const dest: Destination = { batchSize: 100, send: (batch) => new Promise<void>((resolve) => (sends.push(bytes(batch)), gates.push(resolve))) };
+      const engine = new RuleEngine([{ rule: { name: "a", filter: "#", to: { kind: "webhook", url: "https://x.test/" }, format: "json", timeoutMs: 60_000, qos: 1 }, dest }], {
+        store, config: DEFAULTS, now: clock, wakeAt: () => {}, later, log: () => {},
+      });
+      const held = () => {
+        const route = (engine as unknown as { routes: Map<string, { batch: TakenMessage[] }> }).routes.get("a")!;
+        return bytes(route.batch) + sends.reduce((n, b) => n + b, 0);
+      };
+      return { engine, sends, gates, held };
+    }
+
+    test("one send carries at most about 1 MiB of payloads (a JSON body of 100 × 1 MiB would be ~270 MB of strings)", () => {
+      const store = new MemoryStore();
+      const laters: (() => void)[] = [];
+      const { engine, sends } = stalled(store, () => 1000, (fn) => void laters.push(fn));
+      for (let i = 0; i < 20; i++) engine.offer(big(`t/${i}`)); // one event's messages: one batch
+      while (laters.length) laters.shift()!();
+      expect(sends.length).toBeGreaterThan(0);
+      for (const n of sends) expect(n).toBeLessThanOrEqual(MiB);
+    });
+
+    test("messages waiting in memory (batches and sends under way) are bounded in bytes; the rest wait in storage", () => {
+      const store = new MemoryStore();
+      const { engine, held } = stalled(store, () => 1000);
+      for (let i = 0; i < 200; i++) engine.offer(big(`t/${i}`));
+      expect(store.countRuleSends()).toBe(200); // all taken (stored), for the alarm to send later
+      expect(held()).toBeLessThanOrEqual(32 * MiB);
+    });
+
+    test("the alarm loads due sends up to the memory bound, not 500 rows of 1 MiB", () => {
+      const store = new MemoryStore();
+      for (let i = 0; i < 300; i++) store.addRuleSend("a", big(`t/${i}`), null, 0, 0); // a previous life's pending sends
+      let loaded = 0;
+      const due = store.dueRuleSends.bind(store);
+      store.dueRuleSends = (...args: Parameters<MemoryStore["dueRuleSends"]>) => {
+        const rows = due(...args);
+        loaded += rows.reduce((n, r) => n + r.msg.payload.byteLength, 0);
+        return rows;
+      };
+      const { engine, held } = stalled(store, () => 1000);
+      engine.due(1000);
+      expect(loaded).toBeLessThanOrEqual(32 * MiB + MiB);
+      expect(held()).toBeLessThanOrEqual(32 * MiB);
+      expect(engine.nextWake()).toBeGreaterThan(1000); // what was not loaded does not make the alarm fire again at once (no loop)
+    });
+  });
+
+  test("pending sends of a rule that RULES no longer has: dropped with one log line per alarm, not one per row", () => {
+    const t = setup({ a: { filter: "#" } });
+    for (let i = 0; i < 300; i++) t.store.addRuleSend("renamed", msg(`t/${i}`), null, 0, 0);
+    const engine = new RuleEngine([], { store: t.store, config: DEFAULTS, now: () => t.now, wakeAt: () => {}, later: () => {}, log: (l, m) => void t.logs.push(`${l}: ${m}`) });
+    engine.due(t.now);
+    expect(t.store.countRuleSends()).toBe(0);
+    const lines = t.logs.filter((l) => l.includes("renamed"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/300 pending send/);
   });
 
   test("RULES_MAX_PENDING: a QoS 1 message beyond it is not taken, and counted", async () => {
