@@ -11,6 +11,7 @@
 // Exported for test/e2e/59-paho-interop.test.ts: startBroker, startProxy, extractSuite, runSuite,
 // runConfiguration, CONFIGURATIONS.
 import { Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { WebSocket } from "ws";
 import { spawn, spawnSync } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
@@ -46,7 +47,7 @@ export async function freePort() {
   });
 }
 
-/** The built worker under Miniflare on a free port, fresh storage; workerd's output kept in `logs`. */
+/** The built worker under Miniflare on a free port with `vars` only, fresh storage; workerd's output kept in `logs`. */
 export async function startBroker(vars = {}) {
   const port = await freePort();
   const persist = mkdtempSync(join(tmpdir(), "paho-interop-"));
@@ -66,7 +67,8 @@ export async function startBroker(vars = {}) {
         scriptPath: join(ROOT, "dist", "index.js"),
         compatibilityDate: "2026-04-01",
         compatibilityFlags: ["nodejs_compat"],
-        durableObjects: { BROKER: { className: "NamespaceBroker", useSQLite: true } },
+        // the Durable Object bindings as wrangler.toml declares them (BROKER, and any added since)
+        durableObjects: unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml")).workerOptions.durableObjects,
         bindings: vars,
       },
     ],
