@@ -3,13 +3,17 @@
 // The suite speaks MQTT over TCP, the broker over WebSocket only: a proxy here turns each TCP
 // connection into one WebSocket to ws://127.0.0.1:<port>/mqtt (subprotocol "mqtt", binary frames).
 //
-//   npm run interop                       # the three configurations, both suites
-//   INTEROP_CONFIGS=recommended npm run interop
+//   npm run interop                       # the three configurations, both suites (~10 min)
+//   INTEROP_CONFIGS=recommended npm run interop   # one of defaults, keepalive60, recommended (~3.5 min)
 //   INTEROP_STRICT=1 npm run interop      # exit 1 when a test fails
 //   INTEROP_VERBOSE=1 npm run interop     # echo the suites' output
 //
-// Exported for test/e2e/59-paho-interop.test.ts: startBroker, startProxy, extractSuite, runSuite,
-// runConfiguration, CONFIGURATIONS.
+// Per configuration: a fresh broker, then client_test5.py (27 MQTT 5 tests, ~165 s: the tests
+// sleep) and client_test.py (10 MQTT 3.1.1 tests, ~40 s), one after the other. A summary line per
+// suite and configuration; for each failing test, what it printed (the reason).
+//
+// Exported for test/e2e/59-paho-interop.test.ts (which runs the suites in parallel groups, one
+// broker namespace each): startBroker, startProxy, extractSuite, runSuite, runConfiguration, ….
 import { Miniflare } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { WebSocket } from "ws";
@@ -302,7 +306,8 @@ async function main() {
         }
       }
     });
-    const l = `${config.padEnd(12)} ${"total".padEnd(27)} ${String(passed).padStart(2)}/${total} passed`;
+    const wall = results.reduce((t, r) => t + r.wallSeconds, 0);
+    const l = `${config.padEnd(12)} ${"total".padEnd(27)} ${String(passed).padStart(2)}/${total} passed  ${wall.toFixed(1).padStart(6)} s`;
     console.log(l);
     lines.push(l);
   }
