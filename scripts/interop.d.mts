@@ -13,6 +13,7 @@ export declare function startBroker(vars?: Record<string, string>): Promise<Inte
 export declare function startProxy(wsUrl: string): Promise<{ port: number; close(): Promise<void> }>;
 export declare function extractSuite(): { dir: string; remove(): void };
 export declare function hasPython(): boolean;
+export declare function warmUp(wsUrl: string, timeoutMs?: number): Promise<void>;
 export interface UnittestReport {
   run: number;
   passed: number;

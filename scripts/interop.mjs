@@ -144,6 +144,40 @@ export async function startProxy(wsUrl) {
   };
 }
 
+/**
+ * One MQTT 3.1.1 CONNECT (clean session) and DISCONNECT on `wsUrl`, so the namespace's Durable
+ * Object is up before the suite connects: the suite's client waits only 0.5 s for its first CONNACK,
+ * less than a cold object plus the WebSocket handshake can take on a busy machine.
+ */
+export function warmUp(wsUrl, timeoutMs = 10_000) {
+  const id = Buffer.from("paho-interop-warmup");
+  const body = Buffer.concat([Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 0, 0, id.length]), id]);
+  const connect = Buffer.concat([Buffer.from([0x10, body.length]), body]);
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(wsUrl, "mqtt", { perMessageDeflate: false });
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`interop: no CONNACK from ${wsUrl} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    ws.on("open", () => ws.send(connect));
+    ws.once("message", (data) => {
+      clearTimeout(timer);
+      const d = Buffer.from(data);
+      if (d[0] !== 0x20 || d[3] !== 0) reject(new Error(`interop: warm-up CONNECT refused (${d.toString("hex")})`));
+      ws.send(Buffer.from([0xe0, 0]));
+      ws.close(1000);
+    });
+    ws.on("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    ws.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
 /** A scratch copy of the vendored suite (Python writes __pycache__ next to the modules it imports). */
 export function extractSuite() {
   const dir = mkdtempSync(join(tmpdir(), "paho-suite-"));
@@ -239,7 +273,9 @@ export async function runConfiguration(vars, { suites = Object.values(SUITES).ma
   const proxies = [];
   try {
     const run = async ({ script, tests, namespace }) => {
-      const proxy = await startProxy(namespace ? `${broker.url}/${namespace}` : broker.url);
+      const url = namespace ? `${broker.url}/${namespace}` : broker.url;
+      await warmUp(url);
+      const proxy = await startProxy(url);
       proxies.push(proxy);
       return runSuite({ dir: suite.dir, script, port: proxy.port, tests, echo });
     };

@@ -2,7 +2,7 @@
 // built worker, through scripts/interop.mjs's TCP→WebSocket proxy, with the recommended setting:
 // MAX_KEEPALIVE=60 and ACL_DEFAULT deny subscribe test/nosubscribe. All 37 tests run here.
 //
-// One after the other the MQTT 5 suite takes ~165 s, so its 27 tests run in four groups at once,
+// One after the other the MQTT 5 suite takes ~165 s, so its 27 tests run in five groups at once,
 // each in its own broker namespace (the suite reuses client ids and topics), next to the 10
 // MQTT 3.1.1 tests: about a minute. `npm run interop` runs each suite whole, in order, per setting.
 //
@@ -31,7 +31,6 @@ const V5_GROUPS = [
   ],
   [
     "test_shared_subscriptions",
-    "test_dollar_topics",
     "test_unsubscribe",
     "test_will_message",
     "test_basic",
@@ -41,8 +40,11 @@ const V5_GROUPS = [
     "test_zero_length_clientid",
     "test_overlapping_subscriptions",
     "test_flow_control1",
-    "test_subscribe_failure",
   ],
+  // The two failing tests alone: a client whose PUBACK parse failed in test_dollar_topics keeps that
+  // PUBLISH and sends it again on its next cleanstart=False connect, which can fail a later test
+  // (test_will_message right after test_keepalive, say); in the suite's full order nothing does.
+  ["test_dollar_topics", "test_subscribe_failure"],
 ];
 
 /**
