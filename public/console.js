@@ -21,6 +21,8 @@
   let rates = [];
   /** the client whose detail is open (null: none) */
   let detailFor = null;
+  /** the latest bridges request: an older answer arriving late is not shown */
+  let bridgesRequest = 0;
 
   // ——— connection ———
 
@@ -68,6 +70,7 @@
     $("overview-namespace").textContent = namespace;
     detailFor = null; // a client of the previous namespace
     $("client-detail").hidden = true;
+    $("bridges-card").hidden = true; // the previous namespace's bridges
     startOverview();
   }
 
@@ -250,6 +253,7 @@
       renderClients(clients);
       renderRetained(messages, truncated);
       if (detailFor !== null) await refreshDetail();
+      refreshBridges(); // on its own: a failure there leaves the rest of the overview alone
       note("overview-note", `updated ${new Date(stats.time).toLocaleTimeString()} · up ${duration(stats.uptime)}`);
     } catch (err) {
       note("overview-note", `overview unavailable: ${err.message}`, true);
@@ -400,6 +404,58 @@
     const rest = h && typeof h === "object" ? Object.fromEntries(Object.entries(h).filter(([k]) => !["at", "time", "timestamp", "event", "type", "kind"].includes(k))) : h;
     const detail = rest && typeof rest === "object" && Object.keys(rest).length === 0 ? "" : JSON.stringify(rest);
     return el("li", "", el("span", "time", when), el("span", "name", kind !== undefined ? String(kind) : ""), el("span", "detail", detail));
+  }
+
+  // ——— bridges (GET /api/<namespace>/bridges): shown only when the namespace has some ———
+
+  async function refreshBridges() {
+    const ns = namespace;
+    const mine = ++bridgesRequest;
+    const current = () => overviewTimer && ns === namespace && mine === bridgesRequest; // not disconnected, switched or overtaken meanwhile
+    let status;
+    try {
+      status = await api("/bridges");
+    } catch (err) {
+      if (!current() || $("bridges-card").hidden) return;
+      $("bridge-errors").replaceChildren(el("li", "error", `bridge status unavailable: ${err.message}`));
+      return;
+    }
+    if (!current()) return;
+    renderBridges(status.bridges || [], status.errors || []);
+  }
+
+  function renderBridges(bridges, errors) {
+    // the configuration's errors are shown with the bridges, or alone (a bad entry leaves its namespace without bridges)
+    $("bridges-card").hidden = bridges.length === 0 && errors.length === 0;
+    $("bridge-errors").replaceChildren(...errors.map((e) => el("li", "error", e)));
+    const list = $("bridges");
+    list.replaceChildren();
+    for (const b of bridges) {
+      const li = el("li");
+      li.dataset.bridge = b.name;
+      if (!b.connected) {
+        // the bridge object could not report
+        li.dataset.state = "unknown";
+        li.append(el("span", "dot"), el("span", "name", b.name), el("span", "presence", "no status"), el("span", "detail error", b.error || "unknown"));
+        list.append(li);
+        continue;
+      }
+      const up = b.connected.remote && b.connected.local;
+      li.dataset.state = up ? "linked" : b.connected.remote || b.connected.local ? "partial" : "down";
+      const side = (name, on) => `${name} ${on ? "up" : "down"}`;
+      li.append(
+        el("span", up ? "dot online" : "dot"),
+        el("span", "name", b.name),
+        el("span", "presence state", `${side("remote", b.connected.remote)} · ${side("local", b.connected.local)}`),
+        el("span", "detail remote", `→ ${b.remote}${up && b.since ? ` · linked since ${new Date(b.since).toLocaleTimeString()}` : ""}${!up && b.retryAt ? ` · next attempt ${new Date(b.retryAt).toLocaleTimeString()}` : ""}`),
+        el("span", "detail counts", `queued ${b.queued} · sent ${b.sent} · received ${b.received} · dropped ${b.dropped} · reconnects ${b.reconnects}`),
+      );
+      if (b.lastError) {
+        const when = b.lastErrorAt ? new Date(b.lastErrorAt).toLocaleTimeString() : "";
+        li.append(el("span", up ? "detail last-error" : "detail last-error error", `last error${when ? ` ${when}` : ""}: ${b.lastError}`));
+      }
+      list.append(li);
+    }
   }
 
   function renderRetained(messages, truncated) {

@@ -127,11 +127,24 @@ export async function handleMetrics(request: Request, env: Env): Promise<Respons
   }
 }
 
-/** One stats call per namespace (the same RPC the stats API makes, so the same billed event), in parallel. */
 async function metricsResponse(env: Env, namespaces: string[]): Promise<Response> {
-  const stats = await Promise.all(namespaces.map((ns) => env.BROKER.get(env.BROKER.idFromName(ns)).stats()));
-  const body = metricsText(namespaces.map((ns, i) => [ns, stats[i]!] as const));
+  const body = await readMetrics(env, namespaces);
   return new Response(body, { status: 200, headers: { "content-type": METRICS_CONTENT_TYPE, "cache-control": "no-store" } });
+}
+
+/**
+ * The exposition of the namespaces (checked names), for GET /metrics, /api/<ns>/metrics and the
+ * RPC: one stats call per namespace (the same RPC the stats API makes, so the same billed event),
+ * and, in parallel, the status of the namespace's bridges (what GET /api/<ns>/bridges answers: one
+ * RPC per bridge, to the bridge objects). A namespace without bridges in BRIDGES costs no bridge
+ * RPC: bridgeStatus then only reads the (cached) parsed BRIDGES.
+ */
+export async function readMetrics(env: Env, namespaces: readonly string[]): Promise<string> {
+  const [stats, bridges] = await Promise.all([
+    Promise.all(namespaces.map((ns) => env.BROKER.get(env.BROKER.idFromName(ns)).stats())),
+    Promise.all(namespaces.map((ns) => (env.BRIDGES ? bridgeStatus(env, ns) : null))),
+  ]);
+  return metricsText(namespaces.map((ns, i) => [ns, stats[i]!, bridges[i]] as const));
 }
 
 /** The request body as JSON, refusing bodies far larger than the largest payload could need. */

@@ -1,8 +1,11 @@
 // The namespaces' figures (the stats API's NamespaceStats) in the Prometheus text exposition
 // format 0.0.4: `# HELP` and `# TYPE` once per metric family, then its samples of every
 // namespace, each labelled `namespace="..."`. Counters end in `_total` (OpenMetrics' rule too).
+// The bridges' families (mqtt_bridge_*) come from the bridge status (GET /api/<ns>/bridges), and
+// only for a namespace that has bridges (or when BRIDGES has errors: mqtt_bridge_config_errors).
 // Pure: no I/O, so it is unit-tested alone (test/unit/metrics.test.ts).
 import type { NamespaceStats } from "../broker/admin";
+import type { BridgeReport } from "../bridge/start";
 import { DROP_REASONS } from "../session/drops";
 import { InputError, namespaceOf } from "./input";
 
@@ -27,11 +30,17 @@ export function metricsNamespaces(query: URLSearchParams): string[] {
 type Labels = Record<string, string>;
 type Sample = [labels: Labels, value: number];
 
-interface Family {
+interface Family<T = NamespaceStats> {
   name: string;
   type: "counter" | "gauge";
   help: string;
-  samples(s: NamespaceStats): Sample[];
+  samples(s: T): Sample[];
+}
+
+/** What bridgeStatus (src/bridge/start.ts) answers for a namespace: its bridges and the BRIDGES errors. */
+export interface BridgesView {
+  bridges: readonly BridgeReport[];
+  errors: readonly string[];
 }
 
 const QOS = ["0", "1", "2"] as const;
@@ -98,17 +107,69 @@ export const FAMILIES: readonly Family[] = [
   { name: "mqtt_events_rows_written_total", type: "counter", help: "SQLite rows written.", samples: (s) => one(s.events.rowsWritten) },
 ];
 
+type BridgeSample = (b: Extract<BridgeReport, { connected: unknown }>) => Sample[];
+/** One bridge's samples, labelled `bridge`; a bridge object that could not report has only mqtt_bridge_up (0). */
+const perBridge =
+  (f: BridgeSample, whenFailed: (name: string) => Sample[] = () => []) =>
+  (v: BridgesView): Sample[] =>
+    v.bridges.flatMap((b) => ("connected" in b ? f(b) : whenFailed(b.name)).map(([labels, value]): Sample => [{ bridge: b.name, ...labels }, value]));
+const SIDES = ["remote", "local"] as const;
+
+/** The bridges' families (docs/metrics.md, docs/bridges.md), after FAMILIES, for the namespaces that have bridges. */
+export const BRIDGE_FAMILIES: readonly Family<BridgesView>[] = [
+  {
+    name: "mqtt_bridge_up",
+    type: "gauge",
+    help: "1 while the bridge's connection is up (CONNACK received), by side: remote (the other broker) and local (the namespace); 0 when the bridge object cannot report.",
+    samples: perBridge(
+      (b) => SIDES.map((side) => [{ side }, b.connected[side] ? 1 : 0]),
+      () => SIDES.map((side) => [{ side }, 0]),
+    ),
+  },
+  {
+    name: "mqtt_bridge_messages_total",
+    type: "counter",
+    help: "Messages the bridge forwarded and the receiver acknowledged, by direction: out (to the remote), in (from the remote), since the bridge object started.",
+    samples: perBridge((b) => [
+      [{ direction: "out" }, b.sent],
+      [{ direction: "in" }, b.received],
+    ]),
+  },
+  { name: "mqtt_bridge_dropped_total", type: "counter", help: "Messages the bridge did not forward: refused by the receiver, caught by the loop guard, or matching no rule any more.", samples: perBridge((b) => one(b.dropped)) },
+  { name: "mqtt_bridge_reconnects_total", type: "counter", help: "Links rebuilt after having been up, since the bridge object started.", samples: perBridge((b) => one(b.reconnects)) },
+  { name: "mqtt_bridge_inflight", type: "gauge", help: "Messages sent to the remote and not yet acknowledged.", samples: perBridge((b) => one(b.queued)) },
+  {
+    name: "mqtt_bridge_last_error_timestamp_seconds",
+    type: "gauge",
+    help: "Unix time of the bridge's last error (absent until one happens; it stays after recovery).",
+    samples: perBridge((b) => (b.lastErrorAt === null ? [] : one(b.lastErrorAt / 1000))),
+  },
+  {
+    name: "mqtt_bridge_config_errors",
+    type: "gauge",
+    help: "Errors in the BRIDGES configuration (all namespaces; the entries named in them do not run): see GET /api/<ns>/bridges.",
+    samples: (v) => (v.bridges.length > 0 || v.errors.length > 0 ? one(v.errors.length) : []),
+  },
+];
+
+/** A namespace's figures, and its bridges' status (absent or null: no bridge samples). */
+export type MetricsInput = readonly [namespace: string, stats: NamespaceStats, bridges?: BridgesView | null];
+
 /** The exposition of the namespaces' figures, in the order given. */
-export function metricsText(namespaces: readonly (readonly [namespace: string, stats: NamespaceStats])[], families: readonly Family[] = FAMILIES): string {
+export function metricsText(namespaces: readonly MetricsInput[], families: readonly Family[] = FAMILIES, bridgeFamilies: readonly Family<BridgesView>[] = BRIDGE_FAMILIES): string {
   const lines: string[] = [];
-  for (const f of families) {
+  const emit = <T>(f: Family<T>, of: (entry: MetricsInput) => T | null | undefined): void => {
     const rows: string[] = [];
-    for (const [namespace, stats] of namespaces) {
-      for (const [labels, value] of f.samples(stats)) rows.push(`${f.name}${labelText({ namespace, ...labels })} ${numberText(value)}`);
+    for (const entry of namespaces) {
+      const input = of(entry);
+      if (input === null || input === undefined) continue;
+      for (const [labels, value] of f.samples(input)) rows.push(`${f.name}${labelText({ namespace: entry[0], ...labels })} ${numberText(value)}`);
     }
-    if (rows.length === 0) continue; // a family with no samples is left out whole
+    if (rows.length === 0) return; // a family with no samples is left out whole
     lines.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`, ...rows);
-  }
+  };
+  for (const f of families) emit(f, (e) => e[1]);
+  for (const f of bridgeFamilies) emit(f, (e) => e[2]);
   return lines.join("\n") + "\n";
 }
 

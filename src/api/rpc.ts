@@ -9,7 +9,8 @@ import type { ClientDetail, ClientInfo, NamespaceStats, RetainedMessage } from "
 import type { PublishProperties, QoS } from "../protocol/codec";
 import { loadConfig } from "../config";
 import { clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
-import { metricsNamespaces, metricsText } from "./metrics";
+import { metricsNamespaces } from "./metrics";
+import { readMetrics } from "./http";
 
 /** A message to publish. `payload`: text (UTF-8) or bytes; or `payloadBase64`. */
 export interface PublishRequest {
@@ -56,8 +57,7 @@ export class BrokerService extends WorkerEntrypoint<Env> {
   /** The namespaces' figures in the Prometheus text format (what GET /metrics answers). */
   async metrics(namespaces: string | string[] = "default"): Promise<string> {
     const list = metricsNamespaces(new URLSearchParams((Array.isArray(namespaces) ? namespaces : [namespaces]).map((n) => ["namespace", n])));
-    const stats = await Promise.all(list.map((ns) => this.broker(ns).stats()));
-    return metricsText(list.map((ns, i) => [ns, stats[i]!] as const));
+    return readMetrics(this.env, list);
   }
 
   /** Ends a client's connection (its will is published); false when it is not connected. */

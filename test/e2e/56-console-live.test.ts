@@ -119,6 +119,8 @@ test("the rate chart gets points after traffic; a client's detail shows its subs
 
   await page.click("#cd-close");
   expect(await page.locator("#client-detail").isHidden()).toBe(true);
+  // no BRIDGES: the Bridges card stays hidden through all those overview rounds
+  expect(await page.locator("#bridges-card").isHidden()).toBe(true);
   expect(pageErrors).toEqual([]);
   expect(cspViolations).toEqual([]);
 });

@@ -5,8 +5,9 @@ import * as mqtt from "mqtt-packet";
 import parsePrometheusTextFormat, { type ParsedFamily } from "parse-prometheus-text-format";
 import { RuleEngine } from "../../src/rules/engine";
 import type { Rule } from "../../src/rules/config";
-import { FAMILIES, MAX_METRICS_NAMESPACES, RULE_OUTCOMES, escapeHelp, escapeLabelValue, metricsNamespaces, metricsText, numberText } from "../../src/api/metrics";
+import { BRIDGE_FAMILIES, type BridgesView, FAMILIES, MAX_METRICS_NAMESPACES, RULE_OUTCOMES, escapeHelp, escapeLabelValue, metricsNamespaces, metricsText, numberText } from "../../src/api/metrics";
 import { InputError } from "../../src/api/input";
+import { readMetrics } from "../../src/api/http";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { Connection } from "../../src/broker/connection";
 import { namespaceStats, type NamespaceStats } from "../../src/broker/stats";
@@ -134,6 +135,93 @@ describe("metricsText", () => {
     expect(numberText(NaN)).toBe("NaN");
     expect(numberText(Infinity)).toBe("+Inf");
     expect(numberText(-Infinity)).toBe("-Inf");
+  });
+});
+
+describe("metricsText: the bridges' families", () => {
+  const bridge = (name: string, over: Partial<Record<string, unknown>> = {}) => ({
+    name, namespace: "a", remote: "mqtt://remote.example:1883", connected: { remote: true, local: false },
+    lastError: null, lastErrorAt: null, queued: 3, sent: 12, received: 5, dropped: 1, reconnects: 2, since: 1795807570456, retryAt: null, ...over,
+  }) as BridgesView["bridges"][number];
+
+  test("per bridge, labelled namespace and bridge: up by side, messages by direction, dropped, reconnects, inflight, last error time, config errors", () => {
+    const a: BridgesView = {
+      bridges: [bridge("cloud", { lastError: "remote: closed", lastErrorAt: 1795807569123 }), bridge("lab", { connected: { remote: false, local: false }, sent: 0 }), { name: "gone", error: "the bridge object failed: x" }],
+      errors: ['BRIDGES[3] ("bad"): url: use mqtt://'],
+    };
+    const text = metricsText([["a", namespaceStats(core()), a], ["b", namespaceStats(core())]]);
+    const parsed = parsePrometheusTextFormat(text);
+    const names = parsed.map((f) => f.name);
+    // after the namespace families, in the table's order, each with its HELP and TYPE
+    expect(names.slice(-BRIDGE_FAMILIES.length)).toEqual(BRIDGE_FAMILIES.map((f) => f.name));
+    for (const def of BRIDGE_FAMILIES) {
+      const f = family(parsed, def.name);
+      expect(f.type).toBe(def.type.toUpperCase());
+      expect(f.help).toBe(def.help);
+      expect(def.type === "counter").toBe(def.name.endsWith("_total"));
+      // namespace "b" was read without bridges: none of its samples
+      expect(f.metrics.every((m) => m.labels?.namespace === "a")).toBe(true);
+    }
+    expect(value(parsed, "mqtt_bridge_up", { namespace: "a", bridge: "cloud", side: "remote" })).toBe(1);
+    expect(value(parsed, "mqtt_bridge_up", { namespace: "a", bridge: "cloud", side: "local" })).toBe(0);
+    expect(value(parsed, "mqtt_bridge_up", { namespace: "a", bridge: "lab", side: "remote" })).toBe(0);
+    expect(value(parsed, "mqtt_bridge_up", { namespace: "a", bridge: "gone", side: "remote" })).toBe(0);
+    expect(value(parsed, "mqtt_bridge_messages_total", { bridge: "cloud", direction: "out" })).toBe(12);
+    expect(value(parsed, "mqtt_bridge_messages_total", { bridge: "cloud", direction: "in" })).toBe(5);
+    expect(value(parsed, "mqtt_bridge_messages_total", { bridge: "lab", direction: "out" })).toBe(0);
+    expect(value(parsed, "mqtt_bridge_dropped_total", { bridge: "cloud" })).toBe(1);
+    expect(value(parsed, "mqtt_bridge_reconnects_total", { bridge: "cloud" })).toBe(2);
+    expect(value(parsed, "mqtt_bridge_inflight", { bridge: "cloud" })).toBe(3);
+    expect(value(parsed, "mqtt_bridge_last_error_timestamp_seconds", { namespace: "a", bridge: "cloud" })).toBe(1795807569.123);
+    // no error yet: no sample (not a 0 that reads as 1970); a bridge that could not report: only its up = 0
+    expect(family(parsed, "mqtt_bridge_last_error_timestamp_seconds").metrics.map((m) => m.labels?.bridge)).toEqual(["cloud"]);
+    expect(family(parsed, "mqtt_bridge_messages_total").metrics.some((m) => m.labels?.bridge === "gone")).toBe(false);
+    expect(value(parsed, "mqtt_bridge_config_errors", { namespace: "a" })).toBe(1);
+    expect(family(parsed, "mqtt_bridge_config_errors").metrics[0]!.labels).toEqual({ namespace: "a" });
+  });
+
+  test("a namespace without bridges: no bridge family at all; config errors alone still show (a bad entry leaves its namespace without bridges)", () => {
+    const none = parsePrometheusTextFormat(metricsText([["a", namespaceStats(core()), { bridges: [], errors: [] }], ["b", namespaceStats(core()), null]]));
+    expect(none.filter((f) => f.name.startsWith("mqtt_bridge_"))).toEqual([]);
+    const bad = parsePrometheusTextFormat(metricsText([["a", namespaceStats(core()), { bridges: [], errors: ["BRIDGES is not valid JSON: x", "y"] }]]));
+    expect(bad.filter((f) => f.name.startsWith("mqtt_bridge_")).map((f) => f.name)).toEqual(["mqtt_bridge_config_errors"]);
+    expect(value(bad, "mqtt_bridge_config_errors", { namespace: "a" })).toBe(2);
+  });
+
+  test("the bridge and namespace label values are escaped", () => {
+    const odd = 'n"s\\1\nx';
+    const parsed = parsePrometheusTextFormat(metricsText([[odd, namespaceStats(core()), { bridges: [bridge('b"r')], errors: [] }]]));
+    expect(family(parsed, "mqtt_bridge_up").metrics[0]!.labels).toEqual({ namespace: odd, bridge: 'b"r', side: "remote" });
+  });
+});
+
+describe("readMetrics: where the bridges' samples come from", () => {
+  /** an Env whose objects record the RPCs made to them */
+  function env(bridges: unknown[] | undefined) {
+    const calls: string[] = [];
+    const objects = (kind: string, method: string, answer: (name: string) => unknown) => ({
+      idFromName: (name: string) => name,
+      get: (name: string) => ({ [method]: async () => (calls.push(`${kind} ${name}`), answer(name)) }),
+    });
+    const status = (name: string) => ({ name, namespace: "a", remote: "mqtt://r:1883", connected: { remote: true, local: true }, lastError: null, lastErrorAt: null, queued: 0, sent: 7, received: 0, dropped: 0, reconnects: 0, since: 1, retryAt: null });
+    return {
+      calls,
+      env: { BRIDGES: bridges === undefined ? undefined : JSON.stringify(bridges), BROKER: objects("broker", "stats", () => namespaceStats(core())), BRIDGE: objects("bridge", "ensure", status) } as never,
+    };
+  }
+
+  test("one ensure RPC per bridge of the namespaces asked for; none for a namespace without bridges, none at all without BRIDGES", async () => {
+    const withBridges = env([{ name: "up", namespace: "a", url: "mqtt://r:1883", out: [{ filter: "x/#" }] }, { name: "other", namespace: "c", url: "mqtt://r:1883", out: [{ filter: "x/#" }] }]);
+    const parsed = parsePrometheusTextFormat(await readMetrics(withBridges.env, ["a", "b"]));
+    expect(withBridges.calls.sort()).toEqual(["bridge up", "broker a", "broker b"]);
+    expect(value(parsed, "mqtt_bridge_messages_total", { namespace: "a", bridge: "up", direction: "out" })).toBe(7);
+    expect(family(parsed, "mqtt_bridge_up").metrics.some((m) => m.labels?.namespace === "b")).toBe(false);
+    expect(parsed.some((f) => f.name === "mqtt_bridge_config_errors" && f.metrics.some((m) => m.labels?.namespace === "b"))).toBe(false);
+
+    const without = env(undefined);
+    const plain = parsePrometheusTextFormat(await readMetrics(without.env, ["a"]));
+    expect(without.calls).toEqual(["broker a"]);
+    expect(plain.filter((f) => f.name.startsWith("mqtt_bridge_"))).toEqual([]);
   });
 });
 
