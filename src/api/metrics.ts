@@ -135,7 +135,7 @@ export const BRIDGE_FAMILIES: readonly Family<BridgesView>[] = [
       [{ direction: "in" }, b.received],
     ]),
   },
-  { name: "mqtt_bridge_dropped_total", type: "counter", help: "Messages the bridge did not forward: refused by the receiver, caught by the loop guard, or matching no rule any more.", samples: perBridge((b) => one(b.dropped)) },
+  { name: "mqtt_bridge_dropped_total", type: "counter", help: "Messages the bridge did not forward: refused by the receiver, caught by the loop guard, matching no rule any more, over MAX_PACKET_SIZE, unfit for the receiver (topic, payload format), or QoS 0 beyond the bridge's buffers.", samples: perBridge((b) => one(b.dropped)) },
   { name: "mqtt_bridge_reconnects_total", type: "counter", help: "Links rebuilt after having been up, since the bridge object started.", samples: perBridge((b) => one(b.reconnects)) },
   { name: "mqtt_bridge_inflight", type: "gauge", help: "Messages sent to the remote and not yet acknowledged.", samples: perBridge((b) => one(b.queued)) },
   {

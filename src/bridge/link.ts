@@ -44,7 +44,7 @@ export interface BridgeStatus {
   /** messages forwarded out (local → remote) and in (remote → local), acknowledged by the receiver */
   sent: number;
   received: number;
-  /** messages not forwarded: refused by the receiver, or caught by the loop guard */
+  /** messages not forwarded: refused by the receiver, caught by the loop guard, matching no rule, too large, unfit for the receiver, QoS 0 over a buffer budget */
   dropped: number;
   /** links rebuilt after a failure or a lost connection */
   reconnects: number;
