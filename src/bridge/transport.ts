@@ -3,6 +3,7 @@
 // the bytes and, once, the reason the socket ended.
 import { connect } from "cloudflare:sockets";
 import type { Channel } from "./client";
+import { concat } from "../protocol/codec";
 
 export interface Sink {
   data(bytes: Uint8Array): void;
@@ -41,7 +42,7 @@ export async function openTcp(host: string, port: number, tls: boolean, sink: Si
   /** bytes given to send() and not written to the socket yet (the remote reads slowly) */
   let buffered = 0;
   const flush = () => {
-    const bytes = concat(pending);
+    const bytes = concat(pending, pending.reduce((n, c) => n + c.byteLength, 0));
     pending = [];
     writer.write(bytes).then(
       () => void (buffered -= bytes.byteLength),
@@ -58,18 +59,6 @@ export async function openTcp(host: string, port: number, tls: boolean, sink: Si
   };
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  let size = 0;
-  for (const c of chunks) size += c.byteLength;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
-}
 
 /** A WebSocket from an upgrade response (a remote's, or the namespace object's). */
 export function channelOf(response: Response, what: string, sink: Sink): Channel {

@@ -111,7 +111,8 @@ function frameAt(b: Uint8Array, off: number, maxPacketSize: number): { bodyStart
   throw malformed("remaining length longer than 4 bytes");
 }
 
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
+/** The chunks as one array of `size` bytes (the first itself when it is the only one). */
+export function concat(chunks: Uint8Array[], size: number): Uint8Array {
   if (chunks.length === 1) return chunks[0]!;
   const out = new Uint8Array(size);
   let at = 0;
