@@ -234,7 +234,6 @@ export class Connection implements Peer {
     if (this.state === "closed") return false;
     if (bytes.byteLength > this.maxPacketSize) return false; // [MQTT-3.1.2-25] never exceed the client's maximum
     this.counters.bytesSent += bytes.byteLength;
-    if ((bytes[0]! & 0xf0) === 0x30) this.counters.messagesSent++; // a PUBLISH
     if (this.corked > 0) {
       (this.batch ??= []).push(bytes);
       this.batchBytes += bytes.byteLength;
@@ -253,8 +252,10 @@ export class Connection implements Peer {
     const bytes = this.publishBytes(msg, qos, retain, subIds, packetId, dup, now);
     if (bytes === null) return false;
     if (this.sendBytes(bytes)) {
-      this.counters.sentByQos[qos]!++;
-      this.counters.sentBytesByQos[qos]! += msg.payload.byteLength;
+      const c = this.counters;
+      c.messagesSent++;
+      c.sentByQos[qos]!++;
+      c.sentBytesByQos[qos]! += msg.payload.byteLength;
     }
     return true;
   }

@@ -257,9 +257,8 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   /** The earliest deadline the alarm serves (connections, sessions, $SYS, rules' retries); null: none. */
   private nextWake(): number | null {
-    let next = nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000);
-    for (const at of [this.sys.dueAt, this.rules?.nextWake() ?? null]) if (at !== null && (next === null || at < next)) next = at;
-    return next;
+    const next = earliest(nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000), this.sys.dueAt);
+    return this.rules ? earliest(next, this.rules.nextWake()) : next;
   }
 
   // ——— used by handlers ———
@@ -287,14 +286,13 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     this.sys.sessionConnected(session);
     // The CONNECT timeout armed when the socket opened is void now: an alarm left for it would
     // wake the object for nothing (a billed request) when the next real deadline is later.
-    if (this.awaitingConnect === 0) this.runtime.rearm(this.nextWake());
+    if (!this.awaitingConnect()) this.runtime.rearm(this.nextWake());
   }
 
-  /** sockets that have not had their CONNECT accepted */
-  private get awaitingConnect(): number {
-    let n = 0;
-    for (const c of this.connections) if (c.state === "awaiting-connect") n++;
-    return n;
+  /** whether a socket still owes its CONNECT (its timeout keeps the alarm) */
+  private awaitingConnect(): boolean {
+    for (const c of this.connections) if (c.state === "awaiting-connect") return true;
+    return false;
   }
 
   /** The registry ended a session whose expiry passed. */
@@ -393,4 +391,9 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     const ended = this.sessions.get(session.clientId) !== session;
     this.lifecycle.disconnected(conn, session, end, willOwed && !delayed, delayed, ended);
   }
+}
+
+/** the earlier of two times; null is never */
+function earliest(a: number | null, b: number | null): number | null {
+  return a === null ? b : b === null || a <= b ? a : b;
 }

@@ -233,12 +233,7 @@ export class SqliteStore implements Store {
       msg.storedId = Number(
         this.runAll(
           "INSERT INTO messages (topic, payload, qos, retain, props, expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-          msg.topic,
-          blob(msg.payload),
-          msg.qos,
-          msg.retain ? 1 : 0,
-          propsToText(msg.properties),
-          msg.expiresAt ?? null,
+          ...messageColumns(msg),
         )[0]!.id,
       );
     }
@@ -331,12 +326,7 @@ export class SqliteStore implements Store {
     const row = this.runAll(
       "INSERT INTO rule_sends (rule, topic, payload, qos, retain, props, expires_at, client_id, created_at, attempts, next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id",
       rule,
-      msg.topic,
-      blob(msg.payload),
-      msg.qos,
-      msg.retain ? 1 : 0,
-      propsToText(msg.properties),
-      msg.expiresAt ?? null,
+      ...messageColumns(msg),
       clientId,
       createdAt,
       nextAt,
@@ -357,14 +347,7 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({
         id: Number(r.id),
         rule: r.rule as string,
-        msg: {
-          topic: r.topic as string,
-          payload: bytesOf(r.payload!),
-          qos: Number(r.qos) as QoS,
-          retain: Number(r.retain) === 1,
-          properties: propsFromText(r.props as string | null),
-          expiresAt: r.expires_at === null ? undefined : Number(r.expires_at),
-        },
+        msg: messageFromRow(r, Number(r.retain) === 1),
         clientId: (r.client_id as string | null) ?? null,
         createdAt: Number(r.created_at),
         attempts: Number(r.attempts),
@@ -417,16 +400,8 @@ const DELIVERY_SELECT = `SELECT d.seq, d.client_id, d.qos AS d_qos, d.retain AS 
   FROM deliveries d JOIN messages m ON m.id = d.msg_id`;
 
 function deliveryFromRow(r: Row): DeliveryRow {
-  const msg: MessageRow = {
-    topic: r.topic as string,
-    payload: bytesOf(r.payload!),
-    qos: Number(r.qos) as QoS,
-    retain: Number(r.retain) === 1,
-    storedId: Number(r.msg_id),
-  };
-  const props = propsFromText(r.props as string | null);
-  if (props) msg.properties = props;
-  if (r.expires_at !== null) msg.expiresAt = Number(r.expires_at);
+  const msg = messageFromRow(r, Number(r.retain) === 1);
+  msg.storedId = Number(r.msg_id);
   return {
     seq: Number(r.seq),
     clientId: r.client_id as string,
@@ -461,14 +436,19 @@ function willFromRow(r: Row): WillRow | null {
 }
 
 function retainedFromRow(r: Row): MessageRow {
-  const msg: MessageRow = {
-    topic: r.topic as string,
-    payload: bytesOf(r.payload!),
-    qos: Number(r.qos) as QoS,
-    retain: true,
-  };
+  return messageFromRow(r, true);
+}
+
+/** A message from the columns messages, retained and rule_sends share (topic, payload, qos, props, expires_at). */
+function messageFromRow(r: Row, retain: boolean): MessageRow {
+  const msg: MessageRow = { topic: r.topic as string, payload: bytesOf(r.payload!), qos: Number(r.qos) as QoS, retain };
   const props = propsFromText(r.props as string | null);
   if (props) msg.properties = props;
   if (r.expires_at !== null) msg.expiresAt = Number(r.expires_at);
   return msg;
+}
+
+/** The values of (topic, payload, qos, retain, props, expires_at), as messages and rule_sends store them. */
+function messageColumns(msg: MessageRow): [string, ArrayBuffer, number, number, string | null, number | null] {
+  return [msg.topic, blob(msg.payload), msg.qos, msg.retain ? 1 : 0, propsToText(msg.properties), msg.expiresAt ?? null];
 }
