@@ -1,5 +1,6 @@
 // Limits and defaults in one place. Every value can be overridden by a wrangler.toml [vars] entry
 // of the same name (strings, parsed here).
+import { MAX_SHARDS } from "./shards/layout";
 
 export interface BrokerConfig {
   /** Largest MQTT packet accepted or sent, in bytes (announced as Maximum Packet Size). */
@@ -103,6 +104,11 @@ export interface BrokerConfig {
   RULES_RETRY_MAX: number;
   /** Pending sends stored per namespace; a message beyond is not taken for the rule (counted as overflow). */
   RULES_MAX_PENDING: number;
+  /**
+   * Durable Objects a namespace spans (docs/scale-out.md), 1-128. 1: one object, exactly as a
+   * namespace always was (shard 0 is that object), with no link, interest or directory work.
+   */
+  SHARDS: number;
 }
 
 export const DEFAULTS: BrokerConfig = {
@@ -149,6 +155,7 @@ export const DEFAULTS: BrokerConfig = {
   RULES_RETRY_BASE: 1,
   RULES_RETRY_MAX: 300,
   RULES_MAX_PENDING: 10_000,
+  SHARDS: 1,
 };
 
 export function loadConfig(vars: Record<string, unknown> | undefined): BrokerConfig {
@@ -166,5 +173,6 @@ export function loadConfig(vars: Record<string, unknown> | undefined): BrokerCon
       if (Number.isFinite(n) && n >= 0) (config as unknown as Record<string, unknown>)[key] = n;
     }
   }
+  config.SHARDS = Math.max(1, Math.min(MAX_SHARDS, Math.floor(config.SHARDS)));
   return config;
 }
