@@ -7,7 +7,7 @@ export type Peeked = { more: true } | { local: true } | { clientId: string };
 
 const MORE: Peeked = { more: true };
 const LOCAL: Peeked = { local: true };
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export function peekClientId(b: Uint8Array): Peeked {
   if (b.length === 0) return MORE;

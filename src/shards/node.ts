@@ -181,7 +181,7 @@ export class ShardNode {
 
   /** for the stats (forwardedIn is the broker's count) */
   figures(): ShardStats {
-    const l = this.links.stats();
+    const l = this.links.stats;
     return {
       index: this.self,
       k: this.k,
@@ -190,7 +190,7 @@ export class ShardNode {
       forwardedCopies: this.counters.forwardedCopies,
       linkCalls: l.calls,
       linkFailures: l.failures,
-      pendingChunks: l.pending,
+      pendingChunks: this.links.pendingAll(),
     };
   }
 
