@@ -25,6 +25,8 @@ import { quote } from "../log-safe";
 import type { RuleEngine, RulesHost } from "../rules/engine";
 import { Lifecycle } from "./lifecycle";
 import type { ShardHost, ShardNode } from "../shards/node";
+import type { TunnelEntry } from "../shards/wire";
+import { TunnelExits } from "./tunnels";
 import { pickMember } from "../topics/router";
 import type { QoS } from "../protocol/codec";
 
@@ -68,6 +70,8 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   pendingBytes = 0;
   /** this object's part in a namespace of several (src/shards, docs/scale-out.md); null: the namespace is this one object */
   shards: ShardNode | null = null;
+  /** connections whose socket is on another shard and whose session's home is this one (broker/tunnels.ts) */
+  tunnels: TunnelExits | null = null;
 
   constructor(
     readonly store: Store,
@@ -173,6 +177,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
    * gone lost its connection while the broker was down: its will is owed.
    */
   restore(live: Connection[]): void {
+    if (this.tunnels) live = live.concat(this.tunnels.restore());
     const connected = this.sessions.restore();
     if (this.shards) {
       // what this shard announced is what its stored subscriptions say (written in the same events)
@@ -214,8 +219,34 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     this.wakeAt(conn.openedAt + this.config.CONNECT_TIMEOUT * 1000);
   }
 
-  /** A WebSocket message: a billed event, counted with the one clock reading the frame takes. */
-  receive(conn: Connection, data: ArrayBuffer | string): void {
+  /** This object is shard `node.self` of a namespace of several: links, interest and tunnels. */
+  joinShards(node: ShardNode): void {
+    this.shards = node;
+    this.tunnels = new TunnelExits({
+      config: this.config,
+      counters: this.counters,
+      store: this.store,
+      now: () => this.now(),
+      open: (conn) => this.open(conn),
+      receive: (conn, data) => this.receive(conn, data),
+      socketClosed: (conn) => this.socketClosed(conn),
+      out: (entrance, id, n, bytes) => node.tunnelOut(entrance, id, n, bytes),
+      end: (entrance, id, code, reason) => node.tunnelEnd(entrance, id, code, reason),
+    });
+  }
+
+  /** A socket that became a tunnel to another shard before it connected: no longer this core's. */
+  forget(conn: Connection): void {
+    if (conn.pendingBytes !== 0) {
+      this.pendingBytes -= conn.pendingBytes;
+      conn.pendingBytes = 0;
+    }
+    this.connections.delete(conn);
+    conn.state = "closed";
+  }
+
+  /** A WebSocket message (or a tunnelled frame): a billed event, counted with the one clock reading the frame takes. */
+  receive(conn: Connection, data: ArrayBuffer | Uint8Array | string): void {
     const now = this.now();
     this.counters.websocketMessages++;
     this.eventSeen(now);
@@ -229,7 +260,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     const unconnected = conn.state === "awaiting-connect";
     conn.cork(); // the answers to a frame of packets leave as one frame
     try {
-      conn.reader.read(new Uint8Array(data), (conn.onPacket ??= (packet, size) => dispatch(this, conn, packet, size)));
+      conn.reader.read(data instanceof Uint8Array ? data : new Uint8Array(data), (conn.onPacket ??= (packet, size) => dispatch(this, conn, packet, size)));
       if (unconnected) this.holdPending(conn);
     } catch (err) {
       this.fail(conn, err);
@@ -375,6 +406,14 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   /** A session subscribed to `filter` (add) or stopped: the other shards hear of the filter's first and last. */
   interestChanged(filter: string, add: boolean): void {
     this.shards?.localInterest(filter, add);
+  }
+
+  tunnelAtHome(from: number, e: TunnelEntry): void {
+    this.tunnels?.apply(from, e);
+  }
+
+  peerLost(peer: number): void {
+    this.tunnels?.entranceLost(peer);
   }
 
   /** Resolves once the other shards know of every subscription made here (a SUBACK waits); null: nothing to wait for. */

@@ -6,7 +6,9 @@ import type { Store } from "../storage/store";
 import { Interest } from "./interest";
 import { Links, type LinkHost } from "./link";
 import type { LinkAck, LinkBatch } from "./peer";
-import { decodeEntries, encodeEntry, type Entry } from "./wire";
+import { TunnelOp, decodeEntries, encodeEntry, type Entry, type TunnelEntry } from "./wire";
+
+const EMPTY = new Uint8Array(0);
 
 /** What the shard needs of the broker it is part of. */
 export interface ShardHost {
@@ -19,6 +21,24 @@ export interface ShardHost {
   hasSharedMember(share: string): boolean;
   /** a retained message (or its removal: empty payload) another shard accepted, with its version */
   retainedForwarded(msg: Message, version: number): void;
+  /** the home side of a tunnel (open, data, close from the entrance shard `from`): src/broker/tunnels.ts */
+  tunnelAtHome(from: number, e: TunnelEntry): void;
+  /** a call to shard `peer` failed: connections tunnelled from it are lost */
+  peerLost(peer: number): void;
+}
+
+/** The entrance side of a tunnel: the client's socket, here. */
+export interface TunnelSocket {
+  send(bytes: Uint8Array): void;
+  close(code: number, reason: string): void;
+}
+
+interface Entrance {
+  home: number;
+  socket: TunnelSocket;
+  /** frames sent to the home, and received from it (0 after a wake: the next one is taken as it comes) */
+  sent: number;
+  received: number;
 }
 
 /** A shard's traffic with the other shards of its namespace (src/shards/node.ts). */
@@ -153,8 +173,88 @@ export class ShardNode {
     return this.links.receive(batch, (from, entries) => decodeEntries(entries, (e) => this.apply(from, e)));
   }
 
+  // ——— tunnels: a client that connected here, without the hint, to an id whose home is another shard ———
+
+  private readonly entrances = new Map<string, Entrance>();
+
+  /** The socket `id` here speaks for a client whose home is `home`: its first bytes go there. */
+  tunnelOpen(home: number, id: string, socket: TunnelSocket, bytes: Uint8Array, facts: { ip?: string; br?: string }): void {
+    this.entrances.set(id, { home, socket, sent: 1, received: 0 });
+    this.tunnelSend(home, TunnelOp.Open, id, 1, bytes, 0, JSON.stringify(facts));
+  }
+
+  /** A socket that was a tunnel before the object slept. */
+  tunnelRestore(home: number, id: string, socket: TunnelSocket): void {
+    this.entrances.set(id, { home, socket, sent: -1, received: 0 }); // next frame numbered 0: a new start
+  }
+
+  /** A frame from the client of tunnel `id`; false when the tunnel is gone (the caller closes the socket). */
+  tunnelData(id: string, bytes: Uint8Array): boolean {
+    const t = this.entrances.get(id);
+    if (!t) return false;
+    this.tunnelSend(t.home, TunnelOp.Data, id, ++t.sent, bytes, 0, "");
+    return true;
+  }
+
+  /** The client's socket closed: the home must hear it (stored, so it does even across a failure). */
+  tunnelClosed(id: string): void {
+    const t = this.entrances.get(id);
+    if (!t) return;
+    this.entrances.delete(id);
+    this.links.send(t.home, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id, n: t.sent + 1, bytes: EMPTY, code: 0, text: "" }), true);
+  }
+
+  /** Home side: bytes for the client at `entrance` (in order; lost only with the link, which then ends the tunnel). */
+  tunnelOut(entrance: number, id: string, n: number, bytes: Uint8Array): void {
+    this.tunnelSend(entrance, TunnelOp.Out, id, n, bytes, 0, "");
+  }
+
+  /** Home side: the connection ended; the entrance closes the socket (stored: it must arrive). */
+  tunnelEnd(entrance: number, id: string, code: number, reason: string): void {
+    this.links.send(entrance, encodeEntry({ kind: "tunnel", op: TunnelOp.End, id, n: 0, bytes: EMPTY, code, text: reason }), true);
+  }
+
+  /** A call to `peer` failed: frames to it may be lost, so the tunnels it carried end (both sides). */
+  linkFailed(peer: number): void {
+    for (const [id, t] of this.entrances) {
+      if (t.home !== peer) continue;
+      this.entrances.delete(id);
+      t.socket.close(1011, "the session's shard is unreachable");
+      this.links.send(peer, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+    }
+    this.host.peerLost(peer);
+  }
+
+  private tunnelSend(target: number, op: TunnelOp, id: string, n: number, bytes: Uint8Array, code: number, text: string): void {
+    this.links.send(target, encodeEntry({ kind: "tunnel", op, id, n, bytes, code, text }), false);
+  }
+
+  private atEntrance(e: TunnelEntry): void {
+    const t = this.entrances.get(e.id);
+    if (!t) return; // closed here meanwhile
+    if (e.op === TunnelOp.End) {
+      this.entrances.delete(e.id);
+      t.socket.close(e.code, e.text);
+      return;
+    }
+    if (t.received !== 0 && e.n !== 0 && e.n !== t.received + 1) {
+      // a frame for the client was lost (a failed call): the stream cannot go on
+      this.entrances.delete(e.id);
+      t.socket.close(1011, "frames from the session's shard were lost");
+      this.links.send(t.home, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id: e.id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+      return;
+    }
+    t.received = e.n;
+    t.socket.send(e.bytes);
+  }
+
   private apply(from: number, e: Entry): void {
     this.counters.appliedEntries++;
+    if (e.kind === "tunnel") {
+      if (e.op === TunnelOp.Out || e.op === TunnelOp.End) this.atEntrance(e);
+      else this.host.tunnelAtHome(from, e);
+      return;
+    }
     if (e.kind === "interest") {
       if (this.interest.apply(from, e.add, e.filter)) {
         if (e.add) this.store.addInterest(from, e.filter);
