@@ -154,6 +154,20 @@ export class FilterTrie {
     this.walk(this.root, this.levelsOf(topic), 0, topic.charCodeAt(0) === 0x24, visitor);
   }
 
+  /** Appends to `out` every filter (shared ones as `$share/<group>/<filter>`) that `peer` has. */
+  filtersOf(peer: number, out: string[]): void {
+    this.collectFilters(this.root, "", peer, out);
+  }
+
+  private collectFilters(node: FilterNode, filter: string, peer: number, out: string[]): void {
+    if (node.peers?.includes(peer)) out.push(filter);
+    if (node.groups) for (const g of node.groups) if (g.peers.includes(peer)) out.push(g.shareFilter);
+    const under = (level: string) => (node === this.root ? level : `${filter}/${level}`);
+    if (node.plus) this.collectFilters(node.plus, under("+"), peer, out);
+    if (node.hash) this.collectFilters(node.hash, under("#"), peer, out);
+    if (node.children) for (const [level, child] of node.children) this.collectFilters(child, under(level), peer, out);
+  }
+
   /** Removes `peer` from every node; returns the number of pairs removed. */
   clearPeer(peer: number): number {
     const before = this.pairs;

@@ -127,6 +127,18 @@ export class Interest {
     return removed;
   }
 
+  /** Every filter `peer` announced (a scan of all views: for a snapshot, not per message). */
+  viewOf(peer: number): string[] {
+    const out: string[] = [];
+    if (!(peer >= 0 && peer < this.k) || this.perPeer[peer] === 0) return out;
+    this.exact.forEach((v, filter) => {
+      if (typeof v === "number" ? v === peer : v.includes(peer)) out.push(filter);
+    });
+    this.wild.filtersOf(peer, out);
+    this.shared.filtersOf(peer, out);
+    return out;
+  }
+
   // ---- lookups (hot path: no allocation) ----
 
   /** Whether any peer announced anything: when false, a publish needs no other lookup. */
@@ -166,11 +178,12 @@ export class Interest {
    */
   groups(topic: string, onGroup: GroupCallback): void {
     if (this.shared.size === 0) return;
+    const outer = this.onGroup; // a callback may itself call groups()
     this.onGroup = onGroup;
     try {
       this.shared.match(topic, this.groupVisitor);
     } finally {
-      this.onGroup = null;
+      this.onGroup = outer;
     }
   }
 
