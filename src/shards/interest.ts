@@ -8,7 +8,7 @@
 //   exact    Map<filter, peer | sorted peers>  — filters without + or #; a topic matches only itself
 //   wild     FilterTrie of ordinary filters with + or #
 //   shared   FilterTrie of `$share/<group>/<filter>` by inner filter (exact or not)
-import { FilterTrie, addPeer, removePeer, type FilterNode, type FilterVisitor } from "./filter-trie";
+import { FilterTrie, type FilterNode, type FilterVisitor } from "./filter-trie";
 import { parseSharedFilter } from "../topics/validate";
 
 /** One row of a stored view: peer `peer` announced `filter`. */
@@ -92,7 +92,7 @@ export class Interest {
    */
   apply(peer: number, add: boolean, filter: string): boolean {
     if (peer === this.self || !(peer >= 0 && peer < this.k) || !Number.isInteger(peer)) return false;
-    const changed = isWild(filter) ? this.applyWild(peer, add, filter) : this.applyExact(peer, add, filter);
+    const changed = inTrie(filter) ? this.applyTrie(peer, add, filter) : this.applyExact(peer, add, filter);
     if (changed) this.perPeer[peer]! += add ? 1 : -1;
     return changed;
   }
@@ -113,11 +113,10 @@ export class Interest {
           this.exact.delete(filter);
           this.exactChars -= filter.length;
         } else {
-          if (!removePeer(v, peer)) return;
-          if (v.length === 1) {
-            this.exact.set(filter, v[0]!); // replacing the current entry while iterating is safe
-            this.exactMulti--;
-          }
+          const next = withoutPeer(v, peer);
+          if (!next) return;
+          if (next.length === 1) this.exactMulti--;
+          this.exact.set(filter, next.length === 1 ? next[0]! : next); // replacing the current entry while iterating is safe
         }
         this.exactPairs--;
         removed++;
@@ -126,6 +125,18 @@ export class Interest {
     removed += this.wild.clearPeer(peer) + this.shared.clearPeer(peer);
     this.perPeer[peer] = 0;
     return removed;
+  }
+
+  /** Every filter `peer` announced (a scan of all views: for a snapshot, not per message). */
+  viewOf(peer: number): string[] {
+    const out: string[] = [];
+    if (!(peer >= 0 && peer < this.k) || this.perPeer[peer] === 0) return out;
+    this.exact.forEach((v, filter) => {
+      if (typeof v === "number" ? v === peer : v.includes(peer)) out.push(filter);
+    });
+    this.wild.filtersOf(peer, out);
+    this.shared.filtersOf(peer, out);
+    return out;
   }
 
   // ---- lookups (hot path: no allocation) ----
@@ -167,11 +178,12 @@ export class Interest {
    */
   groups(topic: string, onGroup: GroupCallback): void {
     if (this.shared.size === 0) return;
+    const outer = this.onGroup; // a callback may itself call groups()
     this.onGroup = onGroup;
     try {
       this.shared.match(topic, this.groupVisitor);
     } finally {
-      this.onGroup = null;
+      this.onGroup = outer;
     }
   }
 
@@ -191,14 +203,15 @@ export class Interest {
   }
 
   /**
-   * Rough bytes held by the views and the local counts (V8 on 64 bits): per Map entry ≈ 40 bytes
-   * with the table's slack, a string ≈ 24 + its length, a multi-peer list ≈ 48 + 8 per peer, a
-   * trie node ≈ 150. Measured against the heap by bench/interest.ts.
+   * Rough bytes held by the views and the local counts (V8 on 64 bits, fitted by bench/interest.ts):
+   * a Map entry with its string ≈ 50 + the string's length, a list of n peers ≈ 56 + 8n, a trie node
+   * with its level ≈ 130. Counters only: O(1).
    */
   memoryEstimate(): number {
-    const exact = this.exact.size * (40 + 24) + this.exactChars + this.exactMulti * 48 + (this.exactPairs - this.exact.size) * 8;
-    const local = this.local.size * (40 + 24) + this.localChars;
-    const tries = (this.wild.nodeCount + this.shared.nodeCount) * 150 + (this.wild.size + this.shared.size) * 8;
+    const listed = this.exactPairs - (this.exact.size - this.exactMulti);
+    const exact = this.exact.size * 50 + this.exactChars + this.exactMulti * 56 + listed * 8;
+    const local = this.local.size * 50 + this.localChars;
+    const tries = (this.wild.nodeCount + this.shared.nodeCount) * 130 + (this.wild.size + this.shared.size) * 8;
     return exact + local + tries;
   }
 
@@ -214,7 +227,11 @@ export class Interest {
         if (v === peer) return false;
         this.exact.set(filter, v < peer ? [v, peer] : [peer, v]);
         this.exactMulti++;
-      } else if (!addPeer(v, peer)) return false;
+      } else {
+        const next = withPeer(v, peer);
+        if (!next) return false;
+        this.exact.set(filter, next);
+      }
       this.exactPairs++;
       return true;
     }
@@ -224,17 +241,16 @@ export class Interest {
       this.exact.delete(filter);
       this.exactChars -= filter.length;
     } else {
-      if (!removePeer(v, peer)) return false;
-      if (v.length === 1) {
-        this.exact.set(filter, v[0]!);
-        this.exactMulti--;
-      }
+      const next = withoutPeer(v, peer);
+      if (!next) return false;
+      if (next.length === 1) this.exactMulti--;
+      this.exact.set(filter, next.length === 1 ? next[0]! : next);
     }
     this.exactPairs--;
     return true;
   }
 
-  private applyWild(peer: number, add: boolean, filter: string): boolean {
+  private applyTrie(peer: number, add: boolean, filter: string): boolean {
     const shared = parseSharedFilter(filter);
     if (shared === "invalid") return false;
     if (shared) {
@@ -283,11 +299,37 @@ export interface InterestSizes {
 }
 
 /** Routed through a trie: a wildcard filter, or any shared one (`$share/g/f`). */
-function isWild(filter: string): boolean {
+function inTrie(filter: string): boolean {
   if (filter.charCodeAt(0) === 0x24 /* $ */ && filter.startsWith("$share/")) return true;
   for (let i = 0; i < filter.length; i++) {
     const c = filter.charCodeAt(i);
     if (c === 0x2b /* + */ || c === 0x23 /* # */) return true;
   }
   return false;
+}
+
+// An exact filter's peer list is replaced, not grown in place: an array grown by splice keeps ≈ 16
+// spare slots (≈ 130 bytes), and a million such lists would be most of the view's memory.
+
+/** `list` (sorted) with `peer` added, exactly sized; null when it was there. */
+function withPeer(list: readonly number[], peer: number): number[] | null {
+  const out = new Array<number>(list.length + 1);
+  let j = 0;
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i]!;
+    if (p === peer) return null;
+    if (j === i && p > peer) out[j++] = peer;
+    out[j++] = p;
+  }
+  if (j === list.length) out[j] = peer;
+  return out;
+}
+
+/** `list` without `peer`, exactly sized; null when it was not there. */
+function withoutPeer(list: readonly number[], peer: number): number[] | null {
+  const at = list.indexOf(peer);
+  if (at < 0) return null;
+  const out = new Array<number>(list.length - 1);
+  for (let i = 0, j = 0; i < list.length; i++) if (i !== at) out[j++] = list[i]!;
+  return out;
 }

@@ -111,6 +111,18 @@ describe("views", () => {
     expect(targetsOf(i, "c/x")).toEqual([3]);
   });
 
+  test("viewOf lists a peer's filters of every kind, as announced (an empty level included)", () => {
+    const i = new Interest(0, 3);
+    const filters = ["a/b", "+/x/#", "#", "/", "$share/g/+/y", "$share/h/z", "/+"];
+    i.load(filters.map((filter) => ({ peer: 1, filter })));
+    i.apply(2, true, "other/#");
+    expect(i.viewOf(1).sort()).toEqual([...filters].sort());
+    expect(i.viewOf(0)).toEqual([]);
+    const copy = new Interest(0, 3);
+    copy.load(i.viewOf(1).map((filter) => ({ peer: 1, filter })));
+    expect(copy.sizes()).toMatchObject({ exactFilters: 2, wildFilters: 3, sharedFilters: 2 });
+  });
+
   test("load adds rows idempotently", () => {
     const i = new Interest(0, 3);
     const rows = [
@@ -173,6 +185,14 @@ describe("matching", () => {
       ["$share/h/a/+", [2]],
     ]);
     expect(groupsOf(s, "a")).toEqual([["$share/g/#", [1]]]);
+    // a callback may look up another topic (and targets) without breaking the outer walk
+    const outer: string[] = [];
+    s.groups("a/b", (f) => {
+      outer.push(f);
+      expect(groupsOf(s, "a")).toEqual([["$share/g/#", [1]]]);
+      expect(targetsOf(s, "a/b")).toEqual([]);
+    });
+    expect(outer.sort()).toEqual(["$share/g/#", "$share/g/a/+", "$share/g/a/b", "$share/h/a/+"]);
     expect(groupsOf(s, "$SYS/x")).toEqual([]);
     s.apply(3, false, "$share/g/a/+");
     s.apply(1, false, "$share/g/a/+");
@@ -226,6 +246,7 @@ describe("against a brute-force scan", () => {
           expect(interest.apply(step.peer, step.add, step.filter)).toBe(expectChange);
           if (kept) step.add ? set.add(step.filter) : set.delete(step.filter);
         }
+        model.forEach((filters, peer) => expect(interest.viewOf(peer).sort()).toEqual([...filters].sort()));
         for (const topic of topics) {
           const want: number[] = [];
           const wantGroups = new Map<string, number[]>();
