@@ -198,6 +198,15 @@ export class NamespaceBroker extends DurableObject<Env> {
     return admin.namespaceStats(this.core);
   }
 
+  /**
+   * RPC for crash tests only (TEST_HOOKS = "1"): resets the object as a crash would: memory and
+   * sockets gone, storage as last committed. Refused otherwise.
+   */
+  testCrash(): void {
+    if (this.env.TEST_HOOKS !== "1") throw new Error("testCrash needs TEST_HOOKS=1");
+    this.ctx.abort("crash test");
+  }
+
   /** RPC from another shard of the namespace: a batch on its link to this one (src/shards/link.ts). */
   shardLink(batch: LinkBatch): LinkAck {
     this.rpcEntered();

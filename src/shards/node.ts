@@ -132,18 +132,30 @@ export class ShardNode {
         copies++;
       }
     }
-    this.interest.groups(msg.topic, (share, shards) => {
-      if (shards.length === 0 || this.host.hasSharedMember(share)) return; // a member here got it
-      const target = shards[this.groupTurn++ % shards.length]!;
-      this.links.send(target, this.encode(msg, share, 0), durable);
-      copies++;
-    });
+    if (this.interest.hasShared()) {
+      this.groupMsg = msg;
+      this.groupCopies = 0;
+      this.interest.groups(msg.topic, this.onGroup);
+      this.groupMsg = null;
+      copies += this.groupCopies;
+    }
     if (copies > 0) {
       this.counters.forwardedMessages++;
       this.counters.forwardedCopies += copies;
     }
     return copies;
   }
+
+  // the shared groups of the message being forwarded (a callback made once, not per message)
+  private groupMsg: Message | null = null;
+  private groupCopies = 0;
+  private readonly onGroup = (share: string, shards: readonly number[]): void => {
+    const msg = this.groupMsg!;
+    if (shards.length === 0 || this.host.hasSharedMember(share)) return; // a member here got it
+    const target = shards[this.groupTurn++ % shards.length]!;
+    this.links.send(target, this.encode(msg, share, 0), msg.qos > 0);
+    this.groupCopies++;
+  };
 
   /** A local subscription on `filter` was made (add) or ended: the peers hear when the first comes or the last goes. */
   localInterest(filter: string, add: boolean): void {
