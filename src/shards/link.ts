@@ -53,6 +53,12 @@ export const MAX_CALL_CHUNKS = 1000;
 export const MAX_CALL_BYTES = 1024 * 1024;
 /** Most bytes of volatile entries a link keeps while it cannot send (QoS 0: the rest is dropped). */
 export const MAX_VOLATILE_BYTES = 1024 * 1024;
+/**
+ * A call unanswered this long counts as failed (its chunks go again; the watermark makes a late
+ * copy harmless), and a link with chunks pending keeps an alarm this far ahead: a shard that
+ * crashed with chunks in its outbox wakes to send them even if nothing else wakes it.
+ */
+export const CALL_TIMEOUT_MS = 30_000;
 /** Retry after a failure: 100 ms doubling to 30 s (src/rules/retry.ts takes seconds). */
 const RETRY = { RULES_RETRY_BASE: 0.1, RULES_RETRY_MAX: 30 };
 
@@ -79,6 +85,8 @@ class Outgoing {
   failures = 0;
   /** while backing off after a failure: when to call again */
   retryAt: number | null = null;
+  /** when the oldest chunk still pending started waiting (its safety alarm counts from here) */
+  pendingSince = 0;
   waiters: { seq: number; resolve: () => void }[] = [];
   constructor(readonly target: number) {}
 }
@@ -117,6 +125,7 @@ export class Links {
         if (c.nextAt > this.host.now()) o.retryAt = c.nextAt;
       }
       o.chunks.push({ seq: c.seq, entries: c.entries });
+      o.pendingSince = this.host.now();
     }
     for (const o of this.out.values()) {
       if (o.chunks.length === 0) continue;
@@ -138,8 +147,13 @@ export class Links {
     let seq = 0;
     if (durable) {
       seq = ++o.lastSeq;
-      this.store.addChunk(target, seq, entries, this.host.now());
+      const now = this.host.now();
+      this.store.addChunk(target, seq, entries, now);
       o.chunks.push({ seq, entries });
+      if (o.chunks.length === 1) {
+        o.pendingSince = now;
+        this.host.wakeAt(now + CALL_TIMEOUT_MS);
+      }
     } else {
       if (o.volatileBytes + entries.byteLength > MAX_VOLATILE_BYTES) {
         this.stats.volatileLost++;
@@ -211,19 +225,24 @@ export class Links {
     }
   }
 
-  /** The alarm: calls again the links whose retry time came. */
+  /** The alarm: calls again the links whose retry time came, and any with chunks left waiting. */
   due(now: number): void {
     for (const o of this.out.values()) {
-      if (o.retryAt === null || o.retryAt > now) continue;
-      o.retryAt = null;
+      if (o.retryAt !== null) {
+        if (o.retryAt > now) continue;
+        o.retryAt = null;
+      } else if (o.chunks.length === 0 || o.pendingSince + CALL_TIMEOUT_MS > now) continue;
       void this.flush(o);
     }
   }
 
-  /** The earliest retry time of a link backing off, null when none is. */
+  /** The earliest retry time of a link backing off, or safety alarm of one with chunks pending; null when none. */
   nextWake(): number | null {
     let at: number | null = null;
-    for (const o of this.out.values()) if (o.retryAt !== null && (at === null || o.retryAt < at)) at = o.retryAt;
+    for (const o of this.out.values()) {
+      const t = o.retryAt ?? (o.chunks.length > 0 ? o.pendingSince + CALL_TIMEOUT_MS : null);
+      if (t !== null && (at === null || t < at)) at = t;
+    }
     return at;
   }
 
@@ -296,7 +315,7 @@ export class Links {
       this.stats.calls++;
       this.stats.chunksSent += n;
       this.stats.volatileSent += runs.length;
-      ack = await this.host.call(o.target, batch);
+      ack = await withTimeout(this.host.call(o.target, batch), CALL_TIMEOUT_MS);
     } catch (err) {
       error = err;
     }
@@ -323,6 +342,7 @@ export class Links {
     let n = 0;
     while (n < o.chunks.length && o.chunks[n]!.seq <= applied) n++;
     o.chunks.splice(0, n);
+    if (n > 0) o.pendingSince = this.host.now();
     this.store.deleteChunksUpTo(o.target, applied);
     this.store.saveAcked(o.target, applied);
     if (o.waiters.length > 0) {
@@ -347,4 +367,13 @@ export class Links {
     this.host.log("warn", `link ${this.host.self}→${o.target}: call failed (${why}); retry #${o.failures} in ${at - this.host.now()} ms`);
     this.host.onFailure?.(o.target);
   }
+}
+
+/** `p`, or a rejection after `ms` (the timer goes with the answer) */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

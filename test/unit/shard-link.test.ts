@@ -201,7 +201,8 @@ describe("failures and restarts", () => {
     expect(a.links.pending(1)).toBe(1);
     expect(a.links.stats).toMatchObject({ calls: 1, failures: 1, volatileLost: 1 });
     expect(a.links.nextWake()).toBe(1100);
-    expect(a.wakes).toEqual([1100]);
+    // the safety alarm asked when the first chunk was stored (CALL_TIMEOUT_MS ahead), then the retry's
+    expect(a.wakes).toEqual([1000 + 30_000, 1100]);
     expect(a.store.loadChunks()[0]).toMatchObject({ seq: 1, attempts: 1, nextAt: 1100 });
     // a send while backing off waits for the retry
     a.links.send(1, entry("d2"), true);
@@ -310,5 +311,16 @@ describe("failures and restarts", () => {
     const c = new Cluster(2);
     expect(() => c.shards[0]!.links.send(0, entry("x"), true)).toThrow(RangeError);
     expect(() => c.shards[0]!.links.send(2, entry("x"), true)).toThrow(RangeError);
+  });
+});
+
+describe("the safety alarm", () => {
+  test("chunks left in the outbox wake the shard: the alarm calls again a link whose chunks waited CALL_TIMEOUT_MS", async () => {
+    const c = new Cluster(2);
+    const a = c.shards[0]!;
+    a.fates.push("hang");
+    a.links.send(1, entry("d1"), true);
+    expect(a.wakes).toEqual([c.now + 30_000]);
+    expect(a.links.nextWake()).toBe(c.now + 30_000);
   });
 });
