@@ -81,6 +81,13 @@ class Outgoing {
   constructor(readonly target: number) {}
 }
 
+/** Caps of a link (the defaults above; tests make them small). */
+export interface LinkLimits {
+  maxCallChunks: number;
+  maxCallBytes: number;
+  maxVolatileBytes: number;
+}
+
 export class Links {
   private readonly out = new Map<number, Outgoing>();
   /** receiver side: per peer, the highest chunk applied here */
@@ -88,10 +95,15 @@ export class Links {
   private restored = false;
   readonly stats: LinkStats = { calls: 0, chunksSent: 0, entries: 0, volatileSent: 0, failures: 0, volatileLost: 0, chunksApplied: 0, duplicates: 0, gapsRefused: 0 };
 
+  private readonly limits: LinkLimits;
+
   constructor(
     private readonly host: LinkHost,
     private readonly store: Store,
-  ) {}
+    limits: Partial<LinkLimits> = {},
+  ) {
+    this.limits = { maxCallChunks: MAX_CALL_CHUNKS, maxCallBytes: MAX_CALL_BYTES, maxVolatileBytes: MAX_VOLATILE_BYTES, ...limits };
+  }
 
   /**
    * Loads the stored chunks and watermarks (once, when the object starts, before any send or
@@ -139,7 +151,7 @@ export class Links {
       this.store.addChunk(target, seq, entries, this.host.now());
       o.chunks.push({ seq, entries });
     } else {
-      if (o.volatileBytes + entries.byteLength > MAX_VOLATILE_BYTES) {
+      if (o.volatileBytes + entries.byteLength > this.limits.maxVolatileBytes) {
         this.stats.volatileLost++;
         return 0;
       }
@@ -273,7 +285,8 @@ export class Links {
     // what goes is taken before the sync: only writes made before it are sure to be durable after it
     let n = 0;
     let bytes = 0;
-    while (n < o.chunks.length && n < MAX_CALL_CHUNKS && (n === 0 || bytes + o.chunks[n]!.entries.byteLength <= MAX_CALL_BYTES)) bytes += o.chunks[n++]!.entries.byteLength;
+    const { maxCallChunks, maxCallBytes } = this.limits;
+    while (n < o.chunks.length && n < maxCallChunks && (n === 0 || bytes + o.chunks[n]!.entries.byteLength <= maxCallBytes)) bytes += o.chunks[n++]!.entries.byteLength;
     const chunks = o.chunks.slice(0, n);
     // a run may go only with (or after) every chunk it follows
     const limit = n < o.chunks.length ? o.chunks[n - 1]!.seq : Infinity;
@@ -316,12 +329,14 @@ export class Links {
       this.host.log("error", `link ${this.host.self}→${o.target}: peer acknowledged ${applied}, beyond our last chunk ${o.lastSeq}`);
       o.lastSeq = applied;
     }
-    if (applied <= o.acked) return;
-    o.acked = applied;
     let n = 0;
     while (n < o.chunks.length && o.chunks[n]!.seq <= applied) n++;
-    o.chunks.splice(0, n);
-    this.store.deleteChunksUpTo(o.target, applied);
+    if (n > 0) {
+      o.chunks.splice(0, n);
+      this.store.deleteChunksUpTo(o.target, applied);
+    }
+    if (applied <= o.acked) return;
+    o.acked = applied;
     this.store.saveAcked(o.target, applied);
     if (o.waiters.length > 0) {
       const still: Outgoing["waiters"] = [];
