@@ -106,8 +106,9 @@ export class Links {
   }
 
   /**
-   * Loads the stored chunks and watermarks (once, when the object starts, before any send or
-   * receive) and schedules sending whatever is pending: a retry time still to come is kept.
+   * Loads the stored chunks and watermarks (once, when the object starts; the first send or
+   * receive does it otherwise) and schedules sending whatever is pending: a retry time still to
+   * come is kept (wakeAt) rather than retried at once.
    */
   restore(): void {
     if (this.restored) return;
@@ -143,6 +144,7 @@ export class Links {
    */
   send(target: number, entries: Uint8Array, durable: boolean): number {
     if (!Number.isInteger(target) || target < 0 || target >= this.host.k || target === this.host.self) throw new RangeError(`link: no shard ${target} to send to`);
+    if (!this.restored) this.restore(); // never number a chunk before knowing the stored ones
     const o = this.link(target);
     this.stats.entries++;
     let seq = 0;
@@ -175,6 +177,7 @@ export class Links {
   receive(batch: LinkBatch, apply: (from: number, entries: Uint8Array) => void): LinkAck {
     const from = batch.from;
     if (!Number.isInteger(from) || from < 0 || from >= this.host.k || from === this.host.self) throw new RangeError(`link: no shard ${from} to receive from`);
+    if (!this.restored) this.restore();
     const start = this.applied.get(from) ?? 0;
     const chunks = batch.chunks;
     let i = 0;

@@ -293,7 +293,7 @@ describe("links under faults", () => {
     test(`${runs} random runs of ${k} shards: sends, failed calls, lost replies, crashes`, async () => {
       let applied = 0;
       await fc.assert(
-        fc.asyncProperty(fc.array(opArb(k), { minLength: 5, maxLength: 80 }), async (ops) => {
+        fc.asyncProperty(fc.array(opArb(k), { minLength: 5, maxLength: 80, size: "max" }), async (ops) => {
           const world = await play(k, ops);
           applied += world.nodes.reduce((n, node) => n + node.committedLog.length, 0);
         }),
