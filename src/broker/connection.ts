@@ -50,6 +50,9 @@ export interface Attachment {
   ip?: string;
   /** the bridge (name) this internal socket belongs to (bridge/): no publish rate limit */
   br?: string;
+  /** a tunnel's entrance: the id of the tunnel and the home shard its frames go to (src/shards/node.ts) */
+  tn?: string;
+  th?: number;
 }
 
 /** a batch of packets is sent as soon as it reaches this size, even while corked */
@@ -116,6 +119,8 @@ export class Connection implements Peer {
   /** while CONNECT is being verified (asynchronously): the packets that arrived after it */
   authQueue: Packet[] | null = null;
   authWork: Promise<void> | null = null;
+  /** a SUBACK waiting for the namespace's other shards (handlers/subscribe.ts); later SUBACKs wait behind it */
+  subackWait: Promise<void> | null = null;
   /** bytes of the CONNECT being verified, and of the packets held behind it (dispatcher.ts) */
   connectBytes = 0;
   heldBytes = 0;

@@ -24,6 +24,11 @@ import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
 import type { RuleEngine, RulesHost } from "../rules/engine";
 import { Lifecycle } from "./lifecycle";
+import type { ShardHost, ShardNode } from "../shards/node";
+import type { TunnelEntry } from "../shards/wire";
+import { TunnelExits } from "./tunnels";
+import { pickMember } from "../topics/router";
+import type { QoS } from "../protocol/codec";
 
 /** how a connection ended that nobody decided: its socket went away */
 const SOCKET_LOST: ConnectionEnd = { code: null, by: "socket" };
@@ -47,7 +52,7 @@ export interface Runtime {
   log(level: "info" | "warn" | "error", message: string): void;
 }
 
-export class BrokerCore implements DispatchContext, RegistryContext {
+export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   private readonly acked: DeferredDeletes;
   readonly sessions: SessionRegistry;
   readonly connections = new Set<Connection>();
@@ -63,6 +68,10 @@ export class BrokerCore implements DispatchContext, RegistryContext {
   rules: RuleEngine | null = null;
   /** bytes held for sockets whose CONNECT is not accepted yet (partial packets, held packets) */
   pendingBytes = 0;
+  /** this object's part in a namespace of several (src/shards, docs/scale-out.md); null: the namespace is this one object */
+  shards: ShardNode | null = null;
+  /** connections whose socket is on another shard and whose session's home is this one (broker/tunnels.ts) */
+  tunnels: TunnelExits | null = null;
 
   constructor(
     readonly store: Store,
@@ -168,7 +177,13 @@ export class BrokerCore implements DispatchContext, RegistryContext {
    * gone lost its connection while the broker was down: its will is owed.
    */
   restore(live: Connection[]): void {
+    if (this.tunnels) live = live.concat(this.tunnels.restore());
     const connected = this.sessions.restore();
+    if (this.shards) {
+      // what this shard announced is what its stored subscriptions say (written in the same events)
+      for (const session of this.sessions.values()) for (const filter of session.subscriptions.keys()) this.shards.interest.localAdded(filter);
+      this.shards.restore();
+    }
     for (const conn of live) {
       if (conn.state === "closed") {
         conn.transport.close(1000, ""); // the broker closed it before it slept (connection.ts): again, for sure
@@ -204,8 +219,34 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     this.wakeAt(conn.openedAt + this.config.CONNECT_TIMEOUT * 1000);
   }
 
-  /** A WebSocket message: a billed event, counted with the one clock reading the frame takes. */
-  receive(conn: Connection, data: ArrayBuffer | string): void {
+  /** This object is shard `node.self` of a namespace of several: links, interest and tunnels. */
+  joinShards(node: ShardNode): void {
+    this.shards = node;
+    this.tunnels = new TunnelExits({
+      config: this.config,
+      counters: this.counters,
+      store: this.store,
+      now: () => this.now(),
+      open: (conn) => this.open(conn),
+      receive: (conn, data) => this.receive(conn, data),
+      socketClosed: (conn) => this.socketClosed(conn),
+      out: (entrance, id, n, bytes) => node.tunnelOut(entrance, id, n, bytes),
+      end: (entrance, id, code, reason) => node.tunnelEnd(entrance, id, code, reason),
+    });
+  }
+
+  /** A socket that became a tunnel to another shard before it connected: no longer this core's. */
+  forget(conn: Connection): void {
+    if (conn.pendingBytes !== 0) {
+      this.pendingBytes -= conn.pendingBytes;
+      conn.pendingBytes = 0;
+    }
+    this.connections.delete(conn);
+    conn.state = "closed";
+  }
+
+  /** A WebSocket message (or a tunnelled frame): a billed event, counted with the one clock reading the frame takes. */
+  receive(conn: Connection, data: ArrayBuffer | Uint8Array | string): void {
     const now = this.now();
     this.counters.websocketMessages++;
     this.eventSeen(now);
@@ -219,7 +260,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     const unconnected = conn.state === "awaiting-connect";
     conn.cork(); // the answers to a frame of packets leave as one frame
     try {
-      conn.reader.read(new Uint8Array(data), (conn.onPacket ??= (packet, size) => dispatch(this, conn, packet, size)));
+      conn.reader.read(data instanceof Uint8Array ? data : new Uint8Array(data), (conn.onPacket ??= (packet, size) => dispatch(this, conn, packet, size)));
       if (unconnected) this.holdPending(conn);
     } catch (err) {
       this.fail(conn, err);
@@ -250,6 +291,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     }
     this.sessions.due(now);
     this.rules?.due(now);
+    this.shards?.links.due(now);
     this.sys.tick(now);
     const next = this.nextWake();
     if (next !== null) this.wakeAt(next);
@@ -257,8 +299,9 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   /** The earliest deadline the alarm serves (connections, sessions, $SYS, rules' retries); null: none. */
   private nextWake(): number | null {
-    const next = earliest(nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000), this.sys.dueAt);
-    return this.rules ? earliest(next, this.rules.nextWake()) : next;
+    let next = earliest(nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000), this.sys.dueAt);
+    if (this.rules) next = earliest(next, this.rules.nextWake());
+    return this.shards ? earliest(next, this.shards.links.nextWake()) : next;
   }
 
   // ——— used by handlers ———
@@ -310,15 +353,72 @@ export class BrokerCore implements DispatchContext, RegistryContext {
       c.drops[DROP.NOT_AUTHORIZED]!++;
       return 0; // $SYS belongs to the broker: dropped
     }
+    const shards = this.shards;
+    const version = shards && msg.retain ? shards.retainedVersion(this.now()) : 0;
     if (msg.retain) {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
-      else this.store.setRetained(msg);
+      else this.store.setRetained(msg, shards ? version : undefined);
     }
     const r = this.router;
-    const n = r.match(msg);
+    let n = r.match(msg);
     for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    // the other shards' subscribers: copies stored before the caller acknowledges (src/shards/node.ts)
+    if (shards) n += shards.forward(msg, version);
     this.rules?.offer(msg);
     return n;
+  }
+
+  // ——— the other shards of the namespace (src/shards/node.ts; never at K = 1) ———
+
+  /** A message another shard accepted: this shard's subscribers, or one member of a shared group here. */
+  deliverForwarded(msg: Message, share: string | null): void {
+    this.counters.forwardedIn++;
+    if (isSysTopic(msg.topic)) return;
+    if (share !== null) {
+      const group = this.router.sharedGroup(share);
+      const sub = group ? pickMember(group, null, msg.topic) : null;
+      if (!sub) {
+        this.counters.drops[DROP.NO_SHARED_MEMBER]!++; // the last member here left while the copy travelled
+        return;
+      }
+      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+      deliver(this, sub.session, msg, qos, sub.retainAsPublished && msg.retain, sub.subscriptionId ? [sub.subscriptionId] : null, group);
+      return;
+    }
+    const r = this.router;
+    const n = r.match(msg, false);
+    for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+  }
+
+  hasSharedMember(share: string): boolean {
+    const group = this.router.sharedGroup(share);
+    return group !== null && group.members.size > 0;
+  }
+
+  /** Every shard keeps every retained message; the newest version of a topic wins whatever the order of arrival. */
+  retainedForwarded(msg: Message, version: number): void {
+    const stored = this.store.retainedVersion(msg.topic);
+    if (stored !== null && stored > version) return;
+    if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic);
+    else this.store.setRetained(msg, version);
+  }
+
+  /** A session subscribed to `filter` (add) or stopped: the other shards hear of the filter's first and last. */
+  interestChanged(filter: string, add: boolean): void {
+    this.shards?.localInterest(filter, add);
+  }
+
+  tunnelAtHome(from: number, e: TunnelEntry): void {
+    this.tunnels?.apply(from, e);
+  }
+
+  peerLost(peer: number): void {
+    this.tunnels?.entranceLost(peer);
+  }
+
+  /** Resolves once the other shards know of every subscription made here (a SUBACK waits); null: nothing to wait for. */
+  interestSettled(): Promise<void> | null {
+    return this.shards ? this.shards.interestSettled() : null;
   }
 
   /** The one place an error becomes a reason code: CONNACK while connecting, else MQTT 5 DISCONNECT. */

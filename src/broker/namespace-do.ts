@@ -16,7 +16,18 @@ import { loadRules } from "../rules/setup";
 import type { RulesStats } from "../rules/engine";
 import { BRIDGE_HEADER, acceptedBridge } from "../bridge/header";
 import { ensureBridges } from "../bridge/start";
+import { home, parseShardName, shardName } from "../shards/layout";
+import { peekClientId } from "../shards/connect-peek";
+import { ShardNode } from "../shards/node";
+import type { LinkAck, LinkBatch } from "../shards/peer";
 
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}
 
 /** The auth set-up is said once per process, not at every object start or wake (same env for all). */
 let announced = false;
@@ -25,6 +36,17 @@ export class NamespaceBroker extends DurableObject<Env> {
   private readonly core: BrokerCore;
   private readonly conns = new Map<WebSocket, Connection>();
   private alarmAt: number | null = null;
+  /** the namespace this object serves (its name without the shard suffix), and its shard index */
+  private readonly namespace: string | null;
+  private readonly shard: number;
+  /** K > 1: sockets whose CONNECT has not shown its client id yet, and their bytes so far */
+  private readonly peeking = new Map<WebSocket, Uint8Array>();
+  /** K > 1: sockets whose CONNECT was read here (their session's home is this shard) */
+  private readonly placed = new WeakSet<WebSocket>();
+  /** K > 1: sockets tunnelled to their session's home shard, by tunnel id */
+  private readonly tunnelled = new Map<WebSocket, string>();
+  /** ...and every socket that ever was one (its close event is not the core's) */
+  private readonly wasTunnel = new WeakSet<WebSocket>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -35,11 +57,17 @@ export class NamespaceBroker extends DurableObject<Env> {
       later: (fn) => void setTimeout(fn, 5),
       log: (level, message) => console[level](`[broker] ${message}`),
     };
-    // The namespace is the name the Worker derived this object's id from.
-    const auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
-    this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime, auth);
+    // The namespace is the name the Worker derived this object's id from (less "#<shard>").
+    const parsed = ctx.id.name ? parseShardName(ctx.id.name) : null;
+    this.namespace = parsed?.namespace ?? null;
+    this.shard = parsed?.index ?? 0;
+    const auth = new Authenticator(loadAuthConfig(env), this.namespace, runtime.log);
+    const config = loadConfig(env);
+    const store = new SqliteStore(ctx.storage.sql);
+    this.core = new BrokerCore(store, config, runtime, auth);
     const core = this.core;
-    core.rules = loadRules(env, ctx.id.name ?? "", core.rulesHost());
+    core.rules = loadRules(env, this.namespace ?? "", core.rulesHost());
+    if (config.SHARDS > 1 && this.namespace !== null) core.joinShards(this.shardNode(config.SHARDS, store, runtime));
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);
@@ -52,10 +80,12 @@ export class NamespaceBroker extends DurableObject<Env> {
         this.core.counters.wakeups = 1;
         this.core.eventSeen(this.core.counters.startedAt);
       }
-      this.core.restore(sockets.map((ws) => this.connectionOf(ws)));
+      const mine: WebSocket[] = [];
+      for (const ws of sockets) if (!this.restoreTunnel(ws)) mine.push(ws);
+      this.core.restore(mine.map((ws) => this.connectionOf(ws)));
     });
     // This namespace's bridges run in objects of their own: started (idempotently) at every start or wake.
-    ensureBridges(env, ctx.id.name ?? null, runtime.log);
+    ensureBridges(env, this.namespace, runtime.log);
   }
 
   override async fetch(request: Request): Promise<Response> {
@@ -64,7 +94,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     // Only a bridge object's request can carry it: the Worker refuses it from outside (index.ts),
     // and it must name a bridge of this namespace.
     const bridge = request.headers.get(BRIDGE_HEADER);
-    if (bridge !== null && !acceptedBridge(this.env.BRIDGES, bridge, this.ctx.id.name)) {
+    if (bridge !== null && !acceptedBridge(this.env.BRIDGES, bridge, this.namespace ?? undefined)) {
       return new Response(`${BRIDGE_HEADER}: no such bridge for this namespace\n`, { status: 403 });
     }
     const pair = new WebSocketPair();
@@ -87,6 +117,7 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   override webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): void | Promise<void> {
+    if (this.core.shards && this.entrance(ws, message)) return;
     const conn = this.connectionOf(ws);
     this.core.receive(conn, message);
     // A CONNECT under verification: the event lasts until the verdict is handled.
@@ -95,7 +126,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   override webSocketClose(ws: WebSocket, code: number): void {
     this.core.eventSeen(Date.now()); // not a billed request, but the object is awake for it
-    this.core.socketClosed(this.connectionOf(ws));
+    if (!this.tunnelClosed(ws)) this.core.socketClosed(this.connectionOf(ws));
     this.conns.delete(ws);
     // Answer the close so the client gets its close frame (reserved codes cannot be sent back).
     try {
@@ -107,7 +138,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   override webSocketError(ws: WebSocket): void {
     this.core.eventSeen(Date.now());
-    this.core.socketClosed(this.connectionOf(ws));
+    if (!this.tunnelClosed(ws)) this.core.socketClosed(this.connectionOf(ws));
     this.conns.delete(ws);
   }
 
@@ -165,6 +196,149 @@ export class NamespaceBroker extends DurableObject<Env> {
   stats(): admin.NamespaceStats {
     this.rpcEntered();
     return admin.namespaceStats(this.core);
+  }
+
+  /**
+   * RPC for crash tests only (TEST_HOOKS = "1"): resets the object as a crash would: memory and
+   * sockets gone, storage as last committed. Refused otherwise.
+   */
+  testCrash(): void {
+    if (this.env.TEST_HOOKS !== "1") throw new Error("testCrash needs TEST_HOOKS=1");
+    this.ctx.abort("crash test");
+  }
+
+  /** RPC from another shard of the namespace: a batch on its link to this one (src/shards/link.ts). */
+  shardLink(batch: LinkBatch): LinkAck {
+    this.rpcEntered();
+    const shards = this.core.shards;
+    if (!shards) throw new Error(`shard ${this.shard} of ${this.namespace} is not part of a sharded namespace (SHARDS differs?)`);
+    return shards.receive(batch);
+  }
+
+  // ——— K > 1: a socket whose client's home is another shard becomes a tunnel to it ———
+
+  /**
+   * A frame on a tunnelled socket goes to the home; a frame of a CONNECT not yet read far enough
+   * is held; a CONNECT whose client id's home is another shard opens a tunnel there. True when the
+   * frame was taken here (the core does not see it).
+   */
+  private entrance(ws: WebSocket, message: ArrayBuffer | string): boolean {
+    const shards = this.core.shards!;
+    const tunnel = this.tunnelled.get(ws);
+    if (tunnel !== undefined) {
+      this.frameSeen();
+      if (typeof message === "string" || !shards.tunnelData(tunnel, new Uint8Array(message))) this.closeTunnelled(ws, 1011, "not a binary frame");
+      return true;
+    }
+    if (this.placed.has(ws) || typeof message === "string") return false;
+    const conn = this.connectionOf(ws);
+    if (conn.state !== "awaiting-connect") return false;
+    const held = this.peeking.get(ws);
+    const bytes = held ? concat(held, new Uint8Array(message)) : new Uint8Array(message);
+    const peeked = peekClientId(bytes);
+    if ("more" in peeked && bytes.byteLength <= this.core.config.MAX_CONNECT_PACKET_SIZE) {
+      this.frameSeen();
+      this.peeking.set(ws, bytes);
+      return true;
+    }
+    this.peeking.delete(ws);
+    this.placed.add(ws);
+    const to = "clientId" in peeked && peeked.clientId !== "" ? home(peeked.clientId, shards.k) : this.shard;
+    if (to === this.shard) {
+      if (!held) return false;
+      this.core.receive(conn, bytes); // what was held, and this frame
+      return true;
+    }
+    this.frameSeen();
+    const id = `${this.shard}.${crypto.randomUUID()}`;
+    this.core.forget(conn);
+    this.conns.delete(ws);
+    ws.serializeAttachment({ seen: Date.now(), at: conn.openedAt, tn: id, th: to } satisfies Attachment);
+    this.tunnelled.set(ws, id);
+    this.wasTunnel.add(ws);
+    shards.tunnelOpen(to, id, this.tunnelSocket(ws), bytes, { ip: conn.address, br: conn.bridge });
+    return true;
+  }
+
+  /** a frame the core does not see is still a billed event */
+  private frameSeen(): void {
+    this.core.counters.websocketMessages++;
+    this.core.eventSeen(Date.now());
+  }
+
+  private tunnelSocket(ws: WebSocket) {
+    return {
+      send: (bytes: Uint8Array) => {
+        try {
+          ws.send(bytes);
+        } catch {
+          // gone: its close event tells the home
+        }
+      },
+      close: (code: number, reason: string) => this.closeTunnelled(ws, code, reason),
+    };
+  }
+
+  private closeTunnelled(ws: WebSocket, code: number, reason: string): void {
+    const id = this.tunnelled.get(ws);
+    this.tunnelled.delete(ws);
+    if (id !== undefined) this.core.shards?.tunnelClosed(id);
+    try {
+      ws.close(code, reason.slice(0, 120));
+    } catch {
+      try {
+        ws.close(code, "");
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  /** A tunnelled socket's close: the home hears it. False for any other socket. */
+  private tunnelClosed(ws: WebSocket): boolean {
+    this.peeking.delete(ws);
+    const id = this.tunnelled.get(ws);
+    if (id === undefined) return this.wasTunnel.has(ws);
+    this.tunnelled.delete(ws);
+    this.core.shards?.tunnelClosed(id);
+    return true;
+  }
+
+  /** At a wake: a socket that was a tunnel is one again. */
+  private restoreTunnel(ws: WebSocket): boolean {
+    const att = ws.deserializeAttachment() as Attachment | null;
+    if (att?.tn === undefined) return false;
+    const shards = this.core.shards;
+    if (!shards || att.th === undefined || att.th >= shards.k) {
+      try {
+        ws.close(1011, "the namespace's shards changed");
+      } catch {
+        // already closed
+      }
+      return true;
+    }
+    this.tunnelled.set(ws, att.tn);
+    this.wasTunnel.add(ws);
+    this.placed.add(ws);
+    shards.tunnelRestore(att.th, att.tn, this.tunnelSocket(ws));
+    return true;
+  }
+
+  /** This object's part in a namespace of `k` shards: links to the others by RPC. */
+  private shardNode(k: number, store: SqliteStore, runtime: Runtime): ShardNode {
+    const namespace = this.namespace!;
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    return new ShardNode(this.shard, k, store, {
+      self: this.shard,
+      k,
+      now: () => Date.now(),
+      call: (target, batch) => broker.get(broker.idFromName(shardName(namespace, target))).shardLink(batch) as Promise<LinkAck>,
+      sync: () => this.ctx.storage.sync(),
+      wakeAt: (ms) => this.wakeAt(ms),
+      later: (fn) => this.core.later(fn),
+      log: runtime.log,
+      onFailure: (target) => this.core.shards?.linkFailed(target),
+    }, this.core);
   }
 
   private rpcEntered(): void {

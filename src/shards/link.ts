@@ -24,6 +24,8 @@ export interface LinkHost {
   /** runs `fn` in a later event */
   later(fn: () => void): void;
   log(level: "info" | "warn" | "error", message: string): void;
+  /** a call to `target` failed: what it carried of volatile entries is lost (tunnels over it break) */
+  onFailure?(target: number): void;
 }
 
 export interface LinkStats {
@@ -361,5 +363,6 @@ export class Links {
     if (o.chunks.length > 0) this.store.updateChunkRetry(o.target, o.chunks[0]!.seq, o.failures, at);
     this.host.wakeAt(at);
     this.host.log("warn", `link ${this.host.self}→${o.target}: call failed (${why}); retry #${o.failures} in ${at - this.host.now()} ms`);
+    this.host.onFailure?.(o.target);
   }
 }

@@ -3,7 +3,7 @@
 // removed with its last delivery, deliveries come back in seq order. Used by the plain-Node tests
 // (the model-based and crash tests run BrokerCore over it); `snapshot`/`fromSnapshot` stand for
 // a commit and a restart from what was committed.
-import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
+import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow, type TunnelRow } from "./store";
 import { asBuffer, type QoS } from "../protocol/codec";
 
 interface StoredMessage {
@@ -48,6 +48,8 @@ export interface MemoryState {
   links?: Map<number, LinkRow>;
   /** scale-out: announced filters per peer */
   interest?: Map<number, Set<string>>;
+  /** scale-out: tunnelled connections */
+  tunnels?: Map<string, TunnelRow>;
 }
 
 const key = (a: string, b: string | number) => `${a}\u0000${b}`;
@@ -428,6 +430,19 @@ export class MemoryStore implements Store {
 
   removeInterest(peer: number, filter: string): void {
     if (this.interest.get(peer)?.delete(filter)) this.rowsWritten++;
+  }
+
+  saveTunnel(id: string, entrance: number, attachment: string): void {
+    (this.s.tunnels ??= new Map()).set(id, { id, entrance, attachment });
+    this.rowsWritten++;
+  }
+
+  deleteTunnel(id: string): void {
+    if (this.s.tunnels?.delete(id)) this.rowsWritten++;
+  }
+
+  loadTunnels(): TunnelRow[] {
+    return [...(this.s.tunnels?.values() ?? [])].sort((a, b) => (a.id < b.id ? -1 : 1)).map((r) => ({ ...r }));
   }
 
   loadInterest(): { peer: number; filter: string }[] {

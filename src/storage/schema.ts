@@ -124,5 +124,11 @@ export const MIGRATIONS: string[] = [
      PRIMARY KEY (peer, filter)
    ) WITHOUT ROWID;
    -- retained last-writer-wins across shards: the version of the write that made the row (NULL at K = 1)
-   ALTER TABLE retained ADD COLUMN version INTEGER;`,
+   ALTER TABLE retained ADD COLUMN version INTEGER;
+   -- connections whose socket is on another shard (the entrance) and whose session is here (src/broker/tunnels.ts)
+   CREATE TABLE shard_tunnels (
+     id TEXT PRIMARY KEY,
+     entrance INTEGER NOT NULL,
+     attachment TEXT NOT NULL
+   ) WITHOUT ROWID;`,
 ];

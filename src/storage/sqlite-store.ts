@@ -1,4 +1,4 @@
-import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
+import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow, type TunnelRow } from "./store";
 import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Grant } from "../auth/grant";
@@ -436,6 +436,21 @@ export class SqliteStore implements Store {
 
   removeInterest(peer: number, filter: string): void {
     this.run("DELETE FROM shard_interest WHERE peer = ? AND filter = ?", peer, filter);
+  }
+
+  saveTunnel(id: string, entrance: number, attachment: string): void {
+    this.run("INSERT OR REPLACE INTO shard_tunnels (id, entrance, attachment) VALUES (?, ?, ?)", id, entrance, attachment);
+  }
+
+  deleteTunnel(id: string): void {
+    this.run("DELETE FROM shard_tunnels WHERE id = ?", id);
+  }
+
+  loadTunnels(): TunnelRow[] {
+    return this.sql
+      .exec("SELECT id, entrance, attachment FROM shard_tunnels ORDER BY id")
+      .toArray()
+      .map((r) => ({ id: r.id as string, entrance: Number(r.entrance), attachment: r.attachment as string }));
   }
 
   loadInterest(): { peer: number; filter: string }[] {

@@ -225,4 +225,14 @@ export interface Store {
   removeInterest(peer: number, filter: string): void;
   /** every announced filter, by peer then filter */
   loadInterest(): { peer: number; filter: string }[];
+  /** a connection tunnelled from shard `entrance` (its socket is there): its attachment as JSON (an upsert) */
+  saveTunnel(id: string, entrance: number, attachment: string): void;
+  deleteTunnel(id: string): void;
+  loadTunnels(): TunnelRow[];
+}
+
+export interface TunnelRow {
+  id: string;
+  entrance: number;
+  attachment: string;
 }
