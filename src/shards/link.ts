@@ -91,6 +91,13 @@ class Outgoing {
   constructor(readonly target: number) {}
 }
 
+/** Caps of a link (the defaults above; tests make them small). */
+export interface LinkLimits {
+  maxCallChunks: number;
+  maxCallBytes: number;
+  maxVolatileBytes: number;
+}
+
 export class Links {
   private readonly out = new Map<number, Outgoing>();
   /** receiver side: per peer, the highest chunk applied here */
@@ -98,14 +105,20 @@ export class Links {
   private restored = false;
   readonly stats: LinkStats = { calls: 0, chunksSent: 0, entries: 0, volatileSent: 0, failures: 0, volatileLost: 0, chunksApplied: 0, duplicates: 0, gapsRefused: 0 };
 
+  private readonly limits: LinkLimits;
+
   constructor(
     private readonly host: LinkHost,
     private readonly store: Store,
-  ) {}
+    limits: Partial<LinkLimits> = {},
+  ) {
+    this.limits = { maxCallChunks: MAX_CALL_CHUNKS, maxCallBytes: MAX_CALL_BYTES, maxVolatileBytes: MAX_VOLATILE_BYTES, ...limits };
+  }
 
   /**
-   * Loads the stored chunks and watermarks (once, when the object starts, before any send or
-   * receive) and schedules sending whatever is pending: a retry time still to come is kept.
+   * Loads the stored chunks and watermarks (once, when the object starts; the first send or
+   * receive does it otherwise) and schedules sending whatever is pending: a retry time still to
+   * come is kept (wakeAt) rather than retried at once.
    */
   restore(): void {
     if (this.restored) return;
@@ -142,6 +155,7 @@ export class Links {
    */
   send(target: number, entries: Uint8Array, durable: boolean): number {
     if (!Number.isInteger(target) || target < 0 || target >= this.host.k || target === this.host.self) throw new RangeError(`link: no shard ${target} to send to`);
+    if (!this.restored) this.restore(); // never number a chunk before knowing the stored ones
     const o = this.link(target);
     this.stats.entries++;
     let seq = 0;
@@ -155,7 +169,7 @@ export class Links {
         this.host.wakeAt(now + CALL_TIMEOUT_MS);
       }
     } else {
-      if (o.volatileBytes + entries.byteLength > MAX_VOLATILE_BYTES) {
+      if (o.volatileBytes + entries.byteLength > this.limits.maxVolatileBytes) {
         this.stats.volatileLost++;
         return 0;
       }
@@ -179,6 +193,7 @@ export class Links {
   receive(batch: LinkBatch, apply: (from: number, entries: Uint8Array) => void): LinkAck {
     const from = batch.from;
     if (!Number.isInteger(from) || from < 0 || from >= this.host.k || from === this.host.self) throw new RangeError(`link: no shard ${from} to receive from`);
+    if (!this.restored) this.restore();
     const start = this.applied.get(from) ?? 0;
     const chunks = batch.chunks;
     let i = 0;
@@ -294,7 +309,8 @@ export class Links {
     // what goes is taken before the sync: only writes made before it are sure to be durable after it
     let n = 0;
     let bytes = 0;
-    while (n < o.chunks.length && n < MAX_CALL_CHUNKS && (n === 0 || bytes + o.chunks[n]!.entries.byteLength <= MAX_CALL_BYTES)) bytes += o.chunks[n++]!.entries.byteLength;
+    const { maxCallChunks, maxCallBytes } = this.limits;
+    while (n < o.chunks.length && n < maxCallChunks && (n === 0 || bytes + o.chunks[n]!.entries.byteLength <= maxCallBytes)) bytes += o.chunks[n++]!.entries.byteLength;
     const chunks = o.chunks.slice(0, n);
     // a run may go only with (or after) every chunk it follows
     const limit = n < o.chunks.length ? o.chunks[n - 1]!.seq : Infinity;
@@ -337,13 +353,15 @@ export class Links {
       this.host.log("error", `link ${this.host.self}→${o.target}: peer acknowledged ${applied}, beyond our last chunk ${o.lastSeq}`);
       o.lastSeq = applied;
     }
-    if (applied <= o.acked) return;
-    o.acked = applied;
     let n = 0;
     while (n < o.chunks.length && o.chunks[n]!.seq <= applied) n++;
-    o.chunks.splice(0, n);
-    if (n > 0) o.pendingSince = this.host.now();
-    this.store.deleteChunksUpTo(o.target, applied);
+    if (n > 0) {
+      o.chunks.splice(0, n);
+      o.pendingSince = this.host.now();
+      this.store.deleteChunksUpTo(o.target, applied);
+    }
+    if (applied <= o.acked) return;
+    o.acked = applied;
     this.store.saveAcked(o.target, applied);
     if (o.waiters.length > 0) {
       const still: Outgoing["waiters"] = [];

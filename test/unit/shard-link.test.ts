@@ -267,6 +267,18 @@ describe("failures and restarts", () => {
     expect(c.shards[1]!.log.at(-1)).toBe("0:d5");
   });
 
+  test("a first send or receive restores the stored state itself", async () => {
+    const c = new Cluster(2);
+    const [a, b] = c.shards;
+    a!.links.send(1, entry("d1"), true);
+    await c.settle();
+    const fresh = new Links(a!.host, MemoryStore.fromSnapshot(a!.store.snapshot()));
+    expect(fresh.send(1, entry("d2"), true)).toBe(2);
+    const receiver = new Links(b!.host, MemoryStore.fromSnapshot(b!.store.snapshot()));
+    expect(receiver.receive({ from: 0, chunks: [{ seq: 1, entries: entry("d1") }], volatile: [] }, () => b!.log.push("again"))).toEqual({ applied: 1 });
+    expect(b!.log).toEqual(["0:d1"]);
+  });
+
   test("a restart keeps a retry time still to come (alarm), and retries at once when it passed", async () => {
     const c = new Cluster(2);
     let a = c.shards[0]!;
@@ -318,9 +330,15 @@ describe("the safety alarm", () => {
   test("chunks left in the outbox wake the shard: the alarm calls again a link whose chunks waited CALL_TIMEOUT_MS", async () => {
     const c = new Cluster(2);
     const a = c.shards[0]!;
-    a.fates.push("hang");
+    a.fates.push("fail");
     a.links.send(1, entry("d1"), true);
     expect(a.wakes).toEqual([c.now + 30_000]);
     expect(a.links.nextWake()).toBe(c.now + 30_000);
+    // the shard crashes before the call's failure is known: the restarted one finds the chunk and sends it
+    const b = c.restart(0);
+    await c.settle();
+    expect(c.shards[1]!.log).toEqual(["0:d1"]);
+    expect(b.links.pending(1)).toBe(0);
+    expect(b.links.nextWake()).toBeNull();
   });
 });
