@@ -1,7 +1,14 @@
 // A scriptable MQTT client for the simulated broker: it encodes with mqtt-packet, records every
 // packet it gets, and acknowledges PUBLISH as told (at once, or held until `releaseAcks`).
 import * as mqtt from "mqtt-packet";
-import type { SimBroker, SimSocket } from "./broker";
+import type { SimSocket } from "./broker";
+
+/** What a client needs of the runtime it connects to: a SimBroker, or one shard of a SimCluster. */
+export interface ClientLink {
+  open(onBytes: (b: Uint8Array) => void, onClose: (code: number, reason: string) => void, bridge?: string): SimSocket;
+  receive(socket: SimSocket, bytes: Uint8Array): void;
+  drop(socket: SimSocket): void;
+}
 
 export interface Received {
   /** false for a QoS 2 PUBLISH whose packet id the client already holds (a re-send it discards) */
@@ -55,7 +62,7 @@ export class SimClient {
   bridge: string | undefined;
 
   constructor(
-    readonly broker: SimBroker,
+    readonly broker: ClientLink,
     readonly clientId: string,
   ) {}
 
