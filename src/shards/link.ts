@@ -261,6 +261,15 @@ export class Links {
     return at;
   }
 
+  /** The highest chunk seq given on the link to `target` (0: none), and the highest it acknowledged. */
+  lastSeq(target: number): number {
+    return this.out.get(target)?.lastSeq ?? 0;
+  }
+
+  ackedSeq(target: number): number {
+    return this.out.get(target)?.acked ?? 0;
+  }
+
   /** Chunks sent to `target` and not yet acknowledged. */
   pending(target: number): number {
     return this.out.get(target)?.chunks.length ?? 0;

