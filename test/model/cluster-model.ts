@@ -420,8 +420,9 @@ export const sequenceArb = (k: number, maxLength: number): fc.Arbitrary<Op[]> =>
 export const qosTableArb = fc.array(fc.constantFrom(0 as const, 1 as const, 2 as const, 1 as const, 2 as const), { minLength: CLIENT_COUNT * FILTERS.length, maxLength: CLIENT_COUNT * FILTERS.length });
 
 /** Runs a sequence and its settle; throws a Violation naming the operations and the crash. */
-export async function runCluster(k: number, ops: Op[], qosTable: (0 | 1 | 2)[], crashPlan: SimCluster["crashPlan"] = null, restartMs?: number): Promise<ClusterRun> {
+export async function runCluster(k: number, ops: Op[], qosTable: (0 | 1 | 2)[], crashPlan: SimCluster["crashPlan"] = null, restartMs?: number, crashEvent: SimCluster["crashEvent"] = null): Promise<ClusterRun> {
   const run = new ClusterRun(k, qosTable, crashPlan, restartMs);
+  run.cluster.crashEvent = crashEvent;
   await run.start();
   for (const op of ops) await run.apply(op);
   await run.settle();

@@ -97,6 +97,8 @@ export class SimCluster {
   logs: string[] = [];
   /** crash the shard that runs the n-th event writing storage, before or after its commit */
   crashPlan: { writeEvent: number; after: boolean } | null = null;
+  /** crash the shard that runs the n-th event (counted from 1), whatever it does, before or after its commit */
+  crashEvent: { event: number; after: boolean } | null = null;
   /** what the planned crash hit */
   crashedAt: string | null = null;
   /** called after every event (the model reads what the clients got) */
@@ -220,6 +222,10 @@ export class SimCluster {
    */
   private async exec(shard: SimShard, body: () => LinkAck | void, crash: CrashAt, served?: { ev: Extract<Event, { kind: "call" }>; fate: Fate }): Promise<void> {
     this.events++;
+    if (this.crashEvent?.event === this.events && this.crashedAt === null) {
+      crash = this.crashEvent.after ? "after" : "before";
+      this.crashedAt = `shard ${shard.index}, event ${this.events}${this.crashEvent.after ? " (after its commit)" : ""}`;
+    }
     const outer = this.out;
     this.out = [];
     this.running = shard;
