@@ -4,6 +4,7 @@
 // `npm run soak` runs SOAK_RUNS random sequences (reproducible with SOAK_SEED).
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
+import type { SimShard } from "../sim/cluster";
 import { CLIENT_COUNT, ClusterRun, FILTERS, qosTableArb, runCluster, sequenceArb, type Op } from "./cluster-model";
 
 const ALL_QOS1 = Array.from({ length: CLIENT_COUNT * FILTERS.length }, () => 1 as const);
@@ -210,4 +211,47 @@ describe("a fixed exchange crashed at every event", () => {
     }
     console.log(`cluster crash points: ${points} (${writes} events that write, ${events} events, before and after each commit)`);
   }, 600_000);
+});
+
+// What a QoS 1 message crossing shards costs in rows (MemoryStore.rowsWritten counts inserts,
+// updates and deletes like SQLite's counter), against the same delivery within one shard.
+describe("rows per forwarded QoS 1 message", () => {
+  async function measure(subscriber: number, publisher: number, n: number, oneByOne: boolean): Promise<{ sender: number; receiver: number }> {
+    const run = new ClusterRun(2, ALL_QOS1);
+    await run.start();
+    for (const op of [...everyoneOn, { op: "subscribe", c: subscriber, f: 0 } as Op, { op: "drain" } as Op]) await run.apply(op);
+    await run.cluster.settle();
+    const [s0, s1] = run.cluster.shards as [SimShard, SimShard];
+    const before = [s0.rowsWritten, s1.rowsWritten];
+    s0.rowsByCall.clear();
+    s1.rowsByCall.clear();
+    for (let i = 0; i < n; i++) {
+      await run.apply({ op: "publish", c: publisher, t: 0, qos: 1, retain: false });
+      if (oneByOne) await run.cluster.drain(); // (drain, not settle: the clock stays, no periodic rows)
+    }
+    await run.cluster.drain();
+    expect(run.clients[subscriber]!.received.filter((r) => r.qos === 1)).toHaveLength(n);
+    const from = run.cluster.homeOf(run.ids[publisher]!);
+    // the event totals' row (saveEvents, once per EVENTS_SAVE_INTERVAL) is no message's
+    const rows = [s0, s1].map((sh, i) => sh.rowsWritten - before[i]! - (sh.rowsByCall.get("saveEvents") ?? 0));
+    const by = (sh: SimShard) => [...sh.rowsByCall].filter(([, r]) => r > 0).map(([m, r]) => `${m} ${(r / n).toFixed(2)}`).join(", ");
+    console.log(`${oneByOne ? "one at a time" : "burst"}, subscriber on shard ${run.cluster.homeOf(run.ids[subscriber]!)}: shard 0 [${by(s0)}]; shard 1 [${by(s1)}]`);
+    return { sender: rows[from]! / n, receiver: rows[1 - from]! / n };
+  }
+
+  test("sender and receiver rows, one message at a time and in a burst", async () => {
+    const n = 40;
+    const local = await measure(2, 0, n, true); // c2 and c0 both on shard 0: no forwarding
+    const single = await measure(1, 0, n, true); // c1 on shard 1, c0 on shard 0
+    const burst = await measure(1, 0, n, false);
+    console.log(
+      `rows per QoS 1 message to one persistent subscriber: same shard ${local.sender}; across shards, one at a time: sender ${single.sender}, receiver ${single.receiver}; in a burst of ${n}: sender ${burst.sender.toFixed(2)}, receiver ${burst.receiver.toFixed(2)}`,
+    );
+    // sender: the chunk, its delete, the acknowledged watermark (shared by the chunks of one call);
+    // receiver: what a local delivery writes, and the applied watermark (one per call)
+    expect(single.sender).toBeLessThanOrEqual(3);
+    expect(single.receiver).toBeLessThanOrEqual(local.sender + 1);
+    expect(burst.sender).toBeLessThan(2.2);
+    expect(burst.receiver).toBeLessThan(local.sender + 0.2);
+  });
 });

@@ -55,6 +55,8 @@ export class SimShard {
   readonly sockets = new Map<ClusterSocket, Connection | null>();
   /** rows written over every incarnation (MemoryStore counts from its own start) */
   rowsBefore = 0;
+  /** rows written, by the store method that wrote them (for the figures) */
+  readonly rowsByCall = new Map<string, number>();
   /** set when the crash point was reached inside a continuation: the event dies at its end */
   crashNow = false;
   constructor(readonly index: number) {
@@ -195,23 +197,33 @@ export class SimCluster {
         if (typeof value !== "function") return value;
         if (!WRITE.test(String(prop))) return value.bind(t);
         return (...args: unknown[]) => {
-          if (shard.epoch === epoch && this.running === shard && this.lastWriteEvent !== this.events) {
-            this.lastWriteEvent = this.events;
-            this.writeEvents++;
-            const plan = this.crashPlan;
-            if (plan && plan.writeEvent === this.writeEvents && this.crashedAt === null) {
-              this.crashedAt = `shard ${shard.index}, event ${this.events}, ${String(prop)}${plan.after ? " (after its commit)" : ""}`;
-              if (plan.after) this.crashAfter = true;
-              else {
-                shard.crashNow = true;
-                if (this.inBody) throw new Crash();
-              }
-            }
+          const before = t.rowsWritten;
+          try {
+            return this.write(shard, epoch, t, prop, value, args);
+          } finally {
+            shard.rowsByCall.set(String(prop), (shard.rowsByCall.get(String(prop)) ?? 0) + t.rowsWritten - before);
           }
-          return value.apply(t, args);
         };
       },
     }) as Store;
+  }
+
+  /** A write of `shard`'s store: the first of an event counts as a storage step, where the planned crash may hit. */
+  private write(shard: SimShard, epoch: number, t: MemoryStore, prop: string | symbol, value: (...a: unknown[]) => unknown, args: unknown[]): unknown {
+    if (shard.epoch === epoch && this.running === shard && this.lastWriteEvent !== this.events) {
+      this.lastWriteEvent = this.events;
+      this.writeEvents++;
+      const plan = this.crashPlan;
+      if (plan && plan.writeEvent === this.writeEvents && this.crashedAt === null) {
+        this.crashedAt = `shard ${shard.index}, event ${this.events}, ${String(prop)}${plan.after ? " (after its commit)" : ""}`;
+        if (plan.after) this.crashAfter = true;
+        else {
+          shard.crashNow = true;
+          if (this.inBody) throw new Crash();
+        }
+      }
+    }
+    return value.apply(t, args);
   }
 
   private crashAfter = false;
