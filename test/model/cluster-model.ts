@@ -3,7 +3,8 @@
 // home shards subscribe, publish and come and go while link calls fail or lose their replies and
 // shards crash at any storage step. Checked on every packet and after a settle:
 // - a QoS ≥ 1 message whose PUBACK/PUBREC its publisher got reaches every persistent session that
-//   had a matching subscription SUBACKed before the message was first sent, at least once;
+//   had a matching subscription SUBACKed before the message was first sent, at least once (and
+//   every Clean Session one whose connection lasted to the end), unless it unsubscribed since;
 // - a QoS 2 message never reaches a session twice;
 // - per publisher and topic, QoS ≥ 1 messages reach a connection in the order they were sent;
 // - a session gets only messages matching a filter it subscribed to, at most at the QoS published;
@@ -22,6 +23,7 @@ export const CLIENT_COUNT = 4;
 export type Op =
   | { op: "connect"; c: number; clean: boolean }
   | { op: "subscribe"; c: number; f: number }
+  | { op: "unsubscribe"; c: number; f: number }
   | { op: "publish"; c: number; t: number; qos: 0 | 1 | 2; retain: boolean; clear?: boolean }
   | { op: "drop"; c: number }
   | { op: "disconnect"; c: number }
@@ -66,8 +68,11 @@ interface Pub {
   pid: number | undefined;
   /** order of first send */
   seq: number;
-  /** persistent sessions owed the message once it is accepted: client and session generation */
-  owed: { c: number; gen: number }[];
+  /**
+   * sessions owed the message once it is accepted: client and session generation; for a Clean
+   * Session one, the connection it must stay on (owed only if it was connected throughout)
+   */
+  owed: { c: number; gen: number; conn: number | null }[];
   /** the publisher's session generation when it sent it (a resend needs the same session) */
   gen: number;
 }
@@ -83,6 +88,8 @@ interface ClientState {
   connecting: { clean: boolean } | null;
   /** SUBACKed filters of this generation, with the QoS granted */
   subs: Map<string, number>;
+  /** UNSUBSCRIBEs sent in this generation, with the publish seq then */
+  unsubscribed: { filter: string; seq: number }[];
   /** filters sent in a SUBSCRIBE in this generation (acknowledged or not) */
   everSubscribed: Set<string>;
   /** SUBSCRIBE sent, by packet id */
@@ -144,6 +151,7 @@ export class ClusterRun {
       connecting: null,
       subs: new Map(),
       everSubscribed: new Set(),
+      unsubscribed: [],
       pendingSubs: new Map(),
       got: new Set(),
       qos2: new Map(),
@@ -191,6 +199,18 @@ export class ClusterRun {
         c.send({ cmd: "subscribe", messageId, subscriptions: [{ topic: filter, qos }] });
         return;
       }
+      case "unsubscribe": {
+        const c = this.clients[op.c]!;
+        if (!c.connected) return;
+        const filter = FILTERS[op.f]!;
+        const s = this.state[op.c]!;
+        s.subs.delete(filter);
+        // a SUBACK of the filter still to come (at K > 1 it may follow this UNSUBACK) says nothing now
+        for (const [id, f] of s.pendingSubs) if (f === filter) s.pendingSubs.delete(id);
+        s.unsubscribed.push({ filter, seq: this.seq });
+        c.send({ cmd: "unsubscribe", messageId: ++this.subIds, unsubscriptions: [filter] });
+        return;
+      }
       case "publish":
         return this.publish(op);
       case "drop":
@@ -226,10 +246,10 @@ export class ClusterRun {
     if (op.qos > 0 && !clear) {
       for (let d = 0; d < this.clients.length; d++) {
         const s = this.state[d]!;
-        if (!s.persistent || s.uncertain) continue;
+        if (s.uncertain || !(s.persistent || this.clients[d]!.connected)) continue;
         let q = -1;
         for (const [filter, granted] of s.subs) if (matches(filter, topic)) q = Math.max(q, granted);
-        if (Math.min(q, op.qos) >= 1) owed.push({ c: d, gen: s.gen });
+        if (Math.min(q, op.qos) >= 1) owed.push({ c: d, gen: s.gen, conn: s.persistent ? null : s.conn });
       }
     }
     const pid = c.publish(topic, payload, op.qos, op.retain);
@@ -268,6 +288,7 @@ export class ClusterRun {
         s.gen++;
         s.subs.clear();
         s.everSubscribed.clear();
+        s.unsubscribed = [];
         s.pendingSubs.clear();
         s.got.clear();
         s.qos2.clear();
@@ -357,9 +378,12 @@ export class ClusterRun {
     await cl.settle();
     for (const pub of this.pubs.values()) {
       if (pub.qos === 0 || !this.accepted(pub)) continue;
-      for (const { c, gen } of pub.owed) {
+      for (const { c, gen, conn } of pub.owed) {
         const s = this.state[c]!;
         if (s.gen !== gen) continue; // that session ended (Clean Session)
+        if (conn !== null && (s.conn !== conn || !this.clients[c]!.connected)) continue; // a Clean Session's connection ended
+        // unsubscribed after the message was sent: a copy still travelling between shards finds no subscription
+        if (s.unsubscribed.some((u) => u.seq >= pub.seq && matches(u.filter, pub.topic))) continue;
         if (!s.got.has(pub.payload)) this.fail(`${this.ids[c]} never got ${pub.payload} (QoS ${pub.qos} on ${pub.topic} from ${this.ids[pub.from]})`);
         this.checked++;
         if (home(this.ids[c]!, this.k) !== home(this.ids[pub.from]!, this.k)) this.checkedAcross++;
@@ -394,6 +418,7 @@ export const opArb = (k: number): fc.Arbitrary<Op> => {
   return fc.oneof(
     { weight: 3, arbitrary: fc.record({ op: fc.constant("connect" as const), c, clean: fc.constantFrom(false, false, false, true) }) },
     { weight: 4, arbitrary: fc.record({ op: fc.constant("subscribe" as const), c, f: fc.nat(FILTERS.length - 1) }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant("unsubscribe" as const), c, f: fc.nat(FILTERS.length - 1) }) },
     {
       weight: 8,
       arbitrary: fc.record({ op: fc.constant("publish" as const), c, t: fc.nat(TOPICS.length - 1), qos: fc.constantFrom(0 as const, 1 as const, 2 as const), retain: fc.boolean(), clear: fc.constantFrom(false, false, false, true) }),
