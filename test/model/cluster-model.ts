@@ -16,8 +16,14 @@ import { SimCluster, type CrashAt, type Fate } from "../sim/cluster";
 import { SimClient } from "../sim/client";
 import { home } from "../../src/shards/layout";
 
-export const FILTERS = ["pub/#", "pub/a", "+/a", "pub/+", "#", "other/b"] as const;
-export const TOPICS = ["pub/a", "pub/b", "other/a", "other/b"] as const;
+export const FILTERS = ["pub/#", "pub/a", "+/a", "pub/+", "#", "other/b", "$share/g/sh/#"] as const;
+export const TOPICS = ["pub/a", "pub/b", "other/a", "other/b", "sh/1"] as const;
+const GROUP = "$share/g/sh/#";
+
+/** the filter a subscription matches topics with (a shared one's, without $share/<group>/) */
+function plain(filter: string): string {
+  return filter.startsWith("$share/") ? filter.slice(filter.indexOf("/", 7) + 1) : filter;
+}
 export const CLIENT_COUNT = 4;
 
 export type Op =
@@ -75,6 +81,8 @@ interface Pub {
   owed: { c: number; gen: number; conn: number | null }[];
   /** the publisher's session generation when it sent it (a resend needs the same session) */
   gen: number;
+  /** the shared group's members when it was sent (one of them is owed it), null: not owed to the group */
+  group: { c: number; gen: number; conn: number | null }[] | null;
 }
 
 interface ClientState {
@@ -132,6 +140,8 @@ export class ClusterRun {
   /** deliveries owed (accepted QoS ≥ 1 message, persistent matching session) found made; those across shards */
   checked = 0;
   checkedAcross = 0;
+  /** messages owed to the shared group found delivered to a member */
+  checkedGroup = 0;
 
   constructor(
     readonly k: number,
@@ -252,8 +262,18 @@ export class ClusterRun {
         if (Math.min(q, op.qos) >= 1) owed.push({ c: d, gen: s.gen, conn: s.persistent ? null : s.conn });
       }
     }
+    // the group: owed to one member when every member takes it at QoS ≥ 1 (a QoS 0 member may be the one picked)
+    let group: Pub["group"] = [];
+    for (let d = 0; d < this.clients.length && group !== null && op.qos > 0 && !clear && matches(plain(GROUP), topic); d++) {
+      const s = this.state[d]!;
+      const q = s.subs.get(GROUP);
+      if (q === undefined) continue;
+      if (q === 0 || s.uncertain) group = null;
+      else group.push({ c: d, gen: s.gen, conn: s.persistent ? null : s.conn });
+    }
+    if (group?.length === 0) group = null;
     const pid = c.publish(topic, payload, op.qos, op.retain);
-    if (!clear) this.pubs.set(payload, { payload, from: op.c, topic, qos: op.qos, retain: op.retain, pid, seq, owed, gen: this.state[op.c]!.gen });
+    if (!clear) this.pubs.set(payload, { payload, from: op.c, topic, qos: op.qos, retain: op.retain, pid, seq, owed, gen: this.state[op.c]!.gen, group });
   }
 
   /**
@@ -314,21 +334,24 @@ export class ClusterRun {
     s.received++;
     const payload = Buffer.from(p.payload as Buffer).toString();
     const where = `${who} got ${p.topic} "${payload}" qos ${p.qos}${p.dup ? " dup" : ""}${p.retain ? " retain" : ""}`;
-    if (![...s.everSubscribed].some((f) => matches(f, p.topic))) this.fail(`${where}: no subscription of this session matches`);
+    if (![...s.everSubscribed].some((f) => matches(plain(f), p.topic))) this.fail(`${where}: no subscription of this session matches`);
     if (payload === "") return; // a retained message cleared: nothing more to know
     const pub = this.pubs.get(payload);
     if (!pub) this.fail(`${where}: never published`);
     if (pub.topic !== p.topic) this.fail(`${where}: published on ${pub.topic}`);
     if (p.qos > pub.qos) this.fail(`${where}: published at QoS ${pub.qos}`);
     if (p.retain && !pub.retain) this.fail(`${where}: not published retained`);
+    const first = !s.got.has(payload);
+    s.got.add(payload);
+    // a shared group's copy and the session's own subscription's are two deliveries [MQTT-4.8.2]:
+    // repeats and order are checked outside the group's topics only
+    if (p.topic.startsWith("sh/")) return;
     // SimClient's own exactly-once record says whether a QoS 2 PUBLISH is new (a re-send of a packet id it holds is not)
     if (p.qos === 2 && !p.retain && c.received[s.received - 1]?.fresh) {
       const n = (s.qos2.get(payload) ?? 0) + 1;
       s.qos2.set(payload, n);
       if (n > 1) this.fail(`${where}: QoS 2 delivered twice`);
     }
-    const first = !s.got.has(payload);
-    s.got.add(payload);
     if (first && p.qos > 0 && !p.retain && pub.seq > s.connectedAtSeq) {
       const key = `${pub.from}|${pub.topic}`;
       const last = s.lastSeq.get(key) ?? 0;
@@ -388,6 +411,17 @@ export class ClusterRun {
         this.checked++;
         if (home(this.ids[c]!, this.k) !== home(this.ids[pub.from]!, this.k)) this.checkedAcross++;
       }
+    }
+    // the group: one member got it, unless a member left the group (or its session ended) since
+    for (const pub of this.pubs.values()) {
+      if (!pub.group || !this.accepted(pub)) continue;
+      const gone = pub.group.some(({ c, gen, conn }) => {
+        const s = this.state[c]!;
+        return s.gen !== gen || (conn !== null && (s.conn !== conn || !this.clients[c]!.connected)) || s.unsubscribed.some((u) => u.seq >= pub.seq && u.filter === GROUP);
+      });
+      if (gone) continue;
+      if (!pub.group.some(({ c }) => this.state[c]!.got.has(pub.payload))) this.fail(`the shared group never got ${pub.payload} (QoS ${pub.qos} from ${this.ids[pub.from]})`);
+      this.checkedGroup++;
     }
     // retained: every shard holds the same, and only what was published retained
     const views = cl.shards.map((sh) => {

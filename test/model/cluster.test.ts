@@ -138,12 +138,14 @@ describe("guarantees across shards", () => {
       let crashed = 0;
       let checked = 0;
       let across = 0;
+      let group = 0;
       const result = await fc.check(
         fc.asyncProperty(sequenceArb(k, 60), qosTableArb, fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 120 }), after: fc.boolean() }), { nil: null }), async (ops, qos, plan) => {
           const run = await runCluster(k, ops, qos, plan);
           delivered += run.clients.reduce((n, c) => n + c.received.length, 0);
           checked += run.checked;
           across += run.checkedAcross;
+          group += run.checkedGroup;
           if (run.cluster.crashes > 0) crashed++;
         }),
         { numRuns: runs, seed },
@@ -153,7 +155,7 @@ describe("guarantees across shards", () => {
       expect(delivered).toBeGreaterThan(runs); // the runs did carry messages
       expect(across).toBeGreaterThan(runs / 2); // owed across shards, and checked
       expect(crashed).toBeGreaterThan(runs / 4); // and crashed shards
-      console.log(`cluster model K=${k}: ${runs} runs, ${delivered} PUBLISH received, ${checked} owed deliveries checked (${across} across shards), ${crashed} runs with a crash`);
+      console.log(`cluster model K=${k}: ${runs} runs, ${delivered} PUBLISH received, ${checked} owed deliveries checked (${across} across shards), ${group} to the shared group, ${crashed} runs with a crash`);
     }, 600_000);
   }
 });
