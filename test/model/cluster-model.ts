@@ -81,7 +81,7 @@ interface Pub {
   owed: { c: number; gen: number; conn: number | null }[];
   /** the publisher's session generation when it sent it (a resend needs the same session) */
   gen: number;
-  /** the shared group's members when it was sent (one of them is owed it), null: not owed to the group */
+  /** every client's session when it was sent (one member is owed it), null: not owed to the group */
   group: { c: number; gen: number; conn: number | null }[] | null;
 }
 
@@ -262,16 +262,13 @@ export class ClusterRun {
         if (Math.min(q, op.qos) >= 1) owed.push({ c: d, gen: s.gen, conn: s.persistent ? null : s.conn });
       }
     }
-    // the group: owed to one member when every member takes it at QoS ≥ 1 (a QoS 0 member may be the one picked)
-    let group: Pub["group"] = [];
-    for (let d = 0; d < this.clients.length && group !== null && op.qos > 0 && !clear && matches(plain(GROUP), topic); d++) {
-      const s = this.state[d]!;
-      const q = s.subs.get(GROUP);
-      if (q === undefined) continue;
-      if (q === 0 || s.uncertain) group = null;
-      else group.push({ c: d, gen: s.gen, conn: s.persistent ? null : s.conn });
+    // The group: owed to one member once a member's SUBACK came, if every client that may join takes
+    // it at QoS ≥ 1 (a QoS 0 member may be the one picked; one not yet SUBACKed may be picked too).
+    let group: Pub["group"] = null;
+    const groupQos = this.state.map((_, d) => this.qosTable[d * FILTERS.length + FILTERS.indexOf(GROUP)]!);
+    if (op.qos > 0 && !clear && matches(plain(GROUP), topic) && this.state.some((s) => s.subs.has(GROUP) && !s.uncertain) && groupQos.every((q) => q > 0)) {
+      group = this.state.map((s, d) => ({ c: d, gen: s.gen, conn: s.persistent ? null : s.conn }));
     }
-    if (group?.length === 0) group = null;
     const pid = c.publish(topic, payload, op.qos, op.retain);
     if (!clear) this.pubs.set(payload, { payload, from: op.c, topic, qos: op.qos, retain: op.retain, pid, seq, owed, gen: this.state[op.c]!.gen, group });
   }
@@ -412,7 +409,7 @@ export class ClusterRun {
         if (home(this.ids[c]!, this.k) !== home(this.ids[pub.from]!, this.k)) this.checkedAcross++;
       }
     }
-    // the group: one member got it, unless a member left the group (or its session ended) since
+    // the group: a member got it, unless a client left the group (or a session ended) since
     for (const pub of this.pubs.values()) {
       if (!pub.group || !this.accepted(pub)) continue;
       const gone = pub.group.some(({ c, gen, conn }) => {
@@ -420,7 +417,7 @@ export class ClusterRun {
         return s.gen !== gen || (conn !== null && (s.conn !== conn || !this.clients[c]!.connected)) || s.unsubscribed.some((u) => u.seq >= pub.seq && u.filter === GROUP);
       });
       if (gone) continue;
-      if (!pub.group.some(({ c }) => this.state[c]!.got.has(pub.payload))) this.fail(`the shared group never got ${pub.payload} (QoS ${pub.qos} from ${this.ids[pub.from]})`);
+      if (!this.state.some((s) => s.got.has(pub.payload))) this.fail(`the shared group never got ${pub.payload} (QoS ${pub.qos} from ${this.ids[pub.from]})`);
       this.checkedGroup++;
     }
     // retained: every shard holds the same, and only what was published retained
