@@ -435,6 +435,20 @@ export class ClusterRun {
       const pub = this.pubs.get(payload);
       if (!pub || !pub.retain || pub.topic !== topic) this.fail(`retained ${topic} holds "${payload}", never published retained there`);
     }
+    // interest: what each shard knows of each peer is what the peer's sessions subscribe to, in memory and stored
+    for (const sh of cl.shards) {
+      const subscribed = new Set<string>();
+      for (const session of sh.core.sessions.values()) for (const f of session.subscriptions.keys()) subscribed.add(f);
+      const local = [...sh.node.interest.localFilters()].sort();
+      if (JSON.stringify(local) !== JSON.stringify([...subscribed].sort())) this.fail(`shard ${sh.index} announces ${JSON.stringify(local)}, its sessions subscribe to ${JSON.stringify([...subscribed].sort())}`);
+      for (const other of cl.shards) {
+        if (other === sh) continue;
+        const view = other.node.interest.viewOf(sh.index).sort();
+        if (JSON.stringify(view) !== JSON.stringify(local)) this.fail(`shard ${other.index} sees ${JSON.stringify(view)} of shard ${sh.index}, which announces ${JSON.stringify(local)}`);
+        const stored = other.store.loadInterest().filter((r) => r.peer === sh.index).map((r) => r.filter).sort();
+        if (JSON.stringify(stored) !== JSON.stringify(view)) this.fail(`shard ${other.index} stored ${JSON.stringify(stored)} of shard ${sh.index}, holds ${JSON.stringify(view)}`);
+      }
+    }
     if (cl.pendingChunks() > 0) this.fail(`${cl.pendingChunks()} chunks still owed after the settle`);
     for (const sh of cl.shards) if (sh.store.loadChunks().length > 0) this.fail(`shard ${sh.index}: outbox not empty after the settle`);
   }

@@ -140,7 +140,7 @@ describe("guarantees across shards", () => {
       let across = 0;
       let group = 0;
       const result = await fc.check(
-        fc.asyncProperty(sequenceArb(k, 60), qosTableArb, fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 120 }), after: fc.boolean() }), { nil: null }), async (ops, qos, plan) => {
+        fc.asyncProperty(sequenceArb(k, Number(process.env.CLUSTER_OPS ?? 60)), qosTableArb, fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 120 }), after: fc.boolean() }), { nil: null }), async (ops, qos, plan) => {
           const run = await runCluster(k, ops, qos, plan);
           delivered += run.clients.reduce((n, c) => n + c.received.length, 0);
           checked += run.checked;
