@@ -310,6 +310,13 @@ export class ClusterRun {
         s.got.clear();
         s.qos2.clear();
       } else if (clean || (!expected && !s.uncertain)) this.fail(`${who}: Session Present 1 where no session was`);
+      else if (s.uncertain) {
+        // connects whose CONNACK was lost may have ended the session and made this one: what was
+        // owed to the old one is void, and its subscriptions are not known (still may have matched)
+        s.gen++;
+        s.subs.clear();
+        s.pendingSubs.clear();
+      }
       s.uncertain = false;
       s.persistent = !clean;
       s.conn++;
