@@ -32,6 +32,8 @@ export type Op =
   | { op: "unsubscribe"; c: number; f: number }
   | { op: "publish"; c: number; t: number; qos: 0 | 1 | 2; retain: boolean; clear?: boolean }
   | { op: "drop"; c: number }
+  | { op: "hold"; c: number }
+  | { op: "release"; c: number }
   | { op: "disconnect"; c: number }
   | { op: "step"; pick: number; fate: Fate; crash: CrashAt }
   | { op: "drain" }
@@ -223,6 +225,15 @@ export class ClusterRun {
       }
       case "publish":
         return this.publish(op);
+      case "hold":
+        this.clients[op.c]!.ackMode = "hold"; // PUBLISH received and not acknowledged: in flight until released or re-sent
+        return;
+      case "release": {
+        const c = this.clients[op.c]!;
+        c.ackMode = "auto";
+        if (c.connected) c.releaseAcks();
+        return;
+      }
       case "drop":
         if (this.clients[op.c]!.connected) this.clients[op.c]!.drop();
         return;
@@ -386,6 +397,10 @@ export class ClusterRun {
   /** The end: no more faults, every persistent session back, then everything owed must have arrived. */
   async settle(): Promise<void> {
     const cl = this.cluster;
+    for (const c of this.clients) {
+      c.ackMode = "auto";
+      if (c.connected) c.releaseAcks();
+    }
     for (let round = 0; round < 4; round++) {
       await cl.settle();
       let again = false;
@@ -476,6 +491,8 @@ export const opArb = (k: number): fc.Arbitrary<Op> => {
       arbitrary: fc.record({ op: fc.constant("publish" as const), c, t: fc.nat(TOPICS.length - 1), qos: fc.constantFrom(0 as const, 1 as const, 2 as const), retain: fc.boolean(), clear: fc.constantFrom(false, false, false, true) }),
     },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("drop" as const), c }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant("hold" as const), c }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant("release" as const), c }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("disconnect" as const), c }) },
     { weight: 12, arbitrary: fc.record({ op: fc.constant("step" as const), pick: fc.nat(), fate: fc.constantFrom<Fate>("ok", "ok", "ok", "ok", "fail", "lose"), crash: crashArb }) },
     { weight: 2, arbitrary: fc.constant({ op: "drain" as const }) },
