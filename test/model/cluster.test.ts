@@ -128,7 +128,7 @@ describe("retained across shards: the newest write wins everywhere", () => {
   });
 });
 
-const runs = Number(process.env.SOAK_RUNS ?? 150);
+const runs = Number(process.env.SOAK_RUNS ?? 200);
 const seed = process.env.SOAK_SEED ? Number(process.env.SOAK_SEED) : undefined;
 
 describe("guarantees across shards", () => {
