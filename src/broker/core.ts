@@ -182,7 +182,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     if (this.shards) {
       // what this shard announced is what its stored subscriptions say (written in the same events)
       for (const session of this.sessions.values()) for (const filter of session.subscriptions.keys()) this.shards.interest.localAdded(filter);
-      this.shards.restore();
+      this.shards.restore(this.sessions.size > 0 || this.store.countRetained() > 0);
     }
     for (const conn of live) {
       if (conn.state === "closed") {

@@ -97,6 +97,14 @@ export class NamespaceBroker extends DurableObject<Env> {
     if (bridge !== null && !acceptedBridge(this.env.BRIDGES, bridge, this.namespace ?? undefined)) {
       return new Response(`${BRIDGE_HEADER}: no such bridge for this namespace\n`, { status: 403 });
     }
+    if (this.core.shards?.layoutUnconfirmed && !(await this.confirmLayout())) {
+      return new Response("shard 0 of this namespace did not answer; try again\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "1" } });
+    }
+    const refused = this.core.shards?.layoutProblem;
+    if (refused) {
+      console.error(`[broker] ${refused}`);
+      return new Response(`${refused}\n`, { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
+    }
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
@@ -207,11 +215,34 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.ctx.abort("crash test");
   }
 
+  /** RPC from another shard: the number of shards this one serves with, or why it refuses. */
+  shardLayout(): { k: number; problem: string | null } {
+    this.rpcEntered();
+    const shards = this.core.shards;
+    return shards ? shards.layout() : { k: 1, problem: null };
+  }
+
+  /** A shard other than 0, before its first socket: shard 0 says whether the namespace was set up with this K. */
+  private async confirmLayout(): Promise<boolean> {
+    const shards = this.core.shards!;
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    try {
+      const answer = (await broker.get(broker.idFromName(this.namespace!)).shardLayout()) as { k: number; problem: string | null };
+      if (shards.layoutUnconfirmed) shards.confirmLayout(answer);
+      return true;
+    } catch (err) {
+      // asked again at the next socket
+      console.error(`[broker] shard ${this.shard}: shard 0 did not confirm the layout: ${(err as Error)?.message ?? String(err)}`);
+      return false;
+    }
+  }
+
   /** RPC from another shard of the namespace: a batch on its link to this one (src/shards/link.ts). */
   shardLink(batch: LinkBatch): LinkAck {
     this.rpcEntered();
     const shards = this.core.shards;
     if (!shards) throw new Error(`shard ${this.shard} of ${this.namespace} is not part of a sharded namespace (SHARDS differs?)`);
+    if (shards.layoutProblem) throw new Error(shards.layoutProblem);
     return shards.receive(batch);
   }
 

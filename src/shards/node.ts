@@ -87,8 +87,43 @@ export class ShardNode {
     this.links = new Links(linkHost, store);
   }
 
-  /** The object started or woke: the peers' interest and the links come back from storage. */
-  restore(): void {
+  /**
+   * Why this shard refuses to serve (null: it serves): the namespace was set up with another
+   * number of shards. Its sessions' homes would move, and a client would not find its session;
+   * refusing keeps every session intact until SHARDS is set back (docs/scale-out.md §9).
+   */
+  layoutProblem: string | null = null;
+  /** a shard other than 0 that has not heard shard 0 confirm the layout yet (confirmLayout) */
+  layoutUnconfirmed = false;
+
+  /** Shard 0's answer to `layout()`: the K it serves with, or why it refuses. */
+  layout(): { k: number; problem: string | null } {
+    return { k: this.k, problem: this.layoutProblem };
+  }
+
+  /** Takes shard 0's answer: the same K, served (and stored, so it is asked once); else refused. */
+  confirmLayout(answer: { k: number; problem: string | null }): void {
+    this.layoutUnconfirmed = false;
+    if (answer.problem !== null) this.layoutProblem = answer.problem;
+    else if (answer.k !== this.k) this.layoutProblem = `shard 0 of this namespace serves with SHARDS=${answer.k}, this shard with SHARDS=${this.k}: refused until they agree`;
+    else this.store.saveShardLayout(this.k);
+  }
+
+  /**
+   * The object started or woke: the peers' interest and the links come back from storage.
+   * `holdsData`: this shard has sessions or retained messages (made under some number of shards).
+   */
+  restore(holdsData: boolean): void {
+    const k = this.store.loadShardLayout();
+    if (k === null && holdsData) {
+      this.layoutProblem = `namespace holds sessions or retained messages made with SHARDS=1; SHARDS=${this.k} would hide them, so it is refused (set SHARDS back to 1)`;
+    } else if (k !== null && k !== this.k) {
+      this.layoutProblem = `namespace was set up with SHARDS=${k}; SHARDS=${this.k} would hide its sessions, so it is refused (set SHARDS back to ${k})`;
+    } else if (k === null) {
+      // shard 0 knows whether the namespace was set up with this K; another shard asks it first
+      if (this.self === 0) this.store.saveShardLayout(this.k);
+      else this.layoutUnconfirmed = true;
+    }
     this.interest.load(this.store.loadInterest());
     this.links.restore();
   }

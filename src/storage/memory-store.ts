@@ -48,6 +48,8 @@ export interface MemoryState {
   links?: Map<number, LinkRow>;
   /** scale-out: announced filters per peer */
   interest?: Map<number, Set<string>>;
+  /** scale-out: the number of shards the namespace was set up with */
+  shardLayout?: number;
   /** scale-out: tunnelled connections */
   tunnels?: Map<string, TunnelRow>;
 }
@@ -430,6 +432,15 @@ export class MemoryStore implements Store {
 
   removeInterest(peer: number, filter: string): void {
     if (this.interest.get(peer)?.delete(filter)) this.rowsWritten++;
+  }
+
+  loadShardLayout(): number | null {
+    return this.s.shardLayout ?? null;
+  }
+
+  saveShardLayout(k: number): void {
+    this.s.shardLayout = k;
+    this.rowsWritten++;
   }
 
   saveTunnel(id: string, entrance: number, attachment: string): void {

@@ -438,6 +438,15 @@ export class SqliteStore implements Store {
     this.run("DELETE FROM shard_interest WHERE peer = ? AND filter = ?", peer, filter);
   }
 
+  loadShardLayout(): number | null {
+    const row = this.sql.exec("SELECT value FROM meta WHERE key = 'shards'").toArray()[0];
+    return row ? Number(row.value) : null;
+  }
+
+  saveShardLayout(k: number): void {
+    this.run("INSERT INTO meta (key, value) VALUES ('shards', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", String(k));
+  }
+
   saveTunnel(id: string, entrance: number, attachment: string): void {
     this.run("INSERT OR REPLACE INTO shard_tunnels (id, entrance, attachment) VALUES (?, ?, ?)", id, entrance, attachment);
   }

@@ -225,6 +225,9 @@ export interface Store {
   removeInterest(peer: number, filter: string): void;
   /** every announced filter, by peer then filter */
   loadInterest(): { peer: number; filter: string }[];
+  /** the number of shards this namespace was set up with (null: never set, i.e. one shard) */
+  loadShardLayout(): number | null;
+  saveShardLayout(k: number): void;
   /** a connection tunnelled from shard `entrance` (its socket is there): its attachment as JSON (an upsert) */
   saveTunnel(id: string, entrance: number, attachment: string): void;
   deleteTunnel(id: string): void;
