@@ -17,7 +17,7 @@ import type { Grant } from "../auth/grant";
 import type { TopicAcl } from "../auth/acl";
 import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
-import { SysPublisher, isSysTopic } from "./stats";
+import { SysPublisher, isSysTopic, type NamespaceStats } from "./stats";
 import { Counters, eventsFromJson, eventsToJson, savedAtOf } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
@@ -70,6 +70,8 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   pendingBytes = 0;
   /** this object's part in a namespace of several (src/shards, docs/scale-out.md); null: the namespace is this one object */
   shards: ShardNode | null = null;
+  /** K > 1: the namespace's stats merged from every shard (for `$SYS`; set by the object) */
+  namespaceWide: (() => Promise<NamespaceStats>) | null = null;
   /** connections whose socket is on another shard and whose session's home is this one (broker/tunnels.ts) */
   tunnels: TunnelExits | null = null;
 

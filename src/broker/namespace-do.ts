@@ -19,6 +19,7 @@ import { ensureBridges } from "../bridge/start";
 import { home, parseShardName, shardName } from "../shards/layout";
 import { peekClientId } from "../shards/connect-peek";
 import { ShardNode } from "../shards/node";
+import { mergeStats } from "./merge";
 import type { LinkAck, LinkBatch } from "../shards/peer";
 
 
@@ -67,7 +68,10 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.core = new BrokerCore(store, config, runtime, auth);
     const core = this.core;
     core.rules = loadRules(env, this.namespace ?? "", core.rulesHost());
-    if (config.SHARDS > 1 && this.namespace !== null) core.joinShards(this.shardNode(config.SHARDS, store, runtime));
+    if (config.SHARDS > 1 && this.namespace !== null) {
+      core.joinShards(this.shardNode(config.SHARDS, store, runtime));
+      core.namespaceWide = () => this.namespaceStats();
+    }
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);
@@ -353,6 +357,15 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.placed.add(ws);
     shards.tunnelRestore(att.th, att.tn, this.tunnelSocket(ws));
     return true;
+  }
+
+  /** `$SYS` at K > 1: every shard's stats, merged (one call per other shard). */
+  private async namespaceStats(): Promise<admin.NamespaceStats> {
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    const k = this.core.shards!.k;
+    const others = [];
+    for (let i = 0; i < k; i++) if (i !== this.shard) others.push(broker.get(broker.idFromName(shardName(this.namespace!, i))).stats() as Promise<admin.NamespaceStats>);
+    return mergeStats([admin.namespaceStats(this.core), ...(await Promise.all(others))]);
   }
 
   /** This object's part in a namespace of `k` shards: links to the others by RPC. */

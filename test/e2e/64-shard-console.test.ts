@@ -26,6 +26,18 @@ afterAll(async () => {
   await broker?.close();
 });
 
+/** waits until the element's text is `text` (the console refreshes every few seconds) */
+async function expectText(selector: string, text: string, timeout = 15000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  let last: string | null = null;
+  while (Date.now() < deadline) {
+    last = await page.locator(selector).textContent();
+    if (last === text) return;
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`${selector} says ${last}, not ${text}`);
+}
+
 function idOn(shard: number, prefix: string): string {
   for (let i = 0; ; i++) if (home(`${prefix}${i}`, K) === shard) return `${prefix}${i}`;
 }
@@ -44,7 +56,7 @@ test("the overview counts the clients of every shard, and the Shards card shows 
   await page.click("#connect");
   await page.waitForSelector('#status[data-state="connected"]');
   // the four devices and the console's own MQTT connection
-  await page.waitForFunction(() => document.getElementById("stat-online")?.textContent === "5", undefined, { timeout: 15000 });
+  await expectText("#stat-online", "5");
   await page.waitForSelector("#shards-card:not([hidden])");
   const rows = await page.locator("#shards li").evaluateAll((lis) => lis.map((li) => [li.getAttribute("data-shard"), li.querySelector(".presence")?.textContent ?? ""]));
   expect(rows.map(([shard]) => shard)).toEqual(["0", "1", "2", "3"]);
