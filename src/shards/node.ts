@@ -73,8 +73,9 @@ export class ShardNode {
   private lastVersion = 0;
   /** the shared-group copy goes to the group's shards in turn */
   private groupTurn = 0;
-  /** an interest entry sent whose acknowledgement is not known yet (SUBACK waits for it) */
-  private interestUnacked = false;
+  /** interest entries sent, and how many of them every peer is known to have applied (a SUBACK waits for the rest) */
+  private interestSent = 0;
+  private interestAcked = 0;
 
   constructor(
     readonly self: number,
@@ -163,7 +164,7 @@ export class ShardNode {
     if (!changed) return;
     const entry = encodeEntry({ kind: "interest", add, filter });
     for (let p = 0; p < this.k; p++) if (p !== this.self) this.links.send(p, entry, true);
-    this.interestUnacked = true;
+    this.interestSent++;
   }
 
   /**
@@ -172,10 +173,12 @@ export class ShardNode {
    * routed here.
    */
   interestSettled(): Promise<void> | null {
-    if (!this.interestUnacked) return null;
+    if (this.interestAcked === this.interestSent) return null;
+    // an older wait settling must not clear a newer announcement still in flight
+    const upTo = this.interestSent;
     const settled = this.links.flushedAll();
     void settled.then(() => {
-      this.interestUnacked = false;
+      if (upTo > this.interestAcked) this.interestAcked = upTo;
     });
     return settled;
   }
