@@ -244,9 +244,20 @@ export class ShardNode {
     this.links.send(target, encodeEntry({ kind: "tunnel", op, id, n, bytes, code, text }), false);
   }
 
-  private atEntrance(e: TunnelEntry): void {
+  /** the last unknown tunnel a Close was sent back for (one Close for a burst of its frames) */
+  private unknownClosed = "";
+
+  private atEntrance(from: number, e: TunnelEntry): void {
     const t = this.entrances.get(e.id);
-    if (!t) return; // closed here meanwhile
+    if (!t) {
+      // closed here meanwhile (the home hears that from our Close), or lost with a restart of this
+      // shard: then the home must hear it too, or its connection stays open with no socket behind it
+      if (e.op === TunnelOp.Out && this.unknownClosed !== e.id) {
+        this.unknownClosed = e.id;
+        this.links.send(from, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id: e.id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+      }
+      return;
+    }
     if (e.op === TunnelOp.End) {
       this.entrances.delete(e.id);
       t.socket.close(e.code, e.text);
@@ -266,7 +277,7 @@ export class ShardNode {
   private apply(from: number, e: Entry): void {
     this.counters.appliedEntries++;
     if (e.kind === "tunnel") {
-      if (e.op === TunnelOp.Out || e.op === TunnelOp.End) this.atEntrance(e);
+      if (e.op === TunnelOp.Out || e.op === TunnelOp.End) this.atEntrance(from, e);
       else this.host.tunnelAtHome(from, e);
       return;
     }

@@ -99,3 +99,16 @@ describe("SUBACK wait (interestSettled)", () => {
     expect(node.interestSettled()).toBeNull();
   });
 });
+
+describe("tunnels", () => {
+  test("frames for a tunnel the entrance no longer has (its shard restarted) end the connection at the home", async () => {
+    const atHome: { from: number; op: TunnelOp; id: string }[] = [];
+    const pair = new Pair(2, { tunnelAtHome: (from, e) => void atHome.push({ from, op: e.op, id: e.id }) });
+    // shard 0 is the home of a tunnel whose entrance, shard 1, lost it (a crash: sockets and memory gone)
+    pair.nodes[0]!.tunnelOut(1, "1.lost", 7, new Uint8Array([0x30, 0]));
+    await pair.run();
+    await pair.answerOne();
+    while (pair.held.length > 0) await pair.answerOne();
+    expect(atHome).toEqual([{ from: 1, op: TunnelOp.Close, id: "1.lost" }]);
+  });
+});
