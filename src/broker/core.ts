@@ -354,7 +354,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
       return 0; // $SYS belongs to the broker: dropped
     }
     const shards = this.shards;
-    const version = shards && msg.retain ? shards.retainedVersion(this.now()) : 0;
+    const version = shards && msg.retain ? shards.retainedVersion(this.now(), this.store.retainedVersion(msg.topic)) : 0;
     if (msg.retain) {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg, shards ? version : undefined);

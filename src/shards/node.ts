@@ -98,8 +98,11 @@ export class ShardNode {
    * The version a retained message accepted here now gets: the newest write of a topic wins on
    * every shard, whichever order the copies arrive in.
    */
-  retainedVersion(now: number): number {
-    const v = Math.max(now * 256 + this.self, this.lastVersion + 256);
+  retainedVersion(now: number, stored: number | null): number {
+    // above the version this shard holds for the topic (a peer's clock may be ahead of ours): a
+    // write accepted here after a copy arrived must win here and on the peers alike
+    const base = Math.max(now, Math.floor(this.lastVersion / 256) + 1, stored === null ? 0 : Math.floor(stored / 256) + 1);
+    const v = base * 256 + this.self;
     this.lastVersion = v;
     return v;
   }

@@ -5,6 +5,11 @@ import { ShardNode, type ShardHost } from "../../src/shards/node";
 import type { LinkAck, LinkBatch } from "../../src/shards/peer";
 import { MemoryStore } from "../../src/storage/memory-store";
 import { decodeAll, TunnelOp } from "../../src/shards/wire";
+import { BrokerCore, type Runtime } from "../../src/broker/core";
+import { DEFAULTS } from "../../src/config";
+import { Authenticator } from "../../src/auth/authenticator";
+import { loadAuthConfig } from "../../src/auth/config";
+import type { Message } from "../../src/session/message";
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -110,5 +115,37 @@ describe("tunnels", () => {
     await pair.answerOne();
     while (pair.held.length > 0) await pair.answerOne();
     expect(atHome).toEqual([{ from: 1, op: TunnelOp.Close, id: "1.lost" }]);
+  });
+});
+
+/** Shard `self` of `k` as the object runs it, over MemoryStore; its link calls are kept (never answered). */
+function shardedCore(self: number, k: number, now = { ms: 1_000_000 }) {
+  const store = new MemoryStore();
+  const runtime: Runtime = { now: () => now.ms, wakeAt: () => {}, rearm: () => {}, later: () => {}, log: () => {} };
+  const config = { ...DEFAULTS, SYS_INTERVAL: 0, MAX_PUBLISH_RATE: 0, SHARDS: k };
+  const core = new BrokerCore(store, config, runtime, new Authenticator(loadAuthConfig({}), "default", runtime.log, () => now.ms));
+  const calls: { target: number; batch: LinkBatch }[] = [];
+  const host = { self, k, now: () => now.ms, sync: () => Promise.resolve(), wakeAt: () => {}, later: () => {}, log: () => {}, call: (target: number, batch: LinkBatch) => (calls.push({ target, batch }), new Promise<LinkAck>(() => {})) };
+  const node = new ShardNode(self, k, store, host, core);
+  core.joinShards(node);
+  core.restore([]);
+  return { core, store, node, calls, now };
+}
+
+const retainedMsg = (topic: string, payload: string): Message => ({ topic, payload: new TextEncoder().encode(payload), qos: 1, retain: true });
+const retainedPayload = (store: MemoryStore, topic: string) => {
+  const row = store.retainedWithPrefix(topic).find((m) => m.topic === topic);
+  return row ? new TextDecoder().decode(row.payload) : null;
+};
+
+describe("retained messages across shards (every shard keeps every one, newest version wins)", () => {
+  test("a write accepted here after a newer-versioned copy arrived (a peer's clock ahead) still wins on every shard", () => {
+    const b = shardedCore(1, 2);
+    const ahead = (b.now.ms + 5_000) * 256 + 0; // shard 0's clock is 5 s ahead
+    b.core.retainedForwarded(retainedMsg("t", "old"), ahead);
+    b.core.publish(retainedMsg("t", "new"));
+    expect(retainedPayload(b.store, "t")).toBe("new");
+    // the copy shard 0 gets must beat what shard 0 holds, or the shards disagree for good
+    expect(b.store.retainedVersion("t")!).toBeGreaterThan(ahead);
   });
 });
