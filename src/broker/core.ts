@@ -356,7 +356,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     const shards = this.shards;
     const version = shards && msg.retain ? shards.retainedVersion(this.now(), this.store.retainedVersion(msg.topic)) : 0;
     if (msg.retain) {
-      if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
+      if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic, shards ? version : undefined); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg, shards ? version : undefined);
     }
     const r = this.router;
@@ -399,7 +399,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   retainedForwarded(msg: Message, version: number): void {
     const stored = this.store.retainedVersion(msg.topic);
     if (stored !== null && stored > version) return;
-    if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic);
+    if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic, version);
     else this.store.setRetained(msg, version);
   }
 

@@ -148,4 +148,19 @@ describe("retained messages across shards (every shard keeps every one, newest v
     // the copy shard 0 gets must beat what shard 0 holds, or the shards disagree for good
     expect(b.store.retainedVersion("t")!).toBeGreaterThan(ahead);
   });
+
+  test("a removal is remembered: an older copy arriving after it does not bring the message back", () => {
+    const b = shardedCore(1, 2);
+    const older = (b.now.ms - 10) * 256 + 0; // shard 0 retained "v1" just before: its copy is on the way
+    b.core.publish(retainedMsg("t", "")); // a client of shard 1 clears the topic
+    b.core.retainedForwarded(retainedMsg("t", "v1"), older);
+    expect(retainedPayload(b.store, "t")).toBeNull(); // shard 0 applies the removal (newer): it has none either
+    // the same when the removal came from a third shard
+    b.core.retainedForwarded(retainedMsg("u", ""), (b.now.ms - 5) * 256 + 2);
+    b.core.retainedForwarded(retainedMsg("u", "v1"), (b.now.ms - 10) * 256 + 0);
+    expect(retainedPayload(b.store, "u")).toBeNull();
+    // a newer write after the removal is kept
+    b.core.retainedForwarded(retainedMsg("u", "v2"), (b.now.ms + 1) * 256 + 0);
+    expect(retainedPayload(b.store, "u")).toBe("v2");
+  });
 });
