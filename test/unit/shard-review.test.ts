@@ -10,6 +10,8 @@ import { DEFAULTS } from "../../src/config";
 import { Authenticator } from "../../src/auth/authenticator";
 import { loadAuthConfig } from "../../src/auth/config";
 import type { Message } from "../../src/session/message";
+import { Connection } from "../../src/broker/connection";
+import * as mqtt from "mqtt-packet";
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -162,5 +164,22 @@ describe("retained messages across shards (every shard keeps every one, newest v
     // a newer write after the removal is kept
     b.core.retainedForwarded(retainedMsg("u", "v2"), (b.now.ms + 1) * 256 + 0);
     expect(retainedPayload(b.store, "u")).toBe("v2");
+  });
+});
+
+describe("K = 1 exactly as before", () => {
+  test("a SUBSCRIBE whose own subscribed event it matches gets its SUBACK first, then the event", () => {
+    const store = new MemoryStore();
+    const runtime: Runtime = { now: () => 1_000_000, wakeAt: () => {}, rearm: () => {}, later: (fn) => fn(), log: () => {} };
+    const core = new BrokerCore(store, { ...DEFAULTS, EVENTS: "all" }, runtime, Authenticator.open());
+    const received: mqtt.Packet[] = [];
+    const parser = mqtt.parser({ protocolVersion: 5 });
+    parser.on("packet", (p) => received.push(p));
+    const conn = new Connection({ send: (b) => void parser.parse(Buffer.from(b)), close: () => {}, saveAttachment: () => {} }, core.config, { seen: 0, at: 0 }, core.counters);
+    core.open(conn);
+    const send = (p: mqtt.Packet) => core.receive(conn, new Uint8Array(mqtt.generate(p, { protocolVersion: 5 })).buffer);
+    send({ cmd: "connect", clientId: "mon", protocolVersion: 5, protocolId: "MQTT", clean: true, keepalive: 0 } as mqtt.IConnectPacket);
+    send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$events/subscriptions/#", qos: 1 }] } as mqtt.ISubscribePacket);
+    expect(received.map((p) => p.cmd)).toEqual(["connack", "suback", "publish"]);
   });
 });
