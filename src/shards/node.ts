@@ -6,7 +6,7 @@ import type { Store } from "../storage/store";
 import { Interest } from "./interest";
 import { Links, type LinkHost } from "./link";
 import type { LinkAck, LinkBatch } from "./peer";
-import { TunnelOp, decodeEntries, encodeEntry, type Entry, type TunnelEntry } from "./wire";
+import { TunnelOp, decodeEntries, encodeEntry, type Entry, type PublishEntry, type TunnelEntry } from "./wire";
 
 const EMPTY = new Uint8Array(0);
 
@@ -291,6 +291,7 @@ export class ShardNode {
       }
       return;
     }
+    if (e.share !== null && !this.host.hasSharedMember(e.share) && this.passOn(from, e)) return;
     const msg: Message = {
       topic: e.topic,
       payload: e.payload,
@@ -306,6 +307,32 @@ export class ShardNode {
     };
     if (e.retain && e.share === null) this.host.retainedForwarded(msg, e.version);
     this.host.deliverForwarded(msg, e.share);
+  }
+
+  /**
+   * A shared group's copy for a group with no member left here (the last one left while it
+   * travelled): on to another shard the view says has one, at most k − 1 passes (counted in the
+   * entry's `version`, unused for group copies). False when there is none: the host drops it.
+   */
+  private passOn(from: number, e: PublishEntry): boolean {
+    const passes = e.version + 1;
+    if (passes >= this.k) return false;
+    let target = -1;
+    this.interest.groups(e.topic, (share, shards) => {
+      if (share !== e.share || target >= 0) return;
+      const n = shards.length;
+      for (let i = 0; i < n; i++) {
+        const p = shards[(this.groupTurn + i) % n]!;
+        if (p !== from && p !== this.self) {
+          target = p;
+          break;
+        }
+      }
+    });
+    if (target < 0) return false;
+    this.groupTurn++;
+    this.links.send(target, encodeEntry({ ...e, version: passes }), e.qos > 0);
+    return true;
   }
 
   /** for the stats (forwardedIn is the broker's count) */

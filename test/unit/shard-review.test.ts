@@ -29,9 +29,10 @@ class Pair {
 
   constructor(
     readonly k = 2,
-    host: Partial<ShardHost> = {},
+    hosts: Partial<ShardHost> | ((self: number) => Partial<ShardHost>) = {},
   ) {
     for (let self = 0; self < k; self++) {
+      const host = typeof hosts === "function" ? hosts(self) : hosts;
       const store = new MemoryStore();
       const shardHost: ShardHost = {
         deliverForwarded: () => {},
@@ -181,5 +182,29 @@ describe("K = 1 exactly as before", () => {
     send({ cmd: "connect", clientId: "mon", protocolVersion: 5, protocolId: "MQTT", clean: true, keepalive: 0 } as mqtt.IConnectPacket);
     send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$events/subscriptions/#", qos: 1 }] } as mqtt.ISubscribePacket);
     expect(received.map((p) => p.cmd)).toEqual(["connack", "suback", "publish"]);
+  });
+});
+
+describe("shared groups across shards", () => {
+  test("a group's copy reaching a shard whose last member just left goes on to a shard that still has one", async () => {
+    const delivered: { shard: number; topic: string; share: string | null }[] = [];
+    const members = [false, true, true];
+    const pair = new Pair(3, (self) => ({
+      hasSharedMember: () => members[self]!,
+      deliverForwarded: (msg, share) => void delivered.push({ shard: self, topic: msg.topic, share }),
+    }));
+    const settle = async () => {
+      await pair.run();
+      while (pair.held.length > 0) await pair.answerOne();
+    };
+    pair.nodes[1]!.localInterest("$share/g/t", true);
+    pair.nodes[2]!.localInterest("$share/g/t", true);
+    await settle();
+    // shard 1's member leaves; its removal is not out yet when shard 0 hands it the group's copy
+    members[1] = false;
+    const msg: Message = { topic: "t", payload: new Uint8Array([1]), qos: 1, retain: false };
+    pair.nodes[0]!.forward(msg, 0);
+    await settle();
+    expect(delivered).toEqual([{ shard: 2, topic: "t", share: "$share/g/t" }]);
   });
 });
