@@ -150,6 +150,18 @@ export class ShardNode {
     return copies;
   }
 
+  /** Whether another shard has a subscriber or a shared group for `topic` (before building a message only they need). */
+  wants(topic: string): boolean {
+    const interest = this.interest;
+    if (!interest.hasAny()) return false;
+    if (interest.targets(topic) > 0) return true;
+    let any = false;
+    interest.groups(topic, () => {
+      any = true;
+    });
+    return any;
+  }
+
   // the shared groups of the message being forwarded (a callback made once, not per message)
   private groupMsg: Message | null = null;
   private groupCopies = 0;

@@ -4,7 +4,7 @@ import { describe, expect, test } from "vitest";
 import { ShardNode, type ShardHost } from "../../src/shards/node";
 import type { LinkAck, LinkBatch } from "../../src/shards/peer";
 import { MemoryStore } from "../../src/storage/memory-store";
-import { decodeAll, TunnelOp } from "../../src/shards/wire";
+import { decodeAll, encodeEntry, TunnelOp } from "../../src/shards/wire";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { DEFAULTS } from "../../src/config";
 import { Authenticator } from "../../src/auth/authenticator";
@@ -206,5 +206,18 @@ describe("shared groups across shards", () => {
     pair.nodes[0]!.forward(msg, 0);
     await settle();
     expect(delivered).toEqual([{ shard: 2, topic: "t", share: "$share/g/t" }]);
+  });
+});
+
+describe("$events across shards", () => {
+  test("a client's connected event reaches a subscriber on another shard", () => {
+    const a = shardedCore(0, 2);
+    // shard 1 has a subscriber to the connected events
+    a.node.receive({ from: 1, chunks: [{ seq: 1, entries: encodeEntry({ kind: "interest", add: true, filter: "$events/clients/+/connected" }) }], volatile: [] });
+    const conn = new Connection({ send: () => {}, close: () => {}, saveAttachment: () => {} }, a.core.config, { seen: 0, at: 0 }, a.core.counters);
+    a.core.open(conn);
+    a.core.receive(conn, new Uint8Array(mqtt.generate({ cmd: "connect", clientId: "dev", protocolVersion: 4, protocolId: "MQTT", clean: true, keepalive: 0 } as mqtt.IConnectPacket)).buffer);
+    const sent = a.store.loadChunks().flatMap((c) => decodeAll(c.entries));
+    expect(sent).toEqual([expect.objectContaining({ kind: "publish", topic: "$events/clients/dev/connected", qos: 1 })]);
   });
 });
