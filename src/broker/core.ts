@@ -228,7 +228,10 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
       store: this.store,
       now: () => this.now(),
       open: (conn) => this.open(conn),
-      receive: (conn, data) => this.receive(conn, data),
+      receive: (conn, data) => {
+        this.receive(conn, data);
+        this.counters.websocketMessages--; // the entrance's WebSocket message (counted there); here it came in a link call
+      },
       socketClosed: (conn) => this.socketClosed(conn),
       out: (entrance, id, n, bytes) => node.tunnelOut(entrance, id, n, bytes),
       end: (entrance, id, code, reason) => node.tunnelEnd(entrance, id, code, reason),

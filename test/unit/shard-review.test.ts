@@ -221,3 +221,13 @@ describe("$events across shards", () => {
     expect(sent).toEqual([expect.objectContaining({ kind: "publish", topic: "$events/clients/dev/connected", qos: 1 })]);
   });
 });
+
+describe("the operations view", () => {
+  test("a tunnelled frame is one WebSocket message (counted by the entrance), not one more at the home", () => {
+    const home = shardedCore(1, 2);
+    const connect = new Uint8Array(mqtt.generate({ cmd: "connect", clientId: "dev", protocolVersion: 4, protocolId: "MQTT", clean: true, keepalive: 0 } as mqtt.IConnectPacket));
+    home.node.receive({ from: 0, chunks: [], volatile: [{ after: 0, entries: encodeEntry({ kind: "tunnel", op: TunnelOp.Open, id: "0.t", n: 1, bytes: connect, code: 0, text: "{}" }) }] });
+    expect(home.core.sessions.get("dev")?.conn).toBeTruthy();
+    expect(home.core.counters.websocketMessages).toBe(0);
+  });
+});
