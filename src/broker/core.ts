@@ -238,6 +238,19 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     });
   }
 
+  /**
+   * K > 1: the bytes a socket sent before its CONNECT's client id could be read (the object holds
+   * them to choose the shard): booked as held bytes are. False: beyond MAX_UNCONNECTED_BYTES, closed.
+   */
+  holdPeeked(conn: Connection, bytes: number): boolean {
+    this.pendingBytes += bytes - conn.pendingBytes;
+    conn.pendingBytes = bytes;
+    const total = this.config.MAX_UNCONNECTED_BYTES;
+    if (total === 0 || this.pendingBytes <= total) return true;
+    this.fail(conn, new ProtocolError(RC.SERVER_BUSY, "too many connections being set up"));
+    return false;
+  }
+
   /** A socket that became a tunnel to another shard before it connected: no longer this core's. */
   forget(conn: Connection): void {
     if (conn.pendingBytes !== 0) {
