@@ -27,6 +27,7 @@ import { Lifecycle } from "./lifecycle";
 import type { ShardHost, ShardNode } from "../shards/node";
 import type { TunnelEntry } from "../shards/wire";
 import { TunnelExits } from "./tunnels";
+import { home } from "../shards/layout";
 import { pickMember } from "../topics/router";
 import type { QoS } from "../protocol/codec";
 
@@ -430,6 +431,11 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
 
   peerLost(peer: number): void {
     this.tunnels?.entranceLost(peer);
+  }
+
+  isHome(clientId: string): boolean {
+    const shards = this.shards;
+    return shards === null || home(clientId, shards.k) === shards.self;
   }
 
   /** Resolves once the other shards know of every subscription made here (a SUBACK waits); null: nothing to wait for. */

@@ -4,6 +4,7 @@ import { describe, expect, test } from "vitest";
 import { ShardNode, type ShardHost } from "../../src/shards/node";
 import type { LinkAck, LinkBatch } from "../../src/shards/peer";
 import { MemoryStore } from "../../src/storage/memory-store";
+import { home } from "../../src/shards/layout";
 import { decodeAll, encodeEntry, TunnelOp } from "../../src/shards/wire";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { DEFAULTS } from "../../src/config";
@@ -229,5 +230,38 @@ describe("the operations view", () => {
     home.node.receive({ from: 0, chunks: [], volatile: [{ after: 0, entries: encodeEntry({ kind: "tunnel", op: TunnelOp.Open, id: "0.t", n: 1, bytes: connect, code: 0, text: "{}" }) }] });
     expect(home.core.sessions.get("dev")?.conn).toBeTruthy();
     expect(home.core.counters.websocketMessages).toBe(0);
+  });
+});
+
+describe("one session per client id: ids the broker assigns or a token pins", () => {
+  const connectTo = (core: BrokerCore, p: Partial<mqtt.IConnectPacket>) => {
+    const received: mqtt.Packet[] = [];
+    const parser = mqtt.parser({ protocolVersion: 5 });
+    parser.on("packet", (pk) => received.push(pk));
+    const conn = new Connection({ send: (b) => void parser.parse(Buffer.from(b)), close: () => {}, saveAttachment: () => {} }, core.config, { seen: 0, at: 0 }, core.counters);
+    core.open(conn);
+    core.receive(conn, new Uint8Array(mqtt.generate({ cmd: "connect", clientId: "", protocolVersion: 5, protocolId: "MQTT", clean: true, keepalive: 0, properties: { sessionExpiryInterval: 3600 }, ...p } as mqtt.IConnectPacket, { protocolVersion: 5 })).buffer);
+    return received[0] as mqtt.IConnackPacket;
+  };
+
+  test("an assigned id has its home on the shard that made the session (its reconnection, placed by the id, finds it)", () => {
+    for (let self = 0; self < 4; self++) {
+      const s = shardedCore(self, 4);
+      for (let i = 0; i < 8; i++) {
+        const ack = connectTo(s.core, {});
+        expect(ack.reasonCode).toBe(0);
+        expect(home(ack.properties!.assignedClientIdentifier!, 4)).toBe(self);
+      }
+    }
+  });
+
+  test("a token-pinned id whose home is another shard is not given a second session here", () => {
+    const s = shardedCore(0, 4);
+    let pinned = "";
+    for (let i = 0; home(pinned, 4) === 0 || pinned === ""; i++) pinned = `dev${i}`;
+    s.core.auth.authenticate = () => ({ clientId: pinned, identity: "token:x", publish: ["#"], subscribe: ["#"] });
+    const ack = connectTo(s.core, {});
+    expect(ack.reasonCode).not.toBe(0);
+    expect(s.core.sessions.get(pinned)).toBeUndefined();
   });
 });
