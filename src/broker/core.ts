@@ -27,6 +27,7 @@ import { Lifecycle } from "./lifecycle";
 import type { ShardHost, ShardNode } from "../shards/node";
 import type { TunnelEntry } from "../shards/wire";
 import { TunnelExits } from "./tunnels";
+import { home } from "../shards/layout";
 import { pickMember } from "../topics/router";
 import type { QoS } from "../protocol/codec";
 
@@ -230,11 +231,27 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
       store: this.store,
       now: () => this.now(),
       open: (conn) => this.open(conn),
-      receive: (conn, data) => this.receive(conn, data),
+      receive: (conn, data) => {
+        this.receive(conn, data);
+        this.counters.websocketMessages--; // the entrance's WebSocket message (counted there); here it came in a link call
+      },
       socketClosed: (conn) => this.socketClosed(conn),
       out: (entrance, id, n, bytes) => node.tunnelOut(entrance, id, n, bytes),
       end: (entrance, id, code, reason) => node.tunnelEnd(entrance, id, code, reason),
     });
+  }
+
+  /**
+   * K > 1: the bytes a socket sent before its CONNECT's client id could be read (the object holds
+   * them to choose the shard): booked as held bytes are. False: beyond MAX_UNCONNECTED_BYTES, closed.
+   */
+  holdPeeked(conn: Connection, bytes: number): boolean {
+    this.pendingBytes += bytes - conn.pendingBytes;
+    conn.pendingBytes = bytes;
+    const total = this.config.MAX_UNCONNECTED_BYTES;
+    if (total === 0 || this.pendingBytes <= total) return true;
+    this.fail(conn, new ProtocolError(RC.SERVER_BUSY, "too many connections being set up"));
+    return false;
   }
 
   /** A socket that became a tunnel to another shard before it connected: no longer this core's. */
@@ -356,9 +373,9 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
       return 0; // $SYS belongs to the broker: dropped
     }
     const shards = this.shards;
-    const version = shards && msg.retain ? shards.retainedVersion(this.now()) : 0;
+    const version = shards && msg.retain ? shards.retainedVersion(this.now(), this.store.retainedVersion(msg.topic)) : 0;
     if (msg.retain) {
-      if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
+      if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic, shards ? version : undefined); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg, shards ? version : undefined);
     }
     const r = this.router;
@@ -401,7 +418,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   retainedForwarded(msg: Message, version: number): void {
     const stored = this.store.retainedVersion(msg.topic);
     if (stored !== null && stored > version) return;
-    if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic);
+    if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic, version);
     else this.store.setRetained(msg, version);
   }
 
@@ -416,6 +433,11 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
 
   peerLost(peer: number): void {
     this.tunnels?.entranceLost(peer);
+  }
+
+  isHome(clientId: string): boolean {
+    const shards = this.shards;
+    return shards === null || home(clientId, shards.k) === shards.self;
   }
 
   /** Resolves once the other shards know of every subscription made here (a SUBACK waits); null: nothing to wait for. */

@@ -273,7 +273,8 @@ export class NamespaceBroker extends DurableObject<Env> {
     const peeked = peekClientId(bytes);
     if ("more" in peeked && bytes.byteLength <= this.core.config.MAX_CONNECT_PACKET_SIZE) {
       this.frameSeen();
-      this.peeking.set(ws, bytes);
+      if (this.core.holdPeeked(conn, bytes.byteLength)) this.peeking.set(ws, bytes);
+      else this.peeking.delete(ws);
       return true;
     }
     this.peeking.delete(ws);

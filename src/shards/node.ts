@@ -6,7 +6,7 @@ import type { Store } from "../storage/store";
 import { Interest } from "./interest";
 import { Links, type LinkHost } from "./link";
 import type { LinkAck, LinkBatch } from "./peer";
-import { TunnelOp, decodeEntries, encodeEntry, type Entry, type TunnelEntry } from "./wire";
+import { TunnelOp, decodeEntries, encodeEntry, type Entry, type PublishEntry, type TunnelEntry } from "./wire";
 
 const EMPTY = new Uint8Array(0);
 
@@ -73,8 +73,9 @@ export class ShardNode {
   private lastVersion = 0;
   /** the shared-group copy goes to the group's shards in turn */
   private groupTurn = 0;
-  /** an interest entry sent whose acknowledgement is not known yet (SUBACK waits for it) */
-  private interestUnacked = false;
+  /** interest entries sent, and how many of them every peer is known to have applied (a SUBACK waits for the rest) */
+  private interestSent = 0;
+  private interestAcked = 0;
 
   constructor(
     readonly self: number,
@@ -132,8 +133,11 @@ export class ShardNode {
    * The version a retained message accepted here now gets: the newest write of a topic wins on
    * every shard, whichever order the copies arrive in.
    */
-  retainedVersion(now: number): number {
-    const v = Math.max(now * 256 + this.self, this.lastVersion + 256);
+  retainedVersion(now: number, stored: number | null): number {
+    // above the version this shard holds for the topic (a peer's clock may be ahead of ours): a
+    // write accepted here after a copy arrived must win here and on the peers alike
+    const base = Math.max(now, Math.floor(this.lastVersion / 256) + 1, stored === null ? 0 : Math.floor(stored / 256) + 1);
+    const v = base * 256 + this.self;
     this.lastVersion = v;
     return v;
   }
@@ -181,6 +185,18 @@ export class ShardNode {
     return copies;
   }
 
+  /** Whether another shard has a subscriber or a shared group for `topic` (before building a message only they need). */
+  wants(topic: string): boolean {
+    const interest = this.interest;
+    if (!interest.hasAny()) return false;
+    if (interest.targets(topic) > 0) return true;
+    let any = false;
+    interest.groups(topic, () => {
+      any = true;
+    });
+    return any;
+  }
+
   // the shared groups of the message being forwarded (a callback made once, not per message)
   private groupMsg: Message | null = null;
   private groupCopies = 0;
@@ -198,7 +214,7 @@ export class ShardNode {
     if (!changed) return;
     const entry = encodeEntry({ kind: "interest", add, filter });
     for (let p = 0; p < this.k; p++) if (p !== this.self) this.links.send(p, entry, true);
-    this.interestUnacked = true;
+    this.interestSent++;
   }
 
   /**
@@ -207,10 +223,12 @@ export class ShardNode {
    * routed here.
    */
   interestSettled(): Promise<void> | null {
-    if (!this.interestUnacked) return null;
+    if (this.interestAcked === this.interestSent) return null;
+    // an older wait settling must not clear a newer announcement still in flight
+    const upTo = this.interestSent;
     const settled = this.links.flushedAll();
     void settled.then(() => {
-      this.interestUnacked = false;
+      if (upTo > this.interestAcked) this.interestAcked = upTo;
     });
     return settled;
   }
@@ -276,9 +294,20 @@ export class ShardNode {
     this.links.send(target, encodeEntry({ kind: "tunnel", op, id, n, bytes, code, text }), false);
   }
 
-  private atEntrance(e: TunnelEntry): void {
+  /** the last unknown tunnel a Close was sent back for (one Close for a burst of its frames) */
+  private unknownClosed = "";
+
+  private atEntrance(from: number, e: TunnelEntry): void {
     const t = this.entrances.get(e.id);
-    if (!t) return; // closed here meanwhile
+    if (!t) {
+      // closed here meanwhile (the home hears that from our Close), or lost with a restart of this
+      // shard: then the home must hear it too, or its connection stays open with no socket behind it
+      if (e.op === TunnelOp.Out && this.unknownClosed !== e.id) {
+        this.unknownClosed = e.id;
+        this.links.send(from, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id: e.id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+      }
+      return;
+    }
     if (e.op === TunnelOp.End) {
       this.entrances.delete(e.id);
       t.socket.close(e.code, e.text);
@@ -298,7 +327,7 @@ export class ShardNode {
   private apply(from: number, e: Entry): void {
     this.counters.appliedEntries++;
     if (e.kind === "tunnel") {
-      if (e.op === TunnelOp.Out || e.op === TunnelOp.End) this.atEntrance(e);
+      if (e.op === TunnelOp.Out || e.op === TunnelOp.End) this.atEntrance(from, e);
       else this.host.tunnelAtHome(from, e);
       return;
     }
@@ -309,6 +338,7 @@ export class ShardNode {
       }
       return;
     }
+    if (e.share !== null && !this.host.hasSharedMember(e.share) && this.passOn(from, e)) return;
     const msg: Message = {
       topic: e.topic,
       payload: e.payload,
@@ -324,6 +354,32 @@ export class ShardNode {
     };
     if (e.retain && e.share === null) this.host.retainedForwarded(msg, e.version);
     this.host.deliverForwarded(msg, e.share);
+  }
+
+  /**
+   * A shared group's copy for a group with no member left here (the last one left while it
+   * travelled): on to another shard the view says has one, at most k − 1 passes (counted in the
+   * entry's `version`, unused for group copies). False when there is none: the host drops it.
+   */
+  private passOn(from: number, e: PublishEntry): boolean {
+    const passes = e.version + 1;
+    if (passes >= this.k) return false;
+    let target = -1;
+    this.interest.groups(e.topic, (share, shards) => {
+      if (share !== e.share || target >= 0) return;
+      const n = shards.length;
+      for (let i = 0; i < n; i++) {
+        const p = shards[(this.groupTurn + i) % n]!;
+        if (p !== from && p !== this.self) {
+          target = p;
+          break;
+        }
+      }
+    });
+    if (target < 0) return false;
+    this.groupTurn++;
+    this.links.send(target, encodeEntry({ ...e, version: passes }), e.qos > 0);
+    return true;
   }
 
   /** for the stats (forwardedIn is the broker's count) */

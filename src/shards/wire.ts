@@ -18,7 +18,7 @@ export interface PublishEntry {
   origin: string | null;
   /** a shared filter "$share/g/f": deliver to ONE member of that group only; null: ordinary */
   share: string | null;
-  /** retained last-writer-wins version (0 when not retained) */
+  /** retained last-writer-wins version (0 when not retained); a group's copy (`share`): the passes it made */
   version: number;
 }
 

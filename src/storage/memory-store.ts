@@ -52,6 +52,8 @@ export interface MemoryState {
   shardLayout?: number;
   /** scale-out: tunnelled connections */
   tunnels?: Map<string, TunnelRow>;
+  /** scale-out: versions of retained removals, by topic */
+  retainedRemoved?: Map<string, number>;
 }
 
 const key = (a: string, b: string | number) => `${a}\u0000${b}`;
@@ -157,16 +159,24 @@ export class MemoryStore implements Store {
   setRetained(msg: MessageRow, version?: number): void {
     this.rowsWritten++;
     const body = bodyOf(msg);
-    if (version !== undefined) body.version = version;
+    if (version !== undefined) {
+      body.version = version;
+      if (this.s.retainedRemoved?.delete(msg.topic)) this.rowsWritten++;
+    }
     this.s.retained.set(msg.topic, body);
   }
 
   retainedVersion(topic: string): number | null {
-    return this.s.retained.get(topic)?.version ?? null;
+    const row = this.s.retained.get(topic);
+    if (row) return row.version ?? null;
+    return this.s.retainedRemoved?.get(topic) ?? null;
   }
 
-  deleteRetained(topic: string): void {
+  deleteRetained(topic: string, version?: number): void {
     if (this.s.retained.delete(topic)) this.rowsWritten++;
+    if (version === undefined) return;
+    (this.s.retainedRemoved ??= new Map()).set(topic, version);
+    this.rowsWritten++;
   }
 
   retainedWithPrefix(prefix: string): MessageRow[] {

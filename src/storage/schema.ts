@@ -131,4 +131,10 @@ export const MIGRATIONS: string[] = [
      entrance INTEGER NOT NULL,
      attachment TEXT NOT NULL
    ) WITHOUT ROWID;`,
+  // 8: scale-out: the version of a retained message's removal (K > 1), so that an older copy of it
+  // arriving later from another shard does not bring it back. Empty at K = 1.
+  `CREATE TABLE retained_removed (
+     topic TEXT PRIMARY KEY,
+     version INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
 ];

@@ -175,15 +175,19 @@ export class SqliteStore implements Store {
       msg.expiresAt ?? null,
       version ?? null,
     );
+    if (version !== undefined) this.run("DELETE FROM retained_removed WHERE topic = ?", msg.topic);
   }
 
   retainedVersion(topic: string): number | null {
     const row = this.sql.exec("SELECT version FROM retained WHERE topic = ?", topic).toArray()[0];
-    return row && row.version !== null ? Number(row.version) : null;
+    if (row) return row.version !== null ? Number(row.version) : null;
+    const removed = this.sql.exec("SELECT version FROM retained_removed WHERE topic = ?", topic).toArray()[0];
+    return removed ? Number(removed.version) : null;
   }
 
-  deleteRetained(topic: string): void {
+  deleteRetained(topic: string, version?: number): void {
     this.run("DELETE FROM retained WHERE topic = ?", topic);
+    if (version !== undefined) this.run("INSERT OR REPLACE INTO retained_removed (topic, version) VALUES (?, ?)", topic, version);
   }
 
   retainedWithPrefix(prefix: string): MessageRow[] {

@@ -1,0 +1,45 @@
+// Review of the scale-out (issue 13) at SHARDS = 4 in workerd: what the review found, each case
+// a defect fixed on branch shard-review. The placement hint of another id puts a socket on a chosen shard.
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { startBroker, type Broker } from "./harness";
+import { RawClient } from "./raw";
+import { closedWithin, sleep, uncaught } from "./inspect";
+import { encode } from "../packets";
+import { home } from "../../src/shards/layout";
+
+const K = 4;
+let broker: Broker;
+beforeAll(async () => {
+  broker = await startBroker({ SHARDS: String(K), MAX_UNCONNECTED_BYTES: String(150 * 1024), EVENTS: "none" });
+});
+afterAll(async () => broker?.close());
+
+function idOn(shard: number, prefix: string): string {
+  for (let i = 0; ; i++) if (home(`${prefix}${i}`, K) === shard) return `${prefix}${i}`;
+}
+const via = (namespace: string, shard: number) => `${broker.url(namespace)}?client=${encodeURIComponent(idOn(shard, "placer"))}`;
+
+describe("sockets whose CONNECT is not read yet", () => {
+  test("bytes held while the client id is not in sight count against MAX_UNCONNECTED_BYTES", async () => {
+    // MQTT 5 CONNECTs with 60 KB of properties before the client id: the shard holds them to read the id
+    const parts = [0, 1, 2].map((i) =>
+      encode({ cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clientId: idOn(2, `partial-${i}-`), clean: true, keepalive: 0, properties: { userProperties: { pad: "x".repeat(60 * 1024) } } } as never, 5),
+    );
+    const socks = await Promise.all(parts.map(() => RawClient.open(via("peek-cap", 1), 5)));
+    for (let i = 0; i < 3; i++) {
+      socks[i]!.sendBytes(parts[i]!.subarray(0, parts[i]!.length - 100)); // the id is in the last bytes
+      await sleep(50);
+    }
+    expect(await closedWithin(socks[2]!, 2000)).not.toBe("open"); // 3 × 60 KB > 150 KB
+    for (let i = 0; i < 2; i++) {
+      expect(socks[i]!.isClosed).toBe(false);
+      socks[i]!.sendBytes(parts[i]!.subarray(parts[i]!.length - 100));
+      expect(await socks[i]!.next("connack")).toMatchObject({ reasonCode: 0 });
+    }
+    await Promise.all(socks.slice(0, 2).map((s) => s.end()));
+  });
+});
+
+test("nothing escaped to the runtime", () => {
+  expect(uncaught(broker)).toEqual([]);
+});
