@@ -63,7 +63,7 @@ class Pair {
         },
         shardHost,
       );
-      node.restore();
+      node.restore(false);
       this.nodes.push(node);
     }
   }
@@ -123,8 +123,7 @@ describe("tunnels", () => {
 });
 
 /** Shard `self` of `k` as the object runs it, over MemoryStore; its link calls are kept (never answered). */
-function shardedCore(self: number, k: number, now = { ms: 1_000_000 }) {
-  const store = new MemoryStore();
+function shardedCore(self: number, k: number, now = { ms: 1_000_000 }, store = new MemoryStore()) {
   const runtime: Runtime = { now: () => now.ms, wakeAt: () => {}, rearm: () => {}, later: () => {}, log: () => {} };
   const config = { ...DEFAULTS, SYS_INTERVAL: 0, MAX_PUBLISH_RATE: 0, SHARDS: k };
   const core = new BrokerCore(store, config, runtime, new Authenticator(loadAuthConfig({}), "default", runtime.log, () => now.ms));
@@ -265,3 +264,4 @@ describe("one session per client id: ids the broker assigns or a token pins", ()
     expect(s.core.sessions.get(pinned)).toBeUndefined();
   });
 });
+
