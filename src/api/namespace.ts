@@ -5,7 +5,7 @@ import type { Env } from "../env";
 import type { ClientDetail, ClientInfo, ExternalMessage, PublishOutcome, RetainedMessage } from "../broker/admin";
 import { mergeStats, type MergedStats } from "../broker/merge";
 import { loadConfig } from "../config";
-import { shardName } from "../shards/layout";
+import { fnv1a64, jump, shardName } from "../shards/layout";
 
 export class NamespaceView {
   readonly k: number;
@@ -26,9 +26,12 @@ export class NamespaceView {
     return Promise.all(Array.from({ length: this.k }, (_, i) => call(this.shard(i))));
   }
 
-  /** A publish is accepted by one shard, which forwards it to the others' subscribers. */
+  /**
+   * A publish is accepted by one shard, which forwards it to the others' subscribers: the same one
+   * for a topic (its hash), so that publishes made one after the other on a topic arrive in that order.
+   */
   publish(msg: ExternalMessage): Promise<PublishOutcome> {
-    return this.shard(this.k > 1 ? Math.floor(Math.random() * this.k) : 0).publish(msg);
+    return this.shard(this.k > 1 ? jump(fnv1a64(msg.topic), this.k) : 0).publish(msg);
   }
 
   async clients(): Promise<ClientInfo[]> {
