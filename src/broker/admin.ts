@@ -194,7 +194,9 @@ export function listRetained(core: BrokerCore, filter: string, limit: number): {
 export function deleteRetained(core: BrokerCore, topic: string): boolean {
   if (core.store.retainedSize(topic) === null) return false;
   core.admitRetained(topic, 0); // a deletion: the retained quota's counters follow
-  core.store.deleteRetained(topic);
+  // several shards (each removes its copy): versioned, so an older copy still on its way loses to it
+  const shards = core.shards;
+  core.store.deleteRetained(topic, shards ? shards.retainedVersion(core.now(), core.store.retainedVersion(topic)) : undefined);
   return true;
 }
 

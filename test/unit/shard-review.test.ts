@@ -6,6 +6,7 @@ import type { LinkAck, LinkBatch } from "../../src/shards/peer";
 import { MemoryStore } from "../../src/storage/memory-store";
 import { home } from "../../src/shards/layout";
 import { NamespaceView } from "../../src/api/namespace";
+import * as admin from "../../src/broker/admin";
 import type { Env } from "../../src/env";
 import { decodeAll, encodeEntry, TunnelOp } from "../../src/shards/wire";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
@@ -167,6 +168,14 @@ describe("retained messages across shards (every shard keeps every one, newest v
     // a newer write after the removal is kept
     b.core.retainedForwarded(retainedMsg("u", "v2"), (b.now.ms + 1) * 256 + 0);
     expect(retainedPayload(b.store, "u")).toBe("v2");
+  });
+
+  test("a removal through the API is remembered too: an older copy on its way does not bring the message back", () => {
+    const b = shardedCore(1, 2);
+    b.core.retainedForwarded(retainedMsg("t", "v1"), (b.now.ms - 20) * 256 + 0);
+    expect(admin.deleteRetained(b.core, "t")).toBe(true);
+    b.core.retainedForwarded(retainedMsg("t", "v2"), (b.now.ms - 10) * 256 + 0); // published before the removal
+    expect(retainedPayload(b.store, "t")).toBeNull();
   });
 });
 
