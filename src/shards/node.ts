@@ -10,6 +10,13 @@ import { TunnelOp, decodeEntries, encodeEntry, type Entry, type PublishEntry, ty
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Longest a SUBACK waits for the peers to apply the interest (docs/scale-out.md §1.1): a peer that
+ * does not answer must not hold it for ever (an object backing off a link may hibernate, and a
+ * wait kept in memory would be lost with the SUBACK).
+ */
+export const SUBACK_WAIT_MS = 5_000;
+
 /** What the shard needs of the broker it is part of. */
 export interface ShardHost {
   /**
@@ -230,7 +237,11 @@ export class ShardNode {
     void settled.then(() => {
       if (upTo > this.interestAcked) this.interestAcked = upTo;
     });
-    return settled;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, SUBACK_WAIT_MS);
+    });
+    return Promise.race([settled, bound]).finally(() => clearTimeout(timer));
   }
 
   /** A call on the link from another shard, applied in this one event (docs/scale-out.md §3.3). */

@@ -1,7 +1,7 @@
 // Review of the shard node (src/shards/node.ts) in plain Node: two nodes over MemoryStore, calls
 // held until the test lets them through, so the order of acknowledgements is chosen.
-import { describe, expect, test } from "vitest";
-import { ShardNode, type ShardHost } from "../../src/shards/node";
+import { describe, expect, test, vi } from "vitest";
+import { SUBACK_WAIT_MS, ShardNode, type ShardHost } from "../../src/shards/node";
 import type { LinkAck, LinkBatch } from "../../src/shards/peer";
 import { MemoryStore } from "../../src/storage/memory-store";
 import { home } from "../../src/shards/layout";
@@ -290,5 +290,25 @@ describe("the HTTP API and RPC over several shards", () => {
     const view = new NamespaceView(env, "ns");
     for (let i = 0; i < 20; i++) await view.publish({ topic: "orders/1", payload: new Uint8Array([i]), qos: 1, retain: false } as never);
     expect(new Set(used).size).toBe(1);
+  });
+});
+
+describe("SUBACK wait, bounded", () => {
+  test("a peer that does not answer holds a SUBACK at most SUBACK_WAIT_MS (an object backing off may hibernate, and a wait in memory would be lost)", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const pair = new Pair();
+      const node = pair.nodes[0]!;
+      node.localInterest("a", true);
+      let done = false;
+      void node.interestSettled()!.then(() => (done = true));
+      await pair.run(); // the call leaves and is never answered
+      await vi.advanceTimersByTimeAsync(SUBACK_WAIT_MS - 1);
+      expect(done).toBe(false);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(done).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
