@@ -169,7 +169,9 @@ export class Links {
         this.host.wakeAt(now + CALL_TIMEOUT_MS);
       }
     } else {
-      if (o.volatileBytes + entries.byteLength > this.limits.maxVolatileBytes) {
+      // the first entry goes whatever its size (a tunnel frame of a packet near MAX_PACKET_SIZE
+      // would else never pass, and its client would reconnect for it for ever)
+      if (o.volatileBytes > 0 && o.volatileBytes + entries.byteLength > this.limits.maxVolatileBytes) {
         this.stats.volatileLost++;
         return 0;
       }

@@ -4,6 +4,7 @@ import { describe, expect, test, vi } from "vitest";
 import { SUBACK_WAIT_MS, ShardNode, type ShardHost } from "../../src/shards/node";
 import type { LinkAck, LinkBatch } from "../../src/shards/peer";
 import { MemoryStore } from "../../src/storage/memory-store";
+import { Links } from "../../src/shards/link";
 import { home } from "../../src/shards/layout";
 import { NamespaceView } from "../../src/api/namespace";
 import * as admin from "../../src/broker/admin";
@@ -310,5 +311,33 @@ describe("SUBACK wait, bounded", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe("volatile entries (QoS 0 copies, tunnel frames)", () => {
+  test("an entry larger than the volatile cap still goes when nothing else waits (a frame of a MAX_PACKET_SIZE packet through a tunnel)", async () => {
+    const got: Uint8Array[] = [];
+    const laters: (() => void)[] = [];
+    let receiver!: Links;
+    const host = (self: number) => ({
+      self,
+      k: 2,
+      now: () => 1000,
+      sync: () => Promise.resolve(),
+      wakeAt: () => {},
+      later: (fn: () => void) => void laters.push(fn),
+      log: () => {},
+      call: async (_target: number, batch: LinkBatch): Promise<LinkAck> => receiver.receive(batch, (_from, bytes) => void got.push(bytes)),
+    });
+    const sender = new Links(host(0), new MemoryStore(), { maxVolatileBytes: 100 });
+    receiver = new Links(host(1), new MemoryStore());
+    const big = encodeEntry({ kind: "tunnel", op: TunnelOp.Out, id: "t", n: 1, bytes: new Uint8Array(150), code: 0, text: "" });
+    sender.send(1, big, false);
+    while (laters.length > 0) {
+      laters.shift()!();
+      await tick();
+    }
+    expect(got.map((b) => b.byteLength)).toEqual([big.byteLength]);
+    expect(sender.stats.volatileLost).toBe(0);
   });
 });
