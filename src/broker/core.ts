@@ -418,6 +418,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   retainedForwarded(msg: Message, version: number): void {
     const stored = this.store.retainedVersion(msg.topic);
     if (stored !== null && stored > version) return;
+    this.quota?.book(msg.topic, msg.payload.byteLength); // the origin admitted it; this copy counts here too
     if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic, version);
     else this.store.setRetained(msg, version);
   }

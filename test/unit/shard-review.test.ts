@@ -178,6 +178,15 @@ describe("retained messages across shards (every shard keeps every one, newest v
     b.core.retainedForwarded(retainedMsg("t", "v2"), (b.now.ms - 10) * 256 + 0); // published before the removal
     expect(retainedPayload(b.store, "t")).toBeNull();
   });
+
+  test("copies from other shards count against the retained quota (each shard keeps them all)", () => {
+    const b = shardedCore(1, 2);
+    b.core.config.MAX_RETAINED_MESSAGES = 2;
+    expect(b.core.admitRetained("a", 1)).toBe(true);
+    b.core.publish(retainedMsg("a", "1"));
+    b.core.retainedForwarded(retainedMsg("b", "1"), b.now.ms * 256);
+    expect(b.core.admitRetained("c", 1)).toBe(false); // a and b are stored: a third is over the quota
+  });
 });
 
 describe("K = 1 exactly as before", () => {
