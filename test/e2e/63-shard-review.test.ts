@@ -1,7 +1,7 @@
 // Review of the scale-out (issue 13) at SHARDS = 4 in workerd: what the review found, each case
 // a defect fixed on branch shard-review. The placement hint of another id puts a socket on a chosen shard.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startBroker, type Broker } from "./harness";
+import { collect, connect, end, startBroker, type Broker } from "./harness";
 import { RawClient } from "./raw";
 import { closedWithin, sleep, uncaught } from "./inspect";
 import { encode } from "../packets";
@@ -10,7 +10,7 @@ import { home } from "../../src/shards/layout";
 const K = 4;
 let broker: Broker;
 beforeAll(async () => {
-  broker = await startBroker({ SHARDS: String(K), MAX_UNCONNECTED_BYTES: String(150 * 1024), EVENTS: "none" });
+  broker = await startBroker({ SHARDS: String(K), MAX_UNCONNECTED_BYTES: String(150 * 1024), EVENTS: "all" });
 });
 afterAll(async () => broker?.close());
 
@@ -37,6 +37,21 @@ describe("sockets whose CONNECT is not read yet", () => {
       expect(await socks[i]!.next("connack")).toMatchObject({ reasonCode: 0 });
     }
     await Promise.all(socks.slice(0, 2).map((s) => s.end()));
+  });
+});
+
+describe("lifecycle events", () => {
+  test("a monitor on one shard sees the events of clients whose sessions live on the others", async () => {
+    const ns = "events-across";
+    const monitorId = idOn(0, "mon");
+    const monitor = await connect(`${broker.url(ns)}?client=${monitorId}`, { clientId: monitorId });
+    await monitor.subscribeAsync("$events/clients/+/connected", { qos: 1 });
+    const ids = [1, 2, 3].map((shard) => idOn(shard, "dev"));
+    const got = collect(monitor, 3);
+    const devices = [];
+    for (const id of ids) devices.push(await connect(`${broker.url(ns)}?client=${id}`, { clientId: id }));
+    expect((await got).map((m) => m.topic).sort()).toEqual(ids.map((id) => `$events/clients/${id}/connected`).sort());
+    await end(monitor, ...devices);
   });
 });
 
