@@ -6,6 +6,8 @@ import { RawClient } from "./raw";
 import { closedWithin, sleep, uncaught } from "./inspect";
 import { encode } from "../packets";
 import { home } from "../../src/shards/layout";
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from "mqtt";
+import { createWebsocket } from "../../client/node-websocket.mjs";
 
 const K = 4;
 let broker: Broker;
@@ -16,6 +18,17 @@ afterAll(async () => broker?.close());
 
 function idOn(shard: number, prefix: string): string {
   for (let i = 0; ; i++) if (home(`${prefix}${i}`, K) === shard) return `${prefix}${i}`;
+}
+/** a connection and its CONNACK (the harness's `connect` gives the client only) */
+function connectWithAck(url: string, opts: IClientOptions): Promise<[MqttClient, IConnackPacket]> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, createWebsocket, ...opts });
+    client.once("connect", (ack) => resolve([client, ack]));
+    client.once("error", (e) => {
+      client.end(true);
+      reject(e);
+    });
+  });
 }
 const via = (namespace: string, shard: number) => `${broker.url(namespace)}?client=${encodeURIComponent(idOn(shard, "placer"))}`;
 
@@ -52,6 +65,27 @@ describe("lifecycle events", () => {
     for (const id of ids) devices.push(await connect(`${broker.url(ns)}?client=${id}`, { clientId: id }));
     expect((await got).map((m) => m.topic).sort()).toEqual(ids.map((id) => `$events/clients/${id}/connected`).sort());
     await end(monitor, ...devices);
+  });
+});
+
+describe("client ids the broker assigns", () => {
+  test("an MQTT 5 client resumes its persistent session with its assigned id, placed by that id", async () => {
+    const ns = "assigned";
+    for (let shard = 0; shard < K; shard++) {
+      const [first, ack] = await connectWithAck(via(ns, shard), { clientId: "", protocolVersion: 5, clean: true, properties: { sessionExpiryInterval: 600 } });
+      const assigned = ack.properties?.assignedClientIdentifier ?? "";
+      expect(assigned).toMatch(/^auto-/);
+      await first.subscribeAsync("jobs/#", { qos: 1 });
+      await end(first);
+      const pubId = idOn(shard, "pub");
+      const pub = await connect(`${broker.url(ns)}?client=${pubId}`, { clientId: pubId });
+      await pub.publishAsync("jobs/1", `for-${shard}`, { qos: 1 });
+      await end(pub);
+      const back = await connect(`${broker.url(ns)}?client=${encodeURIComponent(assigned)}`, { clientId: assigned, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 600 } });
+      const got = await collect(back, 1);
+      expect(got[0]!.payload).toBe(`for-${shard}`);
+      await end(back);
+    }
   });
 });
 
