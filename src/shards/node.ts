@@ -134,6 +134,8 @@ export class ShardNode {
     }
     this.interest.load(this.store.loadInterest());
     this.links.restore();
+    // chunks left unacknowledged by an earlier life may announce filters: until they are, a SUBACK waits
+    if (this.links.pendingAll() > 0) this.interestSent = 1;
   }
 
   /**

@@ -111,6 +111,20 @@ describe("SUBACK wait (interestSettled)", () => {
     await second;
     expect(node.interestSettled()).toBeNull();
   });
+
+  test("after a wake with announcements still unacknowledged (a link backing off), a SUBACK for an announced filter still waits", async () => {
+    const pair = new Pair();
+    const node = pair.nodes[0]!;
+    node.localInterest("a", true); // stored as a chunk; the call is held (never answered)
+    await pair.run();
+    // the object wakes from storage: the chunk is still pending
+    const store = MemoryStore.fromSnapshot((node as unknown as { store: MemoryStore }).store.snapshot());
+    const woken = new ShardNode(0, 2, store, { self: 0, k: 2, now: () => 1000, sync: () => Promise.resolve(), wakeAt: () => {}, later: () => {}, log: () => {}, call: () => new Promise<LinkAck>(() => {}) }, { deliverForwarded: () => {}, hasSharedMember: () => false, retainedForwarded: () => {}, tunnelAtHome: () => {}, peerLost: () => {} });
+    woken.interest.localAdded("a"); // core.restore rebuilds the local counts from the stored subscriptions
+    woken.restore(false);
+    woken.localInterest("a", true); // a second subscriber: nothing new to announce
+    expect(woken.interestSettled()).not.toBeNull();
+  });
 });
 
 describe("tunnels", () => {
