@@ -52,6 +52,14 @@ function add(into: Record<string, unknown>, from: Record<string, unknown>, path:
     } else if (Array.isArray(value)) {
       if (!Array.isArray(mine)) into[key] = structuredClone(value);
       else if (value.every((v) => typeof v === "number")) into[key] = mine.map((m, i) => (m as number) + ((value[i] as number) ?? 0));
+      else {
+        // lists of records in the same order on every shard (the rules, one config): element by element
+        for (let i = 0; i < value.length && i < mine.length; i++) {
+          const v = value[i];
+          const m = mine[i];
+          if (v && m && typeof v === "object" && typeof m === "object") add(m as Record<string, unknown>, v as Record<string, unknown>, `${at}[]`);
+        }
+      }
     } else if (value && typeof value === "object") {
       if (!mine || typeof mine !== "object") into[key] = structuredClone(value);
       else add(mine as Record<string, unknown>, value as Record<string, unknown>, at);

@@ -8,6 +8,7 @@ import { Links } from "../../src/shards/link";
 import { home } from "../../src/shards/layout";
 import { NamespaceView } from "../../src/api/namespace";
 import * as admin from "../../src/broker/admin";
+import { mergeStats } from "../../src/broker/merge";
 import type { Env } from "../../src/env";
 import { decodeAll, encodeEntry, TunnelOp } from "../../src/shards/wire";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
@@ -362,5 +363,20 @@ describe("volatile entries (QoS 0 copies, tunnel frames)", () => {
     }
     expect(got.map((b) => b.byteLength)).toEqual([big.byteLength]);
     expect(sender.stats.volatileLost).toBe(0);
+  });
+});
+
+describe("merged stats", () => {
+  test("each rule's counters add up over the shards, as the rules' total does", () => {
+    const runtime: Runtime = { now: () => 1_000_000, wakeAt: () => {}, rearm: () => {}, later: () => {}, log: () => {} };
+    const one = () => admin.namespaceStats(new BrokerCore(new MemoryStore(), { ...DEFAULTS, SYS_INTERVAL: 0 }, runtime, Authenticator.open()));
+    const counters = (delivered: number) => ({ matched: delivered, delivered, failedSends: 0, dropped: 0, expired: 0, lost: 0, overflow: 0, rejected: 0 });
+    const a = one();
+    const b = one();
+    a.rules = { pending: 0, sending: 0, total: counters(2), rules: [{ name: "r", filter: "#", to: "https://x", ...counters(2) }] };
+    b.rules = { pending: 0, sending: 0, total: counters(3), rules: [{ name: "r", filter: "#", to: "https://x", ...counters(3) }] };
+    const merged = mergeStats([a, b]);
+    expect(merged.rules!.total.delivered).toBe(5);
+    expect(merged.rules!.rules[0]).toMatchObject({ name: "r", delivered: 5, matched: 5 });
   });
 });
