@@ -192,11 +192,16 @@ export function listRetained(core: BrokerCore, filter: string, limit: number): {
 
 /** Removes a retained message without publishing anything; returns whether there was one. */
 export function deleteRetained(core: BrokerCore, topic: string): boolean {
-  if (core.store.retainedSize(topic) === null) return false;
-  core.admitRetained(topic, 0); // a deletion: the retained quota's counters follow
-  // several shards (each removes its copy): versioned, so an older copy still on its way loses to it
+  // several shards (each removes its copy): versioned, so an older copy still on its way loses to
+  // it, also on a shard it has not reached yet
   const shards = core.shards;
-  core.store.deleteRetained(topic, shards ? shards.retainedVersion(core.now(), core.store.retainedVersion(topic)) : undefined);
+  const version = shards ? shards.retainedVersion(core.now(), core.store.retainedVersion(topic)) : undefined;
+  if (core.store.retainedSize(topic) === null) {
+    if (version !== undefined) core.store.deleteRetained(topic, version);
+    return false;
+  }
+  core.admitRetained(topic, 0); // a deletion: the retained quota's counters follow
+  core.store.deleteRetained(topic, version);
   return true;
 }
 

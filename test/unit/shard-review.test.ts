@@ -192,6 +192,10 @@ describe("retained messages across shards (every shard keeps every one, newest v
     expect(admin.deleteRetained(b.core, "t")).toBe(true);
     b.core.retainedForwarded(retainedMsg("t", "v2"), (b.now.ms - 10) * 256 + 0); // published before the removal
     expect(retainedPayload(b.store, "t")).toBeNull();
+    // a shard whose copy had not arrived yet when the removal came
+    expect(admin.deleteRetained(b.core, "u")).toBe(false);
+    b.core.retainedForwarded(retainedMsg("u", "v1"), (b.now.ms - 10) * 256 + 0);
+    expect(retainedPayload(b.store, "u")).toBeNull();
   });
 
   test("copies from other shards count against the retained quota (each shard keeps them all)", () => {
