@@ -368,5 +368,22 @@ export function storeContract(open: OpenStore): void {
         expect(store.retainedVersion("none")).toBeNull();
       });
     });
+
+    test("a removal with a version is remembered (migration 8) until a newer write replaces it", async () => {
+      await open("contract-retained-removed", (store) => {
+        const v = 1_800_000_000_000 * 256 + 3;
+        store.setRetained(msg("r/1", "a", { retain: true }), v - 256);
+        store.deleteRetained("r/1", v);
+        expect(store.retainedWithPrefix("r/")).toEqual([]);
+        expect(store.countRetained()).toBe(0);
+        expect(store.retainedVersion("r/1")).toBe(v);
+        store.deleteRetained("r/2", v); // no row: the removal is kept all the same
+        expect(store.retainedVersion("r/2")).toBe(v);
+        store.setRetained(msg("r/1", "b", { retain: true }), v + 256);
+        expect(store.retainedVersion("r/1")).toBe(v + 256);
+        store.deleteRetained("r/1"); // without a version (one shard): nothing kept
+        expect(store.retainedVersion("r/1")).toBeNull();
+      });
+    });
   });
 }
