@@ -31,7 +31,12 @@ export class NamespaceView {
    * for a topic (its hash), so that publishes made one after the other on a topic arrive in that order.
    */
   publish(msg: ExternalMessage): Promise<PublishOutcome> {
-    return this.shard(this.k > 1 ? jump(fnv1a64(msg.topic), this.k) : 0).publish(msg);
+    return this.shard(this.k > 1 ? this.topicShard(msg.topic) : 0).publish(msg);
+  }
+
+  /** the shard that accepts the API's writes on `topic` (K > 1) */
+  private topicShard(topic: string): number {
+    return jump(fnv1a64(topic), this.k);
   }
 
   async clients(): Promise<ClientInfo[]> {
@@ -57,7 +62,11 @@ export class NamespaceView {
   /** ...and each removes its copy. */
   async deleteRetained(topic: string): Promise<boolean> {
     if (this.k === 1) return this.shard().deleteRetained(topic);
-    return (await this.all((s) => s.deleteRetained(topic))).some(Boolean);
+    // one version for every shard (the topic's shard makes it), so they all decide alike about copies on their way
+    const first = this.topicShard(topic);
+    const made = await this.shard(first).removeRetained(topic, null);
+    const rest = await Promise.all(Array.from({ length: this.k }, (_, i) => (i === first ? null : this.shard(i).removeRetained(topic, made.version))));
+    return made.deleted || rest.some((r) => r?.deleted === true);
   }
 
   async stats(): Promise<MergedStats> {

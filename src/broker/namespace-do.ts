@@ -194,6 +194,13 @@ export class NamespaceBroker extends DurableObject<Env> {
     return admin.deleteRetained(this.core, topic);
   }
 
+  /** K > 1: the API's removal of a retained message, with the version every shard uses (null: this one makes it). */
+  removeRetained(topic: string, version: number | null): { deleted: boolean; version: number } {
+    this.rpcEntered();
+    if (!this.core.shards) throw new Error("removeRetained: not a shard of a namespace of several");
+    return admin.removeRetained(this.core, topic, version);
+  }
+
   disconnect(clientId: string): boolean {
     this.rpcEntered();
     return admin.disconnectClient(this.core, clientId);
