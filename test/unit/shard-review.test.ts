@@ -63,7 +63,7 @@ class Pair {
         },
         shardHost,
       );
-      node.restore();
+      node.restore(false);
       this.nodes.push(node);
     }
   }
