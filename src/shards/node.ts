@@ -4,7 +4,7 @@
 import type { Message } from "../session/message";
 import type { Store } from "../storage/store";
 import { Interest } from "./interest";
-import { Links, type LinkHost } from "./link";
+import { Links, type LinkHost, type LinkLimits } from "./link";
 import type { LinkAck, LinkBatch } from "./peer";
 import { TunnelOp, decodeEntries, encodeEntry, type Entry, type PublishEntry, type TunnelEntry } from "./wire";
 
@@ -83,9 +83,10 @@ export class ShardNode {
     private readonly store: Store,
     linkHost: LinkHost,
     private readonly host: ShardHost,
+    limits: Partial<LinkLimits> = {},
   ) {
     this.interest = new Interest(self, k);
-    this.links = new Links(linkHost, store);
+    this.links = new Links(linkHost, store, limits);
   }
 
   /**
