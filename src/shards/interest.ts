@@ -1,6 +1,7 @@
 // What this shard announces of its own subscriptions, and what it knows of every other shard's
 // (docs/scale-out.md §5 and §7), so a PUBLISH is forwarded only to shards with a matching
-// subscriber. Pure memory: the caller stores the ops it applies and reloads them with `load`.
+// subscriber. Pure memory: the caller stores the ops it applies and reloads them with `load` (strings)
+// and `loadFingerprints`.
 //
 // Exact filters (no + or #, not shared) are announced as 32-bit fingerprints (§5.1, fingerprint.ts):
 // add when the local count of a FINGERPRINT goes 0 → 1, remove at 1 → 0, so two local filters
