@@ -352,6 +352,37 @@ export function storeContract(open: OpenStore): void {
       });
     });
 
+    test("interest fingerprints: a peer's, added once, removed, listed by peer then value, the full 32 bits", async () => {
+      await open("contract-interest-fp", (store) => {
+        const list = () => {
+          const out: [number, number][] = [];
+          store.loadInterestFps((peer, fp) => out.push([peer, fp]));
+          return out;
+        };
+        expect(list()).toEqual([]);
+        const before = store.rowsWritten;
+        store.addInterestFp(2, 0xffffffff);
+        store.addInterestFp(2, 0xffffffff);
+        store.addInterestFp(1, 7);
+        store.addInterestFp(2, 0);
+        store.addInterestFp(2, 0x80000000);
+        expect(store.rowsWritten - before).toBe(4);
+        store.removeInterestFp(2, 0x80000000);
+        store.removeInterestFp(2, 12345);
+        store.removeInterestFp(3, 7);
+        expect(store.rowsWritten - before).toBe(5);
+        expect(list()).toEqual([
+          [1, 7],
+          [2, 0],
+          [2, 0xffffffff],
+        ]);
+        // apart from the filter strings
+        store.addInterest(2, "a/#");
+        expect(store.loadInterest()).toEqual([{ peer: 2, filter: "a/#" }]);
+        expect(list()).toHaveLength(3);
+      });
+    });
+
     test("retained versions: kept with the row, none without one, gone with the row", async () => {
       await open("contract-retained-version", (store) => {
         store.setRetained(msg("v/1", "a", { retain: true }));

@@ -113,6 +113,7 @@ export const FAMILIES: readonly Family[] = [
   { name: "mqtt_shard_events_rpc_total", type: "counter", help: "RPC calls into each shard, link calls from the other shards included.", samples: (s) => perShard(s, (sh) => sh.events.rpc) },
   { name: "mqtt_shard_forwarded_in_total", type: "counter", help: "Message copies each shard applied from the other shards.", samples: (s) => perShard(s, (sh) => sh.forwardedIn) },
   { name: "mqtt_shard_forwarded_out_total", type: "counter", help: "Message copies each shard sent to the other shards.", samples: (s) => perShard(s, (sh) => sh.forwardedCopies) },
+  { name: "mqtt_shard_forwarded_unmatched_total", type: "counter", help: "Copies from other shards that matched no session here (an interest fingerprint's false positive, or a subscriber gone while the copy travelled).", samples: (s) => perShard(s, (sh) => sh.forwardedUnmatched) },
 ];
 
 /** one sample per shard (none at one shard) */

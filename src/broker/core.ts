@@ -390,23 +390,24 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   // ——— the other shards of the namespace (src/shards/node.ts; never at K = 1) ———
 
   /** A message another shard accepted: this shard's subscribers, or one member of a shared group here. */
-  deliverForwarded(msg: Message, share: string | null): void {
+  deliverForwarded(msg: Message, share: string | null): number {
     this.counters.forwardedIn++;
-    if (isSysTopic(msg.topic)) return;
+    if (isSysTopic(msg.topic)) return 0;
     if (share !== null) {
       const group = this.router.sharedGroup(share);
       const sub = group ? pickMember(group, null, msg.topic) : null;
       if (!sub) {
         this.counters.drops[DROP.NO_SHARED_MEMBER]!++; // the last member here left while the copy travelled
-        return;
+        return 0;
       }
       const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
       deliver(this, sub.session, msg, qos, sub.retainAsPublished && msg.retain, sub.subscriptionId ? [sub.subscriptionId] : null, group);
-      return;
+      return 1;
     }
     const r = this.router;
     const n = r.match(msg, false);
     for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    return n; // 0: a copy nobody here wanted (ShardStats.forwardedUnmatched)
   }
 
   hasSharedMember(share: string): boolean {

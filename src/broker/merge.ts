@@ -13,6 +13,8 @@ export interface ShardFigures {
   /** copies of messages received from other shards, and sent to them */
   forwardedIn: number;
   forwardedCopies: number;
+  /** copies from other shards that matched no session here */
+  forwardedUnmatched: number;
 }
 
 export type MergedStats = NamespaceStats & { shards?: ShardFigures[] };
@@ -33,6 +35,7 @@ export function mergeStats(list: readonly NamespaceStats[]): MergedStats {
     messages: s.messages,
     forwardedIn: s.shard?.forwardedIn ?? 0,
     forwardedCopies: s.shard?.forwardedCopies ?? 0,
+    forwardedUnmatched: s.shard?.forwardedUnmatched ?? 0,
   }));
   out.shards.sort((a, b) => a.shard - b.shard);
   return out;

@@ -23,6 +23,11 @@ import { mergeStats } from "./merge";
 import type { LinkAck, LinkBatch } from "../shards/peer";
 
 
+/** SHARD_LINK_INTERVAL_MS, or 10 ms × (K − 1) when unset */
+function linkInterval(config: { SHARD_LINK_INTERVAL_MS: number }, k: number): number {
+  return config.SHARD_LINK_INTERVAL_MS >= 0 ? config.SHARD_LINK_INTERVAL_MS : 10 * (k - 1);
+}
+
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.byteLength + b.byteLength);
   out.set(a);
@@ -387,10 +392,10 @@ export class NamespaceBroker extends DurableObject<Env> {
       call: (target, batch) => broker.get(broker.idFromName(shardName(namespace, target))).shardLink(batch) as Promise<LinkAck>,
       sync: () => this.ctx.storage.sync(),
       wakeAt: (ms) => this.wakeAt(ms),
-      later: (fn) => this.core.later(fn),
+      later: (fn, ms) => (ms !== undefined && ms > 5 ? void setTimeout(() => this.core.later(fn), ms - 5) : this.core.later(fn)),
       log: runtime.log,
       onFailure: (target) => this.core.shards?.linkFailed(target),
-    }, this.core);
+    }, this.core, { minInterval: linkInterval(this.core.config, k) });
   }
 
   private rpcEntered(): void {

@@ -3,8 +3,9 @@
 // the others. Only made when K > 1: at K = 1 the broker never reaches this file.
 import type { Message } from "../session/message";
 import type { Store } from "../storage/store";
+import { fingerprint, isExactFilter } from "./fingerprint";
 import { Interest } from "./interest";
-import { Links, type LinkHost } from "./link";
+import { Links, type LinkHost, type LinkLimits } from "./link";
 import type { LinkAck, LinkBatch } from "./peer";
 import { TunnelOp, decodeEntries, encodeEntry, type Entry, type PublishEntry, type TunnelEntry } from "./wire";
 
@@ -22,8 +23,9 @@ export interface ShardHost {
   /**
    * Delivers a message another shard accepted to this shard's matching sessions (never to a
    * shared group: those get `share` copies), or, with `share`, to one member of that group.
+   * Returns the sessions it went to (0: a copy nobody here wanted).
    */
-  deliverForwarded(msg: Message, share: string | null): void;
+  deliverForwarded(msg: Message, share: string | null): number;
   /** whether this shard holds a member of the shared group `share` (it then gets the group's copy) */
   hasSharedMember(share: string): boolean;
   /** a retained message (or its removal: empty payload) another shard accepted, with its version */
@@ -61,6 +63,11 @@ export interface ShardStats {
   linkCalls: number;
   linkFailures: number;
   pendingChunks: number;
+  /**
+   * ordinary copies from other shards that matched no session here: a fingerprint shared by the
+   * topic and another exact filter (docs/scale-out.md §5.2), or a subscriber gone while it travelled
+   */
+  forwardedUnmatched: number;
 }
 
 /** Counters of the shard's traffic with the others (stats, bench). */
@@ -70,12 +77,14 @@ export interface ShardCounters {
   forwardedCopies: number;
   /** entries applied from other shards */
   appliedEntries: number;
+  /** ordinary copies applied here that matched no session (ShardStats.forwardedUnmatched) */
+  forwardedUnmatched: number;
 }
 
 export class ShardNode {
   readonly interest: Interest;
   readonly links: Links;
-  readonly counters: ShardCounters = { forwardedMessages: 0, forwardedCopies: 0, appliedEntries: 0 };
+  readonly counters: ShardCounters = { forwardedMessages: 0, forwardedCopies: 0, appliedEntries: 0, forwardedUnmatched: 0 };
   /** last retained version this shard gave (ms × 256 + shard index: unique, rising) */
   private lastVersion = 0;
   /** the shared-group copy goes to the group's shards in turn */
@@ -90,9 +99,10 @@ export class ShardNode {
     private readonly store: Store,
     linkHost: LinkHost,
     private readonly host: ShardHost,
+    limits: Partial<LinkLimits> = {},
   ) {
     this.interest = new Interest(self, k);
-    this.links = new Links(linkHost, store);
+    this.links = new Links(linkHost, store, limits);
   }
 
   /**
@@ -132,10 +142,23 @@ export class ShardNode {
       if (this.self === 0) this.store.saveShardLayout(this.k);
       else this.layoutUnconfirmed = true;
     }
-    this.interest.load(this.store.loadInterest());
+    this.loadInterest();
     this.links.restore();
     // chunks left unacknowledged by an earlier life may announce filters: until they are, a SUBACK waits
     if (this.links.pendingAll() > 0) this.interestSent = 1;
+  }
+
+  /** The peers' views from storage: wildcard and shared filters as strings, exact ones as fingerprints. */
+  private loadInterest(): void {
+    const rows = this.store.loadInterest();
+    for (const row of rows) {
+      // an exact filter stored as a string (before fingerprints): stored again as its fingerprint
+      if (!isExactFilter(row.filter)) continue;
+      this.store.addInterestFp(row.peer, fingerprint(row.filter));
+      this.store.removeInterest(row.peer, row.filter);
+    }
+    this.interest.load(rows);
+    this.store.loadInterestFps((peer, fp) => this.interest.applyFingerprint(peer, true, fp));
   }
 
   /**
@@ -221,7 +244,8 @@ export class ShardNode {
   localInterest(filter: string, add: boolean): void {
     const changed = add ? this.interest.localAdded(filter) : this.interest.localRemoved(filter);
     if (!changed) return;
-    const entry = encodeEntry({ kind: "interest", add, filter });
+    // an exact filter goes as its fingerprint (5 bytes): the receivers keep no string of it
+    const entry = encodeEntry(isExactFilter(filter) ? { kind: "fingerprint", add, fp: fingerprint(filter) } : { kind: "interest", add, filter });
     for (let p = 0; p < this.k; p++) if (p !== this.self) this.links.send(p, entry, true);
     this.interestSent++;
   }
@@ -344,8 +368,14 @@ export class ShardNode {
       else this.host.tunnelAtHome(from, e);
       return;
     }
+    if (e.kind === "fingerprint") {
+      this.applyFingerprint(from, e.add, e.fp);
+      return;
+    }
     if (e.kind === "interest") {
-      if (this.interest.apply(from, e.add, e.filter)) {
+      // an exact filter as a string: from a shard that announced before fingerprints
+      if (isExactFilter(e.filter)) this.applyFingerprint(from, e.add, fingerprint(e.filter));
+      else if (this.interest.apply(from, e.add, e.filter)) {
         if (e.add) this.store.addInterest(from, e.filter);
         else this.store.removeInterest(from, e.filter);
       }
@@ -366,7 +396,13 @@ export class ShardNode {
       encodings: undefined,
     };
     if (e.retain && e.share === null) this.host.retainedForwarded(msg, e.version);
-    this.host.deliverForwarded(msg, e.share);
+    if (this.host.deliverForwarded(msg, e.share) === 0 && e.share === null) this.counters.forwardedUnmatched++;
+  }
+
+  private applyFingerprint(from: number, add: boolean, fp: number): void {
+    if (!this.interest.applyFingerprint(from, add, fp)) return;
+    if (add) this.store.addInterestFp(from, fp);
+    else this.store.removeInterestFp(from, fp);
   }
 
   /**
@@ -407,6 +443,7 @@ export class ShardNode {
       linkCalls: l.calls,
       linkFailures: l.failures,
       pendingChunks: this.links.pendingAll(),
+      forwardedUnmatched: this.counters.forwardedUnmatched,
     };
   }
 

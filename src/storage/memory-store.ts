@@ -48,6 +48,8 @@ export interface MemoryState {
   links?: Map<number, LinkRow>;
   /** scale-out: announced filters per peer */
   interest?: Map<number, Set<string>>;
+  /** scale-out: announced exact filters' fingerprints per peer */
+  interestFp?: Map<number, Set<number>>;
   /** scale-out: the number of shards the namespace was set up with */
   shardLayout?: number;
   /** scale-out: tunnelled connections */
@@ -442,6 +444,25 @@ export class MemoryStore implements Store {
 
   removeInterest(peer: number, filter: string): void {
     if (this.interest.get(peer)?.delete(filter)) this.rowsWritten++;
+  }
+
+  addInterestFp(peer: number, fp: number): void {
+    const all = (this.s.interestFp ??= new Map());
+    let set = all.get(peer);
+    if (!set) all.set(peer, (set = new Set()));
+    if (set.has(fp)) return; // INSERT OR IGNORE writes nothing
+    set.add(fp);
+    this.rowsWritten++;
+  }
+
+  removeInterestFp(peer: number, fp: number): void {
+    if (this.s.interestFp?.get(peer)?.delete(fp)) this.rowsWritten++;
+  }
+
+  loadInterestFps(each: (peer: number, fp: number) => void): void {
+    const all = this.s.interestFp;
+    if (!all) return;
+    for (const peer of [...all.keys()].sort((a, b) => a - b)) for (const fp of [...all.get(peer)!].sort((a, b) => a - b)) each(peer, fp);
   }
 
   loadShardLayout(): number | null {

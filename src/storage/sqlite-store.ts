@@ -472,6 +472,19 @@ export class SqliteStore implements Store {
       .toArray()
       .map((r) => ({ peer: Number(r.peer), filter: r.filter as string }));
   }
+
+  addInterestFp(peer: number, fp: number): void {
+    this.run("INSERT OR IGNORE INTO shard_interest_fp (peer, fp) VALUES (?, ?)", peer, fp);
+  }
+
+  removeInterestFp(peer: number, fp: number): void {
+    this.run("DELETE FROM shard_interest_fp WHERE peer = ? AND fp = ?", peer, fp);
+  }
+
+  loadInterestFps(each: (peer: number, fp: number) => void): void {
+    // raw rows, one at a time: no object per row, no list of them all
+    for (const [peer, fp] of this.sql.exec("SELECT peer, fp FROM shard_interest_fp ORDER BY peer, fp").raw<[number, number]>()) each(Number(peer), Number(fp));
+  }
 }
 
 /** bound parameters per statement */

@@ -229,6 +229,11 @@ export interface Store {
   removeInterest(peer: number, filter: string): void;
   /** every announced filter, by peer then filter */
   loadInterest(): { peer: number; filter: string }[];
+  /** the fingerprint of an exact filter `peer` announced (idempotent) */
+  addInterestFp(peer: number, fp: number): void;
+  removeInterestFp(peer: number, fp: number): void;
+  /** calls `each` for every stored fingerprint, by peer then fingerprint (no list: there may be millions) */
+  loadInterestFps(each: (peer: number, fp: number) => void): void;
   /** the number of shards this namespace was set up with (null: never set, i.e. one shard) */
   loadShardLayout(): number | null;
   saveShardLayout(k: number): void;

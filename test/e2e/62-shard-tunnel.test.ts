@@ -164,3 +164,35 @@ test("changing SHARDS under a namespace that holds sessions is refused, not a lo
     await b.close();
   }
 });
+
+test("takeover from one shard to another with in-flight and queued messages: re-sent with DUP, then the queue, in order", async () => {
+  const ns = "tun-inflight";
+  const id = idOn(1, "dev");
+  // a raw client that never acknowledges: its window (Receive Maximum 2) holds two in flight, the rest queue
+  const first = await RawClient.connect(via(ns, 3), { clientId: id, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 600, receiveMaximum: 2 } });
+  first.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "inf/#", qos: 1 }] } as never);
+  await first.next("suback");
+  const pub = await connect(via(ns, 2), { clientId: idOn(2, "pub") });
+  for (let i = 0; i < 5; i++) await pub.publishAsync("inf/x", `m${i}`, { qos: 1 });
+  const firstTwo = [await first.next("publish"), await first.next("publish")];
+  expect(firstTwo.map((p) => String(p.payload))).toEqual(["m0", "m1"]);
+  // the same id from a third shard takes the session over; the old socket is closed (0x8E)
+  const second = await RawClient.connect(via(ns, 0), { clientId: id, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 600 } });
+  const disconnect = await first.next("disconnect");
+  expect(disconnect.reasonCode).toBe(0x8e);
+  const got: { payload: string; dup: boolean }[] = [];
+  for (let i = 0; i < 5; i++) {
+    const p = await second.next("publish");
+    got.push({ payload: String(p.payload), dup: p.dup });
+    second.send({ cmd: "puback", messageId: p.messageId, reasonCode: 0 } as never);
+  }
+  expect(got).toEqual([
+    { payload: "m0", dup: true },
+    { payload: "m1", dup: true },
+    { payload: "m2", dup: false },
+    { payload: "m3", dup: false },
+    { payload: "m4", dup: false },
+  ]);
+  await end(pub);
+  second.ws.close();
+});

@@ -308,7 +308,7 @@ describe("a namespace over several shards", () => {
       const s = namespaceStats(core());
       s.clients.connected = i + 1;
       s.events.rpc = 10 * i;
-      s.shard = { index: i, k: 3, forwardedIn: i, forwardedMessages: 0, forwardedCopies: 2 * i, linkCalls: 0, linkFailures: 0, pendingChunks: 0 };
+      s.shard = { index: i, k: 3, forwardedIn: i, forwardedMessages: 0, forwardedCopies: 2 * i, linkCalls: 0, linkFailures: 0, pendingChunks: 0, forwardedUnmatched: 0 };
       return s;
     });
     const merged = mergeStats(shards);

@@ -41,7 +41,7 @@ class Pair {
       const host = typeof hosts === "function" ? hosts(self) : hosts;
       const store = new MemoryStore();
       const shardHost: ShardHost = {
-        deliverForwarded: () => {},
+        deliverForwarded: () => 1,
         hasSharedMember: () => false,
         retainedForwarded: () => {},
         tunnelAtHome: () => {},
@@ -231,7 +231,7 @@ describe("shared groups across shards", () => {
     const members = [false, true, true];
     const pair = new Pair(3, (self) => ({
       hasSharedMember: () => members[self]!,
-      deliverForwarded: (msg, share) => void delivered.push({ shard: self, topic: msg.topic, share }),
+      deliverForwarded: (msg, share) => delivered.push({ shard: self, topic: msg.topic, share }),
     }));
     const settle = async () => {
       await pair.run();
