@@ -19,8 +19,14 @@ import { ensureBridges } from "../bridge/start";
 import { home, parseShardName, shardName } from "../shards/layout";
 import { peekClientId } from "../shards/connect-peek";
 import { ShardNode } from "../shards/node";
+import { mergeStats } from "./merge";
 import type { LinkAck, LinkBatch } from "../shards/peer";
 
+
+/** SHARD_LINK_INTERVAL_MS, or 10 ms × (K − 1) when unset */
+function linkInterval(config: { SHARD_LINK_INTERVAL_MS: number }, k: number): number {
+  return config.SHARD_LINK_INTERVAL_MS >= 0 ? config.SHARD_LINK_INTERVAL_MS : 10 * (k - 1);
+}
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   const out = new Uint8Array(a.byteLength + b.byteLength);
@@ -67,7 +73,10 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.core = new BrokerCore(store, config, runtime, auth);
     const core = this.core;
     core.rules = loadRules(env, this.namespace ?? "", core.rulesHost());
-    if (config.SHARDS > 1 && this.namespace !== null) core.joinShards(this.shardNode(config.SHARDS, store, runtime));
+    if (config.SHARDS > 1 && this.namespace !== null) {
+      core.joinShards(this.shardNode(config.SHARDS, store, runtime));
+      core.namespaceWide = () => this.namespaceStats();
+    }
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);
@@ -96,6 +105,14 @@ export class NamespaceBroker extends DurableObject<Env> {
     const bridge = request.headers.get(BRIDGE_HEADER);
     if (bridge !== null && !acceptedBridge(this.env.BRIDGES, bridge, this.namespace ?? undefined)) {
       return new Response(`${BRIDGE_HEADER}: no such bridge for this namespace\n`, { status: 403 });
+    }
+    if (this.core.shards?.layoutUnconfirmed && !(await this.confirmLayout())) {
+      return new Response("shard 0 of this namespace did not answer; try again\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "1" } });
+    }
+    const refused = this.core.shards?.layoutProblem;
+    if (refused) {
+      console.error(`[broker] ${refused}`);
+      return new Response(`${refused}\n`, { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
     }
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
@@ -182,6 +199,13 @@ export class NamespaceBroker extends DurableObject<Env> {
     return admin.deleteRetained(this.core, topic);
   }
 
+  /** K > 1: the API's removal of a retained message, with the version every shard uses (null: this one makes it). */
+  removeRetained(topic: string, version: number | null): { deleted: boolean; version: number } {
+    this.rpcEntered();
+    if (!this.core.shards) throw new Error("removeRetained: not a shard of a namespace of several");
+    return admin.removeRetained(this.core, topic, version);
+  }
+
   disconnect(clientId: string): boolean {
     this.rpcEntered();
     return admin.disconnectClient(this.core, clientId);
@@ -207,11 +231,34 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.ctx.abort("crash test");
   }
 
+  /** RPC from another shard: the number of shards this one serves with, or why it refuses. */
+  shardLayout(): { k: number; problem: string | null } {
+    this.rpcEntered();
+    const shards = this.core.shards;
+    return shards ? shards.layout() : { k: 1, problem: null };
+  }
+
+  /** A shard other than 0, before its first socket: shard 0 says whether the namespace was set up with this K. */
+  private async confirmLayout(): Promise<boolean> {
+    const shards = this.core.shards!;
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    try {
+      const answer = (await broker.get(broker.idFromName(this.namespace!)).shardLayout()) as { k: number; problem: string | null };
+      if (shards.layoutUnconfirmed) shards.confirmLayout(answer);
+      return true;
+    } catch (err) {
+      // asked again at the next socket
+      console.error(`[broker] shard ${this.shard}: shard 0 did not confirm the layout: ${(err as Error)?.message ?? String(err)}`);
+      return false;
+    }
+  }
+
   /** RPC from another shard of the namespace: a batch on its link to this one (src/shards/link.ts). */
   shardLink(batch: LinkBatch): LinkAck {
     this.rpcEntered();
     const shards = this.core.shards;
     if (!shards) throw new Error(`shard ${this.shard} of ${this.namespace} is not part of a sharded namespace (SHARDS differs?)`);
+    if (shards.layoutProblem) throw new Error(shards.layoutProblem);
     return shards.receive(batch);
   }
 
@@ -238,7 +285,8 @@ export class NamespaceBroker extends DurableObject<Env> {
     const peeked = peekClientId(bytes);
     if ("more" in peeked && bytes.byteLength <= this.core.config.MAX_CONNECT_PACKET_SIZE) {
       this.frameSeen();
-      this.peeking.set(ws, bytes);
+      if (this.core.holdPeeked(conn, bytes.byteLength)) this.peeking.set(ws, bytes);
+      else this.peeking.delete(ws);
       return true;
     }
     this.peeking.delete(ws);
@@ -324,6 +372,15 @@ export class NamespaceBroker extends DurableObject<Env> {
     return true;
   }
 
+  /** `$SYS` at K > 1: every shard's stats, merged (one call per other shard). */
+  private async namespaceStats(): Promise<admin.NamespaceStats> {
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    const k = this.core.shards!.k;
+    const others = [];
+    for (let i = 0; i < k; i++) if (i !== this.shard) others.push(broker.get(broker.idFromName(shardName(this.namespace!, i))).stats() as Promise<admin.NamespaceStats>);
+    return mergeStats([admin.namespaceStats(this.core), ...(await Promise.all(others))]);
+  }
+
   /** This object's part in a namespace of `k` shards: links to the others by RPC. */
   private shardNode(k: number, store: SqliteStore, runtime: Runtime): ShardNode {
     const namespace = this.namespace!;
@@ -335,10 +392,10 @@ export class NamespaceBroker extends DurableObject<Env> {
       call: (target, batch) => broker.get(broker.idFromName(shardName(namespace, target))).shardLink(batch) as Promise<LinkAck>,
       sync: () => this.ctx.storage.sync(),
       wakeAt: (ms) => this.wakeAt(ms),
-      later: (fn) => this.core.later(fn),
+      later: (fn, ms) => (ms !== undefined && ms > 5 ? void setTimeout(() => this.core.later(fn), ms - 5) : this.core.later(fn)),
       log: runtime.log,
       onFailure: (target) => this.core.shards?.linkFailed(target),
-    }, this.core);
+    }, this.core, { minInterval: linkInterval(this.core.config, k) });
   }
 
   private rpcEntered(): void {

@@ -21,8 +21,8 @@ export interface LinkHost {
   sync(): Promise<void>;
   /** an alarm at `ms` (retries after a failure); the holder calls `due(now)` when it fires */
   wakeAt(ms: number): void;
-  /** runs `fn` in a later event */
-  later(fn: () => void): void;
+  /** runs `fn` in a later event, at least `ms` from now when given */
+  later(fn: () => void, ms?: number): void;
   log(level: "info" | "warn" | "error", message: string): void;
   /** a call to `target` failed: what it carried of volatile entries is lost (tunnels over it break) */
   onFailure?(target: number): void;
@@ -87,6 +87,8 @@ class Outgoing {
   retryAt: number | null = null;
   /** when the oldest chunk still pending started waiting (its safety alarm counts from here) */
   pendingSince = 0;
+  /** when the last call started (ms; the link interval counts from here) */
+  lastCallAt = -Infinity;
   waiters: { seq: number; resolve: () => void }[] = [];
   constructor(readonly target: number) {}
 }
@@ -96,6 +98,12 @@ export interface LinkLimits {
   maxCallChunks: number;
   maxCallBytes: number;
   maxVolatileBytes: number;
+  /**
+   * ms between the starts of two calls on one link (0: none). With K − 1 peers each sending,
+   * a receiver gets at most (K − 1) / interval calls a second, whatever the traffic: the bound
+   * that keeps the mesh within an object's events. The first call after a quiet spell leaves at once.
+   */
+  minInterval: number;
 }
 
 export class Links {
@@ -112,7 +120,7 @@ export class Links {
     private readonly store: Store,
     limits: Partial<LinkLimits> = {},
   ) {
-    this.limits = { maxCallChunks: MAX_CALL_CHUNKS, maxCallBytes: MAX_CALL_BYTES, maxVolatileBytes: MAX_VOLATILE_BYTES, ...limits };
+    this.limits = { maxCallChunks: MAX_CALL_CHUNKS, maxCallBytes: MAX_CALL_BYTES, maxVolatileBytes: MAX_VOLATILE_BYTES, minInterval: 0, ...limits };
   }
 
   /**
@@ -169,7 +177,9 @@ export class Links {
         this.host.wakeAt(now + CALL_TIMEOUT_MS);
       }
     } else {
-      if (o.volatileBytes + entries.byteLength > this.limits.maxVolatileBytes) {
+      // the first entry goes whatever its size (a tunnel frame of a packet near MAX_PACKET_SIZE
+      // would else never pass, and its client would reconnect for it for ever)
+      if (o.volatileBytes > 0 && o.volatileBytes + entries.byteLength > this.limits.maxVolatileBytes) {
         this.stats.volatileLost++;
         return 0;
       }
@@ -261,15 +271,6 @@ export class Links {
     return at;
   }
 
-  /** The highest chunk seq given on the link to `target` (0: none), and the highest it acknowledged. */
-  lastSeq(target: number): number {
-    return this.out.get(target)?.lastSeq ?? 0;
-  }
-
-  ackedSeq(target: number): number {
-    return this.out.get(target)?.acked ?? 0;
-  }
-
   /** Chunks sent to `target` and not yet acknowledged. */
   pending(target: number): number {
     return this.out.get(target)?.chunks.length ?? 0;
@@ -305,16 +306,18 @@ export class Links {
   private schedule(o: Outgoing): void {
     if (o.scheduled || o.inFlight || o.retryAt !== null) return;
     o.scheduled = true;
+    const wait = o.lastCallAt + this.limits.minInterval - this.host.now();
     this.host.later(() => {
       o.scheduled = false;
       void this.flush(o);
-    });
+    }, wait > 0 ? wait : undefined);
   }
 
   /** One call with every pending chunk (up to the caps) and the volatile runs that may follow them. */
   private async flush(o: Outgoing): Promise<void> {
     if (o.inFlight || o.retryAt !== null || (o.chunks.length === 0 && o.runs.length === 0)) return;
     o.inFlight = true;
+    o.lastCallAt = this.host.now();
     // what goes is taken before the sync: only writes made before it are sure to be durable after it
     let n = 0;
     let bytes = 0;

@@ -131,4 +131,18 @@ export const MIGRATIONS: string[] = [
      entrance INTEGER NOT NULL,
      attachment TEXT NOT NULL
    ) WITHOUT ROWID;`,
+  // 8: scale-out: the version of a retained message's removal (K > 1), so that an older copy of it
+  // arriving later from another shard does not bring it back. Empty at K = 1.
+  `CREATE TABLE retained_removed (
+     topic TEXT PRIMARY KEY,
+     version INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
+  // 9: scale-out: a peer's exact filters as 32-bit fingerprints (src/shards/fingerprint.ts), one
+  // small row each (no string), so a woken shard reloads a million of them without the strings;
+  // shard_interest keeps the wildcard and shared filters. Empty at K = 1.
+  `CREATE TABLE shard_interest_fp (
+     peer INTEGER NOT NULL,
+     fp INTEGER NOT NULL,              -- 0 … 2^32 - 1
+     PRIMARY KEY (peer, fp)
+   ) WITHOUT ROWID;`,
 ];

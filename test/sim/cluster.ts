@@ -72,11 +72,7 @@ export interface ClusterOptions {
   k: number;
   config?: Partial<BrokerConfig>;
   authVars?: Record<string, string>;
-  /**
-   * How far the clock moves while a crashed shard restarts (default 0). A real restart takes far
-   * longer than the clock skew between shards; retained versions made right after one rely on it
-   * until BrokerCore passes the topic to retainedVersion (see the skipped test in cluster.test.ts).
-   */
+  /** How far the clock moves while a crashed shard restarts (default 0: the worst case for versions made by the clock). */
   restartMs?: number;
 }
 

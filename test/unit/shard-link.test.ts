@@ -342,3 +342,44 @@ describe("the safety alarm", () => {
     expect(b.links.nextWake()).toBeNull();
   });
 });
+
+describe("the link interval", () => {
+  test("a call leaves at once after a quiet spell; the next waits until minInterval after the last one started", async () => {
+    let now = 1000;
+    const waits: (number | undefined)[] = [];
+    const laters: (() => void)[] = [];
+    const receiver = new Links({ self: 1, k: 2, now: () => now, call: async () => ({ applied: 0 }), sync: async () => {}, wakeAt: () => {}, later: () => {}, log: () => {} }, new MemoryStore());
+    const links = new Links(
+      {
+        self: 0,
+        k: 2,
+        now: () => now,
+        call: async (_t, batch) => receiver.receive(batch, () => {}),
+        sync: async () => {},
+        wakeAt: () => {},
+        later: (fn, ms) => {
+          waits.push(ms);
+          laters.push(fn);
+        },
+        log: () => {},
+      },
+      new MemoryStore(),
+      { minInterval: 100 },
+    );
+    const run = async () => {
+      while (laters.length) laters.shift()!();
+      for (let i = 0; i < 5; i++) await Promise.resolve();
+    };
+    links.send(1, entry("a"), true);
+    await run();
+    expect(waits).toEqual([undefined]); // the first call: no wait
+    now += 30;
+    links.send(1, entry("b"), true);
+    await run();
+    expect(waits).toEqual([undefined, 70]); // 100 ms after the first call started
+    now += 200;
+    links.send(1, entry("c"), true);
+    await run();
+    expect(waits).toEqual([undefined, 70, undefined]); // a quiet spell: at once again
+  });
+});
