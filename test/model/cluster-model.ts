@@ -1,15 +1,18 @@
 // A reference model of what MQTT allows clients of a namespace spread over K shards to see
 // (test/sim/cluster.ts), and a runner that applies random operations to both: clients on their
-// home shards subscribe, publish and come and go while link calls fail or lose their replies and
-// shards crash at any storage step. Checked on every packet and after a settle:
+// home shards subscribe, unsubscribe, publish, hold their acknowledgements and come and go while
+// link calls fail or lose their replies and shards crash at any storage step. Checked on every
+// packet and after a settle (no faults, every persistent session back):
 // - a QoS ≥ 1 message whose PUBACK/PUBREC its publisher got reaches every persistent session that
 //   had a matching subscription SUBACKed before the message was first sent, at least once (and
 //   every Clean Session one whose connection lasted to the end), unless it unsubscribed since;
-// - a QoS 2 message never reaches a session twice;
+//   a shared group ($share/g/sh/#) gets it at one member;
+// - a QoS 2 message never reaches a session twice (outside the group's topics);
 // - per publisher and topic, QoS ≥ 1 messages reach a connection in the order they were sent;
 // - a session gets only messages matching a filter it subscribed to, at most at the QoS published;
 // - a persistent session is never lost (Session Present);
-// - after quiescence every shard holds the same retained messages, and no chunk is owed.
+// - after quiescence every shard holds the same retained messages, each shard's view of a peer's
+//   interest is what the peer's sessions subscribe to (memory and storage), and no chunk is owed.
 import fc from "fast-check";
 import type * as mqtt from "mqtt-packet";
 import { SimCluster, type CrashAt, type Fate } from "../sim/cluster";
