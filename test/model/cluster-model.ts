@@ -7,7 +7,7 @@
 //   had a matching subscription SUBACKed before the message was first sent, at least once (and
 //   every Clean Session one whose connection lasted to the end), unless it unsubscribed since;
 //   a shared group ($share/g/sh/#) gets it at one member;
-// - a QoS 2 message never reaches a session twice (outside the group's topics);
+// - a QoS 2 message never reaches a session twice, nor a QoS 0 one (outside the group's topics);
 // - per publisher and topic, QoS ≥ 1 messages reach a connection in the order they were sent;
 // - a session gets only messages matching a filter it subscribed to, at most at the QoS published;
 // - a persistent session is never lost (Session Present);
@@ -111,6 +111,7 @@ interface ClientState {
   /** payloads got in this generation; QoS 2 ones counted */
   got: Set<string>;
   qos2: Map<string, number>;
+  qos0: Map<string, number>;
   /** connections so far, and per connection the last seq got per publisher|topic */
   conn: number;
   lastSeq: Map<string, number>;
@@ -162,6 +163,7 @@ export class ClusterRun {
       pendingSubs: new Map(),
       got: new Set(),
       qos2: new Map(),
+      qos0: new Map(),
       conn: 0,
       lastSeq: new Map(),
       connectedAtSeq: 0,
@@ -314,6 +316,7 @@ export class ClusterRun {
         s.pendingSubs.clear();
         s.got.clear();
         s.qos2.clear();
+        s.qos0.clear();
       } else if (clean || (!expected && !s.uncertain)) this.fail(`${who}: Session Present 1 where no session was`);
       else if (s.uncertain) {
         // connects whose CONNACK was lost may have ended the session and made this one: what was
@@ -355,6 +358,12 @@ export class ClusterRun {
     // a shared group's copy and the session's own subscription's are two deliveries [MQTT-4.8.2]:
     // repeats and order are checked outside the group's topics only
     if (p.topic.startsWith("sh/")) return;
+    // QoS 0: at most once (a message published at QoS 0 is never re-sent by anyone)
+    if (pub.qos === 0 && !p.retain) {
+      const n = (s.qos0.get(payload) ?? 0) + 1;
+      s.qos0.set(payload, n);
+      if (n > 1) this.fail(`${where}: QoS 0 message delivered twice`);
+    }
     // SimClient's own exactly-once record says whether a QoS 2 PUBLISH is new (a re-send of a packet id it holds is not)
     if (p.qos === 2 && !p.retain && c.received[s.received - 1]?.fresh) {
       const n = (s.qos2.get(payload) ?? 0) + 1;
