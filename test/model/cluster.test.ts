@@ -1,7 +1,8 @@
 // Guarantees across shards as properties (test/model/cluster-model.ts over test/sim/cluster.ts):
 // random sequences at K = 2 and 3 with failed calls, lost replies and crashes of any shard at any
 // storage step; a fixed exchange crashed at every event that writes; rows per forwarded message.
-// `npm run soak` runs SOAK_RUNS random sequences (reproducible with SOAK_SEED).
+// `npm run soak` runs SOAK_RUNS random sequences (reproducible with SOAK_SEED); CLUSTER_K (e.g.
+// "2,3,4") and CLUSTER_OPS (operations per sequence, 60) widen them.
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import type { SimShard } from "../sim/cluster";
@@ -120,7 +121,7 @@ const runs = Number(process.env.SOAK_RUNS ?? 200);
 const seed = process.env.SOAK_SEED ? Number(process.env.SOAK_SEED) : undefined;
 
 describe("guarantees across shards", () => {
-  for (const k of [2, 3]) {
+  for (const k of (process.env.CLUSTER_K ?? "2,3").split(",").map(Number)) {
     test(`${runs} random sequences at K = ${k}: failed calls, lost replies, crashes at any storage step`, async () => {
       let delivered = 0;
       let crashed = 0;
