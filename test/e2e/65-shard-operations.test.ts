@@ -88,3 +88,16 @@ test("the API: stats summed with each shard's own figures; clients of every shar
     expect(await quiet).toEqual([]);
   }
 });
+
+test("answers keep the packets' order: an UNSUBACK behind a SUBACK that waits for the other shards comes after it", async () => {
+  const { RawClient } = await import("./raw");
+  const id = idOn(1, "order");
+  const raw = await RawClient.connect(`${broker.url("ops-order")}?client=${id}`, { clientId: id, protocolVersion: 5 });
+  const subscribe = raw.encode({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "fresh/filter", qos: 1 }] } as never);
+  const unsubscribe = raw.encode({ cmd: "unsubscribe", messageId: 2, unsubscriptions: ["never/subscribed"] } as never);
+  raw.sendBytes(Buffer.concat([subscribe, unsubscribe])); // one frame: the UNSUBACK needs no wait of its own
+  const first = await raw.take();
+  const second = await raw.take();
+  expect([first.cmd, second.cmd]).toEqual(["suback", "unsuback"]);
+  raw.ws.close();
+});
