@@ -133,14 +133,17 @@ export class ShardNode {
    */
   restore(holdsData: boolean): void {
     const k = this.store.loadShardLayout();
-    if (k === null && holdsData) {
-      this.layoutProblem = `namespace holds sessions or retained messages made with SHARDS=1; SHARDS=${this.k} would hide them, so it is refused (set SHARDS back to 1)`;
-    } else if (k !== null && k !== this.k) {
+    if (k !== null && k !== this.k) {
       this.layoutProblem = `namespace was set up with SHARDS=${k}; SHARDS=${this.k} would hide its sessions, so it is refused (set SHARDS back to ${k})`;
+    } else if (k === null && this.self === 0) {
+      // shard 0 is the namespace's object of old: data without a layout was made with one shard
+      if (holdsData) this.layoutProblem = `namespace holds sessions or retained messages made with SHARDS=1; SHARDS=${this.k} would hide them, so it is refused (set SHARDS back to 1)`;
+      else this.store.saveShardLayout(this.k);
     } else if (k === null) {
-      // shard 0 knows whether the namespace was set up with this K; another shard asks it first
-      if (this.self === 0) this.store.saveShardLayout(this.k);
-      else this.layoutUnconfirmed = true;
+      // Another shard asks shard 0 before its first socket. It may hold data already (retained
+      // copies, tunnelled sessions: all come over links, from a namespace serving at some K), so
+      // only shard 0's answer says whether that K is this one.
+      this.layoutUnconfirmed = true;
     }
     this.loadInterest();
     this.links.restore();

@@ -196,3 +196,28 @@ test("takeover from one shard to another with in-flight and queued messages: re-
   await end(pub);
   second.ws.close();
 });
+
+test("a shard that only ever heard its peers (retained copies) serves after a restart: its data came from this layout", async () => {
+  const b = await startBroker({ SHARDS: String(K) });
+  try {
+    const ns = "quiet-shard";
+    const pub = await connect(`${b.url(ns)}?client=${idOn(0, "p")}`, { clientId: idOn(0, "p") });
+    await pub.publishAsync("kept/x", "copy", { qos: 1, retain: true });
+    await end(pub);
+    // shard 2 got the retained copy over its link, and no socket yet
+    await until(async () => {
+      const objects = await b.mf.getDurableObjectNamespace("BROKER");
+      const st = await (objects.get(objects.idFromName(shardName(ns, 2))) as unknown as { stats(): Promise<{ retained: number }> }).stats();
+      return st.retained === 1;
+    }, "the copy reached shard 2");
+    await b.restart();
+    const id = idOn(2, "late");
+    const late = await connect(`${b.url(ns)}?client=${id}`, { clientId: id });
+    const got = collect(late, 1);
+    await late.subscribeAsync("kept/#", { qos: 1 });
+    expect((await got)[0]!.payload).toBe("copy");
+    await end(late);
+  } finally {
+    await b.close();
+  }
+});
