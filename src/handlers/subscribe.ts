@@ -121,7 +121,7 @@ export function handleUnsubscribe(ctx: HandlerContext, conn: Connection, session
   }
   // MQTT 3.1.1 UNSUBACK has no payload; the encoder writes the codes only for MQTT 5.
   const before = conn.subackWait;
-  if (before === null) conn.send({ cmd: "unsuback", messageId: p.messageId, granted: codes });
+  if (!before) conn.send({ cmd: "unsuback", messageId: p.messageId, granted: codes });
   else {
     // a SUBACK still waits for the other shards: this answer goes after it, in the packets' order
     const wait: Promise<void> = before.then(() => {
