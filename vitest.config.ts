@@ -1,6 +1,20 @@
 import { defineConfig } from "vitest/config";
 import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 
+/**
+ * The e2e files the sharded run (E2E_SHARDS=4) cannot pass yet, each with why (docs/scale-out.md
+ * §13: the list shrinks step by step and is empty at step 12).
+ */
+const SHARDED_SKIP: Record<string, string> = {
+  // 60-shards sets SHARDS=4 itself: the `node` project already runs it sharded.
+  "test/e2e/60-shards.test.ts": "sharded on its own (SHARDS=4 explicitly); run by the node project",
+  "test/e2e/30-api.test.ts": "asserts namespace-wide stats and clients lists: no merge over shards yet (step 9)",
+  "test/e2e/31-rpc.test.ts": "asserts namespace-wide stats over RPC: no merge over shards yet (step 9)",
+  "test/e2e/32-sys.test.ts": "$SYS figures are one shard's, not the namespace's (step 9)",
+  "test/e2e/49-events.test.ts": "asserts one object's event counters for traffic spread over shards (step 9)",
+  "test/e2e/54-metrics.test.ts": "/metrics is one shard's figures (step 9)",
+};
+
 export default defineConfig({
   test: {
     projects: [
@@ -10,6 +24,19 @@ export default defineConfig({
           name: "node",
           include: ["test/unit/**/*.test.ts", "test/model/**/*.test.ts", "test/e2e/**/*.test.ts"],
           environment: "node",
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      },
+      {
+        // The same end-to-end suite against namespaces of 4 shards (test/e2e/harness.ts reads
+        // E2E_SHARDS; clients connect with the placement hint, so a reconnect finds its session).
+        test: {
+          name: "e2e-sharded",
+          include: ["test/e2e/**/*.test.ts"],
+          exclude: Object.keys(SHARDED_SKIP),
+          environment: "node",
+          env: { E2E_SHARDS: "4" },
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },
