@@ -10,6 +10,7 @@ import { NAMESPACE } from "./api/input";
 import { BrokerService } from "./api/rpc";
 import { BridgeObject } from "./bridge/object";
 import { BRIDGE_HEADER } from "./bridge/header";
+import { place, shardName } from "./shards/layout";
 
 export { NamespaceBroker, BrokerService, BridgeObject };
 
@@ -28,8 +29,9 @@ export default {
     }
     // Browsers send Origin and let any page open WebSockets (no CORS for them); other clients
     // send none. Without ALLOWED_ORIGINS only the broker's own origin (its console) may.
+    const config = loadConfig(env);
     const origin = request.headers.get("Origin");
-    if (origin !== null && !originAllowed(origin, url.origin, loadConfig(env).ALLOWED_ORIGINS)) {
+    if (origin !== null && !originAllowed(origin, url.origin, config.ALLOWED_ORIGINS)) {
       return text(403, `origin not allowed: ${origin.slice(0, 200)} is not this broker's origin nor in ALLOWED_ORIGINS`);
     }
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") {
@@ -38,8 +40,11 @@ export default {
     if (chooseSubprotocol(request.headers.get("Sec-WebSocket-Protocol")) === "unsupported") {
       return text(400, `unsupported WebSocket subprotocol: offer "mqtt"`);
     }
+    // The shard (docs/scale-out.md §1): a client hinting its id (?client=<id>) goes to the id's
+    // home, where its session lives; any other to any shard. One shard: the namespace's object.
+    const shard = config.SHARDS > 1 ? place(url.searchParams.get("client"), config.SHARDS) : 0;
     // The request goes on unchanged (a copy would cost memory for the socket's whole life).
-    const stub = env.BROKER.get(env.BROKER.idFromName(namespace));
+    const stub = env.BROKER.get(env.BROKER.idFromName(shardName(namespace, shard)));
     return stub.fetch(request);
   },
 } satisfies ExportedHandler<Env>;

@@ -284,4 +284,89 @@ export function storeContract(open: OpenStore): void {
       });
     });
   });
+
+  describe("scale-out links (migration 7)", () => {
+    const bytes = (...b: number[]) => new Uint8Array(b);
+    test("chunks: stored per target in seq order, retried, deleted up to an acknowledged seq; each row written counts", async () => {
+      await open("contract-chunks", (store) => {
+        expect(store.loadChunks()).toEqual([]);
+        const before = store.rowsWritten;
+        store.addChunk(2, 1, bytes(1, 2), 100);
+        store.addChunk(1, 5, bytes(), 101);
+        store.addChunk(2, 2, bytes(3), 102);
+        store.addChunk(2, 3, bytes(4, 255), 103);
+        expect(store.rowsWritten - before).toBe(4);
+        expect(store.loadChunks().map((c) => [c.target, c.seq, [...c.entries], c.attempts, c.nextAt])).toEqual([
+          [1, 5, [], 0, 101],
+          [2, 1, [1, 2], 0, 100],
+          [2, 2, [3], 0, 102],
+          [2, 3, [4, 255], 0, 103],
+        ]);
+        store.updateChunkRetry(2, 1, 3, 900);
+        expect(store.rowsWritten - before).toBe(5);
+        expect(store.loadChunks().find((c) => c.target === 2 && c.seq === 1)).toMatchObject({ attempts: 3, nextAt: 900 });
+        store.deleteChunksUpTo(2, 2);
+        expect(store.rowsWritten - before).toBe(7);
+        store.deleteChunksUpTo(2, 2); // nothing left to delete: nothing written
+        store.deleteChunksUpTo(7, 100);
+        expect(store.rowsWritten - before).toBe(7);
+        expect(store.loadChunks().map((c) => [c.target, c.seq])).toEqual([
+          [1, 5],
+          [2, 3],
+        ]);
+        expect(() => store.addChunk(2, 3, bytes(9), 104)).toThrow(); // a seq is never stored twice
+      });
+    });
+
+    test("link watermarks: acked and applied are upserted independently", async () => {
+      await open("contract-links", (store) => {
+        expect(store.loadLinks()).toEqual([]);
+        const before = store.rowsWritten;
+        store.saveAcked(3, 10);
+        store.saveApplied(1, 4);
+        store.saveApplied(3, 7);
+        store.saveAcked(3, 12);
+        expect(store.rowsWritten - before).toBe(4);
+        expect(store.loadLinks()).toEqual([
+          { peer: 1, ackedSeq: 0, appliedSeq: 4 },
+          { peer: 3, ackedSeq: 12, appliedSeq: 7 },
+        ]);
+      });
+    });
+
+    test("interest: a peer's filters, added once, removed", async () => {
+      await open("contract-interest", (store) => {
+        const before = store.rowsWritten;
+        store.addInterest(2, "a/#");
+        store.addInterest(2, "a/#");
+        store.addInterest(1, "b/+");
+        store.addInterest(2, "+/x");
+        expect(store.rowsWritten - before).toBe(3);
+        store.removeInterest(2, "a/#");
+        store.removeInterest(2, "nope");
+        expect(store.rowsWritten - before).toBe(4);
+        expect(store.loadInterest()).toEqual([
+          { peer: 1, filter: "b/+" },
+          { peer: 2, filter: "+/x" },
+        ]);
+      });
+    });
+
+    test("retained versions: kept with the row, none without one, gone with the row", async () => {
+      await open("contract-retained-version", (store) => {
+        store.setRetained(msg("v/1", "a", { retain: true }));
+        expect(store.retainedVersion("v/1")).toBeNull();
+        const big = 1_800_000_000_000 * 256 + 5;
+        store.setRetained(msg("v/1", "b", { retain: true }), big);
+        expect(store.retainedVersion("v/1")).toBe(big);
+        expect(store.retainedWithPrefix("v/").map((m) => text(m))).toEqual(["b"]);
+        store.setRetained(msg("v/1", "c", { retain: true }));
+        expect(store.retainedVersion("v/1")).toBeNull();
+        store.setRetained(msg("v/2", "d", { retain: true }), 7);
+        store.deleteRetained("v/2");
+        expect(store.retainedVersion("v/2")).toBeNull();
+        expect(store.retainedVersion("none")).toBeNull();
+      });
+    });
+  });
 }

@@ -8,6 +8,7 @@ import { loadConfig } from "../config";
 import { authorize } from "./auth";
 import { METRICS_CONTENT_TYPE, metricsNamespaces, metricsText } from "./metrics";
 import { bridgeStatus } from "../bridge/start";
+import { NamespaceView } from "./namespace";
 import { InputError, NAMESPACE, clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
 
 const ROUTE = /^\/api\/([^/]*)\/(publish|retained|clients|stats|metrics|bridges)(?:\/(.*))?$/;
@@ -51,7 +52,7 @@ async function route(request: Request, env: Env): Promise<Response> {
   const namespace = namespaceOf(m[1]);
   const resource = m[2]!;
   const rest = m[3];
-  const broker = env.BROKER.get(env.BROKER.idFromName(namespace));
+  const broker = new NamespaceView(env, namespace);
   const method = request.method;
   const query = url.searchParams;
 
@@ -141,7 +142,7 @@ async function metricsResponse(env: Env, namespaces: string[]): Promise<Response
  */
 export async function readMetrics(env: Env, namespaces: readonly string[]): Promise<string> {
   const [stats, bridges] = await Promise.all([
-    Promise.all(namespaces.map((ns) => env.BROKER.get(env.BROKER.idFromName(ns)).stats())),
+    Promise.all(namespaces.map((ns) => new NamespaceView(env, ns).stats())),
     Promise.all(namespaces.map((ns) => (env.BRIDGES ? bridgeStatus(env, ns) : null))),
   ]);
   return metricsText(namespaces.map((ns, i) => [ns, stats[i]!, bridges[i]] as const));

@@ -11,6 +11,7 @@ import { loadConfig } from "../config";
 import { clientIdOf, filterOf, integerOf, namespaceOf, publishOf, topicOf } from "./input";
 import { metricsNamespaces } from "./metrics";
 import { readMetrics } from "./http";
+import { NamespaceView } from "./namespace";
 
 /** A message to publish. `payload`: text (UTF-8) or bytes; or `payloadBase64`. */
 export interface PublishRequest {
@@ -69,7 +70,8 @@ export class BrokerService extends WorkerEntrypoint<Env> {
     return this.broker(namespace).stats();
   }
 
-  private broker(namespace: string) {
-    return this.env.BROKER.get(this.env.BROKER.idFromName(namespaceOf(namespace)));
+  /** the namespace, one whatever number of shards it spans */
+  private broker(namespace: string): NamespaceView {
+    return new NamespaceView(this.env, namespaceOf(namespace));
   }
 }

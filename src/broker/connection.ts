@@ -116,6 +116,8 @@ export class Connection implements Peer {
   /** while CONNECT is being verified (asynchronously): the packets that arrived after it */
   authQueue: Packet[] | null = null;
   authWork: Promise<void> | null = null;
+  /** a SUBACK waiting for the namespace's other shards (handlers/subscribe.ts); later SUBACKs wait behind it */
+  subackWait: Promise<void> | null = null;
   /** bytes of the CONNECT being verified, and of the packets held behind it (dispatcher.ts) */
   connectBytes = 0;
   heldBytes = 0;

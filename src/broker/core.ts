@@ -24,6 +24,9 @@ import { RetainedQuota } from "../limits/retained-quota";
 import { quote } from "../log-safe";
 import type { RuleEngine, RulesHost } from "../rules/engine";
 import { Lifecycle } from "./lifecycle";
+import type { ShardHost, ShardNode } from "../shards/node";
+import { pickMember } from "../topics/router";
+import type { QoS } from "../protocol/codec";
 
 /** how a connection ended that nobody decided: its socket went away */
 const SOCKET_LOST: ConnectionEnd = { code: null, by: "socket" };
@@ -47,7 +50,7 @@ export interface Runtime {
   log(level: "info" | "warn" | "error", message: string): void;
 }
 
-export class BrokerCore implements DispatchContext, RegistryContext {
+export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   private readonly acked: DeferredDeletes;
   readonly sessions: SessionRegistry;
   readonly connections = new Set<Connection>();
@@ -63,6 +66,8 @@ export class BrokerCore implements DispatchContext, RegistryContext {
   rules: RuleEngine | null = null;
   /** bytes held for sockets whose CONNECT is not accepted yet (partial packets, held packets) */
   pendingBytes = 0;
+  /** this object's part in a namespace of several (src/shards, docs/scale-out.md); null: the namespace is this one object */
+  shards: ShardNode | null = null;
 
   constructor(
     readonly store: Store,
@@ -169,6 +174,11 @@ export class BrokerCore implements DispatchContext, RegistryContext {
    */
   restore(live: Connection[]): void {
     const connected = this.sessions.restore();
+    if (this.shards) {
+      // what this shard announced is what its stored subscriptions say (written in the same events)
+      for (const session of this.sessions.values()) for (const filter of session.subscriptions.keys()) this.shards.interest.localAdded(filter);
+      this.shards.restore();
+    }
     for (const conn of live) {
       if (conn.state === "closed") {
         conn.transport.close(1000, ""); // the broker closed it before it slept (connection.ts): again, for sure
@@ -250,6 +260,7 @@ export class BrokerCore implements DispatchContext, RegistryContext {
     }
     this.sessions.due(now);
     this.rules?.due(now);
+    this.shards?.links.due(now);
     this.sys.tick(now);
     const next = this.nextWake();
     if (next !== null) this.wakeAt(next);
@@ -257,8 +268,9 @@ export class BrokerCore implements DispatchContext, RegistryContext {
 
   /** The earliest deadline the alarm serves (connections, sessions, $SYS, rules' retries); null: none. */
   private nextWake(): number | null {
-    const next = earliest(nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000), this.sys.dueAt);
-    return this.rules ? earliest(next, this.rules.nextWake()) : next;
+    let next = earliest(nextDeadline(this.connections, this.sessions.values(), this.config.CONNECT_TIMEOUT * 1000), this.sys.dueAt);
+    if (this.rules) next = earliest(next, this.rules.nextWake());
+    return this.shards ? earliest(next, this.shards.links.nextWake()) : next;
   }
 
   // ——— used by handlers ———
@@ -310,15 +322,64 @@ export class BrokerCore implements DispatchContext, RegistryContext {
       c.drops[DROP.NOT_AUTHORIZED]!++;
       return 0; // $SYS belongs to the broker: dropped
     }
+    const shards = this.shards;
+    const version = shards && msg.retain ? shards.retainedVersion(this.now()) : 0;
     if (msg.retain) {
       if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
-      else this.store.setRetained(msg);
+      else this.store.setRetained(msg, shards ? version : undefined);
     }
     const r = this.router;
-    const n = r.match(msg);
+    let n = r.match(msg);
     for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    // the other shards' subscribers: copies stored before the caller acknowledges (src/shards/node.ts)
+    if (shards) n += shards.forward(msg, version);
     this.rules?.offer(msg);
     return n;
+  }
+
+  // ——— the other shards of the namespace (src/shards/node.ts; never at K = 1) ———
+
+  /** A message another shard accepted: this shard's subscribers, or one member of a shared group here. */
+  deliverForwarded(msg: Message, share: string | null): void {
+    this.counters.forwardedIn++;
+    if (isSysTopic(msg.topic)) return;
+    if (share !== null) {
+      const group = this.router.sharedGroup(share);
+      const sub = group ? pickMember(group, null, msg.topic) : null;
+      if (!sub) {
+        this.counters.drops[DROP.NO_SHARED_MEMBER]!++; // the last member here left while the copy travelled
+        return;
+      }
+      const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
+      deliver(this, sub.session, msg, qos, sub.retainAsPublished && msg.retain, sub.subscriptionId ? [sub.subscriptionId] : null, group);
+      return;
+    }
+    const r = this.router;
+    const n = r.match(msg, false);
+    for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+  }
+
+  hasSharedMember(share: string): boolean {
+    const group = this.router.sharedGroup(share);
+    return group !== null && group.members.size > 0;
+  }
+
+  /** Every shard keeps every retained message; the newest version of a topic wins whatever the order of arrival. */
+  retainedForwarded(msg: Message, version: number): void {
+    const stored = this.store.retainedVersion(msg.topic);
+    if (stored !== null && stored > version) return;
+    if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic);
+    else this.store.setRetained(msg, version);
+  }
+
+  /** A session subscribed to `filter` (add) or stopped: the other shards hear of the filter's first and last. */
+  interestChanged(filter: string, add: boolean): void {
+    this.shards?.localInterest(filter, add);
+  }
+
+  /** Resolves once the other shards know of every subscription made here (a SUBACK waits); null: nothing to wait for. */
+  interestSettled(): Promise<void> | null {
+    return this.shards ? this.shards.interestSettled() : null;
   }
 
   /** The one place an error becomes a reason code: CONNACK while connecting, else MQTT 5 DISCONNECT. */

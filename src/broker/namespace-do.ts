@@ -16,6 +16,9 @@ import { loadRules } from "../rules/setup";
 import type { RulesStats } from "../rules/engine";
 import { BRIDGE_HEADER, acceptedBridge } from "../bridge/header";
 import { ensureBridges } from "../bridge/start";
+import { parseShardName, shardName } from "../shards/layout";
+import { ShardNode } from "../shards/node";
+import type { LinkAck, LinkBatch } from "../shards/peer";
 
 
 /** The auth set-up is said once per process, not at every object start or wake (same env for all). */
@@ -25,6 +28,9 @@ export class NamespaceBroker extends DurableObject<Env> {
   private readonly core: BrokerCore;
   private readonly conns = new Map<WebSocket, Connection>();
   private alarmAt: number | null = null;
+  /** the namespace this object serves (its name without the shard suffix), and its shard index */
+  private readonly namespace: string | null;
+  private readonly shard: number;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -35,11 +41,17 @@ export class NamespaceBroker extends DurableObject<Env> {
       later: (fn) => void setTimeout(fn, 5),
       log: (level, message) => console[level](`[broker] ${message}`),
     };
-    // The namespace is the name the Worker derived this object's id from.
-    const auth = new Authenticator(loadAuthConfig(env), ctx.id.name ?? null, runtime.log);
-    this.core = new BrokerCore(new SqliteStore(ctx.storage.sql), loadConfig(env), runtime, auth);
+    // The namespace is the name the Worker derived this object's id from (less "#<shard>").
+    const parsed = ctx.id.name ? parseShardName(ctx.id.name) : null;
+    this.namespace = parsed?.namespace ?? null;
+    this.shard = parsed?.index ?? 0;
+    const auth = new Authenticator(loadAuthConfig(env), this.namespace, runtime.log);
+    const config = loadConfig(env);
+    const store = new SqliteStore(ctx.storage.sql);
+    this.core = new BrokerCore(store, config, runtime, auth);
     const core = this.core;
-    core.rules = loadRules(env, ctx.id.name ?? "", core.rulesHost());
+    core.rules = loadRules(env, this.namespace ?? "", core.rulesHost());
+    if (config.SHARDS > 1 && this.namespace !== null) core.shards = this.shardNode(config.SHARDS, store, runtime);
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);
@@ -55,7 +67,7 @@ export class NamespaceBroker extends DurableObject<Env> {
       this.core.restore(sockets.map((ws) => this.connectionOf(ws)));
     });
     // This namespace's bridges run in objects of their own: started (idempotently) at every start or wake.
-    ensureBridges(env, ctx.id.name ?? null, runtime.log);
+    ensureBridges(env, this.namespace, runtime.log);
   }
 
   override async fetch(request: Request): Promise<Response> {
@@ -64,7 +76,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     // Only a bridge object's request can carry it: the Worker refuses it from outside (index.ts),
     // and it must name a bridge of this namespace.
     const bridge = request.headers.get(BRIDGE_HEADER);
-    if (bridge !== null && !acceptedBridge(this.env.BRIDGES, bridge, this.ctx.id.name)) {
+    if (bridge !== null && !acceptedBridge(this.env.BRIDGES, bridge, this.namespace ?? undefined)) {
       return new Response(`${BRIDGE_HEADER}: no such bridge for this namespace\n`, { status: 403 });
     }
     const pair = new WebSocketPair();
@@ -165,6 +177,30 @@ export class NamespaceBroker extends DurableObject<Env> {
   stats(): admin.NamespaceStats {
     this.rpcEntered();
     return admin.namespaceStats(this.core);
+  }
+
+  /** RPC from another shard of the namespace: a batch on its link to this one (src/shards/link.ts). */
+  shardLink(batch: LinkBatch): LinkAck {
+    this.rpcEntered();
+    const shards = this.core.shards;
+    if (!shards) throw new Error(`shard ${this.shard} of ${this.namespace} is not part of a sharded namespace (SHARDS differs?)`);
+    return shards.receive(batch);
+  }
+
+  /** This object's part in a namespace of `k` shards: links to the others by RPC. */
+  private shardNode(k: number, store: SqliteStore, runtime: Runtime): ShardNode {
+    const namespace = this.namespace!;
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    return new ShardNode(this.shard, k, store, {
+      self: this.shard,
+      k,
+      now: () => Date.now(),
+      call: (target, batch) => broker.get(broker.idFromName(shardName(namespace, target))).shardLink(batch) as Promise<LinkAck>,
+      sync: () => this.ctx.storage.sync(),
+      wakeAt: (ms) => this.wakeAt(ms),
+      later: (fn) => this.core.later(fn),
+      log: runtime.log,
+    }, this.core);
   }
 
   private rpcEntered(): void {

@@ -1,4 +1,5 @@
 // The namespace's figures (stats API) and the `$SYS` publisher; the counters are in counters.ts.
+import type { ShardStats } from "../shards/node";
 import type { Message } from "../session/message";
 import type { Session } from "../session/session";
 import { deliver, type DeliveryContext } from "../session/delivery";
@@ -35,7 +36,10 @@ export interface StatsSource {
   readonly lifecycle?: { readonly published: number };
   /** the rules engine (RULES), null or absent when there are no rules */
   readonly rules?: { stats(): RulesStats } | null;
+  /** this object's part in a namespace of several shards; null or absent at one */
+  readonly shards?: { readonly self: number; readonly k: number; figures(): ShardStats } | null;
 }
+
 
 /** What the $SYS publisher needs besides the figures: routing its messages, and the alarm. */
 export interface SysContext extends Omit<StatsSource, "store">, DeliveryContext {
@@ -73,6 +77,8 @@ export interface NamespaceStats {
   lifecycleEvents?: number;
   /** the rules' gauges and per-rule counters (docs/rules.md); absent without RULES */
   rules?: RulesStats;
+  /** this shard's traffic with the others (docs/scale-out.md); absent at one shard */
+  shard?: ShardStats;
 }
 
 export function namespaceStats(core: StatsSource): NamespaceStats {
@@ -115,6 +121,7 @@ export function namespaceStats(core: StatsSource): NamespaceStats {
   };
   if (core.lifecycle) stats.lifecycleEvents = core.lifecycle.published;
   if (core.rules) stats.rules = core.rules.stats();
+  if (core.shards) stats.shard = { ...core.shards.figures(), forwardedIn: c.forwardedIn };
   return stats;
 }
 

@@ -25,4 +25,9 @@ export interface HandlerContext extends DeliveryContext {
   wakeAt(ms: number): void;
   /** the `$events/...` lifecycle events (broker/lifecycle.ts) */
   readonly lifecycle: Lifecycle;
+  /**
+   * Resolves once the namespace's other shards know of the subscriptions made so far (null: none
+   * to wait for, always at one shard): a SUBACK waits, so a publish on any shard after it is routed here.
+   */
+  interestSettled(): Promise<void> | null;
 }

@@ -22,6 +22,8 @@ export interface RegistryContext extends DeliveryContext, WillContext {
   readAcl(grant: Grant, clientId: string): TopicAcl | null;
   /** told after a session was ended because its expiry passed (the lifecycle events) */
   sessionExpired?(session: Session): void;
+  /** told when a subscription is made (add) or removed, not when restored: other shards' interest */
+  interestChanged?(filter: string, add: boolean): void;
 }
 
 /** What a CONNECT asks of its session. */
@@ -162,6 +164,7 @@ export class SessionRegistry {
     const existed = session.subscriptions.has(sub.filter);
     session.subscriptions.set(sub.filter, sub);
     if (existed) rebindBacklog(session, sub);
+    else this.ctx.interestChanged?.(sub.filter, true);
     this.ctx.router.add(sub);
     const { filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId } = sub;
     this.ctx.store.saveSubscription({ clientId: session.clientId, filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId });
@@ -172,6 +175,7 @@ export class SessionRegistry {
   unsubscribe(session: Session, filter: string): boolean {
     if (!session.subscriptions.delete(filter)) return false;
     this.ctx.router.remove(session, filter);
+    this.ctx.interestChanged?.(filter, false);
     this.ctx.store.deleteSubscription(session.clientId, filter);
     return true;
   }
@@ -199,7 +203,10 @@ export class SessionRegistry {
   end(session: Session): void {
     willOnSessionEnd(this.ctx, session);
     rerouteShared(this.ctx, session, true); // its shared-group QoS 1 messages go to another member
-    for (const filter of session.subscriptions.keys()) this.ctx.router.remove(session, filter);
+    for (const filter of session.subscriptions.keys()) {
+      this.ctx.router.remove(session, filter);
+      this.ctx.interestChanged?.(filter, false);
+    }
     session.subscriptions.clear();
     this.sessions.delete(session.clientId);
     this.ctx.store.deleteSession(session.clientId);

@@ -3,7 +3,7 @@
 // removed with its last delivery, deliveries come back in seq order. Used by the plain-Node tests
 // (the model-based and crash tests run BrokerCore over it); `snapshot`/`fromSnapshot` stand for
 // a commit and a restart from what was committed.
-import { DeliveryState, type RuleSendRow, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
+import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
 import { asBuffer, type QoS } from "../protocol/codec";
 
 interface StoredMessage {
@@ -13,6 +13,8 @@ interface StoredMessage {
   retain: boolean;
   properties?: MessageRow["properties"];
   expiresAt?: number;
+  /** retained only: the last-writer-wins version at K > 1 */
+  version?: number;
 }
 
 interface StoredDelivery {
@@ -40,6 +42,12 @@ export interface MemoryState {
   ruleSends?: Map<number, RuleSendRow>;
   /** the broker's saved event totals (JSON) */
   events?: string | null;
+  /** scale-out (src/shards/link.ts): chunks owed to other shards, by target then seq */
+  outbox?: Map<number, Map<number, ChunkRow>>;
+  /** scale-out: watermarks per peer */
+  links?: Map<number, LinkRow>;
+  /** scale-out: announced filters per peer */
+  interest?: Map<number, Set<string>>;
 }
 
 const key = (a: string, b: string | number) => `${a}\u0000${b}`;
@@ -142,9 +150,15 @@ export class MemoryStore implements Store {
     if (this.s.subscriptions.delete(key(clientId, filter))) this.rowsWritten++;
   }
 
-  setRetained(msg: MessageRow): void {
+  setRetained(msg: MessageRow, version?: number): void {
     this.rowsWritten++;
-    this.s.retained.set(msg.topic, bodyOf(msg));
+    const body = bodyOf(msg);
+    if (version !== undefined) body.version = version;
+    this.s.retained.set(msg.topic, body);
+  }
+
+  retainedVersion(topic: string): number | null {
+    return this.s.retained.get(topic)?.version ?? null;
   }
 
   deleteRetained(topic: string): void {
@@ -337,6 +351,91 @@ export class MemoryStore implements Store {
       const [clientId, packetId] = k.split("\u0000");
       return { clientId: clientId!, packetId: Number(packetId) };
     });
+  }
+
+  private get outbox(): Map<number, Map<number, ChunkRow>> {
+    return (this.s.outbox ??= new Map());
+  }
+
+  private get links(): Map<number, LinkRow> {
+    return (this.s.links ??= new Map());
+  }
+
+  private get interest(): Map<number, Set<string>> {
+    return (this.s.interest ??= new Map());
+  }
+
+  addChunk(target: number, seq: number, entries: Uint8Array, now: number): void {
+    let chunks = this.outbox.get(target);
+    if (!chunks) this.outbox.set(target, (chunks = new Map()));
+    if (chunks.has(seq)) throw new Error(`UNIQUE constraint failed: shard_outbox (${target}, ${seq})`);
+    this.rowsWritten++;
+    chunks.set(seq, { target, seq, entries: entries.slice(), attempts: 0, nextAt: now });
+  }
+
+  loadChunks(): ChunkRow[] {
+    const out: ChunkRow[] = [];
+    for (const target of [...this.outbox.keys()].sort((a, b) => a - b)) {
+      const rows = [...this.outbox.get(target)!.values()].sort((a, b) => a.seq - b.seq);
+      for (const r of rows) out.push({ ...r, entries: asBuffer(r.entries.slice()) });
+    }
+    return out;
+  }
+
+  deleteChunksUpTo(target: number, seq: number): void {
+    const chunks = this.outbox.get(target);
+    if (!chunks) return;
+    for (const s of chunks.keys()) {
+      if (s > seq) continue;
+      chunks.delete(s);
+      this.rowsWritten++;
+    }
+  }
+
+  updateChunkRetry(target: number, seq: number, attempts: number, nextAt: number): void {
+    const row = this.outbox.get(target)?.get(seq);
+    if (!row) return;
+    this.rowsWritten++;
+    row.attempts = attempts;
+    row.nextAt = nextAt;
+  }
+
+  loadLinks(): LinkRow[] {
+    return [...this.links.values()].sort((a, b) => a.peer - b.peer).map((r) => ({ ...r }));
+  }
+
+  saveAcked(peer: number, seq: number): void {
+    this.rowsWritten++;
+    const row = this.links.get(peer);
+    if (row) row.ackedSeq = seq;
+    else this.links.set(peer, { peer, ackedSeq: seq, appliedSeq: 0 });
+  }
+
+  saveApplied(peer: number, seq: number): void {
+    this.rowsWritten++;
+    const row = this.links.get(peer);
+    if (row) row.appliedSeq = seq;
+    else this.links.set(peer, { peer, ackedSeq: 0, appliedSeq: seq });
+  }
+
+  addInterest(peer: number, filter: string): void {
+    let set = this.interest.get(peer);
+    if (!set) this.interest.set(peer, (set = new Set()));
+    if (set.has(filter)) return; // INSERT OR IGNORE writes nothing
+    set.add(filter);
+    this.rowsWritten++;
+  }
+
+  removeInterest(peer: number, filter: string): void {
+    if (this.interest.get(peer)?.delete(filter)) this.rowsWritten++;
+  }
+
+  loadInterest(): { peer: number; filter: string }[] {
+    const out: { peer: number; filter: string }[] = [];
+    for (const peer of [...this.interest.keys()].sort((a, b) => a - b)) {
+      for (const filter of [...this.interest.get(peer)!].sort()) out.push({ peer, filter });
+    }
+    return out;
   }
 
   /** deliveries matching `keep`, joined with their message, in seq order (Map keeps insertion order) */

@@ -100,4 +100,29 @@ export const MIGRATIONS: string[] = [
      next_at INTEGER NOT NULL          -- ms: the next attempt (while one is under way: when it is given up for lost)
    );
    CREATE INDEX rule_sends_due ON rule_sends (next_at);`,
+  // 7: scale-out (docs/scale-out.md §2): one namespace over K shards. Empty at K = 1.
+  // (a) chunks of entries owed to another shard, stored before the publisher is acknowledged
+  `CREATE TABLE shard_outbox (
+     target INTEGER NOT NULL,          -- shard index
+     seq INTEGER NOT NULL,             -- chunk number on the link (this shard -> target), from 1, never reused
+     entries BLOB NOT NULL,            -- packed entries (src/shards/wire.ts)
+     created_at INTEGER NOT NULL,      -- ms
+     attempts INTEGER NOT NULL,        -- failed calls that carried it
+     next_at INTEGER NOT NULL,         -- ms: the next attempt after a failure
+     PRIMARY KEY (target, seq)
+   ) WITHOUT ROWID;                    -- keyed by its primary key alone: one row written per chunk, not two
+   -- (b) both ends of the link with a peer: what it acknowledged of ours, what we applied of its (dedup watermark)
+   CREATE TABLE shard_links (
+     peer INTEGER PRIMARY KEY,
+     acked_seq INTEGER NOT NULL DEFAULT 0,
+     applied_seq INTEGER NOT NULL DEFAULT 0
+   );
+   -- a peer's announced filters, kept by the receiver so a woken shard knows them without asking
+   CREATE TABLE shard_interest (
+     peer INTEGER NOT NULL,
+     filter TEXT NOT NULL,
+     PRIMARY KEY (peer, filter)
+   ) WITHOUT ROWID;
+   -- retained last-writer-wins across shards: the version of the write that made the row (NULL at K = 1)
+   ALTER TABLE retained ADD COLUMN version INTEGER;`,
 ];

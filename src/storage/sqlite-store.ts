@@ -1,4 +1,4 @@
-import { DeliveryState, type RuleSendRow, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
+import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
 import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Grant } from "../auth/grant";
@@ -165,15 +165,21 @@ export class SqliteStore implements Store {
     this.run("DELETE FROM subscriptions WHERE client_id = ? AND filter = ?", clientId, filter);
   }
 
-  setRetained(msg: MessageRow): void {
+  setRetained(msg: MessageRow, version?: number): void {
     this.run(
-      "INSERT OR REPLACE INTO retained (topic, payload, qos, props, expires_at) VALUES (?, ?, ?, ?, ?)",
+      "INSERT OR REPLACE INTO retained (topic, payload, qos, props, expires_at, version) VALUES (?, ?, ?, ?, ?, ?)",
       msg.topic,
       blob(msg.payload),
       msg.qos,
       propsToText(msg.properties),
       msg.expiresAt ?? null,
+      version ?? null,
     );
+  }
+
+  retainedVersion(topic: string): number | null {
+    const row = this.sql.exec("SELECT version FROM retained WHERE topic = ?", topic).toArray()[0];
+    return row && row.version !== null ? Number(row.version) : null;
   }
 
   deleteRetained(topic: string): void {
@@ -388,6 +394,55 @@ export class SqliteStore implements Store {
       .exec("SELECT client_id, packet_id FROM inbound_qos2")
       .toArray()
       .map((r) => ({ clientId: r.client_id as string, packetId: Number(r.packet_id) }));
+  }
+
+  addChunk(target: number, seq: number, entries: Uint8Array, now: number): void {
+    this.run("INSERT INTO shard_outbox (target, seq, entries, created_at, attempts, next_at) VALUES (?, ?, ?, ?, 0, ?)", target, seq, blob(entries), now, now);
+  }
+
+  loadChunks(): ChunkRow[] {
+    return this.sql
+      .exec("SELECT target, seq, entries, attempts, next_at FROM shard_outbox ORDER BY target, seq")
+      .toArray()
+      .map((r) => ({ target: Number(r.target), seq: Number(r.seq), entries: bytesOf(r.entries!), attempts: Number(r.attempts), nextAt: Number(r.next_at) }));
+  }
+
+  deleteChunksUpTo(target: number, seq: number): void {
+    this.run("DELETE FROM shard_outbox WHERE target = ? AND seq <= ?", target, seq);
+  }
+
+  updateChunkRetry(target: number, seq: number, attempts: number, nextAt: number): void {
+    this.run("UPDATE shard_outbox SET attempts = ?, next_at = ? WHERE target = ? AND seq = ?", attempts, nextAt, target, seq);
+  }
+
+  loadLinks(): LinkRow[] {
+    return this.sql
+      .exec("SELECT peer, acked_seq, applied_seq FROM shard_links ORDER BY peer")
+      .toArray()
+      .map((r) => ({ peer: Number(r.peer), ackedSeq: Number(r.acked_seq), appliedSeq: Number(r.applied_seq) }));
+  }
+
+  saveAcked(peer: number, seq: number): void {
+    this.run("INSERT INTO shard_links (peer, acked_seq) VALUES (?, ?) ON CONFLICT (peer) DO UPDATE SET acked_seq = excluded.acked_seq", peer, seq);
+  }
+
+  saveApplied(peer: number, seq: number): void {
+    this.run("INSERT INTO shard_links (peer, applied_seq) VALUES (?, ?) ON CONFLICT (peer) DO UPDATE SET applied_seq = excluded.applied_seq", peer, seq);
+  }
+
+  addInterest(peer: number, filter: string): void {
+    this.run("INSERT OR IGNORE INTO shard_interest (peer, filter) VALUES (?, ?)", peer, filter);
+  }
+
+  removeInterest(peer: number, filter: string): void {
+    this.run("DELETE FROM shard_interest WHERE peer = ? AND filter = ?", peer, filter);
+  }
+
+  loadInterest(): { peer: number; filter: string }[] {
+    return this.sql
+      .exec("SELECT peer, filter FROM shard_interest ORDER BY peer, filter")
+      .toArray()
+      .map((r) => ({ peer: Number(r.peer), filter: r.filter as string }));
   }
 }
 

@@ -88,6 +88,26 @@ export interface QueueStats {
   bytes: number;
 }
 
+/** A chunk of packed entries owed to another shard (scale-out link, src/shards/link.ts). */
+export interface ChunkRow {
+  target: number;
+  seq: number;
+  entries: Uint8Array;
+  /** failed calls that carried it */
+  attempts: number;
+  /** ms, the next attempt after a failure */
+  nextAt: number;
+}
+
+/** Both ends of the link with one peer shard. */
+export interface LinkRow {
+  peer: number;
+  /** sender side: the highest chunk of ours the peer acknowledged */
+  ackedSeq: number;
+  /** receiver side: the highest chunk of the peer's applied here (the dedup watermark) */
+  appliedSeq: number;
+}
+
 /** A rule's pending send of a QoS >= 1 message (src/rules): kept until the destination takes it. */
 export interface RuleSendRow {
   id: number;
@@ -127,7 +147,13 @@ export interface Store {
   saveSubscription(row: SubscriptionRow): void;
   deleteSubscription(clientId: string, filter: string): void;
 
-  setRetained(msg: MessageRow): void;
+  /**
+   * Stores the retained message of `msg.topic`, replacing any. `version`: the last-writer-wins
+   * version of the write at K > 1 (docs/scale-out.md §6); without it the row has none (K = 1).
+   */
+  setRetained(msg: MessageRow, version?: number): void;
+  /** the version stored with the retained message of `topic`; null when there is none or it has none */
+  retainedVersion(topic: string): number | null;
   deleteRetained(topic: string): void;
   /** retained messages whose topic starts with `prefix` (the caller matches the filter) */
   retainedWithPrefix(prefix: string): MessageRow[];
@@ -178,4 +204,25 @@ export interface Store {
   addInboundQos2(clientId: string, packetId: number): void;
   deleteInboundQos2(clientId: string, packetId: number): void;
   loadInboundQos2(): { clientId: string; packetId: number }[];
+
+  // Scale-out (docs/scale-out.md §2, src/shards/link.ts): the links between the shards of a namespace.
+  /** stores chunk `seq` owed to shard `target` (attempts 0, due at `now`) */
+  addChunk(target: number, seq: number, entries: Uint8Array, now: number): void;
+  /** every chunk not yet acknowledged, by target then seq */
+  loadChunks(): ChunkRow[];
+  /** drops the chunks of `target` up to and including `seq` (the peer acknowledged them) */
+  deleteChunksUpTo(target: number, seq: number): void;
+  /** records a failed attempt on a chunk */
+  updateChunkRetry(target: number, seq: number, attempts: number, nextAt: number): void;
+  /** the watermarks of every peer with a row, by peer */
+  loadLinks(): LinkRow[];
+  /** sets the highest chunk `peer` acknowledged of ours (an upsert) */
+  saveAcked(peer: number, seq: number): void;
+  /** sets the highest chunk of `peer`'s applied here (an upsert) */
+  saveApplied(peer: number, seq: number): void;
+  /** a filter `peer` announced (idempotent) */
+  addInterest(peer: number, filter: string): void;
+  removeInterest(peer: number, filter: string): void;
+  /** every announced filter, by peer then filter */
+  loadInterest(): { peer: number; filter: string }[];
 }

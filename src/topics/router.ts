@@ -53,11 +53,12 @@ export class Router {
    * `qos`, `retain`, `subIds` and `group` say how each gets it, valid until the next call. Delivery never publishes, so a caller's loop over the result
    * is never interleaved with another match.
    */
-  match(msg: Message): number {
+  match(msg: Message, groups = true): number {
     this.count = 0;
     this.generation++;
     this.current = msg;
-    this.trie.match(msg.topic, this.onSub, this.onGroup);
+    // without groups: a copy from another shard, whose shared groups get copies of their own
+    this.trie.match(msg.topic, this.onSub, groups ? this.onGroup : ignoreGroup);
     this.current = null;
     return this.count;
   }
@@ -103,6 +104,8 @@ export class Router {
     this.group[i] = null; // also an ordinary subscriber: the copy is its own, not the group's
   }
 }
+
+function ignoreGroup(): void {}
 
 /**
  * One member of a shared group that may read `topic`: round robin over connected members
