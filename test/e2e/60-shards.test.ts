@@ -143,11 +143,12 @@ describe("publish and subscribe across shards", () => {
     const got = collect(sub, 2);
     await pub.publishAsync("sid/x", "both", { qos: 2 });
     await pub.publishAsync("sid/only/y", "two", { qos: 1 });
-    const [both, two] = await got;
-    expect(both!.payload).toBe("both");
+    // MQTT.js hands a QoS 2 message over at PUBREL, so the QoS 1 one may come first
+    const messages = await got;
+    const both = messages.find((m) => m.payload === "both");
+    const two = messages.find((m) => m.payload === "two");
     expect(both!.packet.qos).toBe(2);
     expect(([] as number[]).concat(both!.packet.properties!.subscriptionIdentifier as number | number[]).sort((a, b) => a - b)).toEqual([7, 9]);
-    expect(two!.payload).toBe("two");
     expect(two!.packet.qos).toBe(1); // min(published 1, highest granted 2)
     expect(([] as number[]).concat(two!.packet.properties!.subscriptionIdentifier as number | number[]).sort((a, b) => a - b)).toEqual([9, 11]);
     expect(await quietFor(sub, 300)).toEqual([]);
