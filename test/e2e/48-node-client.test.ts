@@ -9,7 +9,7 @@ import { WebSocket, WebSocketServer } from "ws";
 import type { IClientOptions, MqttClient } from "mqtt";
 import { createWebsocket, coalescingWebsocket, CoalescingWebSocket } from "../../client/node-websocket.mjs";
 import { startBroker, connect, collect, end, freePort, quietFor, TEST_API_TOKEN, type Broker } from "./harness";
-import { sleep } from "./inspect";
+import { sleep, shardStub } from "./inspect";
 
 const TYPES = ["?", "connect", "connack", "publish", "puback", "pubrec", "pubrel", "pubcomp", "subscribe", "suback", "unsubscribe", "unsuback", "pingreq", "pingresp", "disconnect", "auth"];
 
@@ -94,9 +94,11 @@ async function frameCounter(broker: Broker): Promise<FrameCounter> {
 
 /** The namespace's stats over RPC; `events.websocketMessages` once the broker counts them. */
 async function brokerStats(broker: Broker, namespace: string): Promise<{ bytes: { received: number }; events?: { websocketMessages?: number } }> {
-  const ns = await broker.mf.getDurableObjectNamespace("BROKER");
-  const stub = ns.get(ns.idFromName(namespace)) as unknown as { stats(): Promise<unknown> };
-  return JSON.parse(JSON.stringify(await stub.stats()));
+  // every shard's figures, summed (the client sits on one of them)
+  type Figures = { bytes: { received: number }; events?: { websocketMessages?: number } };
+  const all = await Promise.all(Array.from({ length: broker.shards }, (_, i) => shardStub<{ stats(): Promise<Figures> }>(broker, namespace, i).then((s) => s.stats())));
+  const events = all.every((s) => s.events?.websocketMessages !== undefined) ? { websocketMessages: all.reduce((n, s) => n + s.events!.websocketMessages!, 0) } : undefined;
+  return { bytes: { received: all.reduce((n, s) => n + s.bytes.received, 0) }, events };
 }
 
 const ratio = (t: Tally) => t.frames / t.packets.length;

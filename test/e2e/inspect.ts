@@ -19,7 +19,8 @@ export async function inspectShard(broker: Broker, namespace = "default", shard 
 
 /**
  * The namespace's broker state and its consistency problems: at K > 1 every shard's, merged
- * (sessions and connections listed together, retained summed, problems prefixed with the shard).
+ * (sessions and connections listed together, problems prefixed with the shard). Every shard keeps
+ * every retained message (they are replicated), so `retained` is the largest shard's.
  */
 export async function inspectBroker(broker: Broker, namespace = "default"): Promise<BrokerSnapshot> {
   if (broker.shards <= 1) return inspectShard(broker, namespace, 0);
@@ -27,7 +28,7 @@ export async function inspectBroker(broker: Broker, namespace = "default"): Prom
   return {
     sessions: all.flatMap((s) => s.sessions),
     connections: all.flatMap((s) => s.connections),
-    retained: { count: all.reduce((n, s) => n + s.retained.count, 0), bytes: all.reduce((n, s) => n + s.retained.bytes, 0) },
+    retained: all.map((s) => s.retained).reduce((a, b) => (b.count > a.count || (b.count === a.count && b.bytes > a.bytes) ? b : a)),
     problems: all.flatMap((s, i) => s.problems.map((p) => `shard ${i}: ${p}`)),
   };
 }
