@@ -275,6 +275,7 @@
       rates.push(point);
     }
     previousStats = s;
+    renderShards(s.shards || []);
     rates = rates.filter((r) => r.time > s.time - RATE_WINDOW_MS);
     drawRates(s.time);
   }
@@ -404,6 +405,27 @@
     const rest = h && typeof h === "object" ? Object.fromEntries(Object.entries(h).filter(([k]) => !["at", "time", "timestamp", "event", "type", "kind"].includes(k))) : h;
     const detail = rest && typeof rest === "object" && Object.keys(rest).length === 0 ? "" : JSON.stringify(rest);
     return el("li", "", el("span", "time", when), el("span", "name", kind !== undefined ? String(kind) : ""), el("span", "detail", detail));
+  }
+
+  // ——— shards (stats.shards): shown only when the namespace spans several objects ———
+
+  function renderShards(shards) {
+    $("shards-card").hidden = shards.length === 0;
+    $("shards").replaceChildren(
+      ...shards.map((sh) => {
+        const li = el("li");
+        li.dataset.shard = String(sh.shard);
+        const e = sh.events || {};
+        li.append(
+          el("span", sh.connected > 0 ? "dot online" : "dot"),
+          el("span", "name", `shard ${sh.shard}`),
+          el("span", "presence", `${sh.connected} online · ${sh.sessions} sessions · ${sh.subscriptions} subscriptions`),
+          el("span", "detail counts", `in ${sh.messages.received} · out ${sh.messages.sent} · from other shards ${sh.forwardedIn} · to them ${sh.forwardedCopies}`),
+          el("span", "detail events", `events: ${e.websocketMessages ?? 0} frames · ${e.rpc ?? 0} RPC · ${e.alarms ?? 0} alarms`),
+        );
+        return li;
+      }),
+    );
   }
 
   // ——— bridges (GET /api/<namespace>/bridges): shown only when the namespace has some ———

@@ -109,6 +109,11 @@ export interface BrokerConfig {
    * namespace always was (shard 0 is that object), with no link, interest or directory work.
    */
   SHARDS: number;
+  /**
+   * ms between the starts of two calls from one shard to another (src/shards/link.ts); -1: 10 ×
+   * (SHARDS − 1), so a shard receives at most about 100 link calls a second whatever K is.
+   */
+  SHARD_LINK_INTERVAL_MS: number;
 }
 
 export const DEFAULTS: BrokerConfig = {
@@ -156,6 +161,7 @@ export const DEFAULTS: BrokerConfig = {
   RULES_RETRY_MAX: 300,
   RULES_MAX_PENDING: 10_000,
   SHARDS: 1,
+  SHARD_LINK_INTERVAL_MS: -1,
 };
 
 export function loadConfig(vars: Record<string, unknown> | undefined): BrokerConfig {

@@ -352,6 +352,37 @@ export function storeContract(open: OpenStore): void {
       });
     });
 
+    test("interest fingerprints: a peer's, added once, removed, listed by peer then value, the full 32 bits", async () => {
+      await open("contract-interest-fp", (store) => {
+        const list = () => {
+          const out: [number, number][] = [];
+          store.loadInterestFps((peer, fp) => out.push([peer, fp]));
+          return out;
+        };
+        expect(list()).toEqual([]);
+        const before = store.rowsWritten;
+        store.addInterestFp(2, 0xffffffff);
+        store.addInterestFp(2, 0xffffffff);
+        store.addInterestFp(1, 7);
+        store.addInterestFp(2, 0);
+        store.addInterestFp(2, 0x80000000);
+        expect(store.rowsWritten - before).toBe(4);
+        store.removeInterestFp(2, 0x80000000);
+        store.removeInterestFp(2, 12345);
+        store.removeInterestFp(3, 7);
+        expect(store.rowsWritten - before).toBe(5);
+        expect(list()).toEqual([
+          [1, 7],
+          [2, 0],
+          [2, 0xffffffff],
+        ]);
+        // apart from the filter strings
+        store.addInterest(2, "a/#");
+        expect(store.loadInterest()).toEqual([{ peer: 2, filter: "a/#" }]);
+        expect(list()).toHaveLength(3);
+      });
+    });
+
     test("retained versions: kept with the row, none without one, gone with the row", async () => {
       await open("contract-retained-version", (store) => {
         store.setRetained(msg("v/1", "a", { retain: true }));
@@ -366,6 +397,23 @@ export function storeContract(open: OpenStore): void {
         store.deleteRetained("v/2");
         expect(store.retainedVersion("v/2")).toBeNull();
         expect(store.retainedVersion("none")).toBeNull();
+      });
+    });
+
+    test("a removal with a version is remembered (migration 8) until a newer write replaces it", async () => {
+      await open("contract-retained-removed", (store) => {
+        const v = 1_800_000_000_000 * 256 + 3;
+        store.setRetained(msg("r/1", "a", { retain: true }), v - 256);
+        store.deleteRetained("r/1", v);
+        expect(store.retainedWithPrefix("r/")).toEqual([]);
+        expect(store.countRetained()).toBe(0);
+        expect(store.retainedVersion("r/1")).toBe(v);
+        store.deleteRetained("r/2", v); // no row: the removal is kept all the same
+        expect(store.retainedVersion("r/2")).toBe(v);
+        store.setRetained(msg("r/1", "b", { retain: true }), v + 256);
+        expect(store.retainedVersion("r/1")).toBe(v + 256);
+        store.deleteRetained("r/1"); // without a version (one shard): nothing kept
+        expect(store.retainedVersion("r/1")).toBeNull();
       });
     });
   });

@@ -5,6 +5,7 @@
 // only for a namespace that has bridges (or when BRIDGES has errors: mqtt_bridge_config_errors).
 // Pure: no I/O, so it is unit-tested alone (test/unit/metrics.test.ts).
 import type { NamespaceStats } from "../broker/admin";
+import type { MergedStats, ShardFigures } from "../broker/merge";
 import type { BridgeReport } from "../bridge/start";
 import { DROP_REASONS } from "../session/drops";
 import { InputError, namespaceOf } from "./input";
@@ -105,7 +106,21 @@ export const FAMILIES: readonly Family[] = [
   { name: "mqtt_events_wakeups_total", type: "counter", help: "Object wake-ups with live sockets or a pending alarm (after hibernation or eviction).", samples: (s) => one(s.events.wakeups) },
   { name: "mqtt_events_awake_seconds_total", type: "counter", help: "Seconds the object was needed in memory.", samples: (s) => one(s.events.awakeMs / 1000) },
   { name: "mqtt_events_rows_written_total", type: "counter", help: "SQLite rows written.", samples: (s) => one(s.events.rowsWritten) },
+  // a namespace over several shards (SHARDS, docs/scale-out.md): each shard's own figures, labelled `shard`
+  { name: "mqtt_shard_connections", type: "gauge", help: "Clients connected now, per shard of the namespace.", samples: (s) => perShard(s, (sh) => sh.connected) },
+  { name: "mqtt_shard_sessions", type: "gauge", help: "Sessions held, per shard.", samples: (s) => perShard(s, (sh) => sh.sessions) },
+  { name: "mqtt_shard_events_websocket_messages_total", type: "counter", help: "WebSocket messages received, per shard (each object's load against its limit).", samples: (s) => perShard(s, (sh) => sh.events.websocketMessages) },
+  { name: "mqtt_shard_events_rpc_total", type: "counter", help: "RPC calls into each shard, link calls from the other shards included.", samples: (s) => perShard(s, (sh) => sh.events.rpc) },
+  { name: "mqtt_shard_forwarded_in_total", type: "counter", help: "Message copies each shard applied from the other shards.", samples: (s) => perShard(s, (sh) => sh.forwardedIn) },
+  { name: "mqtt_shard_forwarded_out_total", type: "counter", help: "Message copies each shard sent to the other shards.", samples: (s) => perShard(s, (sh) => sh.forwardedCopies) },
+  { name: "mqtt_shard_forwarded_unmatched_total", type: "counter", help: "Copies from other shards that matched no session here (an interest fingerprint's false positive, or a subscriber gone while the copy travelled).", samples: (s) => perShard(s, (sh) => sh.forwardedUnmatched) },
 ];
+
+/** one sample per shard (none at one shard) */
+function perShard(s: NamespaceStats, value: (sh: ShardFigures) => number): Sample[] {
+  const shards = (s as MergedStats).shards;
+  return shards ? shards.map((sh): Sample => [{ shard: String(sh.shard) }, value(sh)]) : [];
+}
 
 type BridgeSample = (b: Extract<BridgeReport, { connected: unknown }>) => Sample[];
 /** One bridge's samples, labelled `bridge`; a bridge object that could not report has only mqtt_bridge_up (0). */

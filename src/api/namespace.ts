@@ -2,24 +2,10 @@
 // (docs/scale-out.md §8). At one shard every call is the one object's, unchanged; at K > 1 reads
 // ask every shard and merge, and per-shard figures are kept in `shards`.
 import type { Env } from "../env";
-import type { ClientDetail, ClientInfo, ExternalMessage, NamespaceStats, PublishOutcome, RetainedMessage } from "../broker/admin";
+import type { ClientDetail, ClientInfo, ExternalMessage, PublishOutcome, RetainedMessage } from "../broker/admin";
+import { mergeStats, type MergedStats } from "../broker/merge";
 import { loadConfig } from "../config";
-import { shardName } from "../shards/layout";
-
-/** What one shard says of itself in the merged stats. */
-export interface ShardFigures {
-  shard: number;
-  connected: number;
-  sessions: number;
-  subscriptions: number;
-  events: NamespaceStats["events"];
-  messages: NamespaceStats["messages"];
-  /** copies of messages received from other shards, and sent to them */
-  forwardedIn: number;
-  forwardedCopies: number;
-}
-
-export type MergedStats = NamespaceStats & { shards?: ShardFigures[] };
+import { fnv1a64, jump, shardName } from "../shards/layout";
 
 export class NamespaceView {
   readonly k: number;
@@ -40,9 +26,17 @@ export class NamespaceView {
     return Promise.all(Array.from({ length: this.k }, (_, i) => call(this.shard(i))));
   }
 
-  /** A publish is accepted by one shard, which forwards it to the others' subscribers. */
+  /**
+   * A publish is accepted by one shard, which forwards it to the others' subscribers: the same one
+   * for a topic (its hash), so that publishes made one after the other on a topic arrive in that order.
+   */
   publish(msg: ExternalMessage): Promise<PublishOutcome> {
-    return this.shard(this.k > 1 ? Math.floor(Math.random() * this.k) : 0).publish(msg);
+    return this.shard(this.k > 1 ? this.topicShard(msg.topic) : 0).publish(msg);
+  }
+
+  /** the shard that accepts the API's writes on `topic` (K > 1) */
+  private topicShard(topic: string): number {
+    return jump(fnv1a64(topic), this.k);
   }
 
   async clients(): Promise<ClientInfo[]> {
@@ -68,53 +62,15 @@ export class NamespaceView {
   /** ...and each removes its copy. */
   async deleteRetained(topic: string): Promise<boolean> {
     if (this.k === 1) return this.shard().deleteRetained(topic);
-    return (await this.all((s) => s.deleteRetained(topic))).some(Boolean);
+    // one version for every shard (the topic's shard makes it), so they all decide alike about copies on their way
+    const first = this.topicShard(topic);
+    const made = await this.shard(first).removeRetained(topic, null);
+    const rest = await Promise.all(Array.from({ length: this.k }, (_, i) => (i === first ? null : this.shard(i).removeRetained(topic, made.version))));
+    return made.deleted || rest.some((r) => r?.deleted === true);
   }
 
   async stats(): Promise<MergedStats> {
     if (this.k === 1) return this.shard().stats();
     return mergeStats(await this.all((s) => s.stats()));
-  }
-}
-
-/**
- * The shards' stats as one namespace's: counts and counters add up; retained messages (every shard
- * keeps them all) and the longest queue are the largest; each shard's own figures in `shards`.
- */
-export function mergeStats(list: readonly NamespaceStats[]): MergedStats {
-  const out = structuredClone(list[0]!) as MergedStats;
-  for (let i = 1; i < list.length; i++) add(out as unknown as Record<string, unknown>, list[i] as unknown as Record<string, unknown>, "");
-  out.shards = list.map((s, i) => ({
-    shard: i,
-    connected: s.clients.connected,
-    sessions: s.clients.total,
-    subscriptions: s.subscriptions,
-    events: s.events,
-    messages: s.messages,
-    forwardedIn: s.shard?.forwardedIn ?? 0,
-    forwardedCopies: s.shard?.forwardedCopies ?? 0,
-  }));
-  // A message a client publishes is received once (by its shard); copies between shards are not messages.
-  return out;
-}
-
-/** fields that are the namespace's once, not per shard: the largest stands */
-const LARGEST = new Set(["time", "uptime", "retained", "retainedBytes", "queued.maxPerSession", "events.since", "shard.index", "shard.k"]);
-
-function add(into: Record<string, unknown>, from: Record<string, unknown>, path: string): void {
-  for (const [key, value] of Object.entries(from)) {
-    const at = path ? `${path}.${key}` : key;
-    const mine = into[key];
-    if (typeof value === "number") {
-      if (typeof mine !== "number") into[key] = value;
-      else if (at === "events.since") into[key] = Math.min(mine, value);
-      else into[key] = LARGEST.has(at) ? Math.max(mine, value) : mine + value;
-    } else if (Array.isArray(value)) {
-      if (!Array.isArray(mine)) into[key] = structuredClone(value);
-      else if (value.every((v) => typeof v === "number")) into[key] = mine.map((m, i) => (m as number) + ((value[i] as number) ?? 0));
-    } else if (value && typeof value === "object") {
-      if (!mine || typeof mine !== "object") into[key] = structuredClone(value);
-      else add(mine as Record<string, unknown>, value as Record<string, unknown>, at);
-    }
   }
 }

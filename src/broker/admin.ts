@@ -192,10 +192,27 @@ export function listRetained(core: BrokerCore, filter: string, limit: number): {
 
 /** Removes a retained message without publishing anything; returns whether there was one. */
 export function deleteRetained(core: BrokerCore, topic: string): boolean {
+  if (core.shards) return removeRetained(core, topic, null).deleted;
   if (core.store.retainedSize(topic) === null) return false;
   core.admitRetained(topic, 0); // a deletion: the retained quota's counters follow
   core.store.deleteRetained(topic);
   return true;
+}
+
+/**
+ * Several shards: one removal (the API's) on each shard with one version, made by the first shard
+ * asked (`version` null), so that every shard decides alike about a copy still on its way: an
+ * older one loses to the removal everywhere, a newer one wins everywhere. A newer write already
+ * here stands. Returns whether this shard had the message, and the version.
+ */
+export function removeRetained(core: BrokerCore, topic: string, version: number | null): { deleted: boolean; version: number } {
+  const stored = core.store.retainedVersion(topic);
+  const v = version ?? core.shards!.retainedVersion(core.now(), stored);
+  if (stored !== null && stored > v) return { deleted: false, version: v };
+  const had = core.store.retainedSize(topic) !== null;
+  if (had) core.admitRetained(topic, 0);
+  core.store.deleteRetained(topic, v);
+  return { deleted: had, version: v };
 }
 
 /**

@@ -50,6 +50,9 @@ export interface Attachment {
   ip?: string;
   /** the bridge (name) this internal socket belongs to (bridge/): no publish rate limit */
   br?: string;
+  /** a tunnel's entrance: the id of the tunnel and the home shard its frames go to (src/shards/node.ts) */
+  tn?: string;
+  th?: number;
 }
 
 /** a batch of packets is sent as soon as it reaches this size, even while corked */

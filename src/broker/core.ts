@@ -17,7 +17,7 @@ import type { Grant } from "../auth/grant";
 import type { TopicAcl } from "../auth/acl";
 import { DeferredDeletes } from "../storage/deferred-deletes";
 import { nextDeadline } from "../timers/deadlines";
-import { SysPublisher, isSysTopic } from "./stats";
+import { SysPublisher, isSysTopic, type NamespaceStats } from "./stats";
 import { Counters, eventsFromJson, eventsToJson, savedAtOf } from "./counters";
 import type { Authenticator } from "../auth/authenticator";
 import { RetainedQuota } from "../limits/retained-quota";
@@ -25,6 +25,9 @@ import { quote } from "../log-safe";
 import type { RuleEngine, RulesHost } from "../rules/engine";
 import { Lifecycle } from "./lifecycle";
 import type { ShardHost, ShardNode } from "../shards/node";
+import type { TunnelEntry } from "../shards/wire";
+import { TunnelExits } from "./tunnels";
+import { home } from "../shards/layout";
 import { pickMember } from "../topics/router";
 import type { QoS } from "../protocol/codec";
 
@@ -68,6 +71,10 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   pendingBytes = 0;
   /** this object's part in a namespace of several (src/shards, docs/scale-out.md); null: the namespace is this one object */
   shards: ShardNode | null = null;
+  /** K > 1: the namespace's stats merged from every shard (for `$SYS`; set by the object) */
+  namespaceWide: (() => Promise<NamespaceStats>) | null = null;
+  /** connections whose socket is on another shard and whose session's home is this one (broker/tunnels.ts) */
+  tunnels: TunnelExits | null = null;
 
   constructor(
     readonly store: Store,
@@ -173,11 +180,12 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
    * gone lost its connection while the broker was down: its will is owed.
    */
   restore(live: Connection[]): void {
+    if (this.tunnels) live = live.concat(this.tunnels.restore());
     const connected = this.sessions.restore();
     if (this.shards) {
       // what this shard announced is what its stored subscriptions say (written in the same events)
       for (const session of this.sessions.values()) for (const filter of session.subscriptions.keys()) this.shards.interest.localAdded(filter);
-      this.shards.restore();
+      this.shards.restore(this.sessions.size > 0 || this.store.countRetained() > 0);
     }
     for (const conn of live) {
       if (conn.state === "closed") {
@@ -214,8 +222,50 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     this.wakeAt(conn.openedAt + this.config.CONNECT_TIMEOUT * 1000);
   }
 
-  /** A WebSocket message: a billed event, counted with the one clock reading the frame takes. */
-  receive(conn: Connection, data: ArrayBuffer | string): void {
+  /** This object is shard `node.self` of a namespace of several: links, interest and tunnels. */
+  joinShards(node: ShardNode): void {
+    this.shards = node;
+    this.tunnels = new TunnelExits({
+      config: this.config,
+      counters: this.counters,
+      store: this.store,
+      now: () => this.now(),
+      open: (conn) => this.open(conn),
+      receive: (conn, data) => {
+        this.receive(conn, data);
+        this.counters.websocketMessages--; // the entrance's WebSocket message (counted there); here it came in a link call
+      },
+      socketClosed: (conn) => this.socketClosed(conn),
+      out: (entrance, id, n, bytes) => node.tunnelOut(entrance, id, n, bytes),
+      end: (entrance, id, code, reason) => node.tunnelEnd(entrance, id, code, reason),
+    });
+  }
+
+  /**
+   * K > 1: the bytes a socket sent before its CONNECT's client id could be read (the object holds
+   * them to choose the shard): booked as held bytes are. False: beyond MAX_UNCONNECTED_BYTES, closed.
+   */
+  holdPeeked(conn: Connection, bytes: number): boolean {
+    this.pendingBytes += bytes - conn.pendingBytes;
+    conn.pendingBytes = bytes;
+    const total = this.config.MAX_UNCONNECTED_BYTES;
+    if (total === 0 || this.pendingBytes <= total) return true;
+    this.fail(conn, new ProtocolError(RC.SERVER_BUSY, "too many connections being set up"));
+    return false;
+  }
+
+  /** A socket that became a tunnel to another shard before it connected: no longer this core's. */
+  forget(conn: Connection): void {
+    if (conn.pendingBytes !== 0) {
+      this.pendingBytes -= conn.pendingBytes;
+      conn.pendingBytes = 0;
+    }
+    this.connections.delete(conn);
+    conn.state = "closed";
+  }
+
+  /** A WebSocket message (or a tunnelled frame): a billed event, counted with the one clock reading the frame takes. */
+  receive(conn: Connection, data: ArrayBuffer | Uint8Array | string): void {
     const now = this.now();
     this.counters.websocketMessages++;
     this.eventSeen(now);
@@ -229,7 +279,7 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     const unconnected = conn.state === "awaiting-connect";
     conn.cork(); // the answers to a frame of packets leave as one frame
     try {
-      conn.reader.read(new Uint8Array(data), (conn.onPacket ??= (packet, size) => dispatch(this, conn, packet, size)));
+      conn.reader.read(data instanceof Uint8Array ? data : new Uint8Array(data), (conn.onPacket ??= (packet, size) => dispatch(this, conn, packet, size)));
       if (unconnected) this.holdPending(conn);
     } catch (err) {
       this.fail(conn, err);
@@ -323,9 +373,9 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
       return 0; // $SYS belongs to the broker: dropped
     }
     const shards = this.shards;
-    const version = shards && msg.retain ? shards.retainedVersion(this.now()) : 0;
+    const version = shards && msg.retain ? shards.retainedVersion(this.now(), this.store.retainedVersion(msg.topic)) : 0;
     if (msg.retain) {
-      if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic); // [MQTT-3.3.1-10]
+      if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic, shards ? version : undefined); // [MQTT-3.3.1-10]
       else this.store.setRetained(msg, shards ? version : undefined);
     }
     const r = this.router;
@@ -340,23 +390,24 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   // ——— the other shards of the namespace (src/shards/node.ts; never at K = 1) ———
 
   /** A message another shard accepted: this shard's subscribers, or one member of a shared group here. */
-  deliverForwarded(msg: Message, share: string | null): void {
+  deliverForwarded(msg: Message, share: string | null): number {
     this.counters.forwardedIn++;
-    if (isSysTopic(msg.topic)) return;
+    if (isSysTopic(msg.topic)) return 0;
     if (share !== null) {
       const group = this.router.sharedGroup(share);
       const sub = group ? pickMember(group, null, msg.topic) : null;
       if (!sub) {
         this.counters.drops[DROP.NO_SHARED_MEMBER]!++; // the last member here left while the copy travelled
-        return;
+        return 0;
       }
       const qos = (sub.qos < msg.qos ? sub.qos : msg.qos) as QoS;
       deliver(this, sub.session, msg, qos, sub.retainAsPublished && msg.retain, sub.subscriptionId ? [sub.subscriptionId] : null, group);
-      return;
+      return 1;
     }
     const r = this.router;
     const n = r.match(msg, false);
     for (let i = 0; i < n; i++) deliver(this, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    return n; // 0: a copy nobody here wanted (ShardStats.forwardedUnmatched)
   }
 
   hasSharedMember(share: string): boolean {
@@ -368,13 +419,27 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   retainedForwarded(msg: Message, version: number): void {
     const stored = this.store.retainedVersion(msg.topic);
     if (stored !== null && stored > version) return;
-    if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic);
+    this.quota?.book(msg.topic, msg.payload.byteLength); // the origin admitted it; this copy counts here too
+    if (msg.payload.byteLength === 0) this.store.deleteRetained(msg.topic, version);
     else this.store.setRetained(msg, version);
   }
 
   /** A session subscribed to `filter` (add) or stopped: the other shards hear of the filter's first and last. */
   interestChanged(filter: string, add: boolean): void {
     this.shards?.localInterest(filter, add);
+  }
+
+  tunnelAtHome(from: number, e: TunnelEntry): void {
+    this.tunnels?.apply(from, e);
+  }
+
+  peerLost(peer: number): void {
+    this.tunnels?.entranceLost(peer);
+  }
+
+  isHome(clientId: string): boolean {
+    const shards = this.shards;
+    return shards === null || home(clientId, shards.k) === shards.self;
   }
 
   /** Resolves once the other shards know of every subscription made here (a SUBACK waits); null: nothing to wait for. */

@@ -163,6 +163,8 @@ export interface LifecycleContext extends DeliveryContext {
   readonly router: Router;
   /** the rules engine (RULES): rules whose filter takes `$events/...` get the events too */
   readonly rules?: { matches(topic: string): boolean; offer(msg: Message): void } | null;
+  /** the namespace's other shards (K > 1): their subscribers get the events too */
+  readonly shards?: { wants(topic: string): boolean; forward(msg: Message, version: number): number } | null;
 }
 
 /** The connection facts an event reads (a Connection, or what the core rebuilt for a lost one). */
@@ -298,10 +300,13 @@ export class Lifecycle {
     const n = r.match(msg);
     const rules = this.ctx.rules;
     const ruled = rules != null && rules.matches(topic);
-    if (n === 0 && !ruled) return;
+    const shards = this.ctx.shards;
+    const remote = shards != null && shards.wants(topic);
+    if (n === 0 && !ruled && !remote) return;
     msg.payload = eventPayload(build());
     msg.properties = EVENT_PROPERTIES;
     for (let i = 0; i < n; i++) deliver(this.ctx, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+    if (remote) shards.forward(msg, 0);
     if (ruled) rules.offer(msg);
     this.published++;
   }

@@ -16,10 +16,24 @@ import { loadRules } from "../rules/setup";
 import type { RulesStats } from "../rules/engine";
 import { BRIDGE_HEADER, acceptedBridge } from "../bridge/header";
 import { ensureBridges } from "../bridge/start";
-import { parseShardName, shardName } from "../shards/layout";
+import { home, parseShardName, shardName } from "../shards/layout";
+import { peekClientId } from "../shards/connect-peek";
 import { ShardNode } from "../shards/node";
+import { mergeStats } from "./merge";
 import type { LinkAck, LinkBatch } from "../shards/peer";
 
+
+/** SHARD_LINK_INTERVAL_MS, or 10 ms × (K − 1) when unset */
+function linkInterval(config: { SHARD_LINK_INTERVAL_MS: number }, k: number): number {
+  return config.SHARD_LINK_INTERVAL_MS >= 0 ? config.SHARD_LINK_INTERVAL_MS : 10 * (k - 1);
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a);
+  out.set(b, a.byteLength);
+  return out;
+}
 
 /** The auth set-up is said once per process, not at every object start or wake (same env for all). */
 let announced = false;
@@ -31,6 +45,14 @@ export class NamespaceBroker extends DurableObject<Env> {
   /** the namespace this object serves (its name without the shard suffix), and its shard index */
   private readonly namespace: string | null;
   private readonly shard: number;
+  /** K > 1: sockets whose CONNECT has not shown its client id yet, and their bytes so far */
+  private readonly peeking = new Map<WebSocket, Uint8Array>();
+  /** K > 1: sockets whose CONNECT was read here (their session's home is this shard) */
+  private readonly placed = new WeakSet<WebSocket>();
+  /** K > 1: sockets tunnelled to their session's home shard, by tunnel id */
+  private readonly tunnelled = new Map<WebSocket, string>();
+  /** ...and every socket that ever was one (its close event is not the core's) */
+  private readonly wasTunnel = new WeakSet<WebSocket>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -51,7 +73,10 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.core = new BrokerCore(store, config, runtime, auth);
     const core = this.core;
     core.rules = loadRules(env, this.namespace ?? "", core.rulesHost());
-    if (config.SHARDS > 1 && this.namespace !== null) core.shards = this.shardNode(config.SHARDS, store, runtime);
+    if (config.SHARDS > 1 && this.namespace !== null) {
+      core.joinShards(this.shardNode(config.SHARDS, store, runtime));
+      core.namespaceWide = () => this.namespaceStats();
+    }
     if (!announced) this.core.auth.announce();
     announced = true;
     this.core.auth.throttle = new PasswordThrottle(this.core.config, runtime.now);
@@ -64,7 +89,9 @@ export class NamespaceBroker extends DurableObject<Env> {
         this.core.counters.wakeups = 1;
         this.core.eventSeen(this.core.counters.startedAt);
       }
-      this.core.restore(sockets.map((ws) => this.connectionOf(ws)));
+      const mine: WebSocket[] = [];
+      for (const ws of sockets) if (!this.restoreTunnel(ws)) mine.push(ws);
+      this.core.restore(mine.map((ws) => this.connectionOf(ws)));
     });
     // This namespace's bridges run in objects of their own: started (idempotently) at every start or wake.
     ensureBridges(env, this.namespace, runtime.log);
@@ -78,6 +105,14 @@ export class NamespaceBroker extends DurableObject<Env> {
     const bridge = request.headers.get(BRIDGE_HEADER);
     if (bridge !== null && !acceptedBridge(this.env.BRIDGES, bridge, this.namespace ?? undefined)) {
       return new Response(`${BRIDGE_HEADER}: no such bridge for this namespace\n`, { status: 403 });
+    }
+    if (this.core.shards?.layoutUnconfirmed && !(await this.confirmLayout())) {
+      return new Response("shard 0 of this namespace did not answer; try again\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "1" } });
+    }
+    const refused = this.core.shards?.layoutProblem;
+    if (refused) {
+      console.error(`[broker] ${refused}`);
+      return new Response(`${refused}\n`, { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
     }
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
@@ -99,6 +134,7 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   override webSocketMessage(ws: WebSocket, message: ArrayBuffer | string): void | Promise<void> {
+    if (this.core.shards && this.entrance(ws, message)) return;
     const conn = this.connectionOf(ws);
     this.core.receive(conn, message);
     // A CONNECT under verification: the event lasts until the verdict is handled.
@@ -107,7 +143,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   override webSocketClose(ws: WebSocket, code: number): void {
     this.core.eventSeen(Date.now()); // not a billed request, but the object is awake for it
-    this.core.socketClosed(this.connectionOf(ws));
+    if (!this.tunnelClosed(ws)) this.core.socketClosed(this.connectionOf(ws));
     this.conns.delete(ws);
     // Answer the close so the client gets its close frame (reserved codes cannot be sent back).
     try {
@@ -119,7 +155,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   override webSocketError(ws: WebSocket): void {
     this.core.eventSeen(Date.now());
-    this.core.socketClosed(this.connectionOf(ws));
+    if (!this.tunnelClosed(ws)) this.core.socketClosed(this.connectionOf(ws));
     this.conns.delete(ws);
   }
 
@@ -163,6 +199,13 @@ export class NamespaceBroker extends DurableObject<Env> {
     return admin.deleteRetained(this.core, topic);
   }
 
+  /** K > 1: the API's removal of a retained message, with the version every shard uses (null: this one makes it). */
+  removeRetained(topic: string, version: number | null): { deleted: boolean; version: number } {
+    this.rpcEntered();
+    if (!this.core.shards) throw new Error("removeRetained: not a shard of a namespace of several");
+    return admin.removeRetained(this.core, topic, version);
+  }
+
   disconnect(clientId: string): boolean {
     this.rpcEntered();
     return admin.disconnectClient(this.core, clientId);
@@ -179,12 +222,163 @@ export class NamespaceBroker extends DurableObject<Env> {
     return admin.namespaceStats(this.core);
   }
 
+  /**
+   * RPC for crash tests only (TEST_HOOKS = "1"): resets the object as a crash would: memory and
+   * sockets gone, storage as last committed. Refused otherwise.
+   */
+  testCrash(): void {
+    if (this.env.TEST_HOOKS !== "1") throw new Error("testCrash needs TEST_HOOKS=1");
+    this.ctx.abort("crash test");
+  }
+
+  /** RPC from another shard: the number of shards this one serves with, or why it refuses. */
+  shardLayout(): { k: number; problem: string | null } {
+    this.rpcEntered();
+    const shards = this.core.shards;
+    return shards ? shards.layout() : { k: 1, problem: null };
+  }
+
+  /** A shard other than 0, before its first socket: shard 0 says whether the namespace was set up with this K. */
+  private async confirmLayout(): Promise<boolean> {
+    const shards = this.core.shards!;
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    try {
+      const answer = (await broker.get(broker.idFromName(this.namespace!)).shardLayout()) as { k: number; problem: string | null };
+      if (shards.layoutUnconfirmed) shards.confirmLayout(answer);
+      return true;
+    } catch (err) {
+      // asked again at the next socket
+      console.error(`[broker] shard ${this.shard}: shard 0 did not confirm the layout: ${(err as Error)?.message ?? String(err)}`);
+      return false;
+    }
+  }
+
   /** RPC from another shard of the namespace: a batch on its link to this one (src/shards/link.ts). */
   shardLink(batch: LinkBatch): LinkAck {
     this.rpcEntered();
     const shards = this.core.shards;
     if (!shards) throw new Error(`shard ${this.shard} of ${this.namespace} is not part of a sharded namespace (SHARDS differs?)`);
+    if (shards.layoutProblem) throw new Error(shards.layoutProblem);
     return shards.receive(batch);
+  }
+
+  // ——— K > 1: a socket whose client's home is another shard becomes a tunnel to it ———
+
+  /**
+   * A frame on a tunnelled socket goes to the home; a frame of a CONNECT not yet read far enough
+   * is held; a CONNECT whose client id's home is another shard opens a tunnel there. True when the
+   * frame was taken here (the core does not see it).
+   */
+  private entrance(ws: WebSocket, message: ArrayBuffer | string): boolean {
+    const shards = this.core.shards!;
+    const tunnel = this.tunnelled.get(ws);
+    if (tunnel !== undefined) {
+      this.frameSeen();
+      if (typeof message === "string" || !shards.tunnelData(tunnel, new Uint8Array(message))) this.closeTunnelled(ws, 1011, "not a binary frame");
+      return true;
+    }
+    if (this.placed.has(ws) || typeof message === "string") return false;
+    const conn = this.connectionOf(ws);
+    if (conn.state !== "awaiting-connect") return false;
+    const held = this.peeking.get(ws);
+    const bytes = held ? concat(held, new Uint8Array(message)) : new Uint8Array(message);
+    const peeked = peekClientId(bytes);
+    if ("more" in peeked && bytes.byteLength <= this.core.config.MAX_CONNECT_PACKET_SIZE) {
+      this.frameSeen();
+      if (this.core.holdPeeked(conn, bytes.byteLength)) this.peeking.set(ws, bytes);
+      else this.peeking.delete(ws);
+      return true;
+    }
+    this.peeking.delete(ws);
+    this.placed.add(ws);
+    const to = "clientId" in peeked && peeked.clientId !== "" ? home(peeked.clientId, shards.k) : this.shard;
+    if (to === this.shard) {
+      if (!held) return false;
+      this.core.receive(conn, bytes); // what was held, and this frame
+      return true;
+    }
+    this.frameSeen();
+    const id = `${this.shard}.${crypto.randomUUID()}`;
+    this.core.forget(conn);
+    this.conns.delete(ws);
+    ws.serializeAttachment({ seen: Date.now(), at: conn.openedAt, tn: id, th: to } satisfies Attachment);
+    this.tunnelled.set(ws, id);
+    this.wasTunnel.add(ws);
+    shards.tunnelOpen(to, id, this.tunnelSocket(ws), bytes, { ip: conn.address, br: conn.bridge });
+    return true;
+  }
+
+  /** a frame the core does not see is still a billed event */
+  private frameSeen(): void {
+    this.core.counters.websocketMessages++;
+    this.core.eventSeen(Date.now());
+  }
+
+  private tunnelSocket(ws: WebSocket) {
+    return {
+      send: (bytes: Uint8Array) => {
+        try {
+          ws.send(bytes);
+        } catch {
+          // gone: its close event tells the home
+        }
+      },
+      close: (code: number, reason: string) => this.closeTunnelled(ws, code, reason),
+    };
+  }
+
+  private closeTunnelled(ws: WebSocket, code: number, reason: string): void {
+    const id = this.tunnelled.get(ws);
+    this.tunnelled.delete(ws);
+    if (id !== undefined) this.core.shards?.tunnelClosed(id);
+    try {
+      ws.close(code, reason.slice(0, 120));
+    } catch {
+      try {
+        ws.close(code, "");
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  /** A tunnelled socket's close: the home hears it. False for any other socket. */
+  private tunnelClosed(ws: WebSocket): boolean {
+    this.peeking.delete(ws);
+    const id = this.tunnelled.get(ws);
+    if (id === undefined) return this.wasTunnel.has(ws);
+    this.tunnelled.delete(ws);
+    this.core.shards?.tunnelClosed(id);
+    return true;
+  }
+
+  /** At a wake: a socket that was a tunnel is one again. */
+  private restoreTunnel(ws: WebSocket): boolean {
+    const att = ws.deserializeAttachment() as Attachment | null;
+    if (att?.tn === undefined) return false;
+    const shards = this.core.shards;
+    if (!shards || att.th === undefined || att.th >= shards.k) {
+      try {
+        ws.close(1011, "the namespace's shards changed");
+      } catch {
+        // already closed
+      }
+      return true;
+    }
+    this.tunnelled.set(ws, att.tn);
+    this.wasTunnel.add(ws);
+    this.placed.add(ws);
+    shards.tunnelRestore(att.th, att.tn, this.tunnelSocket(ws));
+    return true;
+  }
+
+  /** `$SYS` at K > 1: every shard's stats, merged (one call per other shard). */
+  private async namespaceStats(): Promise<admin.NamespaceStats> {
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    const k = this.core.shards!.k;
+    const others = [];
+    for (let i = 0; i < k; i++) if (i !== this.shard) others.push(broker.get(broker.idFromName(shardName(this.namespace!, i))).stats() as Promise<admin.NamespaceStats>);
+    return mergeStats([admin.namespaceStats(this.core), ...(await Promise.all(others))]);
   }
 
   /** This object's part in a namespace of `k` shards: links to the others by RPC. */
@@ -198,9 +392,10 @@ export class NamespaceBroker extends DurableObject<Env> {
       call: (target, batch) => broker.get(broker.idFromName(shardName(namespace, target))).shardLink(batch) as Promise<LinkAck>,
       sync: () => this.ctx.storage.sync(),
       wakeAt: (ms) => this.wakeAt(ms),
-      later: (fn) => this.core.later(fn),
+      later: (fn, ms) => (ms !== undefined && ms > 5 ? void setTimeout(() => this.core.later(fn), ms - 5) : this.core.later(fn)),
       log: runtime.log,
-    }, this.core);
+      onFailure: (target) => this.core.shards?.linkFailed(target),
+    }, this.core, { minInterval: linkInterval(this.core.config, k) });
   }
 
   private rpcEntered(): void {

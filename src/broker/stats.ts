@@ -44,6 +44,8 @@ export interface StatsSource {
 /** What the $SYS publisher needs besides the figures: routing its messages, and the alarm. */
 export interface SysContext extends Omit<StatsSource, "store">, DeliveryContext {
   wakeAt(ms: number): void;
+  /** K > 1: the namespace's stats, merged from every shard's, so `$SYS` speaks for it (null: one shard) */
+  namespaceWide?: (() => Promise<NamespaceStats>) | null;
 }
 
 export interface NamespaceStats {
@@ -187,19 +189,43 @@ export class SysPublisher {
     return this.nextAt;
   }
 
-  /** Routes one round of values like any message (never stored, not counted as received). Returns whether a connected client got one. */
+  /**
+   * One round of values, routed like any message (never stored, not counted as received). At
+   * K > 1 the values are the namespace's, merged from every shard's stats (one call per peer per
+   * round, only while a client here listens), and routed when they arrive. Returns whether a
+   * connected client subscribes to them.
+   */
   private publish(): boolean {
     const core = this.core;
+    const wide = core.namespaceWide;
+    if (!wide) return this.route(namespaceStats(core));
+    const listened = this.route(null);
+    if (listened) {
+      void wide().then(
+        (stats) => this.route(stats),
+        () => this.route(namespaceStats(core)), // a shard did not answer: this shard's own figures, this round
+      );
+    }
+    return listened;
+  }
+
+  /** Routes the values of `stats` (null: none, only whether a connected client would get them). */
+  private route(stats: NamespaceStats | null): boolean {
+    const core = this.core;
     let listened = false;
-    for (const [topic, value] of sysValues(namespaceStats(core))) {
+    const values = stats ? sysValues(stats) : PROBE;
+    for (const [topic, value] of values) {
       const msg: Message = { topic, payload: this.encoder.encode(value), qos: 0, retain: false };
       const r = core.router;
       const n = r.match(msg);
       for (let i = 0; i < n; i++) {
         if (r.matched[i]!.conn) listened = true;
-        deliver(core, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
+        if (stats) deliver(core, r.matched[i]!, msg, r.qos[i]!, r.retain[i]!, r.subIds[i]!, r.group[i]!);
       }
     }
     return listened;
   }
 }
+
+/** every `$SYS` topic, to learn whether anyone listens before the values are known */
+const PROBE: [string, string][] = sysValues(JSON.parse('{"uptime":0,"clients":{"connected":0,"total":0},"subscriptions":0,"retained":0,"messages":{"received":0,"sent":0},"bytes":{"received":0,"sent":0}}') as NamespaceStats);

@@ -36,8 +36,16 @@ export function handleConnect(ctx: HandlerContext, conn: Connection, p: ConnectP
   if (clientId === "") {
     // [MQTT-3.1.3-8] MQTT 3.1.1: an empty id needs clean session
     if (version !== 5 && !p.clean) throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "empty client id requires clean session");
-    clientId = grant.clientId ?? `auto-${crypto.randomUUID()}`; // a token may pin the id
     assigned = true;
+    if (grant.clientId !== undefined) {
+      clientId = grant.clientId; // a token may pin the id
+      // Several shards: the id's session lives at its home, which a socket reaches with the id in its CONNECT (or the ?client= hint)
+      if (ctx.isHome && !ctx.isHome(clientId)) throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "with several shards, send the token's client id in CONNECT or connect with ?client=<id>");
+    } else {
+      // one whose home is this shard (several shards): its next connection, placed by the id, finds the session
+      do clientId = `auto-${crypto.randomUUID()}`;
+      while (ctx.isHome && !ctx.isHome(clientId));
+    }
   }
   if (clientId.length > config.MAX_CLIENT_ID_LENGTH) {
     throw new ConnectRefused(RC.CLIENT_IDENTIFIER_NOT_VALID, "client id too long");

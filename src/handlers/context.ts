@@ -30,4 +30,6 @@ export interface HandlerContext extends DeliveryContext {
    * to wait for, always at one shard): a SUBACK waits, so a publish on any shard after it is routed here.
    */
   interestSettled(): Promise<void> | null;
+  /** whether a session for `clientId` lives on this object: its id's home shard (always, at one shard) */
+  isHome?(clientId: string): boolean;
 }

@@ -81,19 +81,25 @@ export function handleSubscribe(ctx: HandlerContext, conn: Connection, session: 
     }
   }
   for (let i = max; i < filters.length; i++) granted.push(v5 ? RC.QUOTA_EXCEEDED : 0x80);
-  const answer = () => {
-    if (conn.state === "closed" || session.conn !== conn) return;
-    conn.send({ cmd: "suback", messageId: p.messageId, granted });
-    conn.flush(); // SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts)
-    // [MQTT-3.3.1-6] retained messages for the new subscriptions, with RETAIN set (paced)
-    sendRetained(ctx, session, retainedFor);
-  };
-  if (made) ctx.lifecycle.subscribed(session, made);
   // Several shards: the SUBACK waits until the others route the new filters here (and SUBACKs keep their order).
   const settled = ctx.interestSettled();
   const before = conn.subackWait;
-  if (settled === null && before === null) return answer();
-  const wait: Promise<void> = Promise.all([settled, before]).then(answer);
+  if (settled === null && before === null) {
+    // one shard (and nothing to wait for): as always, SUBACK, the event, the retained messages
+    conn.send({ cmd: "suback", messageId: p.messageId, granted });
+    conn.flush(); // SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts)
+    if (made) ctx.lifecycle.subscribed(session, made);
+    // [MQTT-3.3.1-6] retained messages for the new subscriptions, with RETAIN set (paced)
+    sendRetained(ctx, session, retainedFor);
+    return;
+  }
+  if (made) ctx.lifecycle.subscribed(session, made);
+  const wait: Promise<void> = Promise.all([settled, before]).then(() => {
+    if (conn.state === "closed" || session.conn !== conn) return;
+    conn.send({ cmd: "suback", messageId: p.messageId, granted });
+    conn.flush();
+    sendRetained(ctx, session, retainedFor);
+  });
   conn.subackWait = wait;
   void wait.finally(() => {
     if (conn.subackWait === wait) conn.subackWait = null;

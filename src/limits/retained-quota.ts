@@ -50,6 +50,15 @@ export class RetainedQuota {
     return true;
   }
 
+  /** A retained write this object may not refuse (a copy another shard admitted): booked, before it is stored. */
+  book(topic: string, size: number): void {
+    const { MAX_RETAINED_MESSAGES: maxCount, MAX_RETAINED_BYTES: maxBytes } = this.config;
+    if ((maxCount <= 0 && maxBytes <= 0) || this.count < 0 || topic.startsWith(PRESENCE_PREFIX)) return; // counted from storage when first needed
+    const existing = this.store.retainedSize(topic);
+    this.count += (size > 0 ? 1 : 0) - (existing !== null ? 1 : 0);
+    this.bytes += size - (existing ?? 0);
+  }
+
   private recount(): void {
     this.store.deleteExpiredRetained(this.now()); // expired messages never hold quota [MQTT-3.3.2-5]
     const usage = this.store.retainedUsage(PRESENCE_PREFIX);

@@ -11,14 +11,36 @@ export interface SharedInterest {
 }
 
 export class FilterNode {
+  /** literal levels; `+` and `#` have their own fields, so a walk reads them without a Map probe */
   children: Map<string, FilterNode> | null = null;
+  plus: FilterNode | null = null;
+  hash: FilterNode | null = null;
   /** peers with this (non-shared) filter, sorted; null when none */
   peers: number[] | null = null;
   /** shared groups whose inner filter is this node's filter; null when none */
   groups: SharedInterest[] | null = null;
 
   isEmpty(): boolean {
-    return !this.children?.size && !this.peers && !this.groups;
+    return !this.children?.size && !this.plus && !this.hash && !this.peers && !this.groups;
+  }
+
+  child(level: string): FilterNode | null {
+    return level === "+" ? this.plus : level === "#" ? this.hash : (this.children?.get(level) ?? null);
+  }
+
+  setChild(level: string, node: FilterNode): void {
+    if (level === "+") this.plus = node;
+    else if (level === "#") this.hash = node;
+    else (this.children ??= new Map()).set(level, node);
+  }
+
+  deleteChild(level: string): void {
+    if (level === "+") this.plus = null;
+    else if (level === "#") this.hash = null;
+    else if (this.children) {
+      this.children.delete(level);
+      if (this.children.size === 0) this.children = null;
+    }
   }
 }
 
@@ -132,6 +154,20 @@ export class FilterTrie {
     this.walk(this.root, this.levelsOf(topic), 0, topic.charCodeAt(0) === 0x24, visitor);
   }
 
+  /** Appends to `out` every filter (shared ones as `$share/<group>/<filter>`) that `peer` has. */
+  filtersOf(peer: number, out: string[]): void {
+    this.collectFilters(this.root, "", peer, out);
+  }
+
+  private collectFilters(node: FilterNode, filter: string, peer: number, out: string[]): void {
+    if (node.peers?.includes(peer)) out.push(filter);
+    if (node.groups) for (const g of node.groups) if (g.peers.includes(peer)) out.push(g.shareFilter);
+    const under = (level: string) => (node === this.root ? level : `${filter}/${level}`);
+    if (node.plus) this.collectFilters(node.plus, under("+"), peer, out);
+    if (node.hash) this.collectFilters(node.hash, under("#"), peer, out);
+    if (node.children) for (const [level, child] of node.children) this.collectFilters(child, under(level), peer, out);
+  }
+
   /** Removes `peer` from every node; returns the number of pairs removed. */
   clearPeer(peer: number): number {
     const before = this.pairs;
@@ -159,15 +195,17 @@ export class FilterTrie {
       }
       if (node.groups.length === 0) node.groups = null;
     }
-    if (!node.children) return;
-    for (const [level, child] of node.children) {
-      this.clearUnder(child, peer);
-      if (child.isEmpty()) {
-        node.children.delete(level); // deleting the current entry while iterating a Map is safe
-        this.nodes--;
-      }
-    }
-    if (node.children.size === 0) node.children = null;
+    if (node.plus) this.clearChild(node, "+", node.plus, peer);
+    if (node.hash) this.clearChild(node, "#", node.hash, peer);
+    // deleting the current entry while iterating a Map is safe
+    if (node.children) for (const [level, child] of node.children) this.clearChild(node, level, child, peer);
+  }
+
+  private clearChild(node: FilterNode, level: string, child: FilterNode, peer: number): void {
+    this.clearUnder(child, peer);
+    if (!child.isEmpty()) return;
+    node.deleteChild(level);
+    this.nodes--;
   }
 
   /** Topic levels, cached as TopicTrie does: most traffic repeats a bounded set of topics. */
@@ -184,33 +222,24 @@ export class FilterTrie {
   }
 
   private walk(node: FilterNode, levels: string[], i: number, dollar: boolean, visitor: FilterVisitor): void {
-    const children = node.children;
     const wildcardsAllowed = !(dollar && i === 0);
-    if (children && wildcardsAllowed) {
-      const hash = children.get("#");
-      if (hash) visitor.visit(hash);
-    }
+    if (node.hash && wildcardsAllowed) visitor.visit(node.hash);
     if (i === levels.length) {
       visitor.visit(node);
       return;
     }
-    if (!children) return;
-    if (wildcardsAllowed) {
-      const plus = children.get("+");
-      if (plus) this.walk(plus, levels, i + 1, dollar, visitor);
-    }
-    const exact = children.get(levels[i]!);
+    if (node.plus && wildcardsAllowed) this.walk(node.plus, levels, i + 1, dollar, visitor);
+    const exact = node.children?.get(levels[i]!);
     if (exact) this.walk(exact, levels, i + 1, dollar, visitor);
   }
 
   private nodeFor(filter: string): FilterNode {
     let node = this.root;
     for (const level of filter.split("/")) {
-      node.children ??= new Map();
-      let next = node.children.get(level);
+      let next = node.child(level);
       if (!next) {
         next = new FilterNode();
-        node.children.set(level, next);
+        node.setChild(level, next);
         this.nodes++;
       }
       node = next;
@@ -222,7 +251,7 @@ export class FilterTrie {
     const path = [this.root];
     let node = this.root;
     for (const level of filter.split("/")) {
-      const next = node.children?.get(level);
+      const next = node.child(level);
       if (!next) return null;
       path.push(next);
       node = next;
@@ -235,9 +264,7 @@ export class FilterTrie {
     const levels = filter.split("/");
     for (let i = path.length - 1; i > 0; i--) {
       if (!path[i]!.isEmpty()) return;
-      const parent = path[i - 1]!;
-      parent.children!.delete(levels[i - 1]!);
-      if (parent.children!.size === 0) parent.children = null;
+      path[i - 1]!.deleteChild(levels[i - 1]!);
       this.nodes--;
     }
   }

@@ -1,20 +1,32 @@
 // What this shard announces of its own subscriptions, and what it knows of every other shard's
 // (docs/scale-out.md §5 and §7), so a PUBLISH is forwarded only to shards with a matching
-// subscriber. Pure memory: the caller stores the ops it applies and reloads them with `load`.
+// subscriber. Pure memory: the caller stores the ops it applies and reloads them with `load` (strings)
+// and `loadFingerprints`.
 //
-// This round announces whole filter strings (not the fingerprints of §5.1): add when the local
-// count of a filter string goes 0 → 1, remove at 1 → 0. The views are kept so that a topic costs
-// one Map probe plus a trie walk, whatever the number of peers:
-//   exact    Map<filter, peer | sorted peers>  — filters without + or #; a topic matches only itself
+// Exact filters (no + or #, not shared) are announced as 32-bit fingerprints (§5.1, fingerprint.ts):
+// add when the local count of a FINGERPRINT goes 0 → 1, remove at 1 → 0, so two local filters
+// sharing one are one announcement. Wildcard and shared filters are announced as whole strings,
+// counted per string. The views are kept so that a topic costs one hash, one probe and a trie walk,
+// whatever the number of peers:
+//   exact    FingerprintPairs: (fingerprint, peer) in typed arrays, ≈ 10 bytes per remote filter
 //   wild     FilterTrie of ordinary filters with + or #
 //   shared   FilterTrie of `$share/<group>/<filter>` by inner filter (exact or not)
-import { FilterTrie, addPeer, removePeer, type FilterNode, type FilterVisitor } from "./filter-trie";
+// A topic whose fingerprint a peer's exact filter shares, without being that filter, gets a copy the
+// peer's router matches to nobody: a false positive costs a useless copy, never a lost one.
+import { FilterTrie, type FilterNode, type FilterVisitor } from "./filter-trie";
+import { FingerprintCounts, FingerprintPairs, fingerprint, isExactFilter, type ShardVisitor } from "./fingerprint";
 import { parseSharedFilter } from "../topics/validate";
 
 /** One row of a stored view: peer `peer` announced `filter`. */
 export interface InterestRow {
   peer: number;
   filter: string;
+}
+
+/** One stored exact filter of a peer, as its fingerprint. */
+export interface FingerprintRow {
+  peer: number;
+  fp: number;
 }
 
 export type GroupCallback = (shareFilter: string, shards: readonly number[]) => void;
@@ -26,13 +38,13 @@ export class Interest {
    */
   readonly shards: Int32Array;
 
+  /** own wildcard and shared filters: count per string */
   private readonly local = new Map<string, number>();
   private localChars = 0;
-  /** exact filter → the one peer having it, or the sorted peers (2 or more) */
-  private readonly exact = new Map<string, number | number[]>();
-  private exactPairs = 0;
-  private exactChars = 0;
-  private exactMulti = 0;
+  /** own exact filters: count per fingerprint */
+  private readonly localExact = new FingerprintCounts();
+  /** the peers' exact filters: (fingerprint, peer) pairs */
+  private readonly exact: FingerprintPairs;
   private readonly wild = new FilterTrie();
   private readonly shared = new FilterTrie();
   /** filters of every kind per peer: stats, and clearPeer's fast path */
@@ -43,6 +55,7 @@ export class Interest {
   private stamp = 0;
   private found = 0;
   private readonly collect: FilterVisitor = { visit: (node) => this.collectNode(node) };
+  private readonly collectShard: ShardVisitor = { shard: (peer) => this.mark(peer) };
   private onGroup: GroupCallback | null = null;
   private readonly groupVisitor: FilterVisitor = { visit: (node) => this.visitGroups(node) };
 
@@ -53,20 +66,30 @@ export class Interest {
     this.shards = new Int32Array(k);
     this.seen = new Uint32Array(k);
     this.perPeer = new Int32Array(k);
+    this.exact = new FingerprintPairs(k);
   }
 
   // ---- own summary ----
 
-  /** A local subscription with `filter` was added; true when it is the first: announce an add. */
+  /**
+   * A local subscription with `filter` was added; true when it is the first: announce an add (of
+   * the fingerprint when `isExactFilter(filter)`, of the string otherwise).
+   */
   localAdded(filter: string): boolean {
+    if (isExactFilter(filter)) return this.localExact.increment(fingerprint(filter)) === 1;
     const n = this.local.get(filter) ?? 0;
     this.local.set(filter, n + 1);
     if (n === 0) this.localChars += filter.length;
     return n === 0;
   }
 
-  /** A local subscription with `filter` went; true when it was the last: announce a remove. */
+  /**
+   * A local subscription with `filter` went; true when it was the last: announce a remove. Only a
+   * filter added before may be removed: an exact one is known by its fingerprint alone, so removing
+   * one never added would take a count from another filter sharing its fingerprint.
+   */
   localRemoved(filter: string): boolean {
+    if (isExactFilter(filter)) return this.localExact.decrement(fingerprint(filter)) === 0;
     const n = this.local.get(filter);
     if (n === undefined) return false;
     if (n > 1) {
@@ -78,9 +101,14 @@ export class Interest {
     return true;
   }
 
-  /** The filters this shard announces (for a snapshot or digest a peer asks for). */
+  /** The wildcard and shared filters this shard announces (for a snapshot or digest a peer asks for). */
   localFilters(): IterableIterator<string> {
     return this.local.keys();
+  }
+
+  /** The fingerprints of the exact filters this shard announces, ascending. */
+  localFingerprints(): number[] {
+    return this.localExact.keysSorted();
   }
 
   // ---- views of the peers ----
@@ -91,8 +119,17 @@ export class Interest {
    * outside 0 … k − 1 or with a malformed `$share/` filter are ignored.
    */
   apply(peer: number, add: boolean, filter: string): boolean {
-    if (peer === this.self || !(peer >= 0 && peer < this.k) || !Number.isInteger(peer)) return false;
-    const changed = isWild(filter) ? this.applyWild(peer, add, filter) : this.applyExact(peer, add, filter);
+    if (isExactFilter(filter)) return this.applyFingerprint(peer, add, fingerprint(filter));
+    if (!this.fromPeer(peer)) return false;
+    const changed = this.applyTrie(peer, add, filter);
+    if (changed) this.perPeer[peer]! += add ? 1 : -1;
+    return changed;
+  }
+
+  /** Applies a fingerprint a peer announced (an exact filter), as `apply` does a string. */
+  applyFingerprint(peer: number, add: boolean, fp: number): boolean {
+    if (!this.fromPeer(peer) || !(fp >= 0 && fp <= 0xffffffff) || !Number.isInteger(fp)) return false;
+    const changed = add ? this.exact.add(fp, peer) : this.exact.remove(fp, peer);
     if (changed) this.perPeer[peer]! += add ? 1 : -1;
     return changed;
   }
@@ -102,37 +139,39 @@ export class Interest {
     for (const row of rows) this.apply(row.peer, true, row.filter);
   }
 
+  /** Adds every row, as `applyFingerprint(peer, true, fp)` does. */
+  loadFingerprints(rows: Iterable<FingerprintRow>): void {
+    for (const row of rows) this.applyFingerprint(row.peer, true, row.fp);
+  }
+
   /** Forgets everything `peer` announced; returns how many filters that was. */
   clearPeer(peer: number): number {
     if (!(peer >= 0 && peer < this.k) || this.perPeer[peer] === 0) return 0;
-    let removed = 0;
-    if (this.exactPairs > 0) {
-      this.exact.forEach((v, filter) => {
-        if (typeof v === "number") {
-          if (v !== peer) return;
-          this.exact.delete(filter);
-          this.exactChars -= filter.length;
-        } else {
-          if (!removePeer(v, peer)) return;
-          if (v.length === 1) {
-            this.exact.set(filter, v[0]!); // replacing the current entry while iterating is safe
-            this.exactMulti--;
-          }
-        }
-        this.exactPairs--;
-        removed++;
-      });
-    }
-    removed += this.wild.clearPeer(peer) + this.shared.clearPeer(peer);
+    const removed = this.exact.clearShard(peer) + this.wild.clearPeer(peer) + this.shared.clearPeer(peer);
     this.perPeer[peer] = 0;
     return removed;
+  }
+
+  /** The wildcard and shared filters `peer` announced (a scan of the tries: not per message). */
+  viewOf(peer: number): string[] {
+    const out: string[] = [];
+    if (!(peer >= 0 && peer < this.k) || this.perPeer[peer] === 0) return out;
+    this.wild.filtersOf(peer, out);
+    this.shared.filtersOf(peer, out);
+    return out;
+  }
+
+  /** The fingerprints of the exact filters `peer` announced, ascending (a scan: not per message). */
+  fingerprintsOf(peer: number): number[] {
+    if (!(peer >= 0 && peer < this.k) || this.perPeer[peer] === 0) return [];
+    return this.exact.of(peer);
   }
 
   // ---- lookups (hot path: no allocation) ----
 
   /** Whether any peer announced anything: when false, a publish needs no other lookup. */
   hasAny(): boolean {
-    return this.exactPairs > 0 || this.wild.size > 0 || this.shared.size > 0;
+    return this.exact.size > 0 || this.wild.size > 0 || this.shared.size > 0;
   }
 
   /** Whether any peer announced a shared filter: when false, `groups` has nothing to report. */
@@ -150,13 +189,7 @@ export class Interest {
       this.seen.fill(0);
       this.stamp = 1;
     }
-    if (this.exactPairs > 0) {
-      const v = this.exact.get(topic);
-      if (v !== undefined) {
-        if (typeof v === "number") this.mark(v);
-        else for (let i = 0; i < v.length; i++) this.mark(v[i]!);
-      }
-    }
+    if (this.exact.size > 0) this.exact.match(fingerprint(topic), this.collectShard);
     if (this.wild.size > 0) this.wild.match(topic, this.collect);
     return this.found;
   }
@@ -167,11 +200,12 @@ export class Interest {
    */
   groups(topic: string, onGroup: GroupCallback): void {
     if (this.shared.size === 0) return;
+    const outer = this.onGroup; // a callback may itself call groups()
     this.onGroup = onGroup;
     try {
       this.shared.match(topic, this.groupVisitor);
     } finally {
-      this.onGroup = null;
+      this.onGroup = outer;
     }
   }
 
@@ -179,9 +213,9 @@ export class Interest {
 
   sizes(): InterestSizes {
     return {
-      localFilters: this.local.size,
-      exactFilters: this.exact.size,
-      exactPairs: this.exactPairs,
+      localFilters: this.local.size + this.localExact.size,
+      exactFilters: this.exact.distinct,
+      exactPairs: this.exact.size,
       wildFilters: this.wild.filterCount,
       wildPairs: this.wild.size,
       sharedFilters: this.shared.filterCount,
@@ -191,50 +225,24 @@ export class Interest {
   }
 
   /**
-   * Rough bytes held by the views and the local counts (V8 on 64 bits): per Map entry ≈ 40 bytes
-   * with the table's slack, a string ≈ 24 + its length, a multi-peer list ≈ 48 + 8 per peer, a
-   * trie node ≈ 150. Measured against the heap by bench/interest.ts.
+   * Rough bytes held by the views and the local counts (V8 on 64 bits, fitted by bench/interest.ts):
+   * the fingerprint tables' arrays exactly, a Map entry with its string ≈ 50 + the string's length,
+   * a trie node with its level ≈ 130. O(1).
    */
   memoryEstimate(): number {
-    const exact = this.exact.size * (40 + 24) + this.exactChars + this.exactMulti * 48 + (this.exactPairs - this.exact.size) * 8;
-    const local = this.local.size * (40 + 24) + this.localChars;
-    const tries = (this.wild.nodeCount + this.shared.nodeCount) * 150 + (this.wild.size + this.shared.size) * 8;
-    return exact + local + tries;
+    const local = this.local.size * 50 + this.localChars + this.localExact.bytes;
+    const tries = (this.wild.nodeCount + this.shared.nodeCount) * 130 + (this.wild.size + this.shared.size) * 8;
+    return this.exact.bytes + local + tries;
   }
 
   // ---- internals ----
 
-  private applyExact(peer: number, add: boolean, filter: string): boolean {
-    const v = this.exact.get(filter);
-    if (add) {
-      if (v === undefined) {
-        this.exact.set(filter, peer);
-        this.exactChars += filter.length;
-      } else if (typeof v === "number") {
-        if (v === peer) return false;
-        this.exact.set(filter, v < peer ? [v, peer] : [peer, v]);
-        this.exactMulti++;
-      } else if (!addPeer(v, peer)) return false;
-      this.exactPairs++;
-      return true;
-    }
-    if (v === undefined) return false;
-    if (typeof v === "number") {
-      if (v !== peer) return false;
-      this.exact.delete(filter);
-      this.exactChars -= filter.length;
-    } else {
-      if (!removePeer(v, peer)) return false;
-      if (v.length === 1) {
-        this.exact.set(filter, v[0]!);
-        this.exactMulti--;
-      }
-    }
-    this.exactPairs--;
-    return true;
+  /** an op from a peer: not self, within 0 … k − 1 */
+  private fromPeer(peer: number): boolean {
+    return peer !== this.self && peer >= 0 && peer < this.k && Number.isInteger(peer);
   }
 
-  private applyWild(peer: number, add: boolean, filter: string): boolean {
+  private applyTrie(peer: number, add: boolean, filter: string): boolean {
     const shared = parseSharedFilter(filter);
     if (shared === "invalid") return false;
     if (shared) {
@@ -268,9 +276,9 @@ export class Interest {
 }
 
 export interface InterestSizes {
-  /** distinct filter strings this shard announces */
+  /** what this shard announces: distinct wildcard and shared filter strings, and exact filters' fingerprints */
   localFilters: number;
-  /** distinct exact filters in the views, and (filter, peer) pairs */
+  /** distinct fingerprints of exact filters in the views, and (fingerprint, peer) pairs */
   exactFilters: number;
   exactPairs: number;
   wildFilters: number;
@@ -282,12 +290,3 @@ export interface InterestSizes {
   perPeer: number[];
 }
 
-/** Routed through a trie: a wildcard filter, or any shared one (`$share/g/f`). */
-function isWild(filter: string): boolean {
-  if (filter.charCodeAt(0) === 0x24 /* $ */ && filter.startsWith("$share/")) return true;
-  for (let i = 0; i < filter.length; i++) {
-    const c = filter.charCodeAt(i);
-    if (c === 0x2b /* + */ || c === 0x23 /* # */) return true;
-  }
-  return false;
-}

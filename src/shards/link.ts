@@ -21,9 +21,11 @@ export interface LinkHost {
   sync(): Promise<void>;
   /** an alarm at `ms` (retries after a failure); the holder calls `due(now)` when it fires */
   wakeAt(ms: number): void;
-  /** runs `fn` in a later event */
-  later(fn: () => void): void;
+  /** runs `fn` in a later event, at least `ms` from now when given */
+  later(fn: () => void, ms?: number): void;
   log(level: "info" | "warn" | "error", message: string): void;
+  /** a call to `target` failed: what it carried of volatile entries is lost (tunnels over it break) */
+  onFailure?(target: number): void;
 }
 
 export interface LinkStats {
@@ -51,6 +53,12 @@ export const MAX_CALL_CHUNKS = 1000;
 export const MAX_CALL_BYTES = 1024 * 1024;
 /** Most bytes of volatile entries a link keeps while it cannot send (QoS 0: the rest is dropped). */
 export const MAX_VOLATILE_BYTES = 1024 * 1024;
+/**
+ * A call unanswered this long counts as failed (its chunks go again; the watermark makes a late
+ * copy harmless), and a link with chunks pending keeps an alarm this far ahead: a shard that
+ * crashed with chunks in its outbox wakes to send them even if nothing else wakes it.
+ */
+export const CALL_TIMEOUT_MS = 30_000;
 /** Retry after a failure: 100 ms doubling to 30 s (src/rules/retry.ts takes seconds). */
 const RETRY = { RULES_RETRY_BASE: 0.1, RULES_RETRY_MAX: 30 };
 
@@ -77,8 +85,25 @@ class Outgoing {
   failures = 0;
   /** while backing off after a failure: when to call again */
   retryAt: number | null = null;
+  /** when the oldest chunk still pending started waiting (its safety alarm counts from here) */
+  pendingSince = 0;
+  /** when the last call started (ms; the link interval counts from here) */
+  lastCallAt = -Infinity;
   waiters: { seq: number; resolve: () => void }[] = [];
   constructor(readonly target: number) {}
+}
+
+/** Caps of a link (the defaults above; tests make them small). */
+export interface LinkLimits {
+  maxCallChunks: number;
+  maxCallBytes: number;
+  maxVolatileBytes: number;
+  /**
+   * ms between the starts of two calls on one link (0: none). With K − 1 peers each sending,
+   * a receiver gets at most (K − 1) / interval calls a second, whatever the traffic: the bound
+   * that keeps the mesh within an object's events. The first call after a quiet spell leaves at once.
+   */
+  minInterval: number;
 }
 
 export class Links {
@@ -88,14 +113,20 @@ export class Links {
   private restored = false;
   readonly stats: LinkStats = { calls: 0, chunksSent: 0, entries: 0, volatileSent: 0, failures: 0, volatileLost: 0, chunksApplied: 0, duplicates: 0, gapsRefused: 0 };
 
+  private readonly limits: LinkLimits;
+
   constructor(
     private readonly host: LinkHost,
     private readonly store: Store,
-  ) {}
+    limits: Partial<LinkLimits> = {},
+  ) {
+    this.limits = { maxCallChunks: MAX_CALL_CHUNKS, maxCallBytes: MAX_CALL_BYTES, maxVolatileBytes: MAX_VOLATILE_BYTES, minInterval: 0, ...limits };
+  }
 
   /**
-   * Loads the stored chunks and watermarks (once, when the object starts, before any send or
-   * receive) and schedules sending whatever is pending: a retry time still to come is kept.
+   * Loads the stored chunks and watermarks (once, when the object starts; the first send or
+   * receive does it otherwise) and schedules sending whatever is pending: a retry time still to
+   * come is kept (wakeAt) rather than retried at once.
    */
   restore(): void {
     if (this.restored) return;
@@ -115,6 +146,7 @@ export class Links {
         if (c.nextAt > this.host.now()) o.retryAt = c.nextAt;
       }
       o.chunks.push({ seq: c.seq, entries: c.entries });
+      o.pendingSince = this.host.now();
     }
     for (const o of this.out.values()) {
       if (o.chunks.length === 0) continue;
@@ -131,15 +163,23 @@ export class Links {
    */
   send(target: number, entries: Uint8Array, durable: boolean): number {
     if (!Number.isInteger(target) || target < 0 || target >= this.host.k || target === this.host.self) throw new RangeError(`link: no shard ${target} to send to`);
+    if (!this.restored) this.restore(); // never number a chunk before knowing the stored ones
     const o = this.link(target);
     this.stats.entries++;
     let seq = 0;
     if (durable) {
       seq = ++o.lastSeq;
-      this.store.addChunk(target, seq, entries, this.host.now());
+      const now = this.host.now();
+      this.store.addChunk(target, seq, entries, now);
       o.chunks.push({ seq, entries });
+      if (o.chunks.length === 1) {
+        o.pendingSince = now;
+        this.host.wakeAt(now + CALL_TIMEOUT_MS);
+      }
     } else {
-      if (o.volatileBytes + entries.byteLength > MAX_VOLATILE_BYTES) {
+      // the first entry goes whatever its size (a tunnel frame of a packet near MAX_PACKET_SIZE
+      // would else never pass, and its client would reconnect for it for ever)
+      if (o.volatileBytes > 0 && o.volatileBytes + entries.byteLength > this.limits.maxVolatileBytes) {
         this.stats.volatileLost++;
         return 0;
       }
@@ -163,6 +203,7 @@ export class Links {
   receive(batch: LinkBatch, apply: (from: number, entries: Uint8Array) => void): LinkAck {
     const from = batch.from;
     if (!Number.isInteger(from) || from < 0 || from >= this.host.k || from === this.host.self) throw new RangeError(`link: no shard ${from} to receive from`);
+    if (!this.restored) this.restore();
     const start = this.applied.get(from) ?? 0;
     const chunks = batch.chunks;
     let i = 0;
@@ -209,19 +250,24 @@ export class Links {
     }
   }
 
-  /** The alarm: calls again the links whose retry time came. */
+  /** The alarm: calls again the links whose retry time came, and any with chunks left waiting. */
   due(now: number): void {
     for (const o of this.out.values()) {
-      if (o.retryAt === null || o.retryAt > now) continue;
-      o.retryAt = null;
+      if (o.retryAt !== null) {
+        if (o.retryAt > now) continue;
+        o.retryAt = null;
+      } else if (o.chunks.length === 0 || o.pendingSince + CALL_TIMEOUT_MS > now) continue;
       void this.flush(o);
     }
   }
 
-  /** The earliest retry time of a link backing off, null when none is. */
+  /** The earliest retry time of a link backing off, or safety alarm of one with chunks pending; null when none. */
   nextWake(): number | null {
     let at: number | null = null;
-    for (const o of this.out.values()) if (o.retryAt !== null && (at === null || o.retryAt < at)) at = o.retryAt;
+    for (const o of this.out.values()) {
+      const t = o.retryAt ?? (o.chunks.length > 0 ? o.pendingSince + CALL_TIMEOUT_MS : null);
+      if (t !== null && (at === null || t < at)) at = t;
+    }
     return at;
   }
 
@@ -260,20 +306,23 @@ export class Links {
   private schedule(o: Outgoing): void {
     if (o.scheduled || o.inFlight || o.retryAt !== null) return;
     o.scheduled = true;
+    const wait = o.lastCallAt + this.limits.minInterval - this.host.now();
     this.host.later(() => {
       o.scheduled = false;
       void this.flush(o);
-    });
+    }, wait > 0 ? wait : undefined);
   }
 
   /** One call with every pending chunk (up to the caps) and the volatile runs that may follow them. */
   private async flush(o: Outgoing): Promise<void> {
     if (o.inFlight || o.retryAt !== null || (o.chunks.length === 0 && o.runs.length === 0)) return;
     o.inFlight = true;
+    o.lastCallAt = this.host.now();
     // what goes is taken before the sync: only writes made before it are sure to be durable after it
     let n = 0;
     let bytes = 0;
-    while (n < o.chunks.length && n < MAX_CALL_CHUNKS && (n === 0 || bytes + o.chunks[n]!.entries.byteLength <= MAX_CALL_BYTES)) bytes += o.chunks[n++]!.entries.byteLength;
+    const { maxCallChunks, maxCallBytes } = this.limits;
+    while (n < o.chunks.length && n < maxCallChunks && (n === 0 || bytes + o.chunks[n]!.entries.byteLength <= maxCallBytes)) bytes += o.chunks[n++]!.entries.byteLength;
     const chunks = o.chunks.slice(0, n);
     // a run may go only with (or after) every chunk it follows
     const limit = n < o.chunks.length ? o.chunks[n - 1]!.seq : Infinity;
@@ -294,7 +343,7 @@ export class Links {
       this.stats.calls++;
       this.stats.chunksSent += n;
       this.stats.volatileSent += runs.length;
-      ack = await this.host.call(o.target, batch);
+      ack = await withTimeout(this.host.call(o.target, batch), CALL_TIMEOUT_MS);
     } catch (err) {
       error = err;
     }
@@ -316,12 +365,15 @@ export class Links {
       this.host.log("error", `link ${this.host.self}→${o.target}: peer acknowledged ${applied}, beyond our last chunk ${o.lastSeq}`);
       o.lastSeq = applied;
     }
-    if (applied <= o.acked) return;
-    o.acked = applied;
     let n = 0;
     while (n < o.chunks.length && o.chunks[n]!.seq <= applied) n++;
-    o.chunks.splice(0, n);
-    this.store.deleteChunksUpTo(o.target, applied);
+    if (n > 0) {
+      o.chunks.splice(0, n);
+      o.pendingSince = this.host.now();
+      this.store.deleteChunksUpTo(o.target, applied);
+    }
+    if (applied <= o.acked) return;
+    o.acked = applied;
     this.store.saveAcked(o.target, applied);
     if (o.waiters.length > 0) {
       const still: Outgoing["waiters"] = [];
@@ -343,5 +395,15 @@ export class Links {
     if (o.chunks.length > 0) this.store.updateChunkRetry(o.target, o.chunks[0]!.seq, o.failures, at);
     this.host.wakeAt(at);
     this.host.log("warn", `link ${this.host.self}→${o.target}: call failed (${why}); retry #${o.failures} in ${at - this.host.now()} ms`);
+    this.host.onFailure?.(o.target);
   }
+}
+
+/** `p`, or a rejection after `ms` (the timer goes with the answer) */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

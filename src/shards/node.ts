@@ -3,22 +3,51 @@
 // the others. Only made when K > 1: at K = 1 the broker never reaches this file.
 import type { Message } from "../session/message";
 import type { Store } from "../storage/store";
+import { fingerprint, isExactFilter } from "./fingerprint";
 import { Interest } from "./interest";
-import { Links, type LinkHost } from "./link";
+import { Links, type LinkHost, type LinkLimits } from "./link";
 import type { LinkAck, LinkBatch } from "./peer";
-import { decodeEntries, encodeEntry, type Entry } from "./wire";
+import { TunnelOp, decodeEntries, encodeEntry, type Entry, type PublishEntry, type TunnelEntry } from "./wire";
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Longest a SUBACK waits for the peers to apply the interest (docs/scale-out.md §1.1): a peer that
+ * does not answer must not hold it for ever (an object backing off a link may hibernate, and a
+ * wait kept in memory would be lost with the SUBACK).
+ */
+export const SUBACK_WAIT_MS = 5_000;
 
 /** What the shard needs of the broker it is part of. */
 export interface ShardHost {
   /**
    * Delivers a message another shard accepted to this shard's matching sessions (never to a
    * shared group: those get `share` copies), or, with `share`, to one member of that group.
+   * Returns the sessions it went to (0: a copy nobody here wanted).
    */
-  deliverForwarded(msg: Message, share: string | null): void;
+  deliverForwarded(msg: Message, share: string | null): number;
   /** whether this shard holds a member of the shared group `share` (it then gets the group's copy) */
   hasSharedMember(share: string): boolean;
   /** a retained message (or its removal: empty payload) another shard accepted, with its version */
   retainedForwarded(msg: Message, version: number): void;
+  /** the home side of a tunnel (open, data, close from the entrance shard `from`): src/broker/tunnels.ts */
+  tunnelAtHome(from: number, e: TunnelEntry): void;
+  /** a call to shard `peer` failed: connections tunnelled from it are lost */
+  peerLost(peer: number): void;
+}
+
+/** The entrance side of a tunnel: the client's socket, here. */
+export interface TunnelSocket {
+  send(bytes: Uint8Array): void;
+  close(code: number, reason: string): void;
+}
+
+interface Entrance {
+  home: number;
+  socket: TunnelSocket;
+  /** frames sent to the home, and received from it (0 after a wake: the next one is taken as it comes) */
+  sent: number;
+  received: number;
 }
 
 /** A shard's traffic with the other shards of its namespace (src/shards/node.ts). */
@@ -34,6 +63,11 @@ export interface ShardStats {
   linkCalls: number;
   linkFailures: number;
   pendingChunks: number;
+  /**
+   * ordinary copies from other shards that matched no session here: a fingerprint shared by the
+   * topic and another exact filter (docs/scale-out.md §5.2), or a subscriber gone while it travelled
+   */
+  forwardedUnmatched: number;
 }
 
 /** Counters of the shard's traffic with the others (stats, bench). */
@@ -43,18 +77,21 @@ export interface ShardCounters {
   forwardedCopies: number;
   /** entries applied from other shards */
   appliedEntries: number;
+  /** ordinary copies applied here that matched no session (ShardStats.forwardedUnmatched) */
+  forwardedUnmatched: number;
 }
 
 export class ShardNode {
   readonly interest: Interest;
   readonly links: Links;
-  readonly counters: ShardCounters = { forwardedMessages: 0, forwardedCopies: 0, appliedEntries: 0 };
+  readonly counters: ShardCounters = { forwardedMessages: 0, forwardedCopies: 0, appliedEntries: 0, forwardedUnmatched: 0 };
   /** last retained version this shard gave (ms × 256 + shard index: unique, rising) */
   private lastVersion = 0;
   /** the shared-group copy goes to the group's shards in turn */
   private groupTurn = 0;
-  /** an interest entry sent whose acknowledgement is not known yet (SUBACK waits for it) */
-  private interestUnacked = false;
+  /** interest entries sent, and how many of them every peer is known to have applied (a SUBACK waits for the rest) */
+  private interestSent = 0;
+  private interestAcked = 0;
 
   constructor(
     readonly self: number,
@@ -62,23 +99,77 @@ export class ShardNode {
     private readonly store: Store,
     linkHost: LinkHost,
     private readonly host: ShardHost,
+    limits: Partial<LinkLimits> = {},
   ) {
     this.interest = new Interest(self, k);
-    this.links = new Links(linkHost, store);
+    this.links = new Links(linkHost, store, limits);
   }
 
-  /** The object started or woke: the peers' interest and the links come back from storage. */
-  restore(): void {
-    this.interest.load(this.store.loadInterest());
+  /**
+   * Why this shard refuses to serve (null: it serves): the namespace was set up with another
+   * number of shards. Its sessions' homes would move, and a client would not find its session;
+   * refusing keeps every session intact until SHARDS is set back (docs/scale-out.md §9).
+   */
+  layoutProblem: string | null = null;
+  /** a shard other than 0 that has not heard shard 0 confirm the layout yet (confirmLayout) */
+  layoutUnconfirmed = false;
+
+  /** Shard 0's answer to `layout()`: the K it serves with, or why it refuses. */
+  layout(): { k: number; problem: string | null } {
+    return { k: this.k, problem: this.layoutProblem };
+  }
+
+  /** Takes shard 0's answer: the same K, served (and stored, so it is asked once); else refused. */
+  confirmLayout(answer: { k: number; problem: string | null }): void {
+    this.layoutUnconfirmed = false;
+    if (answer.problem !== null) this.layoutProblem = answer.problem;
+    else if (answer.k !== this.k) this.layoutProblem = `shard 0 of this namespace serves with SHARDS=${answer.k}, this shard with SHARDS=${this.k}: refused until they agree`;
+    else this.store.saveShardLayout(this.k);
+  }
+
+  /**
+   * The object started or woke: the peers' interest and the links come back from storage.
+   * `holdsData`: this shard has sessions or retained messages (made under some number of shards).
+   */
+  restore(holdsData: boolean): void {
+    const k = this.store.loadShardLayout();
+    if (k === null && holdsData) {
+      this.layoutProblem = `namespace holds sessions or retained messages made with SHARDS=1; SHARDS=${this.k} would hide them, so it is refused (set SHARDS back to 1)`;
+    } else if (k !== null && k !== this.k) {
+      this.layoutProblem = `namespace was set up with SHARDS=${k}; SHARDS=${this.k} would hide its sessions, so it is refused (set SHARDS back to ${k})`;
+    } else if (k === null) {
+      // shard 0 knows whether the namespace was set up with this K; another shard asks it first
+      if (this.self === 0) this.store.saveShardLayout(this.k);
+      else this.layoutUnconfirmed = true;
+    }
+    this.loadInterest();
     this.links.restore();
+    // chunks left unacknowledged by an earlier life may announce filters: until they are, a SUBACK waits
+    if (this.links.pendingAll() > 0) this.interestSent = 1;
+  }
+
+  /** The peers' views from storage: wildcard and shared filters as strings, exact ones as fingerprints. */
+  private loadInterest(): void {
+    const rows = this.store.loadInterest();
+    for (const row of rows) {
+      // an exact filter stored as a string (before fingerprints): stored again as its fingerprint
+      if (!isExactFilter(row.filter)) continue;
+      this.store.addInterestFp(row.peer, fingerprint(row.filter));
+      this.store.removeInterest(row.peer, row.filter);
+    }
+    this.interest.load(rows);
+    this.store.loadInterestFps((peer, fp) => this.interest.applyFingerprint(peer, true, fp));
   }
 
   /**
    * The version a retained message accepted here now gets: the newest write of a topic wins on
    * every shard, whichever order the copies arrive in.
    */
-  retainedVersion(now: number): number {
-    const v = Math.max(now * 256 + this.self, this.lastVersion + 256);
+  retainedVersion(now: number, stored: number | null): number {
+    // above the version this shard holds for the topic (a peer's clock may be ahead of ours): a
+    // write accepted here after a copy arrived must win here and on the peers alike
+    const base = Math.max(now, Math.floor(this.lastVersion / 256) + 1, stored === null ? 0 : Math.floor(stored / 256) + 1);
+    const v = base * 256 + this.self;
     this.lastVersion = v;
     return v;
   }
@@ -112,12 +203,13 @@ export class ShardNode {
         copies++;
       }
     }
-    this.interest.groups(msg.topic, (share, shards) => {
-      if (shards.length === 0 || this.host.hasSharedMember(share)) return; // a member here got it
-      const target = shards[this.groupTurn++ % shards.length]!;
-      this.links.send(target, this.encode(msg, share, 0), durable);
-      copies++;
-    });
+    if (this.interest.hasShared()) {
+      this.groupMsg = msg;
+      this.groupCopies = 0;
+      this.interest.groups(msg.topic, this.onGroup);
+      this.groupMsg = null;
+      copies += this.groupCopies;
+    }
     if (copies > 0) {
       this.counters.forwardedMessages++;
       this.counters.forwardedCopies += copies;
@@ -125,13 +217,37 @@ export class ShardNode {
     return copies;
   }
 
+  /** Whether another shard has a subscriber or a shared group for `topic` (before building a message only they need). */
+  wants(topic: string): boolean {
+    const interest = this.interest;
+    if (!interest.hasAny()) return false;
+    if (interest.targets(topic) > 0) return true;
+    let any = false;
+    interest.groups(topic, () => {
+      any = true;
+    });
+    return any;
+  }
+
+  // the shared groups of the message being forwarded (a callback made once, not per message)
+  private groupMsg: Message | null = null;
+  private groupCopies = 0;
+  private readonly onGroup = (share: string, shards: readonly number[]): void => {
+    const msg = this.groupMsg!;
+    if (shards.length === 0 || this.host.hasSharedMember(share)) return; // a member here got it
+    const target = shards[this.groupTurn++ % shards.length]!;
+    this.links.send(target, this.encode(msg, share, 0), msg.qos > 0);
+    this.groupCopies++;
+  };
+
   /** A local subscription on `filter` was made (add) or ended: the peers hear when the first comes or the last goes. */
   localInterest(filter: string, add: boolean): void {
     const changed = add ? this.interest.localAdded(filter) : this.interest.localRemoved(filter);
     if (!changed) return;
-    const entry = encodeEntry({ kind: "interest", add, filter });
+    // an exact filter goes as its fingerprint (5 bytes): the receivers keep no string of it
+    const entry = encodeEntry(isExactFilter(filter) ? { kind: "fingerprint", add, fp: fingerprint(filter) } : { kind: "interest", add, filter });
     for (let p = 0; p < this.k; p++) if (p !== this.self) this.links.send(p, entry, true);
-    this.interestUnacked = true;
+    this.interestSent++;
   }
 
   /**
@@ -140,12 +256,18 @@ export class ShardNode {
    * routed here.
    */
   interestSettled(): Promise<void> | null {
-    if (!this.interestUnacked) return null;
+    if (this.interestAcked === this.interestSent) return null;
+    // an older wait settling must not clear a newer announcement still in flight
+    const upTo = this.interestSent;
     const settled = this.links.flushedAll();
     void settled.then(() => {
-      this.interestUnacked = false;
+      if (upTo > this.interestAcked) this.interestAcked = upTo;
     });
-    return settled;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, SUBACK_WAIT_MS);
+    });
+    return Promise.race([settled, bound]).finally(() => clearTimeout(timer));
   }
 
   /** A call on the link from another shard, applied in this one event (docs/scale-out.md §3.3). */
@@ -153,15 +275,113 @@ export class ShardNode {
     return this.links.receive(batch, (from, entries) => decodeEntries(entries, (e) => this.apply(from, e)));
   }
 
+  // ——— tunnels: a client that connected here, without the hint, to an id whose home is another shard ———
+
+  private readonly entrances = new Map<string, Entrance>();
+
+  /** The socket `id` here speaks for a client whose home is `home`: its first bytes go there. */
+  tunnelOpen(home: number, id: string, socket: TunnelSocket, bytes: Uint8Array, facts: { ip?: string; br?: string }): void {
+    this.entrances.set(id, { home, socket, sent: 1, received: 0 });
+    this.tunnelSend(home, TunnelOp.Open, id, 1, bytes, 0, JSON.stringify(facts));
+  }
+
+  /** A socket that was a tunnel before the object slept. */
+  tunnelRestore(home: number, id: string, socket: TunnelSocket): void {
+    this.entrances.set(id, { home, socket, sent: -1, received: 0 }); // next frame numbered 0: a new start
+  }
+
+  /** A frame from the client of tunnel `id`; false when the tunnel is gone (the caller closes the socket). */
+  tunnelData(id: string, bytes: Uint8Array): boolean {
+    const t = this.entrances.get(id);
+    if (!t) return false;
+    this.tunnelSend(t.home, TunnelOp.Data, id, ++t.sent, bytes, 0, "");
+    return true;
+  }
+
+  /** The client's socket closed: the home must hear it (stored, so it does even across a failure). */
+  tunnelClosed(id: string): void {
+    const t = this.entrances.get(id);
+    if (!t) return;
+    this.entrances.delete(id);
+    this.links.send(t.home, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id, n: t.sent + 1, bytes: EMPTY, code: 0, text: "" }), true);
+  }
+
+  /** Home side: bytes for the client at `entrance` (in order; lost only with the link, which then ends the tunnel). */
+  tunnelOut(entrance: number, id: string, n: number, bytes: Uint8Array): void {
+    this.tunnelSend(entrance, TunnelOp.Out, id, n, bytes, 0, "");
+  }
+
+  /** Home side: the connection ended; the entrance closes the socket (stored: it must arrive). */
+  tunnelEnd(entrance: number, id: string, code: number, reason: string): void {
+    this.links.send(entrance, encodeEntry({ kind: "tunnel", op: TunnelOp.End, id, n: 0, bytes: EMPTY, code, text: reason }), true);
+  }
+
+  /** A call to `peer` failed: frames to it may be lost, so the tunnels it carried end (both sides). */
+  linkFailed(peer: number): void {
+    for (const [id, t] of this.entrances) {
+      if (t.home !== peer) continue;
+      this.entrances.delete(id);
+      t.socket.close(1011, "the session's shard is unreachable");
+      this.links.send(peer, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+    }
+    this.host.peerLost(peer);
+  }
+
+  private tunnelSend(target: number, op: TunnelOp, id: string, n: number, bytes: Uint8Array, code: number, text: string): void {
+    this.links.send(target, encodeEntry({ kind: "tunnel", op, id, n, bytes, code, text }), false);
+  }
+
+  /** the last unknown tunnel a Close was sent back for (one Close for a burst of its frames) */
+  private unknownClosed = "";
+
+  private atEntrance(from: number, e: TunnelEntry): void {
+    const t = this.entrances.get(e.id);
+    if (!t) {
+      // closed here meanwhile (the home hears that from our Close), or lost with a restart of this
+      // shard: then the home must hear it too, or its connection stays open with no socket behind it
+      if (e.op === TunnelOp.Out && this.unknownClosed !== e.id) {
+        this.unknownClosed = e.id;
+        this.links.send(from, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id: e.id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+      }
+      return;
+    }
+    if (e.op === TunnelOp.End) {
+      this.entrances.delete(e.id);
+      t.socket.close(e.code, e.text);
+      return;
+    }
+    if (t.received !== 0 && e.n !== 0 && e.n !== t.received + 1) {
+      // a frame for the client was lost (a failed call): the stream cannot go on
+      this.entrances.delete(e.id);
+      t.socket.close(1011, "frames from the session's shard were lost");
+      this.links.send(t.home, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id: e.id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+      return;
+    }
+    t.received = e.n;
+    t.socket.send(e.bytes);
+  }
+
   private apply(from: number, e: Entry): void {
     this.counters.appliedEntries++;
+    if (e.kind === "tunnel") {
+      if (e.op === TunnelOp.Out || e.op === TunnelOp.End) this.atEntrance(from, e);
+      else this.host.tunnelAtHome(from, e);
+      return;
+    }
+    if (e.kind === "fingerprint") {
+      this.applyFingerprint(from, e.add, e.fp);
+      return;
+    }
     if (e.kind === "interest") {
-      if (this.interest.apply(from, e.add, e.filter)) {
+      // an exact filter as a string: from a shard that announced before fingerprints
+      if (isExactFilter(e.filter)) this.applyFingerprint(from, e.add, fingerprint(e.filter));
+      else if (this.interest.apply(from, e.add, e.filter)) {
         if (e.add) this.store.addInterest(from, e.filter);
         else this.store.removeInterest(from, e.filter);
       }
       return;
     }
+    if (e.share !== null && !this.host.hasSharedMember(e.share) && this.passOn(from, e)) return;
     const msg: Message = {
       topic: e.topic,
       payload: e.payload,
@@ -176,7 +396,39 @@ export class ShardNode {
       encodings: undefined,
     };
     if (e.retain && e.share === null) this.host.retainedForwarded(msg, e.version);
-    this.host.deliverForwarded(msg, e.share);
+    if (this.host.deliverForwarded(msg, e.share) === 0 && e.share === null) this.counters.forwardedUnmatched++;
+  }
+
+  private applyFingerprint(from: number, add: boolean, fp: number): void {
+    if (!this.interest.applyFingerprint(from, add, fp)) return;
+    if (add) this.store.addInterestFp(from, fp);
+    else this.store.removeInterestFp(from, fp);
+  }
+
+  /**
+   * A shared group's copy for a group with no member left here (the last one left while it
+   * travelled): on to another shard the view says has one, at most k − 1 passes (counted in the
+   * entry's `version`, unused for group copies). False when there is none: the host drops it.
+   */
+  private passOn(from: number, e: PublishEntry): boolean {
+    const passes = e.version + 1;
+    if (passes >= this.k) return false;
+    let target = -1;
+    this.interest.groups(e.topic, (share, shards) => {
+      if (share !== e.share || target >= 0) return;
+      const n = shards.length;
+      for (let i = 0; i < n; i++) {
+        const p = shards[(this.groupTurn + i) % n]!;
+        if (p !== from && p !== this.self) {
+          target = p;
+          break;
+        }
+      }
+    });
+    if (target < 0) return false;
+    this.groupTurn++;
+    this.links.send(target, encodeEntry({ ...e, version: passes }), e.qos > 0);
+    return true;
   }
 
   /** for the stats (forwardedIn is the broker's count) */
@@ -191,6 +443,7 @@ export class ShardNode {
       linkCalls: l.calls,
       linkFailures: l.failures,
       pendingChunks: this.links.pendingAll(),
+      forwardedUnmatched: this.counters.forwardedUnmatched,
     };
   }
 

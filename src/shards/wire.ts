@@ -18,7 +18,7 @@ export interface PublishEntry {
   origin: string | null;
   /** a shared filter "$share/g/f": deliver to ONE member of that group only; null: ordinary */
   share: string | null;
-  /** retained last-writer-wins version (0 when not retained) */
+  /** retained last-writer-wins version (0 when not retained); a group's copy (`share`): the passes it made */
   version: number;
 }
 
@@ -29,7 +29,41 @@ export interface InterestEntry {
   filter: string;
 }
 
-export type Entry = PublishEntry | InterestEntry;
+/**
+ * An exact filter (no + or #, not shared) the sender's sessions started or stopped needing, as
+ * its 32-bit fingerprint (src/shards/fingerprint.ts): 5 bytes, whatever the filter's length.
+ */
+export interface FingerprintEntry {
+  kind: "fingerprint";
+  add: boolean;
+  /** 0 … 2³² − 1 */
+  fp: number;
+}
+
+/**
+ * A client connection whose socket is on one shard (the entrance) and whose session is on its
+ * home shard: its frames, in order, both ways (docs/scale-out.md §4).
+ */
+export interface TunnelEntry {
+  kind: "tunnel";
+  op: TunnelOp;
+  /** the tunnel's id, made by the entrance */
+  id: string;
+  /** frames sent so far on this tunnel in this direction, this one included: a gap means a loss */
+  n: number;
+  /** open/data: the client's bytes; out: bytes for the client */
+  bytes: Uint8Array;
+  /** end: the WebSocket close code */
+  code: number;
+  /** open: the socket's facts as JSON ({ip, br}); end: the close reason */
+  text: string;
+}
+
+/** entrance → home: open, data, close; home → entrance: out, end */
+export const TunnelOp = { Open: 0, Data: 1, Close: 2, Out: 3, End: 4 } as const;
+export type TunnelOp = (typeof TunnelOp)[keyof typeof TunnelOp];
+
+export type Entry = PublishEntry | InterestEntry | FingerprintEntry | TunnelEntry;
 
 /** Bytes that are not a valid list of entries. The only error decoding ever throws. */
 export class WireError extends Error {
@@ -38,6 +72,10 @@ export class WireError extends Error {
 
 const TAG_PUBLISH = 0x50; // "P"
 const TAG_INTEREST = 0x49; // "I"
+const TAG_TUNNEL = 0x54; // "T"
+// a fingerprint's op is in its tag, so the entry is the tag and 4 bytes (big-endian)
+const TAG_FP_ADD = 0x46; // "F"
+const TAG_FP_REMOVE = 0x66; // "f"
 
 // publish flags
 const F_RETAIN = 1 << 2;
@@ -111,13 +149,32 @@ let scratch = new Writer(1024);
 
 /** One entry, packed. */
 export function encodeEntry(entry: Entry): Uint8Array {
-  const w = entry.kind === "publish" && entry.payload.byteLength > SCRATCH_MAX / 2 ? new Writer(entry.payload.byteLength + 256) : scratch;
+  const size = entry.kind === "publish" ? entry.payload.byteLength : entry.kind === "tunnel" ? entry.bytes.byteLength + entry.text.length * 3 : 0;
+  const w = size > SCRATCH_MAX / 2 ? new Writer(size + 256) : scratch;
   w.pos = 0;
   if (entry.kind === "publish") writePublish(w, entry);
   else if (entry.kind === "interest") {
     w.byte(TAG_INTEREST);
     w.byte(entry.add ? 1 : 0);
     w.string(entry.filter);
+  } else if (entry.kind === "fingerprint") {
+    const fp = entry.fp;
+    if (!Number.isInteger(fp) || fp < 0 || fp > 0xffffffff) throw new RangeError(`wire: not a 32-bit fingerprint: ${fp}`);
+    w.ensure(5);
+    w.buf[w.pos] = entry.add ? TAG_FP_ADD : TAG_FP_REMOVE;
+    w.buf[w.pos + 1] = fp >>> 24;
+    w.buf[w.pos + 2] = (fp >>> 16) & 0xff;
+    w.buf[w.pos + 3] = (fp >>> 8) & 0xff;
+    w.buf[w.pos + 4] = fp & 0xff;
+    w.pos += 5;
+  } else if (entry.kind === "tunnel") {
+    w.byte(TAG_TUNNEL);
+    w.byte(entry.op);
+    w.string(entry.id);
+    w.varint(entry.n);
+    w.varint(entry.code);
+    w.string(entry.text);
+    w.bytes(entry.bytes);
   } else throw new RangeError(`wire: unknown entry kind ${(entry as { kind: unknown }).kind}`);
   const out = w.buf.slice(0, w.pos);
   if (w === scratch && scratch.buf.length > SCRATCH_MAX) scratch = new Writer(1024);
@@ -279,6 +336,19 @@ function readEntry(r: Reader): Entry {
     const add = r.byte();
     if (add > 1) throw new WireError("bad interest flag");
     return { kind: "interest", add: add === 1, filter: r.string() };
+  }
+  if (tag === TAG_FP_ADD || tag === TAG_FP_REMOVE) {
+    const b = r.take(4);
+    return { kind: "fingerprint", add: tag === TAG_FP_ADD, fp: ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0 };
+  }
+  if (tag === TAG_TUNNEL) {
+    const op = r.byte();
+    if (op > TunnelOp.End) throw new WireError("bad tunnel op");
+    const id = r.string();
+    const n = r.varint();
+    const code = r.varint();
+    const text = r.string();
+    return { kind: "tunnel", op: op as TunnelOp, id, n, code, text, bytes: r.bytes() };
   }
   throw new WireError(`unknown entry tag ${tag}`);
 }

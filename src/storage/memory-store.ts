@@ -3,7 +3,7 @@
 // removed with its last delivery, deliveries come back in seq order. Used by the plain-Node tests
 // (the model-based and crash tests run BrokerCore over it); `snapshot`/`fromSnapshot` stand for
 // a commit and a restart from what was committed.
-import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow } from "./store";
+import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type QueueStats, type RetainedCursorRow, type SessionRow, type Store, type SubscriptionRow, type TunnelRow } from "./store";
 import { asBuffer, type QoS } from "../protocol/codec";
 
 interface StoredMessage {
@@ -48,6 +48,14 @@ export interface MemoryState {
   links?: Map<number, LinkRow>;
   /** scale-out: announced filters per peer */
   interest?: Map<number, Set<string>>;
+  /** scale-out: announced exact filters' fingerprints per peer */
+  interestFp?: Map<number, Set<number>>;
+  /** scale-out: the number of shards the namespace was set up with */
+  shardLayout?: number;
+  /** scale-out: tunnelled connections */
+  tunnels?: Map<string, TunnelRow>;
+  /** scale-out: versions of retained removals, by topic */
+  retainedRemoved?: Map<string, number>;
 }
 
 const key = (a: string, b: string | number) => `${a}\u0000${b}`;
@@ -153,16 +161,24 @@ export class MemoryStore implements Store {
   setRetained(msg: MessageRow, version?: number): void {
     this.rowsWritten++;
     const body = bodyOf(msg);
-    if (version !== undefined) body.version = version;
+    if (version !== undefined) {
+      body.version = version;
+      if (this.s.retainedRemoved?.delete(msg.topic)) this.rowsWritten++;
+    }
     this.s.retained.set(msg.topic, body);
   }
 
   retainedVersion(topic: string): number | null {
-    return this.s.retained.get(topic)?.version ?? null;
+    const row = this.s.retained.get(topic);
+    if (row) return row.version ?? null;
+    return this.s.retainedRemoved?.get(topic) ?? null;
   }
 
-  deleteRetained(topic: string): void {
+  deleteRetained(topic: string, version?: number): void {
     if (this.s.retained.delete(topic)) this.rowsWritten++;
+    if (version === undefined) return;
+    (this.s.retainedRemoved ??= new Map()).set(topic, version);
+    this.rowsWritten++;
   }
 
   retainedWithPrefix(prefix: string): MessageRow[] {
@@ -428,6 +444,47 @@ export class MemoryStore implements Store {
 
   removeInterest(peer: number, filter: string): void {
     if (this.interest.get(peer)?.delete(filter)) this.rowsWritten++;
+  }
+
+  addInterestFp(peer: number, fp: number): void {
+    const all = (this.s.interestFp ??= new Map());
+    let set = all.get(peer);
+    if (!set) all.set(peer, (set = new Set()));
+    if (set.has(fp)) return; // INSERT OR IGNORE writes nothing
+    set.add(fp);
+    this.rowsWritten++;
+  }
+
+  removeInterestFp(peer: number, fp: number): void {
+    if (this.s.interestFp?.get(peer)?.delete(fp)) this.rowsWritten++;
+  }
+
+  loadInterestFps(each: (peer: number, fp: number) => void): void {
+    const all = this.s.interestFp;
+    if (!all) return;
+    for (const peer of [...all.keys()].sort((a, b) => a - b)) for (const fp of [...all.get(peer)!].sort((a, b) => a - b)) each(peer, fp);
+  }
+
+  loadShardLayout(): number | null {
+    return this.s.shardLayout ?? null;
+  }
+
+  saveShardLayout(k: number): void {
+    this.s.shardLayout = k;
+    this.rowsWritten++;
+  }
+
+  saveTunnel(id: string, entrance: number, attachment: string): void {
+    (this.s.tunnels ??= new Map()).set(id, { id, entrance, attachment });
+    this.rowsWritten++;
+  }
+
+  deleteTunnel(id: string): void {
+    if (this.s.tunnels?.delete(id)) this.rowsWritten++;
+  }
+
+  loadTunnels(): TunnelRow[] {
+    return [...(this.s.tunnels?.values() ?? [])].sort((a, b) => (a.id < b.id ? -1 : 1)).map((r) => ({ ...r }));
   }
 
   loadInterest(): { peer: number; filter: string }[] {

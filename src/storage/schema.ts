@@ -124,5 +124,25 @@ export const MIGRATIONS: string[] = [
      PRIMARY KEY (peer, filter)
    ) WITHOUT ROWID;
    -- retained last-writer-wins across shards: the version of the write that made the row (NULL at K = 1)
-   ALTER TABLE retained ADD COLUMN version INTEGER;`,
+   ALTER TABLE retained ADD COLUMN version INTEGER;
+   -- connections whose socket is on another shard (the entrance) and whose session is here (src/broker/tunnels.ts)
+   CREATE TABLE shard_tunnels (
+     id TEXT PRIMARY KEY,
+     entrance INTEGER NOT NULL,
+     attachment TEXT NOT NULL
+   ) WITHOUT ROWID;`,
+  // 8: scale-out: the version of a retained message's removal (K > 1), so that an older copy of it
+  // arriving later from another shard does not bring it back. Empty at K = 1.
+  `CREATE TABLE retained_removed (
+     topic TEXT PRIMARY KEY,
+     version INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
+  // 9: scale-out: a peer's exact filters as 32-bit fingerprints (src/shards/fingerprint.ts), one
+  // small row each (no string), so a woken shard reloads a million of them without the strings;
+  // shard_interest keeps the wildcard and shared filters. Empty at K = 1.
+  `CREATE TABLE shard_interest_fp (
+     peer INTEGER NOT NULL,
+     fp INTEGER NOT NULL,              -- 0 … 2^32 - 1
+     PRIMARY KEY (peer, fp)
+   ) WITHOUT ROWID;`,
 ];

@@ -1,4 +1,4 @@
-import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow } from "./store";
+import { DeliveryState, type ChunkRow, type LinkRow, type RuleSendRow, type DeliveryRow, type MessageRow, type WillRow, type QueueStats, type RetainedCursorRow, type Store, type SessionRow, type SubscriptionRow, type TunnelRow } from "./store";
 import { MIGRATIONS } from "./schema";
 import { propsFromText, propsToText } from "./props";
 import type { Grant } from "../auth/grant";
@@ -175,15 +175,19 @@ export class SqliteStore implements Store {
       msg.expiresAt ?? null,
       version ?? null,
     );
+    if (version !== undefined) this.run("DELETE FROM retained_removed WHERE topic = ?", msg.topic);
   }
 
   retainedVersion(topic: string): number | null {
     const row = this.sql.exec("SELECT version FROM retained WHERE topic = ?", topic).toArray()[0];
-    return row && row.version !== null ? Number(row.version) : null;
+    if (row) return row.version !== null ? Number(row.version) : null;
+    const removed = this.sql.exec("SELECT version FROM retained_removed WHERE topic = ?", topic).toArray()[0];
+    return removed ? Number(removed.version) : null;
   }
 
-  deleteRetained(topic: string): void {
+  deleteRetained(topic: string, version?: number): void {
     this.run("DELETE FROM retained WHERE topic = ?", topic);
+    if (version !== undefined) this.run("INSERT OR REPLACE INTO retained_removed (topic, version) VALUES (?, ?)", topic, version);
   }
 
   retainedWithPrefix(prefix: string): MessageRow[] {
@@ -438,11 +442,48 @@ export class SqliteStore implements Store {
     this.run("DELETE FROM shard_interest WHERE peer = ? AND filter = ?", peer, filter);
   }
 
+  loadShardLayout(): number | null {
+    const row = this.sql.exec("SELECT value FROM meta WHERE key = 'shards'").toArray()[0];
+    return row ? Number(row.value) : null;
+  }
+
+  saveShardLayout(k: number): void {
+    this.run("INSERT INTO meta (key, value) VALUES ('shards', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", String(k));
+  }
+
+  saveTunnel(id: string, entrance: number, attachment: string): void {
+    this.run("INSERT OR REPLACE INTO shard_tunnels (id, entrance, attachment) VALUES (?, ?, ?)", id, entrance, attachment);
+  }
+
+  deleteTunnel(id: string): void {
+    this.run("DELETE FROM shard_tunnels WHERE id = ?", id);
+  }
+
+  loadTunnels(): TunnelRow[] {
+    return this.sql
+      .exec("SELECT id, entrance, attachment FROM shard_tunnels ORDER BY id")
+      .toArray()
+      .map((r) => ({ id: r.id as string, entrance: Number(r.entrance), attachment: r.attachment as string }));
+  }
+
   loadInterest(): { peer: number; filter: string }[] {
     return this.sql
       .exec("SELECT peer, filter FROM shard_interest ORDER BY peer, filter")
       .toArray()
       .map((r) => ({ peer: Number(r.peer), filter: r.filter as string }));
+  }
+
+  addInterestFp(peer: number, fp: number): void {
+    this.run("INSERT OR IGNORE INTO shard_interest_fp (peer, fp) VALUES (?, ?)", peer, fp);
+  }
+
+  removeInterestFp(peer: number, fp: number): void {
+    this.run("DELETE FROM shard_interest_fp WHERE peer = ? AND fp = ?", peer, fp);
+  }
+
+  loadInterestFps(each: (peer: number, fp: number) => void): void {
+    // raw rows, one at a time: no object per row, no list of them all
+    for (const [peer, fp] of this.sql.exec("SELECT peer, fp FROM shard_interest_fp ORDER BY peer, fp").raw<[number, number]>()) each(Number(peer), Number(fp));
   }
 }
 

@@ -152,9 +152,13 @@ export interface Store {
    * version of the write at K > 1 (docs/scale-out.md §6); without it the row has none (K = 1).
    */
   setRetained(msg: MessageRow, version?: number): void;
-  /** the version stored with the retained message of `topic`; null when there is none or it has none */
+  /**
+   * the version stored with the retained message of `topic`, or of its last removal made with a
+   * version; null when there is neither
+   */
   retainedVersion(topic: string): number | null;
-  deleteRetained(topic: string): void;
+  /** `version` (K > 1 only): the removal's, kept so that an older write arriving later loses to it */
+  deleteRetained(topic: string, version?: number): void;
   /** retained messages whose topic starts with `prefix` (the caller matches the filter) */
   retainedWithPrefix(prefix: string): MessageRow[];
   /** up to `limit` of them in topic order, after the topic `after` (null: from the first) */
@@ -225,4 +229,22 @@ export interface Store {
   removeInterest(peer: number, filter: string): void;
   /** every announced filter, by peer then filter */
   loadInterest(): { peer: number; filter: string }[];
+  /** the fingerprint of an exact filter `peer` announced (idempotent) */
+  addInterestFp(peer: number, fp: number): void;
+  removeInterestFp(peer: number, fp: number): void;
+  /** calls `each` for every stored fingerprint, by peer then fingerprint (no list: there may be millions) */
+  loadInterestFps(each: (peer: number, fp: number) => void): void;
+  /** the number of shards this namespace was set up with (null: never set, i.e. one shard) */
+  loadShardLayout(): number | null;
+  saveShardLayout(k: number): void;
+  /** a connection tunnelled from shard `entrance` (its socket is there): its attachment as JSON (an upsert) */
+  saveTunnel(id: string, entrance: number, attachment: string): void;
+  deleteTunnel(id: string): void;
+  loadTunnels(): TunnelRow[];
+}
+
+export interface TunnelRow {
+  id: string;
+  entrance: number;
+  attachment: string;
 }

@@ -5,6 +5,7 @@ import * as mqtt from "mqtt-packet";
 import parsePrometheusTextFormat, { type ParsedFamily } from "parse-prometheus-text-format";
 import { RuleEngine } from "../../src/rules/engine";
 import type { Rule } from "../../src/rules/config";
+import { mergeStats } from "../../src/broker/merge";
 import { BRIDGE_FAMILIES, type BridgesView, FAMILIES, MAX_METRICS_NAMESPACES, RULE_OUTCOMES, escapeHelp, escapeLabelValue, metricsNamespaces, metricsText, numberText } from "../../src/api/metrics";
 import { InputError } from "../../src/api/input";
 import { readMetrics } from "../../src/api/http";
@@ -55,8 +56,8 @@ describe("metricsText", () => {
       ["b", b],
     ]);
     const parsed = parsePrometheusTextFormat(text);
-    // the rules' families are left out whole without RULES (see the rules test below)
-    expect(parsed.map((f) => f.name)).toEqual(FAMILIES.filter((f) => !f.name.startsWith("mqtt_rule_")).map((f) => f.name));
+    // the rules' families are left out whole without RULES (see the rules test below), the shards' at one shard
+    expect(parsed.map((f) => f.name)).toEqual(FAMILIES.filter((f) => !f.name.startsWith("mqtt_rule_") && !f.name.startsWith("mqtt_shard_")).map((f) => f.name));
     for (const f of parsed) {
       const def = FAMILIES.find((d) => d.name === f.name)!;
       expect(f.type).toBe(def.type.toUpperCase());
@@ -299,4 +300,24 @@ test("the client detail's history is the client's lifecycle history", () => {
   client(c, "dev", false);
   expect(clientDetail(c, "dev")!.history).toMatchObject([{ event: "connected", time: 1000 }]);
   expect(clientDetail(c, "nobody")).toBeNull();
+});
+
+describe("a namespace over several shards", () => {
+  test("per-shard families, labelled shard, from the merged stats; the namespace's own families are the sums", () => {
+    const shards = [0, 1, 2].map((i) => {
+      const s = namespaceStats(core());
+      s.clients.connected = i + 1;
+      s.events.rpc = 10 * i;
+      s.shard = { index: i, k: 3, forwardedIn: i, forwardedMessages: 0, forwardedCopies: 2 * i, linkCalls: 0, linkFailures: 0, pendingChunks: 0, forwardedUnmatched: 0 };
+      return s;
+    });
+    const merged = mergeStats(shards);
+    const parsed = parsePrometheusTextFormat(metricsText([["m", merged]]));
+    expect(value(parsed, "mqtt_connections", { namespace: "m" })).toBe(6);
+    for (let i = 0; i < 3; i++) {
+      expect(value(parsed, "mqtt_shard_connections", { namespace: "m", shard: String(i) })).toBe(i + 1);
+      expect(value(parsed, "mqtt_shard_events_rpc_total", { namespace: "m", shard: String(i) })).toBe(10 * i);
+      expect(value(parsed, "mqtt_shard_forwarded_out_total", { namespace: "m", shard: String(i) })).toBe(2 * i);
+    }
+  });
 });

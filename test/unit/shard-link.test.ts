@@ -201,7 +201,8 @@ describe("failures and restarts", () => {
     expect(a.links.pending(1)).toBe(1);
     expect(a.links.stats).toMatchObject({ calls: 1, failures: 1, volatileLost: 1 });
     expect(a.links.nextWake()).toBe(1100);
-    expect(a.wakes).toEqual([1100]);
+    // the safety alarm asked when the first chunk was stored (CALL_TIMEOUT_MS ahead), then the retry's
+    expect(a.wakes).toEqual([1000 + 30_000, 1100]);
     expect(a.store.loadChunks()[0]).toMatchObject({ seq: 1, attempts: 1, nextAt: 1100 });
     // a send while backing off waits for the retry
     a.links.send(1, entry("d2"), true);
@@ -266,6 +267,18 @@ describe("failures and restarts", () => {
     expect(c.shards[1]!.log.at(-1)).toBe("0:d5");
   });
 
+  test("a first send or receive restores the stored state itself", async () => {
+    const c = new Cluster(2);
+    const [a, b] = c.shards;
+    a!.links.send(1, entry("d1"), true);
+    await c.settle();
+    const fresh = new Links(a!.host, MemoryStore.fromSnapshot(a!.store.snapshot()));
+    expect(fresh.send(1, entry("d2"), true)).toBe(2);
+    const receiver = new Links(b!.host, MemoryStore.fromSnapshot(b!.store.snapshot()));
+    expect(receiver.receive({ from: 0, chunks: [{ seq: 1, entries: entry("d1") }], volatile: [] }, () => b!.log.push("again"))).toEqual({ applied: 1 });
+    expect(b!.log).toEqual(["0:d1"]);
+  });
+
   test("a restart keeps a retry time still to come (alarm), and retries at once when it passed", async () => {
     const c = new Cluster(2);
     let a = c.shards[0]!;
@@ -310,5 +323,63 @@ describe("failures and restarts", () => {
     const c = new Cluster(2);
     expect(() => c.shards[0]!.links.send(0, entry("x"), true)).toThrow(RangeError);
     expect(() => c.shards[0]!.links.send(2, entry("x"), true)).toThrow(RangeError);
+  });
+});
+
+describe("the safety alarm", () => {
+  test("chunks left in the outbox wake the shard: the alarm calls again a link whose chunks waited CALL_TIMEOUT_MS", async () => {
+    const c = new Cluster(2);
+    const a = c.shards[0]!;
+    a.fates.push("fail");
+    a.links.send(1, entry("d1"), true);
+    expect(a.wakes).toEqual([c.now + 30_000]);
+    expect(a.links.nextWake()).toBe(c.now + 30_000);
+    // the shard crashes before the call's failure is known: the restarted one finds the chunk and sends it
+    const b = c.restart(0);
+    await c.settle();
+    expect(c.shards[1]!.log).toEqual(["0:d1"]);
+    expect(b.links.pending(1)).toBe(0);
+    expect(b.links.nextWake()).toBeNull();
+  });
+});
+
+describe("the link interval", () => {
+  test("a call leaves at once after a quiet spell; the next waits until minInterval after the last one started", async () => {
+    let now = 1000;
+    const waits: (number | undefined)[] = [];
+    const laters: (() => void)[] = [];
+    const receiver = new Links({ self: 1, k: 2, now: () => now, call: async () => ({ applied: 0 }), sync: async () => {}, wakeAt: () => {}, later: () => {}, log: () => {} }, new MemoryStore());
+    const links = new Links(
+      {
+        self: 0,
+        k: 2,
+        now: () => now,
+        call: async (_t, batch) => receiver.receive(batch, () => {}),
+        sync: async () => {},
+        wakeAt: () => {},
+        later: (fn, ms) => {
+          waits.push(ms);
+          laters.push(fn);
+        },
+        log: () => {},
+      },
+      new MemoryStore(),
+      { minInterval: 100 },
+    );
+    const run = async () => {
+      while (laters.length) laters.shift()!();
+      for (let i = 0; i < 5; i++) await Promise.resolve();
+    };
+    links.send(1, entry("a"), true);
+    await run();
+    expect(waits).toEqual([undefined]); // the first call: no wait
+    now += 30;
+    links.send(1, entry("b"), true);
+    await run();
+    expect(waits).toEqual([undefined, 70]); // 100 ms after the first call started
+    now += 200;
+    links.send(1, entry("c"), true);
+    await run();
+    expect(waits).toEqual([undefined, 70, undefined]); // a quiet spell: at once again
   });
 });

@@ -42,7 +42,8 @@ const publish: fc.Arbitrary<PublishEntry> = fc
   .map((r) => ({ kind: "publish" as const, ...r }));
 
 const interest: fc.Arbitrary<Entry> = fc.record({ kind: fc.constant("interest" as const), add: fc.boolean(), filter: fc.oneof(text, longText) });
-const entry = fc.oneof(publish, interest);
+const fingerprint: fc.Arbitrary<Entry> = fc.record({ kind: fc.constant("fingerprint" as const), add: fc.boolean(), fp: u32 });
+const entry = fc.oneof(publish, interest, fingerprint);
 
 /** what decoding gives back: Buffers compared as plain byte arrays, empty properties dropped */
 function normal(e: Entry): unknown {
@@ -111,6 +112,22 @@ describe("round trip", () => {
     const b = encodeEntry({ kind: "interest", add: false, filter: "zzz" });
     expect(decodeAll(a)).toEqual([small]);
     expect(decodeAll(b)).toEqual([{ kind: "interest", add: false, filter: "zzz" }]);
+  });
+
+  test("a fingerprint is 5 bytes, its op in the tag, every 32-bit value and both ends kept", () => {
+    for (const fp of [0, 1, 0x7fffffff, 0x80000000, 0xdeadbeef, 0xffffffff]) {
+      for (const add of [true, false]) {
+        const e: Entry = { kind: "fingerprint", add, fp };
+        const packed = encodeEntry(e);
+        expect(packed.byteLength).toBe(5);
+        expect(decodeAll(packed)).toEqual([e]);
+      }
+    }
+    expect([...encodeEntry({ kind: "fingerprint", add: true, fp: 0x01020304 })]).toEqual([0x46, 1, 2, 3, 4]);
+    expect(encodeEntry({ kind: "fingerprint", add: false, fp: 0 })[0]).toBe(0x66);
+    for (const fp of [-1, 2 ** 32, 1.5, NaN]) expect(() => encodeEntry({ kind: "fingerprint", add: true, fp })).toThrow(RangeError);
+    // truncated: WireError
+    expect(() => decodeAll(new Uint8Array([0x46, 1, 2, 3]))).toThrow(WireError);
   });
 
   test("only present properties cost bytes", () => {
