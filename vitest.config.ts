@@ -8,6 +8,11 @@ import { cloudflareTest } from "@cloudflare/vitest-pool-workers";
 const SHARDED_SKIP: Record<string, string> = {
   // 60-shards sets SHARDS=4 itself: the `node` project already runs it sharded.
   "test/e2e/60-shards.test.ts": "sharded on its own (SHARDS=4 explicitly); run by the node project",
+  "test/e2e/61-shard-crash.test.ts": "sharded on its own (SHARDS=4 explicitly)",
+  "test/e2e/62-shard-tunnel.test.ts": "sharded on its own (SHARDS=4 explicitly)",
+  "test/e2e/63-shard-review.test.ts": "sharded on its own (SHARDS=4 explicitly)",
+  "test/e2e/64-shard-console.test.ts": "sharded on its own (SHARDS=4 explicitly)",
+  "test/e2e/65-shard-operations.test.ts": "sharded on its own (SHARDS=4 explicitly)",
   "test/e2e/49-events.test.ts": "asserts one object's billed-event counters for traffic that a sharded namespace spreads over objects",
   "test/e2e/50-lifecycle-events.test.ts": "$events/... lifecycle events reach only subscribers on the shard where the client connects (not forwarded)",
   "test/e2e/58-bridge.test.ts": "a bridge's link reconnects at K > 1 (every shard's start ensures the bridge): the keep-alive, restart and remote-down tests fail, not always the same ones",
