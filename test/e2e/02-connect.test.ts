@@ -4,7 +4,7 @@
 // test/unit/protocol-rules.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import mqtt, { type IClientOptions, type IConnackPacket, type IDisconnectPacket, type MqttClient } from "mqtt";
-import { startBroker, connect, collect, end, SHARDED, type Broker } from "./harness";
+import { startBroker, connect, collect, end, type Broker } from "./harness";
 import { RawClient } from "./raw";
 
 let broker: Broker;
@@ -77,8 +77,7 @@ describe("client identifiers", () => {
     b.close();
   });
 
-  // sharded: an assigned client id is not homed on the shard that assigns it, so a reconnect with it (hinted) lands elsewhere
-  test.skipIf(SHARDED)("MQTT 5: empty client id → Assigned Client Identifier [MQTT-3.2.2-16]", async () => {
+  test("MQTT 5: empty client id → Assigned Client Identifier [MQTT-3.2.2-16]", async () => {
     const { client, connack } = await connectWithAck({ protocolVersion: 5, clientId: "" });
     expect(connack.reasonCode).toBe(0);
     const assigned = connack.properties?.assignedClientIdentifier;

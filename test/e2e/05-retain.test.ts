@@ -1,6 +1,6 @@
 // Retained messages: stored, replaced, deleted, delivered to new subscriptions with RETAIN set.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startBroker, connect, collect, quietFor, end, apiPublish, TEST_API_TOKEN, SHARDED, type Broker } from "./harness";
+import { startBroker, connect, collect, quietFor, end, apiPublish, TEST_API_TOKEN, type Broker } from "./harness";
 
 let broker: Broker;
 beforeAll(async () => {
@@ -129,8 +129,7 @@ describe.each([4, 5] as const)("protocol %i", (protocolVersion) => {
     await end(wild, exact);
   });
 
-  // sharded: a retained write reaches the other shards over the links after its PUBACK; a subscriber there right after may get it late, live, or twice
-  test.skipIf(SHARDED)("subscribing again to the same filter re-sends retained messages (retain handling 0) [MQTT-3.8.4-3]", async () => {
+  test("subscribing again to the same filter re-sends retained messages (retain handling 0) [MQTT-3.8.4-3]", async () => {
     const topic = fresh("resub");
     const pub = await client();
     await pub.publishAsync(topic, "again", { qos: 1, retain: true });
@@ -144,8 +143,7 @@ describe.each([4, 5] as const)("protocol %i", (protocolVersion) => {
 });
 
 describe("MQTT 5 retain options", () => {
-  // sharded: a retained write reaches the other shards over the links after its PUBACK; a subscriber there right after may get it late, live, or twice
-  test.skipIf(SHARDED)("retain handling 1 sends retained messages only for a new subscription, 2 never [MQTT-3.3.1-10, 3.3.1-11]", async () => {
+  test("retain handling 1 sends retained messages only for a new subscription, 2 never [MQTT-3.3.1-10, 3.3.1-11]", async () => {
     const topic = fresh("rh");
     const pub = await connect(broker.url(), { protocolVersion: 5 });
     await pub.publishAsync(topic, "r", { qos: 1, retain: true });

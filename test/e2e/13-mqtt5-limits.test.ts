@@ -2,7 +2,7 @@
 // Packet Size both ways, Server Keep Alive, Assigned Client Identifier, Response Information,
 // Reason Strings, and CONNACK properties that match what the broker does.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startBroker, connect, collect, end, quietFor, SHARDED, type Broker } from "./harness";
+import { startBroker, connect, collect, end, quietFor, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";
 import type { IConnackPacket, IDisconnectPacket, IPubackPacket, IPublishPacket, ISubackPacket } from "mqtt-packet";
 
@@ -84,8 +84,7 @@ describe("defaults", () => {
     });
   });
 
-  // sharded: an assigned client id is not homed on the shard that assigns it, so a reconnect with it (hinted) lands elsewhere
-  test.skipIf(SHARDED)("[MQTT-3.2.2-16] an empty client id gets an Assigned Client Identifier, unique, that works as the client id", async () => {
+  test("[MQTT-3.2.2-16] an empty client id gets an Assigned Client Identifier, unique, that works as the client id", async () => {
     const a = await RawClient.handshake(broker.url(), { clientId: "", clean: true }, 5);
     const b = await RawClient.handshake(broker.url(), { clientId: "", clean: true }, 5);
     const idA = a.connack.properties!.assignedClientIdentifier!;

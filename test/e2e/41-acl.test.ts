@@ -4,7 +4,7 @@
 // "Nothing arrived" is proven with a marker sent the same way afterwards (see marker.ts).
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { startBroker, connect, collect, end, SHARDED, hinted, type Broker } from "./harness";
+import { startBroker, connect, collect, end, hinted, type Broker } from "./harness";
 import { inspectBroker, record } from "./inspect";
 import { marker, until } from "./marker";
 import { hashPassword } from "../../src/auth/password";
@@ -136,8 +136,7 @@ describe("subscribe rights", () => {
     await end(alice);
   });
 
-  // sharded: messages of two publishers on two shards take two links: the marker may overtake an earlier message of the other publisher
-  test.skipIf(SHARDED)("a filter broader than the read ACL only ever delivers readable topics (live and retained)", async () => {
+  test("a filter broader than the read ACL only ever delivers readable topics (live and retained)", async () => {
     const bob = await as("bob", { protocolVersion: 5 });
     const alice = await as("alice", { protocolVersion: 5 });
     await bob.publishAsync("b/secret", "bob's", { qos: 1, retain: true });
@@ -159,8 +158,7 @@ describe("subscribe rights", () => {
     await end(alice, bob, wide);
   });
 
-  // sharded: a retained write reaches the other shards over the links after its PUBACK; a subscriber there right after may get it late, live, or twice
-  test.skipIf(SHARDED)("wills follow the same rules: refused at CONNECT when not publishable, filtered on delivery", async () => {
+  test("wills follow the same rules: refused at CONNECT when not publishable, filtered on delivery", async () => {
     const will = (topic: string) => ({ topic, payload: Buffer.from("gone"), qos: 1 as const, retain: false });
     for (const [protocolVersion, code] of [
       [4, 5],

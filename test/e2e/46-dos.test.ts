@@ -194,7 +194,8 @@ describe("bytes held before CONNECT is accepted", () => {
       v,
     );
 
-  test("a CONNECT over MAX_CONNECT_PACKET_SIZE (64 KiB) is refused as soon as its length arrives", async () => {
+  // sharded: a socket whose client id is not yet in sight (no hint: it may need a tunnel) waits for the whole CONNECT: the announced 100 KB is not refused early (since main de1f82f)
+  test.skipIf(SHARDED)("a CONNECT over MAX_CONNECT_PACKET_SIZE (64 KiB) is refused as soon as its length arrives", async () => {
     const big = connectBytes("big", 100 * 1024);
     const c = await RawClient.open(held.url("first"));
     c.sendBytes(big.subarray(0, 10)); // the fixed header announces 100 KB

@@ -75,7 +75,8 @@ export const E2E_SHARDS = Number(process.env.E2E_SHARDS ?? 1) || 1;
 export const SHARDED = E2E_SHARDS > 1 && process.env.E2E_RUN_SKIPPED !== "1";
 
 export async function startBroker(vars: Record<string, string> = {}, extra: BrokerOptions = {}): Promise<Broker> {
-  if (E2E_SHARDS > 1 && vars.SHARDS === undefined) vars = { ...vars, SHARDS: String(E2E_SHARDS), SHARDS_EXPERIMENTAL: "1" };
+  // in place: a test may change its vars object before `restart()` (58-bridge does)
+  if (E2E_SHARDS > 1 && vars.SHARDS === undefined) Object.assign(vars, { SHARDS: String(E2E_SHARDS), SHARDS_EXPERIMENTAL: "1" });
   const port = await freePort();
   const persist = mkdtempSync(join(tmpdir(), "mqtt-broker-"));
   const logs: string[] = [];
