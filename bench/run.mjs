@@ -1,13 +1,16 @@
 // npm run bench: our broker, the raw relay DO and Aedes over WebSocket, side by side, in one run.
 //   BENCH_RUNS=3            runs per throughput figure (the median is reported)
 //   BENCH_ONLY=fanin,will   run only these scenarios
+//   BENCH_SHARDS=1,2,4,8    also the sharded scenarios (bench/shards.mjs), at these K; off by default
 import { writeFileSync, mkdirSync } from "node:fs";
 import os from "node:os";
 import { startBroker, startRelay, startAedes } from "./servers.mjs";
 import * as S from "./scenarios.mjs";
+import { runSharded } from "./shards.mjs";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ONLY = process.env.BENCH_ONLY?.split(",");
+const SHARDS = process.env.BENCH_SHARDS?.split(",").map(Number).filter((k) => Number.isInteger(k) && k >= 1);
 
 const scenarios = [
   { key: "fanin", name: "fan-in QoS 0 (4 → 1, 50k × 64 B)", targets: ["broker", "relay", "aedes"], run: (t) => S.fanIn(t, 0), metric: "perSecond" },
@@ -62,24 +65,35 @@ for (const sc of scenarios) {
   report.results.push(row);
 }
 
-// Side-by-side summary.
-console.log("\n| scenario | broker | Aedes | broker / Aedes | raw relay | broker / relay |");
-console.log("|---|---|---|---|---|---|");
-for (const r of report.results) {
-  const b = r.byTarget.broker?.[r.metric];
-  const a = r.byTarget.aedes?.[r.metric];
-  const x = r.byTarget.relay?.[r.metric];
-  const ratio = (p, q) => (p === undefined || q === undefined ? "–" : `${fmt(p / q, 2)}×`);
-  const d = r.metric === "perSecond" || r.metric === "deliveriesPerSecond" || r.metric === "bytesPerConnection" ? 0 : 2;
-  console.log(`| ${r.scenario} (${r.metric}) | ${fmt(b, d)} | ${fmt(a, d)} | ${ratio(b, a)} | ${fmt(x, d)} | ${ratio(b, x)} |`);
+if (report.results.length > 0) {
+  // Side-by-side summary.
+  console.log("\n| scenario | broker | Aedes | broker / Aedes | raw relay | broker / relay |");
+  console.log("|---|---|---|---|---|---|");
+  for (const r of report.results) {
+    const b = r.byTarget.broker?.[r.metric];
+    const a = r.byTarget.aedes?.[r.metric];
+    const x = r.byTarget.relay?.[r.metric];
+    const ratio = (p, q) => (p === undefined || q === undefined ? "–" : `${fmt(p / q, 2)}×`);
+    const d = r.metric === "perSecond" || r.metric === "deliveriesPerSecond" || r.metric === "bytesPerConnection" ? 0 : 2;
+    console.log(`| ${r.scenario} (${r.metric}) | ${fmt(b, d)} | ${fmt(a, d)} | ${ratio(b, a)} | ${fmt(x, d)} | ${ratio(b, x)} |`);
+  }
+  console.log("\nCPU µs per delivered message (broker process / generator):");
+  for (const r of report.results) {
+    if (!["perSecond"].includes(r.metric)) continue;
+    const parts = Object.entries(r.byTarget).map(([n, v]) => `${n} ${fmt(v.brokerCpuUs, 1)} / ${fmt(v.generatorCpuUs, 1)}`);
+    console.log(`  ${r.scenario}: ${parts.join(", ")}`);
+  }
 }
-console.log("\nCPU µs per delivered message (broker process / generator):");
-for (const r of report.results) {
-  if (!["perSecond"].includes(r.metric)) continue;
-  const parts = Object.entries(r.byTarget).map(([n, v]) => `${n} ${fmt(v.brokerCpuUs, 1)} / ${fmt(v.generatorCpuUs, 1)}`);
-  console.log(`  ${r.scenario}: ${parts.join(", ")}`);
+if (SHARDS?.length && (!ONLY || ONLY.includes("shards"))) {
+  console.log(`\n# sharded scenarios, K = ${SHARDS.join(", ")} (one workerd process: every shard shares the machine's cores)`);
+  const sharded = await runSharded(SHARDS, Number(process.env.BENCH_SHARDS_RUNS ?? 1));
+  mkdirSync("bench/results", { recursive: true });
+  writeFileSync("bench/results/shards.json", JSON.stringify({ date: report.date, machine: report.machine, ...sharded }, null, 2));
+  console.log("\nsharded results: bench/results/shards.json");
 }
-mkdirSync("bench/results", { recursive: true });
-writeFileSync("bench/results/latest.json", JSON.stringify(report, null, 2));
-console.log("\nfull results: bench/results/latest.json");
+if (report.results.length > 0) {
+  mkdirSync("bench/results", { recursive: true });
+  writeFileSync("bench/results/latest.json", JSON.stringify(report, null, 2));
+  console.log("\nfull results: bench/results/latest.json");
+}
 process.exit(0);

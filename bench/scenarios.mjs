@@ -26,7 +26,7 @@ function template(topic, qos, pub) {
 }
 
 /** Sends `count` messages; QoS 1 keeps at most `window` unacknowledged. */
-async function pump(client, pub, count, qos, topic, window = 500) {
+export async function pump(client, pub, count, qos, topic, window = 500) {
   const make = template(topic, qos, pub);
   if (qos === 0) {
     for (let seq = 0; seq < count; seq++) {
@@ -56,7 +56,7 @@ async function pump(client, pub, count, qos, topic, window = 500) {
 }
 
 /** Counts deliveries on a subscriber: exact per (publisher, seq), so loss, duplicates and order show. */
-function counter(client, pubs, perPub, expected) {
+export function counter(client, pubs, perPub, expected) {
   const seen = Array.from({ length: pubs }, () => new Uint8Array(perPub));
   const last = new Int32Array(pubs).fill(-1);
   const stats = { received: 0, duplicates: 0, outOfOrder: 0, latencies: null };
@@ -78,7 +78,7 @@ function counter(client, pubs, perPub, expected) {
   return { stats, done };
 }
 
-function withTimeout(promise, ms, what) {
+export function withTimeout(promise, ms, what) {
   return Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms))]);
 }
 

@@ -36,6 +36,7 @@ async function startMiniflare(name, path, options) {
   const pids = workerdPids(process.pid).filter((p) => !before.has(p));
   return {
     name,
+    mf,
     url: (q = "") => `ws://127.0.0.1:${port}${path}${q}`,
     pids: () => pids,
     storageBytes: () => dirBytes(persist),

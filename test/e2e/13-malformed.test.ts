@@ -5,7 +5,7 @@
 // proving the path through workerd, and what only the WebSocket layer can do.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IDisconnectPacket, IPublishPacket, Packet } from "mqtt-packet";
-import { startBroker, connect, collect, end, type Broker } from "./harness";
+import { startBroker, connect, collect, end, SHARDED, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";
 import { closedWithin, inspectBroker, uncaught } from "./inspect";
 import { packet, str } from "../packets";
@@ -84,12 +84,18 @@ describe.each([4, 5] as const)("protocol %i", (protocolVersion) => {
     ];
     raw.sendBytes(Buffer.concat(packets.map((p) => raw.encode(p))));
     expect((await raw.next()).cmd).toBe("connack");
-    expect((await raw.next()).cmd).toBe("suback");
+    // At K > 1 the SUBACK waits until the other shards route the filter here, and the packets
+    // behind it go on meanwhile (a server may send matching PUBLISHes before the SUBACK, MQTT 3.8.4)
+    let subacked = !SHARDED;
+    let ponged = false;
+    if (!SHARDED) expect((await raw.next()).cmd).toBe("suback");
     const acks: number[] = [];
     const delivered: string[] = [];
-    while (delivered.length < 50 || acks.length < 50) {
+    while (delivered.length < 50 || acks.length < 50 || !subacked) {
       const p = await raw.next();
-      if (p.cmd === "puback") acks.push(p.messageId!);
+      if (p.cmd === "suback" && !subacked) subacked = true;
+      else if (p.cmd === "pingresp" && SHARDED && !ponged) ponged = true;
+      else if (p.cmd === "puback") acks.push(p.messageId!);
       else if (p.cmd === "publish") {
         delivered.push(p.payload.toString());
         raw.send({ cmd: "puback", messageId: p.messageId! });
@@ -97,7 +103,7 @@ describe.each([4, 5] as const)("protocol %i", (protocolVersion) => {
     }
     expect(acks).toEqual(Array.from({ length: 50 }, (_, i) => i + 10));
     expect(delivered).toEqual(Array.from({ length: 50 }, (_, i) => `n${i}`));
-    expect((await raw.next()).cmd).toBe("pingresp");
+    if (!ponged) expect((await raw.next()).cmd).toBe("pingresp");
     raw.close();
   });
 

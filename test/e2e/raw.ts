@@ -4,6 +4,7 @@
 // perform on purpose).
 import WebSocket from "ws";
 import * as mqttPacket from "mqtt-packet";
+import { hinted } from "./hint";
 
 export type Packet = mqttPacket.Packet;
 
@@ -79,7 +80,7 @@ export class RawClient {
   /** Opens a socket and completes CONNECT/CONNACK; rejects unless the CONNACK accepts. */
   static async connect(url: string, connect: Partial<mqttPacket.IConnectPacket> = {}): Promise<RawClient> {
     const version = (connect.protocolVersion ?? 4) as 3 | 4 | 5;
-    const client = await RawClient.open(url, version);
+    const client = await RawClient.open(hinted(url, connect.clientId), version);
     const connack = await client.connect(connect);
     const code = (connack as mqttPacket.IConnackPacket).reasonCode ?? (connack as mqttPacket.IConnackPacket).returnCode;
     if (code !== 0) throw new Error(`CONNECT refused: ${code}`);
@@ -95,7 +96,7 @@ export class RawClient {
     connect: Partial<mqttPacket.IConnectPacket> & { clientId: string },
     version: 3 | 4 | 5 = 4,
   ): Promise<{ client: RawClient; connack: mqttPacket.IConnackPacket }> {
-    const client = await RawClient.open(url, version);
+    const client = await RawClient.open(hinted(url, connect.clientId), version);
     const connack = (await client.connect(connect)) as mqttPacket.IConnackPacket;
     return { client, connack };
   }
