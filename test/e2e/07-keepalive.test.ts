@@ -2,7 +2,7 @@
 // Durable Object hibernation), keep-alive 0 never closing.
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { IDisconnectPacket } from "mqtt-packet";
-import { startBroker, connect, collect, end, SHARDED, type Broker } from "./harness";
+import { startBroker, connect, collect, end, type Broker } from "./harness";
 import { RawClient } from "./raw";
 import { objectUptime } from "./inspect";
 
@@ -78,8 +78,7 @@ describe("across hibernation", () => {
   });
   afterAll(() => sleepy.close());
 
-  // sharded: a shard woken from hibernation refuses link calls: "namespace holds sessions or retained messages made with SHARDS=1" (src/shards/node.ts restore; same as 20-restart), so the will never crosses (since main de1f82f)
-  test.skipIf(SHARDED)("a silent client's keep-alive deadline (10 s → 15 s) survives hibernation and its will arrives on time", async () => {
+  test("a silent client's keep-alive deadline (10 s → 15 s) survives hibernation and its will arrives on time", async () => {
     const topic = "dev/42/status";
     const watcher = await connect(sleepy.url(), { keepalive: 120 });
     await watcher.subscribeAsync(topic, { qos: 1 });
