@@ -274,7 +274,8 @@ export class NamespaceBroker extends DurableObject<Env> {
     const tunnel = this.tunnelled.get(ws);
     if (tunnel !== undefined) {
       this.frameSeen();
-      if (typeof message === "string" || !shards.tunnelData(tunnel, new Uint8Array(message))) this.closeTunnelled(ws, 1011, "not a binary frame");
+      const text = typeof message === "string";
+      if (!shards.tunnelData(tunnel, text ? new Uint8Array(0) : new Uint8Array(message), text)) this.closeTunnelled(ws, 1011, "tunnel gone");
       return true;
     }
     if (this.placed.has(ws) || typeof message === "string") return false;

@@ -8,6 +8,7 @@ import type { Counters } from "./counters";
 import type { Store } from "../storage/store";
 import type { TunnelEntry } from "../shards/wire";
 import { TunnelOp } from "../shards/wire";
+import { TEXT_FRAME } from "../shards/node";
 
 /** What the tunnels need of the broker: its connection entry points, and the link to the entrance. */
 export interface TunnelHost {
@@ -16,7 +17,7 @@ export interface TunnelHost {
   readonly store: Store;
   now(): number;
   open(conn: Connection): void;
-  receive(conn: Connection, data: ArrayBuffer | Uint8Array): void;
+  receive(conn: Connection, data: ArrayBuffer | Uint8Array | string): void;
   socketClosed(conn: Connection): void;
   out(entrance: number, id: string, n: number, bytes: Uint8Array): void;
   end(entrance: number, id: string, code: number, reason: string): void;
@@ -102,7 +103,8 @@ export class TunnelExits {
       return;
     }
     exit.received = e.n;
-    this.host.receive(exit.conn, e.bytes);
+    // a text frame at the entrance: the connection answers it as it would its own socket's
+    this.host.receive(exit.conn, e.code === TEXT_FRAME ? "" : e.bytes);
   }
 
   /** A call to `entrance` failed: bytes for its clients may be lost, so their connections end. */

@@ -10,6 +10,8 @@ import type { LinkAck, LinkBatch } from "./peer";
 import { TunnelOp, decodeEntries, encodeEntry, type Entry, type PublishEntry, type TunnelEntry } from "./wire";
 
 const EMPTY = new Uint8Array(0);
+/** a Data entry's code for a text frame from the client (its bytes are not MQTT) */
+export const TEXT_FRAME = 1;
 
 /**
  * Longest a SUBACK waits for the peers to apply the interest (docs/scale-out.md §1.1): a peer that
@@ -293,11 +295,14 @@ export class ShardNode {
     this.entrances.set(id, { home, socket, sent: -1, received: 0 }); // next frame numbered 0: a new start
   }
 
-  /** A frame from the client of tunnel `id`; false when the tunnel is gone (the caller closes the socket). */
-  tunnelData(id: string, bytes: Uint8Array): boolean {
+  /**
+   * A frame from the client of tunnel `id` (`text`: a text frame, which the home answers as MQTT
+   * requires); false when the tunnel is gone (the caller closes the socket).
+   */
+  tunnelData(id: string, bytes: Uint8Array, text = false): boolean {
     const t = this.entrances.get(id);
     if (!t) return false;
-    this.tunnelSend(t.home, TunnelOp.Data, id, ++t.sent, bytes, 0, "");
+    this.tunnelSend(t.home, TunnelOp.Data, id, ++t.sent, bytes, text ? TEXT_FRAME : 0, "");
     return true;
   }
 

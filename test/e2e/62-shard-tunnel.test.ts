@@ -221,3 +221,12 @@ test("a shard that only ever heard its peers (retained copies) serves after a re
     await b.close();
   }
 });
+
+test("a text frame from a tunnelled MQTT 5 client is answered by its home as on one object: DISCONNECT 0x81, closed", async () => {
+  const raw = await RawClient.open(via("tun-text", 0), 5);
+  await raw.connect({ clientId: idOn(2, "dev"), protocolVersion: 5 });
+  raw.sendBytes("not mqtt");
+  const disconnect = await raw.next("disconnect");
+  expect(disconnect.reasonCode).toBe(0x81);
+  await raw.closed;
+});
