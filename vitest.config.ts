@@ -32,19 +32,25 @@ export default defineConfig({
           hookTimeout: 30_000,
         },
       },
-      {
-        // The same end-to-end suite against namespaces of 4 shards (test/e2e/harness.ts reads
-        // E2E_SHARDS; clients connect with the placement hint, so a reconnect finds its session).
-        test: {
-          name: "e2e-sharded",
-          include: ["test/e2e/**/*.test.ts"],
-          exclude: Object.keys(SHARDED_SKIP),
-          environment: "node",
-          env: { E2E_SHARDS: "4" },
-          testTimeout: 30_000,
-          hookTimeout: 30_000,
-        },
-      },
+      // The same end-to-end suite against namespaces of 4 shards (test/e2e/harness.ts reads
+      // E2E_SHARDS; clients connect with the placement hint, so a reconnect finds its session):
+      // `npm run test:sharded`. Not in `npm test`: run beside the K = 1 suite on two cores it
+      // doubles the time and the load, and the timing-bound tests then miss their bounds.
+      ...(process.env.E2E_SHARDED === "1"
+        ? [
+            {
+              test: {
+                name: "e2e-sharded",
+                include: ["test/e2e/**/*.test.ts"],
+                exclude: Object.keys(SHARDED_SKIP),
+                environment: "node" as const,
+                env: { E2E_SHARDS: "4" },
+                testTimeout: 30_000,
+                hookTimeout: 30_000,
+              },
+            },
+          ]
+        : []),
       {
         // Inside workerd: the SQLite store and the Durable Object's entry points.
         plugins: [cloudflareTest({ main: "./src/index.ts", wrangler: { configPath: "./wrangler.toml" } })],
