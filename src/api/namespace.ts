@@ -5,7 +5,7 @@ import type { Env } from "../env";
 import type { ClientDetail, ClientInfo, ExternalMessage, PublishOutcome, RetainedMessage } from "../broker/admin";
 import { mergeStats, type MergedStats } from "../broker/merge";
 import { loadConfig } from "../config";
-import { fnv1a64, jump, shardName } from "../shards/layout";
+import { shardName, shardOf } from "../shards/layout";
 
 export class NamespaceView {
   readonly k: number;
@@ -31,12 +31,7 @@ export class NamespaceView {
    * for a topic (its hash), so that publishes made one after the other on a topic arrive in that order.
    */
   publish(msg: ExternalMessage): Promise<PublishOutcome> {
-    return this.shard(this.k > 1 ? this.topicShard(msg.topic) : 0).publish(msg);
-  }
-
-  /** the shard that accepts the API's writes on `topic` (K > 1) */
-  private topicShard(topic: string): number {
-    return jump(fnv1a64(topic), this.k);
+    return this.shard(shardOf(msg.topic, this.k)).publish(msg);
   }
 
   async clients(): Promise<ClientInfo[]> {
@@ -63,7 +58,7 @@ export class NamespaceView {
   async deleteRetained(topic: string): Promise<boolean> {
     if (this.k === 1) return this.shard().deleteRetained(topic);
     // one version for every shard (the topic's shard makes it), so they all decide alike about copies on their way
-    const first = this.topicShard(topic);
+    const first = shardOf(topic, this.k);
     const made = await this.shard(first).removeRetained(topic, null);
     const rest = await Promise.all(Array.from({ length: this.k }, (_, i) => (i === first ? null : this.shard(i).removeRetained(topic, made.version))));
     return made.deleted || rest.some((r) => r?.deleted === true);

@@ -231,10 +231,8 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
       store: this.store,
       now: () => this.now(),
       open: (conn) => this.open(conn),
-      receive: (conn, data) => {
-        this.receive(conn, data);
-        this.counters.websocketMessages--; // the entrance's WebSocket message (counted there); here it came in a link call
-      },
+      // the frame was counted as a WebSocket message at the entrance; here it came in a link call
+      receive: (conn, data) => this.read(conn, data, this.now()),
       socketClosed: (conn) => this.socketClosed(conn),
       out: (entrance, id, n, bytes) => node.tunnelOut(entrance, id, n, bytes),
       end: (entrance, id, code, reason) => node.tunnelEnd(entrance, id, code, reason),
@@ -264,11 +262,21 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     conn.state = "closed";
   }
 
-  /** A WebSocket message (or a tunnelled frame): a billed event, counted with the one clock reading the frame takes. */
+  /** A WebSocket message: a billed event, counted with the one clock reading the frame takes. */
   receive(conn: Connection, data: ArrayBuffer | Uint8Array | string): void {
     const now = this.now();
+    this.frameSeen(now);
+    this.read(conn, data, now);
+  }
+
+  /** Counts a WebSocket message (a billed event), also one the object takes without the core (a tunnel's). */
+  frameSeen(now: number): void {
     this.counters.websocketMessages++;
     this.eventSeen(now);
+  }
+
+  /** A frame's bytes for a connection: a socket's, or a tunnelled one's (counted where it was received). */
+  private read(conn: Connection, data: ArrayBuffer | Uint8Array | string, now: number): void {
     if (conn.state === "closed") return;
     if (typeof data === "string") {
       this.fail(conn, new ProtocolError(RC.MALFORMED_PACKET, "text frame")); // [MQTT-6.0.0-1]
@@ -391,7 +399,6 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
 
   /** A message another shard accepted: this shard's subscribers, or one member of a shared group here. */
   deliverForwarded(msg: Message, share: string | null): number {
-    this.counters.forwardedIn++;
     if (isSysTopic(msg.topic)) return 0;
     if (share !== null) {
       const group = this.router.sharedGroup(share);

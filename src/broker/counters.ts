@@ -22,8 +22,6 @@ export class Counters {
   readonly sentBytesByQos = new Float64Array(3);
   /** dropped messages by reason (session/drops.ts: DROP indexes, DROP_REASONS names) */
   readonly drops = new Float64Array(DROP_REASONS.length);
-  /** copies of messages other shards of the namespace accepted, applied here (src/shards) */
-  forwardedIn = 0;
   /** CONNECTs refused for their credentials or rights (bad user name or password, not authorized, bad method) */
   authFailures = 0;
 

@@ -241,9 +241,8 @@ export class NamespaceBroker extends DurableObject<Env> {
   /** A shard other than 0, before its first socket: shard 0 says whether the namespace was set up with this K. */
   private async confirmLayout(): Promise<boolean> {
     const shards = this.core.shards!;
-    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
     try {
-      const answer = (await broker.get(broker.idFromName(this.namespace!)).shardLayout()) as { k: number; problem: string | null };
+      const answer = (await this.peer(0).shardLayout()) as { k: number; problem: string | null };
       if (shards.layoutUnconfirmed) shards.confirmLayout(answer);
       return true;
     } catch (err) {
@@ -311,8 +310,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   /** a frame the core does not see is still a billed event */
   private frameSeen(): void {
-    this.core.counters.websocketMessages++;
-    this.core.eventSeen(Date.now());
+    this.core.frameSeen(Date.now());
   }
 
   private tunnelSocket(ws: WebSocket) {
@@ -329,9 +327,7 @@ export class NamespaceBroker extends DurableObject<Env> {
   }
 
   private closeTunnelled(ws: WebSocket, code: number, reason: string): void {
-    const id = this.tunnelled.get(ws);
-    this.tunnelled.delete(ws);
-    if (id !== undefined) this.core.shards?.tunnelClosed(id);
+    this.tunnelClosed(ws);
     try {
       ws.close(code, reason.slice(0, 120));
     } catch {
@@ -375,22 +371,25 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   /** `$SYS` at K > 1: every shard's stats, merged (one call per other shard). */
   private async namespaceStats(): Promise<admin.NamespaceStats> {
-    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
     const k = this.core.shards!.k;
     const others = [];
-    for (let i = 0; i < k; i++) if (i !== this.shard) others.push(broker.get(broker.idFromName(shardName(this.namespace!, i))).stats() as Promise<admin.NamespaceStats>);
+    for (let i = 0; i < k; i++) if (i !== this.shard) others.push(this.peer(i).stats() as Promise<admin.NamespaceStats>);
     return mergeStats([admin.namespaceStats(this.core), ...(await Promise.all(others))]);
+  }
+
+  /** the object of shard `i` of this namespace */
+  private peer(i: number) {
+    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
+    return broker.get(broker.idFromName(shardName(this.namespace!, i)));
   }
 
   /** This object's part in a namespace of `k` shards: links to the others by RPC. */
   private shardNode(k: number, store: SqliteStore, runtime: Runtime): ShardNode {
-    const namespace = this.namespace!;
-    const broker = this.env.BROKER as DurableObjectNamespace<NamespaceBroker>;
     return new ShardNode(this.shard, k, store, {
       self: this.shard,
       k,
       now: () => Date.now(),
-      call: (target, batch) => broker.get(broker.idFromName(shardName(namespace, target))).shardLink(batch) as Promise<LinkAck>,
+      call: (target, batch) => this.peer(target).shardLink(batch) as Promise<LinkAck>,
       sync: () => this.ctx.storage.sync(),
       wakeAt: (ms) => this.wakeAt(ms),
       later: (fn, ms) => (ms !== undefined && ms > 5 ? void setTimeout(() => this.core.later(fn), ms - 5) : this.core.later(fn)),

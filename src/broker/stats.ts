@@ -123,7 +123,7 @@ export function namespaceStats(core: StatsSource): NamespaceStats {
   };
   if (core.lifecycle) stats.lifecycleEvents = core.lifecycle.published;
   if (core.rules) stats.rules = core.rules.stats();
-  if (core.shards) stats.shard = { ...core.shards.figures(), forwardedIn: c.forwardedIn };
+  if (core.shards) stats.shard = core.shards.figures();
   return stats;
 }
 

@@ -81,24 +81,36 @@ export function handleSubscribe(ctx: HandlerContext, conn: Connection, session: 
     }
   }
   for (let i = max; i < filters.length; i++) granted.push(v5 ? RC.QUOTA_EXCEEDED : 0x80);
-  // Several shards: the SUBACK waits until the others route the new filters here (and SUBACKs keep their order).
+  // Several shards: the SUBACK waits until the others route the new filters here (and answers keep their order).
   const settled = ctx.interestSettled();
-  const before = conn.subackWait;
-  if (settled === null && before === null) {
+  if (settled === null && !conn.subackWait) {
     // one shard (and nothing to wait for): as always, SUBACK, the event, the retained messages
-    conn.send({ cmd: "suback", messageId: p.messageId, granted });
-    conn.flush(); // SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts)
+    suback(conn, p.messageId, granted);
     if (made) ctx.lifecycle.subscribed(session, made);
-    // [MQTT-3.3.1-6] retained messages for the new subscriptions, with RETAIN set (paced)
-    sendRetained(ctx, session, retainedFor);
+    sendRetained(ctx, session, retainedFor); // [MQTT-3.3.1-6] retained messages for the new subscriptions, with RETAIN set (paced)
     return;
   }
   if (made) ctx.lifecycle.subscribed(session, made);
-  const wait: Promise<void> = Promise.all([settled, before]).then(() => {
-    if (conn.state === "closed" || session.conn !== conn) return;
-    conn.send({ cmd: "suback", messageId: p.messageId, granted });
-    conn.flush();
+  inOrder(conn, session, settled, () => {
+    suback(conn, p.messageId, granted);
     sendRetained(ctx, session, retainedFor);
+  });
+}
+
+/** SUBACK in a frame of its own, as CONNACK (see handlers/connect.ts) */
+function suback(conn: Connection, messageId: number | undefined, granted: number[]): void {
+  conn.send({ cmd: "suback", messageId, granted });
+  conn.flush();
+}
+
+/**
+ * An answer that waits: for `settled` (the other shards), and behind any answer of this
+ * connection still waiting, so answers leave in their packets' order. Dropped if the connection
+ * no longer holds the session by then.
+ */
+function inOrder(conn: Connection, session: Session, settled: Promise<void> | null, answer: () => void): void {
+  const wait: Promise<void> = Promise.all([settled, conn.subackWait]).then(() => {
+    if (conn.state !== "closed" && session.conn === conn) answer();
   });
   conn.subackWait = wait;
   void wait.finally(() => {
@@ -120,17 +132,7 @@ export function handleUnsubscribe(ctx: HandlerContext, conn: Connection, session
     }
   }
   // MQTT 3.1.1 UNSUBACK has no payload; the encoder writes the codes only for MQTT 5.
-  const before = conn.subackWait;
-  if (!before) conn.send({ cmd: "unsuback", messageId: p.messageId, granted: codes });
-  else {
-    // a SUBACK still waits for the other shards: this answer goes after it, in the packets' order
-    const wait: Promise<void> = before.then(() => {
-      if (conn.state !== "closed" && session.conn === conn) conn.send({ cmd: "unsuback", messageId: p.messageId, granted: codes });
-    });
-    conn.subackWait = wait;
-    void wait.finally(() => {
-      if (conn.subackWait === wait) conn.subackWait = null;
-    });
-  }
+  if (!conn.subackWait) conn.send({ cmd: "unsuback", messageId: p.messageId, granted: codes });
+  else inOrder(conn, session, null, () => conn.send({ cmd: "unsuback", messageId: p.messageId, granted: codes })); // behind a SUBACK still waiting
   if (removed) ctx.lifecycle.unsubscribed(session, removed);
 }

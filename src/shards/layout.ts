@@ -45,10 +45,13 @@ export function jump(key: bigint, k: number): number {
   return b;
 }
 
-/** The shard a client id belongs to: where a hinted connection goes and where its directory entry lives. */
-export function home(clientId: string, k: number): number {
-  return k <= 1 ? 0 : jump(fnv1a64(clientId), k);
+/** The shard a key belongs to (a client id: its home; a topic: the shard the API's writes on it go to). */
+export function shardOf(key: string, k: number): number {
+  return k <= 1 ? 0 : jump(fnv1a64(key), k);
 }
+
+/** The shard a client id belongs to: where a hinted connection goes and where its session lives. */
+export const home = shardOf;
 
 /** The shard a new WebSocket goes to: the hinted client's home, else any shard (uniformly). */
 export function place(hint: string | null, k: number, random: () => number = Math.random): number {

@@ -77,8 +77,9 @@ export interface ShardCounters {
   /** messages this shard sent copies of to other shards, and the copies */
   forwardedMessages: number;
   forwardedCopies: number;
-  /** entries applied from other shards */
+  /** entries applied from other shards, and the message copies among them */
   appliedEntries: number;
+  forwardedIn: number;
   /** ordinary copies applied here that matched no session (ShardStats.forwardedUnmatched) */
   forwardedUnmatched: number;
 }
@@ -86,7 +87,7 @@ export interface ShardCounters {
 export class ShardNode {
   readonly interest: Interest;
   readonly links: Links;
-  readonly counters: ShardCounters = { forwardedMessages: 0, forwardedCopies: 0, appliedEntries: 0, forwardedUnmatched: 0 };
+  readonly counters: ShardCounters = { forwardedMessages: 0, forwardedCopies: 0, appliedEntries: 0, forwardedIn: 0, forwardedUnmatched: 0 };
   /** last retained version this shard gave (ms × 256 + shard index: unique, rising) */
   private lastVersion = 0;
   /** the shared-group copy goes to the group's shards in turn */
@@ -311,7 +312,7 @@ export class ShardNode {
     const t = this.entrances.get(id);
     if (!t) return;
     this.entrances.delete(id);
-    this.links.send(t.home, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id, n: t.sent + 1, bytes: EMPTY, code: 0, text: "" }), true);
+    this.tunnelNotice(t.home, TunnelOp.Close, id, t.sent + 1);
   }
 
   /** Home side: bytes for the client at `entrance` (in order; lost only with the link, which then ends the tunnel). */
@@ -321,7 +322,7 @@ export class ShardNode {
 
   /** Home side: the connection ended; the entrance closes the socket (stored: it must arrive). */
   tunnelEnd(entrance: number, id: string, code: number, reason: string): void {
-    this.links.send(entrance, encodeEntry({ kind: "tunnel", op: TunnelOp.End, id, n: 0, bytes: EMPTY, code, text: reason }), true);
+    this.tunnelNotice(entrance, TunnelOp.End, id, 0, code, reason);
   }
 
   /** A call to `peer` failed: frames to it may be lost, so the tunnels it carried end (both sides). */
@@ -330,13 +331,18 @@ export class ShardNode {
       if (t.home !== peer) continue;
       this.entrances.delete(id);
       t.socket.close(1011, "the session's shard is unreachable");
-      this.links.send(peer, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+      this.tunnelNotice(peer, TunnelOp.Close, id);
     }
     this.host.peerLost(peer);
   }
 
   private tunnelSend(target: number, op: TunnelOp, id: string, n: number, bytes: Uint8Array, code: number, text: string): void {
     this.links.send(target, encodeEntry({ kind: "tunnel", op, id, n, bytes, code, text }), false);
+  }
+
+  /** A tunnel's end, either way (Close, End): stored, so it arrives even across a failed call. */
+  private tunnelNotice(target: number, op: TunnelOp, id: string, n = 0, code = 0, reason = ""): void {
+    this.links.send(target, encodeEntry({ kind: "tunnel", op, id, n, bytes: EMPTY, code, text: reason }), true);
   }
 
   /** the last unknown tunnel a Close was sent back for (one Close for a burst of its frames) */
@@ -349,7 +355,7 @@ export class ShardNode {
       // shard: then the home must hear it too, or its connection stays open with no socket behind it
       if (e.op === TunnelOp.Out && this.unknownClosed !== e.id) {
         this.unknownClosed = e.id;
-        this.links.send(from, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id: e.id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+        this.tunnelNotice(from, TunnelOp.Close, e.id);
       }
       return;
     }
@@ -362,7 +368,7 @@ export class ShardNode {
       // a frame for the client was lost (a failed call): the stream cannot go on
       this.entrances.delete(e.id);
       t.socket.close(1011, "frames from the session's shard were lost");
-      this.links.send(t.home, encodeEntry({ kind: "tunnel", op: TunnelOp.Close, id: e.id, n: 0, bytes: EMPTY, code: 0, text: "" }), true);
+      this.tunnelNotice(t.home, TunnelOp.Close, e.id);
       return;
     }
     t.received = e.n;
@@ -404,6 +410,7 @@ export class ShardNode {
       encodings: undefined,
     };
     if (e.retain && e.share === null) this.host.retainedForwarded(msg, e.version);
+    this.counters.forwardedIn++;
     if (this.host.deliverForwarded(msg, e.share) === 0 && e.share === null) this.counters.forwardedUnmatched++;
   }
 
@@ -439,13 +446,13 @@ export class ShardNode {
     return true;
   }
 
-  /** for the stats (forwardedIn is the broker's count) */
+  /** for the stats */
   figures(): ShardStats {
     const l = this.links.stats;
     return {
       index: this.self,
       k: this.k,
-      forwardedIn: 0,
+      forwardedIn: this.counters.forwardedIn,
       forwardedMessages: this.counters.forwardedMessages,
       forwardedCopies: this.counters.forwardedCopies,
       linkCalls: l.calls,
