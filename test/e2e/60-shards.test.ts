@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { startBroker, connect, collect, end, quietFor, hinted, type Broker } from "./harness";
 import { createWebsocket } from "../../client/node-websocket.mjs";
-import { inspectShard } from "./inspect";
+import { inspectShard, shardStub } from "./inspect";
 import { home } from "../../src/shards/layout";
 
 const K = 4;
@@ -59,6 +59,21 @@ async function reconnecting(shard: number, name: string): Promise<MqttClient> {
 /** No shard reports a consistency problem. */
 async function consistent(): Promise<void> {
   for (let i = 0; i < K; i++) expect((await inspectShard(broker, "default", i)).problems, `shard ${i}`).toEqual([]);
+}
+
+/** The copies shard `shard` has applied from the others (its stats' `shard.forwardedIn`). */
+async function forwardedIn(shard: number): Promise<number> {
+  const stub = await shardStub<{ stats(): Promise<{ shard?: { forwardedIn: number } }> }>(broker, "default", shard);
+  return (await stub.stats()).shard!.forwardedIn;
+}
+
+/** Polls `check` until it holds; fails after `ms`. */
+async function until(check: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await sleep(20);
+  }
 }
 
 const seq = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
@@ -175,8 +190,11 @@ describe("sessions across shards", () => {
     await sub.subscribeAsync("queue/t", { qos: 1 });
     await end(sub);
     const pub = await on(0, "queue-pub");
+    const before = await forwardedIn(2);
     for (const m of seq(20, "q")) await pub.publishAsync("queue/t", m, { qos: 1 });
     await pub.publishAsync("queue/t", "qos0-not-queued", { qos: 0 });
+    // the QoS 0 copy must reach shard 2 while its subscriber is offline (else it is delivered live)
+    await until(async () => (await forwardedIn(2)) >= before + 21, 5000);
     const back = await connect(broker.url(), { ...persistent, clientId: idOn(2, "queue-sub") });
     const got = await collect(back, 20);
     expect(await shardsHolding(idOn(2, "queue-sub"))).toEqual([2]); // the hint brought it home
