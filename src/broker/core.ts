@@ -25,7 +25,8 @@ import { quote } from "../log-safe";
 import type { RuleEngine, RulesHost } from "../rules/engine";
 import { Lifecycle } from "./lifecycle";
 import type { ShardHost, ShardNode } from "../shards/node";
-import type { TunnelEntry } from "../shards/wire";
+import { MoveOp, type MoveEntry, type TunnelEntry } from "../shards/wire";
+import { entryMessage, movedDelivery, movedSession } from "../session/transfer";
 import { TunnelExits } from "./tunnels";
 import { home } from "../shards/layout";
 import { pickMember } from "../topics/router";
@@ -305,6 +306,13 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
   /** Due work: keep-alive and connect timeouts, delayed wills, session expiry; then re-arm. */
   alarm(): void {
     const now = this.now();
+    if (this.shards?.paused) {
+      // the namespace's shards are changing (shards/grow.ts): links only; wills and expiry wait (they would publish)
+      this.shards.links.due(now);
+      const next = this.nextWake();
+      if (next !== null) this.wakeAt(Math.max(next, now + 1000));
+      return;
+    }
     for (const conn of this.connections) {
       if (conn.state === "awaiting-connect") {
         if (conn.openedAt + this.config.CONNECT_TIMEOUT * 1000 <= now) this.closeConnection(conn, 1000, "no CONNECT in time");
@@ -442,6 +450,15 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
 
   peerLost(peer: number): void {
     this.tunnels?.entranceLost(peer);
+  }
+
+  /** Re-sharding: a session, one of its deliveries, or a retained message an old shard handed this one. */
+  moveArrived(e: MoveEntry): void {
+    if (e.op === MoveOp.Session) this.sessions.adopt(movedSession(e));
+    else if (e.op === MoveOp.Delivery) {
+      const d = movedDelivery(e);
+      this.sessions.adoptDelivery(e.clientId, d.meta, d.msg);
+    } else if (e.msg) this.retainedForwarded(entryMessage(e.msg), e.msg.version);
   }
 
   isHome(clientId: string): boolean {

@@ -20,6 +20,8 @@ import { home, parseShardName, shardName } from "../shards/layout";
 import { peekClientId } from "../shards/connect-peek";
 import { ShardNode } from "../shards/node";
 import { mergeStats } from "./merge";
+import { advanceGrowth, type GrowthCalls, type GrowthPlan, type ShardStatus } from "../shards/grow";
+import { beginGrowth, endGrowth, exportPage, growthStatus } from "./growth";
 import type { LinkAck, LinkBatch } from "../shards/peer";
 
 
@@ -92,6 +94,8 @@ export class NamespaceBroker extends DurableObject<Env> {
       const mine: WebSocket[] = [];
       for (const ws of sockets) if (!this.restoreTunnel(ws)) mine.push(ws);
       this.core.restore(mine.map((ws) => this.connectionOf(ws)));
+      // shard 0 of a namespace whose SHARDS was raised: the growth starts (or resumes) at once
+      if (this.core.shards?.growingFrom != null) this.wakeAt(Date.now());
     });
     // This namespace's bridges run in objects of their own: started (idempotently) at every start or wake.
     ensureBridges(env, this.namespace, runtime.log);
@@ -108,6 +112,10 @@ export class NamespaceBroker extends DurableObject<Env> {
     }
     if (this.core.shards?.layoutUnconfirmed && !(await this.confirmLayout())) {
       return new Response("shard 0 of this namespace did not answer; try again\n", { status: 503, headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "1" } });
+    }
+    const growing = this.growingNotice();
+    if (growing !== null) {
+      return new Response(`${growing}\n`, { status: 503, headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "1" } });
     }
     const refused = this.core.shards?.layoutProblem;
     if (refused) {
@@ -159,11 +167,12 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.conns.delete(ws);
   }
 
-  override alarm(): void {
+  override async alarm(): Promise<void> {
     this.core.counters.alarms++;
     this.core.eventSeen(Date.now());
     this.alarmAt = null;
     this.core.alarm();
+    await this.driveGrowth();
   }
 
   /** RPC, for tests and tools holding the binding: state and consistency problems (read-only). */
@@ -174,8 +183,14 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   // ——— RPC from the Worker (HTTP API, BrokerService): inputs are validated there ———
 
-  publish(msg: admin.ExternalMessage): admin.PublishOutcome {
+  async publish(msg: admin.ExternalMessage): Promise<admin.PublishOutcome> {
     this.rpcEntered();
+    if (this.core.shards) {
+      // a shard that has not heard the layout may be a new one whose peers' filters have not come yet
+      if (this.core.shards.layoutUnconfirmed && !(await this.confirmLayout())) return { refused: "shard 0 of this namespace did not answer; try again", status: 503 };
+      const growing = this.growingNotice();
+      if (growing !== null) return { refused: growing, status: 503 };
+    }
     return admin.publishExternal(this.core, msg);
   }
 
@@ -231,11 +246,77 @@ export class NamespaceBroker extends DurableObject<Env> {
     this.ctx.abort("crash test");
   }
 
-  /** RPC from another shard: the number of shards this one serves with, or why it refuses. */
-  shardLayout(): { k: number; problem: string | null } {
+  /** RPC from another shard: the number of shards this one serves with, or why it refuses, or that it grows to it. */
+  shardLayout(): { k: number; problem: string | null; growing: string | null } {
     this.rpcEntered();
     const shards = this.core.shards;
-    return shards ? shards.layout() : { k: 1, problem: null };
+    void this.driveGrowth();
+    return shards ? shards.layout() : { k: 1, problem: null, growing: null };
+  }
+
+  /** RPC from shard 0 while the namespace's shards grow (src/shards/grow.ts): one step of this shard's part. */
+  shardGrowth(step: "begin" | "status" | "export" | "end", from: number, to: number): ShardStatus | boolean | null {
+    this.rpcEntered();
+    const shards = this.core.shards;
+    if (!shards || shards.k !== to) throw new Error(`shard ${this.shard} of ${this.namespace} does not serve with SHARDS=${to}`);
+    if (step === "begin") beginGrowth(this.core, from, to);
+    else if (step === "status") return growthStatus(this.core);
+    else if (step === "export") return exportPage(this.core, from, to);
+    else endGrowth(this.core, to);
+    return null;
+  }
+
+  /** Why a socket or publish is refused now because the namespace's shards change (null: it is not). */
+  private growingNotice(): string | null {
+    const shards = this.core.shards;
+    if (!shards) return null;
+    if (shards.growingFrom !== null) {
+      void this.driveGrowth();
+      return shards.growingNotice();
+    }
+    if (shards.paused || shards.layoutUnconfirmed) return shards.growingNotice();
+    return null;
+  }
+
+  /** the growth under way, driven by shard 0 (one at a time) */
+  private growth: Promise<void> | null = null;
+
+  /** Shard 0: moves the namespace's growth on (src/shards/grow.ts); again from the alarm until it is done. */
+  private driveGrowth(): Promise<void> {
+    const shards = this.core.shards;
+    if (!shards || this.shard !== 0 || shards.growingFrom === null) return Promise.resolve();
+    if (this.growth) return this.growth;
+    const from = shards.growingFrom;
+    const core = this.core;
+    const store = core.store;
+    const plans = {
+      load: () => {
+        const json = store.loadReshard("plan");
+        return json === null ? null : (JSON.parse(json) as GrowthPlan);
+      },
+      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
+    };
+    const calls: GrowthCalls = {
+      begin: async (i, f, t) => void (i === 0 ? beginGrowth(core, f, t) : await this.peer(i).shardGrowth("begin", f, t)),
+      status: async (i) => (i === 0 ? growthStatus(core) : ((await this.peer(i).shardGrowth("status", from, shards.k)) as ShardStatus)),
+      exportPage: async (i, f, t) => (i === 0 ? exportPage(core, f, t) : ((await this.peer(i).shardGrowth("export", f, t)) as boolean)),
+      end: async (i, t) => void (i === 0 ? endGrowth(core, t) : await this.peer(i).shardGrowth("end", from, t)),
+    };
+    this.growth = advanceGrowth(plans, from, shards.k, calls)
+      .then(
+        (done) => {
+          if (done) console.info(`[broker] namespace ${this.namespace} now serves with SHARDS=${shards.k} (grown from ${from})`);
+          else this.wakeAt(Date.now() + 200);
+        },
+        (err) => {
+          console.error(`[broker] growing namespace ${this.namespace} to SHARDS=${shards.k}: ${(err as Error)?.message ?? String(err)}; trying again`);
+          this.wakeAt(Date.now() + 1000);
+        },
+      )
+      .finally(() => {
+        this.growth = null;
+      });
+    return this.growth;
   }
 
   /** A shard other than 0, before its first socket: shard 0 says whether the namespace was set up with this K. */

@@ -9,7 +9,9 @@ import { judgeSubscriptions } from "../auth/rights";
 import { DeliveryState, type SessionRow, type Store } from "../storage/store";
 import type { Router } from "../topics/router";
 import { NEVER_EXPIRES, Session, type Peer, type Subscription, type Will } from "./session";
-import { rerouteShared, restorePendingResends, type DeliveryContext } from "./delivery";
+import { rerouteShared, restorePendingResends, shareOf, type DeliveryContext } from "./delivery";
+import { sizeOf, type Message } from "./message";
+import type { DeliveryMeta, HeldDelivery, MovedSession } from "./transfer";
 import { backlogRows, rebindBacklog, restoreBacklog } from "./retained";
 import { cancelDelayedWill, willIfDue, willOnConnectionEnd, willOnSessionEnd, type WillContext } from "./will";
 
@@ -210,6 +212,87 @@ export class SessionRegistry {
     session.subscriptions.clear();
     this.sessions.delete(session.clientId);
     this.ctx.store.deleteSession(session.clientId);
+  }
+
+  // ——— re-sharding (docs/scale-out.md §9, session/transfer.ts): a session leaves for another shard ———
+
+  /** Its deliveries as held here, in order: in flight (memory), then queued (storage or memory). */
+  heldDeliveries(session: Session, isForgotten: (seq: number) => boolean): HeldDelivery[] {
+    const out: HeldDelivery[] = [];
+    let order = 0;
+    for (const f of session.inflight.values()) {
+      if (f.seq !== undefined && isForgotten(f.seq)) continue;
+      out.push({ msg: f.msg, qos: f.qos, retain: f.retain, state: f.released ? DeliveryState.Released : DeliveryState.Sent, packetId: f.packetId, subIds: f.subIds ?? null, share: shareOf(f.group ?? null), order: f.seq ?? order++ });
+    }
+    if (session.durable) {
+      for (const r of this.ctx.store.nextQueued(session.clientId, Number.MAX_SAFE_INTEGER)) {
+        if (isForgotten(r.seq)) continue;
+        out.push({ msg: r.msg, qos: r.qos, retain: r.retain, state: DeliveryState.Queued, packetId: null, subIds: r.subIds, share: r.share, order: r.seq });
+      }
+    } else {
+      for (const q of session.queue) out.push({ msg: q.msg, qos: q.qos, retain: q.retain, state: DeliveryState.Queued, packetId: null, subIds: q.subIds ?? null, share: shareOf(q.group ?? null), order: order++ });
+    }
+    return out;
+  }
+
+  /** The session's retained cursors as stored. */
+  backlogOf(session: Session): ReturnType<typeof backlogRows> {
+    return backlogRows(session);
+  }
+
+  /**
+   * The session left for another shard (its entries are written in this same event): gone from
+   * here without a will or an event, its subscriptions withdrawn, nothing re-routed.
+   */
+  detach(session: Session): void {
+    for (const filter of session.subscriptions.keys()) {
+      this.ctx.router.remove(session, filter);
+      this.ctx.interestChanged?.(filter, false);
+    }
+    session.subscriptions.clear();
+    this.sessions.delete(session.clientId);
+    this.ctx.store.deleteSession(session.clientId);
+  }
+
+  /** A session that came from another shard: stored and live here as it was there (offline). */
+  adopt(moved: MovedSession): void {
+    const old = this.sessions.get(moved.row.clientId);
+    if (old) this.detach(old); // cannot happen while the layout changes (no client connects): the newer copy wins
+    const session = sessionFromRow(moved.row);
+    this.sessions.set(session.clientId, session);
+    this.ctx.store.saveSession(moved.row);
+    for (const row of moved.subs) {
+      const sub: Subscription = { ...row, session };
+      session.subscriptions.set(row.filter, sub);
+      this.ctx.router.add(sub);
+      this.ctx.interestChanged?.(row.filter, true);
+      this.ctx.store.saveSubscription(row);
+    }
+    restoreBacklog(session, moved.row.retainedBacklog);
+    for (const id of moved.qos2) {
+      session.inboundQos2.add(id);
+      this.ctx.store.addInboundQos2(session.clientId, id);
+    }
+    judgeSubscriptions(session, session.grant ? this.ctx.readAcl(session.grant, session.clientId) : null);
+    if (session.willAt !== null) this.ctx.wakeAt(session.willAt);
+    if (session.expiresAt !== null) this.ctx.wakeAt(session.expiresAt);
+  }
+
+  /** One delivery of a session adopted just before (in order): in flight or queued, as it was. */
+  adoptDelivery(clientId: string, d: DeliveryMeta, msg: Message): void {
+    const session = this.sessions.get(clientId);
+    if (!session) return;
+    const group = this.ctx.sharedGroup(d.share) ?? undefined;
+    if (d.state === DeliveryState.Queued) {
+      if (session.durable) this.ctx.store.addDelivery(clientId, msg, d.qos, d.retain, DeliveryState.Queued, null, d.subIds, d.share);
+      else session.queue.push({ msg, qos: d.qos, retain: d.retain, bytes: sizeOf(msg), subIds: d.subIds ?? undefined, group });
+      session.queuedCount++;
+      session.queuedBytes += sizeOf(msg);
+      return;
+    }
+    if (d.packetId === null || d.qos === 0) return;
+    const seq = session.durable ? this.ctx.store.addDelivery(clientId, msg, d.qos, d.retain, d.state, d.packetId, d.subIds, d.share) : undefined;
+    session.putInflight({ packetId: d.packetId, msg, qos: d.qos, retain: d.retain, released: d.state === DeliveryState.Released, seq, subIds: d.subIds ?? undefined, group });
   }
 
   /** The alarm: delayed wills that fell due, sessions that expired. */

@@ -290,6 +290,13 @@ export class Links {
     return waits.length === 0 ? Promise.resolve() : Promise.all(waits).then(() => undefined);
   }
 
+  /** Chunks ever numbered, over all targets (it only grows: two equal readings mean nothing was sent between). */
+  sentTotal(): number {
+    let n = 0;
+    for (const o of this.out.values()) n += o.lastSeq;
+    return n;
+  }
+
   /** Chunks not yet acknowledged, over all targets. */
   pendingAll(): number {
     let n = 0;

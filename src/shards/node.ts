@@ -7,7 +7,7 @@ import { fingerprint, isExactFilter } from "./fingerprint";
 import { Interest } from "./interest";
 import { Links, type LinkHost, type LinkLimits } from "./link";
 import type { LinkAck, LinkBatch } from "./peer";
-import { TunnelOp, decodeEntries, encodeEntry, type Entry, type PublishEntry, type TunnelEntry } from "./wire";
+import { TunnelOp, decodeEntries, encodeEntry, type Entry, type MoveEntry, type PublishEntry, type TunnelEntry } from "./wire";
 
 const EMPTY = new Uint8Array(0);
 /** a Data entry's code for a text frame from the client (its bytes are not MQTT) */
@@ -36,6 +36,8 @@ export interface ShardHost {
   tunnelAtHome(from: number, e: TunnelEntry): void;
   /** a call to shard `peer` failed: connections tunnelled from it are lost */
   peerLost(peer: number): void;
+  /** state an old shard handed this one while K was raised (a session, its deliveries, a retained message) */
+  moveArrived(e: MoveEntry): void;
 }
 
 /** The entrance side of a tunnel: the client's socket, here. */
@@ -117,13 +119,40 @@ export class ShardNode {
   /** a shard other than 0 that has not heard shard 0 confirm the layout yet (confirmLayout) */
   layoutUnconfirmed = false;
 
-  /** Shard 0's answer to `layout()`: the K it serves with, or why it refuses. */
-  layout(): { k: number; problem: string | null } {
-    return { k: this.k, problem: this.layoutProblem };
+  /** Shard 0's answer to `layout()`: the K it serves with, or why it refuses, or that it is growing. */
+  layout(): { k: number; problem: string | null; growing: string | null } {
+    return { k: this.k, problem: this.layoutProblem, growing: this.growingFrom !== null ? this.growingNotice() : null };
   }
 
-  /** Takes shard 0's answer: the same K, served (and stored, so it is asked once); else refused. */
-  confirmLayout(answer: { k: number; problem: string | null }): void {
+  /** what a refused socket is told while the namespace grows */
+  growingNotice(): string {
+    return `namespace is moving to SHARDS=${this.k}${this.growingFrom !== null ? ` from SHARDS=${this.growingFrom}` : ""}: sessions are moving to their new shards; try again in a moment`;
+  }
+
+  /** Re-sharding: state for shard `target` (a session, its deliveries, a retained message), stored before this event ends. */
+  sendMove(target: number, e: MoveEntry): void {
+    this.links.send(target, encodeEntry(e), true);
+  }
+
+  /**
+   * Re-sharding: the new shards (`from` … K − 1) hear every filter this shard's sessions hold, as
+   * if each had just been subscribed (they knew none of them).
+   */
+  announceAllTo(from: number): void {
+    const entries: Uint8Array[] = [];
+    for (const fp of this.interest.localFingerprints()) entries.push(encodeEntry({ kind: "fingerprint", add: true, fp }));
+    for (const filter of this.interest.localFilters()) entries.push(encodeEntry({ kind: "interest", add: true, filter }));
+    if (entries.length === 0) return;
+    for (let p = from; p < this.k; p++) if (p !== this.self) for (const e of entries) this.links.send(p, e, true);
+    this.interestSent++;
+  }
+
+  /**
+   * Takes shard 0's answer: the same K, served (and stored, so it is asked once); else refused.
+   * While the namespace grows (`growing`) nothing is decided: asked again at the next socket.
+   */
+  confirmLayout(answer: { k: number; problem: string | null; growing?: string | null }): void {
+    if (answer.growing) return;
     this.layoutUnconfirmed = false;
     if (answer.problem !== null) this.layoutProblem = answer.problem;
     else if (answer.k !== this.k) this.layoutProblem = `shard 0 of this namespace serves with SHARDS=${answer.k}, this shard with SHARDS=${this.k}: refused until they agree`;
@@ -131,23 +160,39 @@ export class ShardNode {
   }
 
   /**
+   * Shard 0, while the namespace grows from `from` shards to this K (docs/scale-out.md §9, reshard.ts):
+   * the number it grows from. Null when it is not growing.
+   */
+  growingFrom: number | null = null;
+  /**
+   * Any shard from shard 0's "begin" to its "end" of a growth: no socket, no publish, no timer that
+   * publishes (wills, expiry events), so that no message is routed while subscriptions move.
+   */
+  paused = false;
+
+  /**
    * The object started or woke: the peers' interest and the links come back from storage.
    * `holdsData`: this shard has sessions or retained messages (made under some number of shards).
    */
   restore(holdsData: boolean): void {
     const k = this.store.loadShardLayout();
-    if (k !== null && k !== this.k) {
-      this.layoutProblem = `namespace was set up with SHARDS=${k}; SHARDS=${this.k} would hide its sessions, so it is refused (set SHARDS back to ${k})`;
+    if (this.self === 0 && k !== null && k > this.k) {
+      this.layoutProblem = `namespace was set up with SHARDS=${k}; SHARDS=${this.k} would hide its sessions, so it is refused (set SHARDS back to ${k}: lowering it is not supported)`;
+    } else if (this.self === 0 && ((k !== null && k < this.k) || (k === null && holdsData))) {
+      // raised (or a namespace of one object with data, made with one shard): sessions move to their new homes
+      this.growingFrom = k ?? 1;
+    } else if (this.self === 0 && this.store.loadReshard("plan") !== null) {
+      // a growth to this K whose end did not finish (shard 0 clears its plan as it records K)
+      this.growingFrom = (JSON.parse(this.store.loadReshard("plan")!) as { from: number }).from;
     } else if (k === null && this.self === 0) {
-      // shard 0 is the namespace's object of old: data without a layout was made with one shard
-      if (holdsData) this.layoutProblem = `namespace holds sessions or retained messages made with SHARDS=1; SHARDS=${this.k} would hide them, so it is refused (set SHARDS back to 1)`;
-      else this.store.saveShardLayout(this.k);
-    } else if (k === null) {
+      this.store.saveShardLayout(this.k);
+    } else if (this.self !== 0 && k !== this.k) {
       // Another shard asks shard 0 before its first socket. It may hold data already (retained
       // copies, tunnelled sessions: all come over links, from a namespace serving at some K), so
-      // only shard 0's answer says whether that K is this one.
+      // only shard 0's answer says whether that K is this one, or that the namespace is growing to it.
       this.layoutUnconfirmed = true;
     }
+    this.paused = this.growingFrom !== null || this.store.loadReshard("plan") !== null;
     this.loadInterest();
     this.links.restore();
     // chunks left unacknowledged by an earlier life may announce filters: until they are, a SUBACK waits
@@ -325,6 +370,15 @@ export class ShardNode {
     this.tunnelNotice(entrance, TunnelOp.End, id, 0, code, reason);
   }
 
+  /** Every tunnel whose socket is here ends (the namespace's shards change): its home hears it. */
+  closeEntrances(code: number, reason: string): void {
+    for (const [id, t] of this.entrances) {
+      this.entrances.delete(id);
+      t.socket.close(code, reason);
+      this.tunnelNotice(t.home, TunnelOp.Close, id, t.sent + 1);
+    }
+  }
+
   /** A call to `peer` failed: frames to it may be lost, so the tunnels it carried end (both sides). */
   linkFailed(peer: number): void {
     for (const [id, t] of this.entrances) {
@@ -377,6 +431,10 @@ export class ShardNode {
 
   private apply(from: number, e: Entry): void {
     this.counters.appliedEntries++;
+    if (e.kind === "move") {
+      this.host.moveArrived(e);
+      return;
+    }
     if (e.kind === "tunnel") {
       if (e.op === TunnelOp.Out || e.op === TunnelOp.End) this.atEntrance(from, e);
       else this.host.tunnelAtHome(from, e);

@@ -63,7 +63,25 @@ export interface TunnelEntry {
 export const TunnelOp = { Open: 0, Data: 1, Close: 2, Out: 3, End: 4 } as const;
 export type TunnelOp = (typeof TunnelOp)[keyof typeof TunnelOp];
 
-export type Entry = PublishEntry | InterestEntry | FingerprintEntry | TunnelEntry;
+/**
+ * Re-sharding (docs/scale-out.md §9): state an old shard hands a new one when K is raised. A
+ * session (its row, subscriptions and inbound QoS 2 ids as JSON in `meta`), then each of its
+ * stored deliveries in order (`meta`: the delivery's fields, `msg`: the message), or a retained
+ * message for a new shard's copy (`msg`, with its version).
+ */
+export interface MoveEntry {
+  kind: "move";
+  op: MoveOp;
+  /** the session's client id (empty for a retained message) */
+  clientId: string;
+  meta: string;
+  msg: PublishEntry | null;
+}
+
+export const MoveOp = { Session: 0, Delivery: 1, Retained: 2 } as const;
+export type MoveOp = (typeof MoveOp)[keyof typeof MoveOp];
+
+export type Entry = PublishEntry | InterestEntry | FingerprintEntry | TunnelEntry | MoveEntry;
 
 /** Bytes that are not a valid list of entries. The only error decoding ever throws. */
 export class WireError extends Error {
@@ -73,6 +91,7 @@ export class WireError extends Error {
 const TAG_PUBLISH = 0x50; // "P"
 const TAG_INTEREST = 0x49; // "I"
 const TAG_TUNNEL = 0x54; // "T"
+const TAG_MOVE = 0x4d; // "M"
 // a fingerprint's op is in its tag, so the entry is the tag and 4 bytes (big-endian)
 const TAG_FP_ADD = 0x46; // "F"
 const TAG_FP_REMOVE = 0x66; // "f"
@@ -149,7 +168,14 @@ let scratch = new Writer(1024);
 
 /** One entry, packed. */
 export function encodeEntry(entry: Entry): Uint8Array {
-  const size = entry.kind === "publish" ? entry.payload.byteLength : entry.kind === "tunnel" ? entry.bytes.byteLength + entry.text.length * 3 : 0;
+  const size =
+    entry.kind === "publish"
+      ? entry.payload.byteLength
+      : entry.kind === "tunnel"
+        ? entry.bytes.byteLength + entry.text.length * 3
+        : entry.kind === "move"
+          ? (entry.msg?.payload.byteLength ?? 0) + (entry.meta.length + entry.clientId.length) * 3
+          : 0;
   const w = size > SCRATCH_MAX / 2 ? new Writer(size + 256) : scratch;
   w.pos = 0;
   if (entry.kind === "publish") writePublish(w, entry);
@@ -175,6 +201,13 @@ export function encodeEntry(entry: Entry): Uint8Array {
     w.varint(entry.code);
     w.string(entry.text);
     w.bytes(entry.bytes);
+  } else if (entry.kind === "move") {
+    w.byte(TAG_MOVE);
+    w.byte(entry.op);
+    w.string(entry.clientId);
+    w.string(entry.meta);
+    w.byte(entry.msg ? 1 : 0);
+    if (entry.msg) writePublish(w, entry.msg);
   } else throw new RangeError(`wire: unknown entry kind ${(entry as { kind: unknown }).kind}`);
   const out = w.buf.slice(0, w.pos);
   if (w === scratch && scratch.buf.length > SCRATCH_MAX) scratch = new Writer(1024);
@@ -349,6 +382,20 @@ function readEntry(r: Reader): Entry {
     const code = r.varint();
     const text = r.string();
     return { kind: "tunnel", op: op as TunnelOp, id, n, code, text, bytes: r.bytes() };
+  }
+  if (tag === TAG_MOVE) {
+    const op = r.byte();
+    if (op > MoveOp.Retained) throw new WireError("bad move op");
+    const clientId = r.string();
+    const meta = r.string();
+    const has = r.byte();
+    if (has > 1) throw new WireError("bad move flag");
+    let msg: PublishEntry | null = null;
+    if (has === 1) {
+      if (r.byte() !== TAG_PUBLISH) throw new WireError("a move's message is not a publish entry");
+      msg = readPublish(r);
+    }
+    return { kind: "move", op: op as MoveOp, clientId, meta, msg };
   }
   throw new WireError(`unknown entry tag ${tag}`);
 }

@@ -52,6 +52,7 @@ export interface MemoryState {
   interestFp?: Map<number, Set<number>>;
   /** scale-out: the number of shards the namespace was set up with */
   shardLayout?: number;
+  reshard?: { plan?: string | null; export?: string | null };
   /** scale-out: tunnelled connections */
   tunnels?: Map<string, TunnelRow>;
   /** scale-out: versions of retained removals, by topic */
@@ -471,6 +472,15 @@ export class MemoryStore implements Store {
 
   saveShardLayout(k: number): void {
     this.s.shardLayout = k;
+    this.rowsWritten++;
+  }
+
+  loadReshard(part: "plan" | "export"): string | null {
+    return this.s.reshard?.[part] ?? null;
+  }
+
+  saveReshard(part: "plan" | "export", json: string | null): void {
+    (this.s.reshard ??= {})[part] = json;
     this.rowsWritten++;
   }
 

@@ -451,6 +451,16 @@ export class SqliteStore implements Store {
     this.run("INSERT INTO meta (key, value) VALUES ('shards', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", String(k));
   }
 
+  loadReshard(part: "plan" | "export"): string | null {
+    const row = this.sql.exec("SELECT value FROM meta WHERE key = ?", `reshard_${part}`).toArray()[0];
+    return row ? (row.value as string) : null;
+  }
+
+  saveReshard(part: "plan" | "export", json: string | null): void {
+    if (json === null) this.run("DELETE FROM meta WHERE key = ?", `reshard_${part}`);
+    else this.run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", `reshard_${part}`, json);
+  }
+
   saveTunnel(id: string, entrance: number, attachment: string): void {
     this.run("INSERT OR REPLACE INTO shard_tunnels (id, entrance, attachment) VALUES (?, ?, ?)", id, entrance, attachment);
   }

@@ -237,6 +237,13 @@ export interface Store {
   /** the number of shards this namespace was set up with (null: never set, i.e. one shard) */
   loadShardLayout(): number | null;
   saveShardLayout(k: number): void;
+  /**
+   * A growth of the namespace's shards under way (docs/scale-out.md §9, src/shards/grow.ts), as
+   * JSON; null: none. "plan": shard 0's plan, or another shard's pause; "export": an old shard's
+   * progress sending what moved.
+   */
+  loadReshard(part: "plan" | "export"): string | null;
+  saveReshard(part: "plan" | "export", json: string | null): void;
   /** a connection tunnelled from shard `entrance` (its socket is there): its attachment as JSON (an upsert) */
   saveTunnel(id: string, entrance: number, attachment: string): void;
   deleteTunnel(id: string): void;

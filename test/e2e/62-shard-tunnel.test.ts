@@ -33,26 +33,6 @@ async function api(path: string, method = "GET"): Promise<{ status: number; body
   return { status: res.status, body: await res.json() };
 }
 
-/** the HTTP answer to a WebSocket upgrade the broker refuses */
-function upgradeStatus(url: string): Promise<{ status: number; body: string } | "open"> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, "mqtt");
-    ws.once("open", () => {
-      ws.close();
-      resolve("open");
-    });
-    ws.once("unexpected-response", (_req, res) => {
-      let body = "";
-      res.on("data", (c: Buffer) => (body += c.toString()));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-      ws.once("error", () => undefined);
-    });
-    ws.once("error", (e) => {
-      if (ws.readyState !== WebSocket.CLOSED) reject(e);
-    });
-  });
-}
-
 const persistent = (clientId: string) => ({ clientId, clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } });
 
 test("one session per id: connections on every shard take it over in turn, and it lives at the id's home", async () => {
@@ -135,34 +115,6 @@ test("the API disconnects a tunnelled client by id", async () => {
   expect(res).toMatchObject({ status: 200, body: { disconnected: id } });
   expect(await gone).toBe(0x98); // administrative action, as on one object
   await end(c);
-});
-
-test("changing SHARDS under a namespace that holds sessions is refused, not a loss: back to its K, the session is there", async () => {
-  const vars: Record<string, string> = {};
-  const b = await startBroker(vars);
-  try {
-    const url = `${b.url("grow")}?client=keeper`;
-    const c = await connect(url, persistent("keeper"));
-    await c.subscribeAsync("k/#", { qos: 1 });
-    await end(c);
-    vars.SHARDS = "4";
-    await b.restart();
-    // shard 0 (the namespace's object of old) holds the session: it refuses, and so does every other shard
-    for (let shard = 0; shard < K; shard++) {
-      const refused = await upgradeStatus(`${b.url("grow")}?client=${idOn(shard, "x")}`);
-      expect(refused).toEqual({ status: 503, body: expect.stringMatching(/SHARDS=1/) });
-    }
-    delete vars.SHARDS;
-    await b.restart();
-    const back = await connect(url, persistent("keeper"));
-    const got = collect(back, 1);
-    const pub = await connect(b.url("grow"), { clientId: "pub" });
-    await pub.publishAsync("k/x", "still subscribed", { qos: 1 });
-    expect((await got)[0]!.payload).toBe("still subscribed");
-    await end(back, pub);
-  } finally {
-    await b.close();
-  }
 });
 
 test("takeover from one shard to another with in-flight and queued messages: re-sent with DUP, then the queue, in order", async () => {

@@ -44,7 +44,7 @@ class Cluster {
           return Promise.resolve<LinkAck>(this.nodes[target]!.receive(batch));
         },
       },
-      { deliverForwarded: () => 1, hasSharedMember: () => false, retainedForwarded: () => {}, tunnelAtHome: () => {}, peerLost: () => {}, ...this.host },
+      { deliverForwarded: () => 1, hasSharedMember: () => false, retainedForwarded: () => {}, tunnelAtHome: () => {}, peerLost: () => {}, moveArrived: () => {}, ...this.host },
     );
     node.restore(false);
     this.nodes[self] = node;

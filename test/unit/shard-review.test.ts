@@ -46,6 +46,7 @@ class Pair {
         retainedForwarded: () => {},
         tunnelAtHome: () => {},
         peerLost: () => {},
+        moveArrived: () => {},
         ...host,
       };
       const node: ShardNode = new ShardNode(
@@ -120,7 +121,7 @@ describe("SUBACK wait (interestSettled)", () => {
     await pair.run();
     // the object wakes from storage: the chunk is still pending
     const store = MemoryStore.fromSnapshot((node as unknown as { store: MemoryStore }).store.snapshot());
-    const woken = new ShardNode(0, 2, store, { self: 0, k: 2, now: () => 1000, sync: () => Promise.resolve(), wakeAt: () => {}, later: () => {}, log: () => {}, call: () => new Promise<LinkAck>(() => {}) }, { deliverForwarded: () => 1, hasSharedMember: () => false, retainedForwarded: () => {}, tunnelAtHome: () => {}, peerLost: () => {} });
+    const woken = new ShardNode(0, 2, store, { self: 0, k: 2, now: () => 1000, sync: () => Promise.resolve(), wakeAt: () => {}, later: () => {}, log: () => {}, call: () => new Promise<LinkAck>(() => {}) }, { deliverForwarded: () => 1, hasSharedMember: () => false, retainedForwarded: () => {}, tunnelAtHome: () => {}, peerLost: () => {}, moveArrived: () => {} });
     woken.interest.localAdded("a"); // core.restore rebuilds the local counts from the stored subscriptions
     woken.restore(false);
     woken.localInterest("a", true); // a second subscriber: nothing new to announce
