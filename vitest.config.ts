@@ -13,6 +13,7 @@ const SHARDED_SKIP: Record<string, string> = {
   "test/e2e/63-shard-review.test.ts": "sharded on its own (SHARDS=4 explicitly)",
   "test/e2e/64-shard-console.test.ts": "sharded on its own (SHARDS=4 explicitly)",
   "test/e2e/65-shard-operations.test.ts": "sharded on its own (SHARDS=4 explicitly)",
+  "test/e2e/66-shard-fuzz.test.ts": "sharded on its own (SHARDS=4 explicitly)",
   "test/e2e/67-shard-growth.test.ts": "sets SHARDS itself (2, then 4; 1, then 4)",
   "test/e2e/49-events.test.ts": "asserts one object's billed-event counters for traffic that a sharded namespace spreads over objects",
   "test/e2e/58-bridge.test.ts": "at K > 1 a bridge's idle link reconnects within 5 s, a message published while the remote is down is not delivered, and a restart with changed rules times out (3 of 14 tests; not diagnosed)",

@@ -13,8 +13,9 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import fc from "fast-check";
 import type { MqttClient } from "mqtt";
 import type { Packet } from "mqtt-packet";
-import { startBroker, connect, end, SHARDED, type Broker } from "./harness";
+import { startBroker, connect, end, type Broker } from "./harness";
 import { RawClient } from "./raw";
+import { scanPackets, standsAlone } from "./fuzz-stream";
 import { inspectBroker, uncaught, sleep } from "./inspect";
 import { encode, packet, props, str, u16, u32, type Bytes } from "../packets";
 import { hashPassword } from "../../src/auth/password";
@@ -257,30 +258,6 @@ function bytesOf(c: CaseT): Uint8Array[] {
 }
 type CaseT = typeof anyCase extends fc.Arbitrary<infer T> ? T : never;
 
-/**
- * How many bytes the stream's last packet still lacks (its remaining length says), 0 when every
- * packet is complete, or when the broker must judge at once anyway: a remaining length over
- * MAX_PACKET_SIZE (8192) or longer than 4 bytes. An unfinished remaining length lacks one byte (0x00 ends it).
- */
-function bytesMissing(s: number[]): number {
-  let i = 0;
-  while (i < s.length) {
-    let j = i + 1;
-    let length = 0;
-    for (let k = 0; ; k++) {
-      if (j >= s.length) return 1;
-      const b = s[j++]!;
-      length += (b & 0x7f) * 128 ** k;
-      if (!(b & 0x80)) break;
-      if (k === 3) return 0; // malformed
-    }
-    if (length > 8192) return 0;
-    if (j + length > s.length) return j + length - s.length;
-    i = j + length;
-  }
-  return 0;
-}
-
 test("the hand-written CONNECT is byte for byte what mqtt-packet writes, where it writes one", () => {
   const samples = fc.sample(fc.oneof(connectArb(3), connectArb(4), connectArb(5)), 300);
   let compared = 0;
@@ -303,8 +280,7 @@ test("the hand-written CONNECT is byte for byte what mqtt-packet writes, where i
 /** Reason codes the broker may end a fuzzed connection with (never 0x83: an unjudged exception). */
 const EXPECTED_DISCONNECTS = new Set([0x81, 0x82, 0x8e, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x99]);
 
-// sharded: open defect: one hostile sequence in 150 through a tunnel (no hint: the socket lands on another shard) got neither an answer nor a close (seed -59337576, path 149: CONNECT with password, PUBREL, PUBREC, a PUBLISH whose length was mutated, PINGREQ, over two frame cuts); not yet diagnosed
-test.skipIf(SHARDED)(`fuzz: ${RUNS} hostile connections, steady traffic alongside`, async () => {
+test(`fuzz: ${RUNS} hostile connections, steady traffic alongside`, async () => {
   const steady = { username: "steady", password: "steady" };
   const sub = await connect(broker.url(), { protocolVersion: 5, clientId: "steady-sub", ...steady });
   await sub.subscribeAsync("steady/#", { qos: 1 });
@@ -322,7 +298,7 @@ test.skipIf(SHARDED)(`fuzz: ${RUNS} hostile connections, steady traffic alongsid
     }
   })(pub);
 
-  const stats = { cases: 0, completed: 0, connections: 0, frames: 0, bytes: 0, accepted: 0, serverClosed: 0, alive: 0, disconnects: new Map<number, number>(), closeCodes: new Map<number, number>() };
+  const stats = { cases: 0, completed: 0, swallowed: 0, connections: 0, frames: 0, bytes: 0, accepted: 0, serverClosed: 0, alive: 0, disconnects: new Map<number, number>(), closeCodes: new Map<number, number>() };
   /** Sends a case on one socket and judges how the broker ended (or kept) it. */
   async function runOne(client: RawClient, frames: Uint8Array[], v: V): Promise<void> {
     for (const f of frames) client.sendBytes(f);
@@ -337,21 +313,24 @@ test.skipIf(SHARDED)(`fuzz: ${RUNS} hostile connections, steady traffic alongsid
     const verdict = (ms: number) => Promise.race([client.closeFrame.then((c) => ({ closed: c.code })), marker, sleep(ms).then(() => "silent" as const)]);
     let outcome = await verdict(300);
     if (outcome === "silent") {
-      // Silence is allowed only while the last packet is incomplete (the PINGREQ's bytes went into
-      // it): complete it with zero bytes, ask again, and now demand an answer or a close.
+      // Silence is allowed only while the last packet is incomplete, or when the PINGREQ's bytes
+      // went into a packet before it (a remaining length that lies by 2 ends that packet just
+      // after them): complete it with zero bytes, ask again, and now demand an answer or a close.
       const stream = [...frames.flatMap((f) => [...f]), 0xc0, 0x00];
+      const swallowed = !standsAlone(stream, stream.length - 2, 8192);
       let missing = 0;
-      for (let m = bytesMissing(stream); m > 0; m = bytesMissing(stream)) {
+      for (let m = scanPackets(stream, 8192).missing; m > 0; m = scanPackets(stream, 8192).missing) {
         stream.push(...new Array<number>(m).fill(0));
         missing += m;
       }
-      if (missing > 0) {
-        stats.completed++;
-        client.sendBytes(new Uint8Array(missing));
+      if (missing > 0 || swallowed) {
+        if (missing > 0) stats.completed++;
+        else stats.swallowed++;
+        if (missing > 0) client.sendBytes(new Uint8Array(missing));
         client.sendBytes(encode({ cmd: "pingreq" }, v));
       }
       outcome = await verdict(3000);
-      expect(outcome, `neither answered nor closed (${missing} bytes were missing): ${Buffer.from(stream).toString("hex")}`).not.toBe("silent");
+      expect(outcome, `neither answered nor closed (${missing} bytes were missing, marker ${swallowed ? "swallowed" : "alone"}): ${Buffer.from(stream).toString("hex")}`).not.toBe("silent");
     }
     client.destroy();
     const ack = client.packets.find((p) => p.cmd === "connack") as { returnCode?: number; reasonCode?: number } | undefined;
@@ -405,7 +384,7 @@ test.skipIf(SHARDED)(`fuzz: ${RUNS} hostile connections, steady traffic alongsid
   }
   console.log(
     `fuzz: ${stats.cases} cases on ${stats.connections} connections, ${stats.frames} frames, ${stats.bytes} bytes in ${elapsed} ms; ` +
-      `${stats.accepted} accepted; ${stats.serverClosed} closed by the broker, ${stats.alive} still alive; ${stats.completed} left incomplete, completed; ` +
+      `${stats.accepted} accepted; ${stats.serverClosed} closed by the broker, ${stats.alive} still alive; ${stats.completed} left incomplete, completed; ${stats.swallowed} markers swallowed, asked again; ` +
       `DISCONNECT codes ${JSON.stringify(Object.fromEntries([...stats.disconnects].map(([k, n]) => [`0x${k.toString(16)}`, n])))}; ` +
       `close codes ${JSON.stringify(Object.fromEntries(stats.closeCodes))}; steady messages ${sent}`,
   );
