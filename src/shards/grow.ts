@@ -50,7 +50,9 @@ export interface PlanStore {
  */
 export async function advanceGrowth(store: PlanStore, from: number, to: number, calls: GrowthCalls): Promise<boolean> {
   let plan = store.load() ?? { from, to, phase: "begin" };
-  if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to ${plan.to} is under way; SHARDS=${to} must wait for it`);
+  // SHARDS changed again before anything moved: the growth starts over towards the new number
+  if (plan.to !== to && (plan.phase === "begin" || plan.phase === "drain") && plan.from === from) plan = { from, to, phase: "begin" };
+  if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to SHARDS=${plan.to} is under way: set SHARDS back to ${plan.to} until it ends`);
   const next = (phase: GrowthPhase, extra: Partial<GrowthPlan> = {}) => {
     plan = { from, to, phase, ...extra };
     store.save(plan);
