@@ -62,7 +62,12 @@ export function storeContract(open: OpenStore): void {
           store.addInboundQos2(id, 3);
           store.saveTopicAliases(id, [[1, `${id}/topic`]]);
         }
+        // one body, queued for both: it stays for b when a goes
+        const shared = msg("t", "shared");
+        store.addDelivery("a", shared, 1, false, DeliveryState.Queued, null);
+        store.addDelivery("b", shared, 1, false, DeliveryState.Queued, null);
         store.deleteSession("a");
+        expect(store.nextQueued("b", 10).map((r) => text(r.msg))).toEqual(["q-b", "shared"]);
         expect(store.loadSessions().map((r) => r.clientId)).toEqual(["b"]);
         expect(store.loadSubscriptions().map((r) => r.clientId)).toEqual(["b"]);
         expect(store.queueStats().map((q) => q.clientId)).toEqual(["b"]);

@@ -287,12 +287,15 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
     this.counters.bytesReceived += data.byteLength;
     const unconnected = conn.state === "awaiting-connect";
     conn.cork(); // the answers to a frame of packets leave as one frame
+    const links = this.shards?.links; // K > 1: the copies a frame's packets owe other shards go as one chunk per shard
+    links?.batchBegin();
     try {
       conn.reader.read(data instanceof Uint8Array ? data : new Uint8Array(data), (conn.onPacket ??= (packet, size) => dispatch(this, conn, packet, size)));
       if (unconnected) this.holdPending(conn);
     } catch (err) {
       this.fail(conn, err);
     } finally {
+      links?.batchEnd();
       conn.uncork();
     }
   }

@@ -46,6 +46,16 @@ export function growthStatus(core: BrokerCore): ShardStatus {
  * shard's remaining filters to the new shards. True once all of it is sent.
  */
 export function exportPage(core: BrokerCore, from: number, to: number): boolean {
+  const links = core.shards!.links;
+  links.batchBegin(); // one chunk per new shard for the page, not a row per entry
+  try {
+    return exportPageBatched(core, from, to);
+  } finally {
+    links.batchEnd();
+  }
+}
+
+function exportPageBatched(core: BrokerCore, from: number, to: number): boolean {
   const node = core.shards!;
   const saved = core.store.loadReshard("export");
   const progress: ExportProgress = saved ? (JSON.parse(saved) as ExportProgress) : { to, retainedAfter: null, done: false };

@@ -90,6 +90,8 @@ class Outgoing {
   /** when the last call started (ms; the link interval counts from here) */
   lastCallAt = -Infinity;
   waiters: { seq: number; resolve: () => void }[] = [];
+  /** durable entries sent while a batch is open (Links.batchBegin), stored as one chunk at its end */
+  held: Uint8Array[] = [];
   constructor(readonly target: number) {}
 }
 
@@ -114,6 +116,9 @@ export class Links {
   readonly stats: LinkStats = { calls: 0, chunksSent: 0, entries: 0, volatileSent: 0, failures: 0, volatileLost: 0, chunksApplied: 0, duplicates: 0, gapsRefused: 0 };
 
   private readonly limits: LinkLimits;
+  /** open batches (batchBegin without its batchEnd), and the links holding entries for them */
+  private batching = 0;
+  private readonly holding: Outgoing[] = [];
 
   constructor(
     private readonly host: LinkHost,
@@ -168,15 +173,15 @@ export class Links {
     this.stats.entries++;
     let seq = 0;
     if (durable) {
-      seq = ++o.lastSeq;
-      const now = this.host.now();
-      this.store.addChunk(target, seq, entries, now);
-      o.chunks.push({ seq, entries });
-      if (o.chunks.length === 1) {
-        o.pendingSince = now;
-        this.host.wakeAt(now + CALL_TIMEOUT_MS);
+      if (this.batching > 0) {
+        // one chunk (one row) for everything the batch sends this target, stored at its end
+        if (o.held.length === 0) this.holding.push(o);
+        o.held.push(entries);
+        return 0;
       }
+      seq = this.store1(o, entries);
     } else {
+      if (o.held.length > 0) this.storeHeld(o); // a volatile entry follows the durable ones sent before it
       // the first entry goes whatever its size (a tunnel frame of a packet near MAX_PACKET_SIZE
       // would else never pass, and its client would reconnect for it for ever)
       if (o.volatileBytes > 0 && o.volatileBytes + entries.byteLength > this.limits.maxVolatileBytes) {
@@ -192,6 +197,55 @@ export class Links {
     }
     this.schedule(o);
     return seq;
+  }
+
+  /**
+   * Opens a batch: until the matching batchEnd (in the same event), durable entries to a target
+   * are gathered and stored as one chunk (a few when they exceed a call's bytes), not one row
+   * each. Order is kept: a volatile entry or a wait for acknowledgements stores what was gathered
+   * first. Batches nest.
+   */
+  batchBegin(): void {
+    this.batching++;
+  }
+
+  batchEnd(): void {
+    if (--this.batching > 0) return;
+    this.batching = 0;
+    while (this.holding.length > 0) this.storeHeld(this.holding.pop()!);
+  }
+
+  /** Stores `entries` as the link's next chunk; returns its seq. */
+  private store1(o: Outgoing, entries: Uint8Array): number {
+    const seq = ++o.lastSeq;
+    const now = this.host.now();
+    this.store.addChunk(o.target, seq, entries, now);
+    o.chunks.push({ seq, entries });
+    if (o.chunks.length === 1) {
+      o.pendingSince = now;
+      this.host.wakeAt(now + CALL_TIMEOUT_MS);
+    }
+    return seq;
+  }
+
+  /** The entries a batch gathered for one link, as few chunks as a call's bytes allow. */
+  private storeHeld(o: Outgoing): void {
+    const parts = o.held;
+    if (parts.length === 0) return;
+    o.held = [];
+    let from = 0;
+    let bytes = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const size = parts[i]!.byteLength;
+      if (i > from && bytes + size > this.limits.maxCallBytes) {
+        this.store1(o, concatEntries(parts.slice(from, i)));
+        from = i;
+        bytes = 0;
+      }
+      bytes += size;
+    }
+    this.store1(o, parts.length - from === 1 ? parts[from]! : concatEntries(parts.slice(from)));
+    this.schedule(o);
   }
 
   /**
@@ -285,6 +339,7 @@ export class Links {
 
   /** Resolves once every target acknowledged every chunk sent to it before this call. */
   flushedAll(): Promise<void> {
+    for (const o of this.holding.splice(0)) this.storeHeld(o); // what a batch gathered so far is waited for too
     const waits: Promise<void>[] = [];
     for (const o of this.out.values()) if (o.lastSeq > o.acked) waits.push(this.whenAcked(o.target, o.lastSeq));
     return waits.length === 0 ? Promise.resolve() : Promise.all(waits).then(() => undefined);

@@ -323,7 +323,13 @@ export class ShardNode {
 
   /** A call on the link from another shard, applied in this one event (docs/scale-out.md §3.3). */
   receive(batch: LinkBatch): LinkAck {
-    return this.links.receive(batch, (from, entries) => decodeEntries(entries, (e) => this.apply(from, e)));
+    // what applying it sends on (a tunnelled client's publishes, filters, sessions adopted) goes as one chunk per target
+    this.links.batchBegin();
+    try {
+      return this.links.receive(batch, (from, entries) => decodeEntries(entries, (e) => this.apply(from, e)));
+    } finally {
+      this.links.batchEnd();
+    }
   }
 
   // ——— tunnels: a client that connected here, without the hint, to an id whose home is another shard ———

@@ -127,8 +127,13 @@ export class SqliteStore implements Store {
     this.run("DELETE FROM subscriptions WHERE client_id = ?", clientId);
     this.run("DELETE FROM inbound_qos2 WHERE client_id = ?", clientId);
     this.run("DELETE FROM topic_aliases WHERE client_id = ?", clientId);
-    const had = this.run("DELETE FROM deliveries WHERE client_id = ?", clientId).rowsWritten > 0;
-    if (had) this.run("DELETE FROM messages WHERE id NOT IN (SELECT msg_id FROM deliveries)");
+    // the bodies only this session's deliveries referred to: found by its rows, not by a scan of
+    // every message (ending many sessions, as a growth of the shards does, stays linear)
+    const ids = [...new Set(this.runAll("DELETE FROM deliveries WHERE client_id = ? RETURNING msg_id", clientId).map((r) => r.msg_id))];
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      const chunk = ids.slice(i, i + CHUNK);
+      this.run(`DELETE FROM messages WHERE id IN (${marks(chunk.length)}) AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)`, ...chunk);
+    }
   }
 
   saveTopicAliases(clientId: string, aliases: [number, string][]): void {

@@ -383,3 +383,58 @@ describe("the link interval", () => {
     expect(waits).toEqual([undefined, 70, undefined]); // a quiet spell: at once again
   });
 });
+
+describe("batches: one chunk per target for what an event sends", () => {
+  test("durable entries sent in a batch are one chunk (one row) per target, in order; a volatile one between keeps its place", async () => {
+    const c = new Cluster(3);
+    const a = c.shards[0]!.links;
+    const rowsBefore = c.shards[0]!.store.rowsWritten;
+    a.batchBegin();
+    a.send(1, entry("d1"), true);
+    a.send(2, entry("x1"), true);
+    a.send(1, entry("d2"), true);
+    a.send(1, entry("v"), false); // stores d1, d2 first: the volatile entry follows them
+    a.send(1, entry("d3"), true);
+    a.batchBegin(); // nested: stored at the outer end
+    a.send(2, entry("x2"), true);
+    a.batchEnd();
+    expect(a.pendingAll()).toBe(1); // only the chunk the volatile entry forced
+    a.batchEnd();
+    expect(a.pendingAll()).toBe(3); // [d1 d2] [d3] to 1, [x1 x2] to 2
+    expect(c.shards[0]!.store.rowsWritten - rowsBefore).toBe(3);
+    await c.settle();
+    expect(c.shards[1]!.log).toEqual(["0:d1", "0:d2", "0:v", "0:d3"]);
+    expect(c.shards[2]!.log).toEqual(["0:x1", "0:x2"]);
+    expect(a.pendingAll()).toBe(0);
+  });
+
+  test("a wait for acknowledgements inside a batch stores what it gathered and waits for it", async () => {
+    const c = new Cluster(2);
+    const a = c.shards[0]!.links;
+    a.batchBegin();
+    a.send(1, entry("f"), true);
+    let settled = false;
+    void a.flushedAll().then(() => (settled = true));
+    a.batchEnd();
+    expect(a.pendingAll()).toBe(1);
+    await tick();
+    expect(settled).toBe(false);
+    await c.settle();
+    expect(settled).toBe(true);
+    expect(c.shards[1]!.log).toEqual(["0:f"]);
+  });
+
+  test("a batch larger than a call's bytes is split into chunks that each fit, none lost, across a restart", async () => {
+    const c = new Cluster(2);
+    const a = c.shards[0]!.links;
+    a.batchBegin();
+    for (let i = 0; i < 3000; i++) a.send(1, encodeEntry({ kind: "interest", add: true, filter: `t/${i}/${"x".repeat(1000)}` }), true);
+    a.batchEnd();
+    expect(a.pendingAll()).toBeGreaterThan(1);
+    const b = c.restart(0).links; // what was stored is what goes
+    expect(b.pendingAll()).toBe(a.pendingAll());
+    await c.settle();
+    expect(c.shards[1]!.log.length).toBe(3000);
+    expect(c.shards[1]!.log[2999]).toMatch(/^0:t\/2999\//);
+  });
+});
