@@ -60,6 +60,7 @@ export function exportPage(core: BrokerCore, from: number, to: number): boolean 
     const entries = sessionEntries(session, core.sessions.backlogOf(session), core.sessions.heldDeliveries(session, (seq) => core.isForgotten(seq)));
     for (const e of entries) node.sendMove(target, e);
     core.sessions.detach(session);
+    core.lifecycle.sessionLeft(session.clientId);
     budget -= entries.length;
   }
   if (node.self === 0) {

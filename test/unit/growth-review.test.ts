@@ -1,0 +1,233 @@
+// Review of raising SHARDS (src/shards/grow.ts, src/broker/growth.ts): whole shards (BrokerCore +
+// ShardNode over MemoryStore) in plain Node, their link calls delivered in later events, and the
+// growth driven as shard 0 drives it.
+import { describe, expect, test } from "vitest";
+import * as mqtt from "mqtt-packet";
+import { BrokerCore, type Runtime } from "../../src/broker/core";
+import { Connection } from "../../src/broker/connection";
+import { DEFAULTS, type BrokerConfig } from "../../src/config";
+import { Authenticator } from "../../src/auth/authenticator";
+import { ShardNode } from "../../src/shards/node";
+import type { LinkAck, LinkBatch } from "../../src/shards/peer";
+import { MemoryStore } from "../../src/storage/memory-store";
+import { home } from "../../src/shards/layout";
+import { advanceGrowth, type GrowthCalls, type GrowthPlan } from "../../src/shards/grow";
+import { beginGrowth, endGrowth, exportPage, growthStatus } from "../../src/broker/growth";
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** The shards of one namespace at `k`, over the stores given (fresh ones for the rest). */
+class Cluster {
+  readonly cores: BrokerCore[] = [];
+  readonly stores: MemoryStore[] = [];
+  private laters: (() => void)[] = [];
+  readonly now = { ms: 1_000_000 };
+
+  constructor(
+    readonly k: number,
+    stores: MemoryStore[] = [],
+    config: Partial<BrokerConfig> = {},
+  ) {
+    for (let self = 0; self < k; self++) {
+      const store = stores[self] ?? new MemoryStore();
+      const runtime: Runtime = { now: () => this.now.ms, wakeAt: () => {}, rearm: () => {}, later: (fn) => void this.laters.push(fn), log: () => {} };
+      const core = new BrokerCore(store, { ...DEFAULTS, SYS_INTERVAL: 0, MAX_PUBLISH_RATE: 0, ...config, SHARDS: k }, runtime, Authenticator.open());
+      if (k > 1) {
+        const host = {
+          self,
+          k,
+          now: () => this.now.ms,
+          sync: () => Promise.resolve(),
+          wakeAt: () => {},
+          later: (fn: () => void) => void this.laters.push(fn),
+          log: () => {},
+          call: (target: number, batch: LinkBatch) => Promise.resolve().then((): LinkAck => this.cores[target]!.shards!.receive(batch)),
+        };
+        core.joinShards(new ShardNode(self, k, store, host, core));
+      }
+      this.cores.push(core);
+      this.stores.push(store);
+    }
+    for (const core of this.cores) core.restore([]);
+    // the shards other than 0 ask shard 0 before their first socket
+    for (const core of this.cores.slice(1)) if (core.shards!.layoutUnconfirmed) core.shards!.confirmLayout(this.cores[0]!.shards!.layout());
+  }
+
+  /** every later event and link call, until none is left */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 200; i++) {
+      await tick();
+      const fns = this.laters;
+      if (fns.length === 0 && this.cores.every((c) => !c.shards || c.shards.links.pendingAll() === 0)) return;
+      this.laters = [];
+      for (const fn of fns) fn();
+      for (const c of this.cores) c.shards?.links.due(this.now.ms);
+    }
+    throw new Error("links did not settle");
+  }
+
+  /** the stores as a restart would find them (the sockets gone) */
+  snapshot(): MemoryStore[] {
+    return this.stores.map((s) => MemoryStore.fromSnapshot(s.snapshot()));
+  }
+
+  /** shard 0's growth, driven to its end as the object does (alarm after alarm) */
+  async grow(from: number): Promise<void> {
+    const store = this.stores[0]!;
+    const plans = {
+      load: () => {
+        const json = store.loadReshard("plan");
+        return json === null ? null : (JSON.parse(json) as GrowthPlan);
+      },
+      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
+    };
+    const calls: GrowthCalls = {
+      begin: async (i, f, t) => beginGrowth(this.cores[i]!, f, t),
+      status: async (i) => growthStatus(this.cores[i]!),
+      exportPage: async (i, f, t) => exportPage(this.cores[i]!, f, t),
+      end: async (i, t) => endGrowth(this.cores[i]!, t),
+    };
+    for (let n = 0; n < 50; n++) {
+      if (await advanceGrowth(plans, from, this.k, calls)) return;
+      await this.settle();
+    }
+    throw new Error("the growth did not end");
+  }
+
+  /** the shards holding a session for `clientId` */
+  holders(clientId: string): number[] {
+    return this.cores.flatMap((c, i) => (c.sessions.has(clientId) ? [i] : []));
+  }
+}
+
+interface Client {
+  conn: Connection;
+  received: mqtt.Packet[];
+  send(p: Partial<mqtt.Packet> & { cmd: string }): void;
+}
+
+function connect(core: BrokerCore, clientId: string, extra: Partial<mqtt.IConnectPacket> = {}): Client {
+  const received: mqtt.Packet[] = [];
+  const parser = mqtt.parser({ protocolVersion: 5 });
+  parser.on("packet", (pk) => received.push(pk));
+  const conn = new Connection({ send: (b) => void parser.parse(Buffer.from(b)), close: () => {}, saveAttachment: () => {} }, core.config, { seen: 0, at: 0 }, core.counters);
+  core.open(conn);
+  const send = (p: Partial<mqtt.Packet> & { cmd: string }) => core.receive(conn, new Uint8Array(mqtt.generate(p as mqtt.Packet, { protocolVersion: 5 })).buffer);
+  send({ cmd: "connect", clientId, protocolVersion: 5, protocolId: "MQTT", clean: false, keepalive: 0, properties: { sessionExpiryInterval: 3600 }, ...extra } as mqtt.IConnectPacket);
+  expect((received[0] as mqtt.IConnackPacket).reasonCode).toBe(0);
+  return { conn, received, send };
+}
+
+/** an id whose home is `before` at `k1` shards and `after` at `k2` */
+function idMoving(prefix: string, k1: number, before: number, k2: number, after: number): string {
+  for (let i = 0; ; i++) {
+    const id = `${prefix}${i}`;
+    if (home(id, k1) === before && home(id, k2) === after) return id;
+  }
+}
+
+const text = (p: mqtt.Packet) => Buffer.from((p as mqtt.IPublishPacket).payload).toString();
+const publishes = (c: Client) => c.received.filter((p) => p.cmd === "publish").map(text);
+
+describe("growth, whole shards", () => {
+  test("K 2 → 4: a moved session keeps its subscription and queue, and is in one place only", async () => {
+    const before = new Cluster(2);
+    const id = idMoving("dev", 2, 1, 4, 3);
+    const sub = connect(before.cores[1]!, id);
+    sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 1 }] } as mqtt.ISubscribePacket);
+    await before.settle();
+    before.cores[1]!.socketClosed(sub.conn);
+    const pub = connect(before.cores[0]!, "pub", { clean: true, properties: {} });
+    pub.send({ cmd: "publish", topic: "t", payload: Buffer.from("queued"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    await before.settle();
+
+    const after = new Cluster(4, before.snapshot());
+    expect(after.cores[0]!.shards!.growingFrom).toBe(2);
+    await after.grow(2);
+    expect(after.holders(id)).toEqual([3]);
+    // a publish after the growth, from shard 0, reaches the moved subscriber's new home
+    const pub2 = connect(after.cores[0]!, "pub", { clean: true, properties: {} });
+    pub2.send({ cmd: "publish", topic: "t", payload: Buffer.from("after"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    await after.settle();
+    const back = connect(after.cores[3]!, id);
+    expect(publishes(back)).toEqual(["queued", "after"]);
+  });
+});
+
+describe("growth: attacks", () => {
+  test("K 1 → 2: a namespace of one object with data (no layout stored) moves its sessions and copies its retained messages", async () => {
+    const before = new Cluster(1);
+    const id = idMoving("dev", 1, 0, 2, 1);
+    const sub = connect(before.cores[0]!, id);
+    sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 1 }] } as mqtt.ISubscribePacket);
+    before.cores[0]!.socketClosed(sub.conn);
+    const pub = connect(before.cores[0]!, "pub", { clean: true, properties: {} });
+    pub.send({ cmd: "publish", topic: "t", payload: Buffer.from("queued"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    pub.send({ cmd: "publish", topic: "r", payload: Buffer.from("kept"), qos: 1, retain: true, messageId: 2 } as mqtt.IPublishPacket);
+    const after = new Cluster(2, before.snapshot());
+    expect(after.cores[0]!.shards!.growingFrom).toBe(1);
+    await after.grow(1);
+    expect(after.holders(id)).toEqual([1]);
+    const back = connect(after.cores[1]!, id);
+    back.send({ cmd: "subscribe", messageId: 2, subscriptions: [{ topic: "r", qos: 1 }] } as mqtt.ISubscribePacket);
+    await after.settle();
+    expect(publishes(back)).toEqual(["queued", "kept"]);
+  });
+
+  test("PRESENCE_RETAINED: a moved session's presence entry moves with it (none left behind at the old home)", async () => {
+    const config = { PRESENCE_RETAINED: true };
+    const before = new Cluster(2, [], config);
+    const id = idMoving("dev", 2, 1, 4, 3);
+    const c = connect(before.cores[1]!, id);
+    before.cores[1]!.socketClosed(c.conn);
+    await before.settle();
+    const topic = `$events/presence/${id}`;
+    expect(before.stores[1]!.retainedSize(topic)).not.toBeNull();
+    const after = new Cluster(4, before.snapshot(), config);
+    await after.grow(2);
+    expect(after.holders(id)).toEqual([3]);
+    // the old home no longer says anything of a session it does not hold (nothing there would ever clear it)
+    expect(after.stores[1]!.retainedSize(topic)).toBeNull();
+    // the new home holds the entry, as it would for a session made there
+    const row = after.stores[3]!.retainedWithPrefix(topic).find((m) => m.topic === topic);
+    expect(row && Buffer.from(row.payload).toString()).toBe("offline");
+    // and the session's end (expiry) at its new home clears it
+    after.now.ms += 3_700_000;
+    after.cores[3]!.alarm();
+    expect(after.holders(id)).toEqual([]);
+    for (const s of after.stores) expect(s.retainedSize(topic)).toBeNull();
+  });
+
+  test("a delayed will falling due during the pause goes out once, after the end, from the new home", async () => {
+    const before = new Cluster(2);
+    const id = idMoving("dev", 2, 0, 4, 2);
+    const watcher = idMoving("w", 2, 1, 4, 1);
+    const w = connect(before.cores[1]!, watcher);
+    w.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "will", qos: 1 }] } as mqtt.ISubscribePacket);
+    await before.settle();
+    before.cores[1]!.socketClosed(w.conn);
+    connect(before.cores[0]!, id, { will: { topic: "will", payload: Buffer.from("gone"), qos: 1, retain: false, properties: { willDelayInterval: 5 } } } as never);
+    const after = new Cluster(4, before.snapshot());
+    // (the restart lost the socket: the will is delayed 5 s)
+    await after.grow(2);
+    after.now.ms += 10_000;
+    for (const c of after.cores) c.alarm();
+    await after.settle();
+    const back = connect(after.cores[1]!, watcher);
+    expect(publishes(back)).toEqual(["gone"]);
+  });
+
+  test("a new shard that restarts while paused stays paused, then serves after the end", async () => {
+    const before = new Cluster(2);
+    const id = idMoving("dev", 2, 0, 4, 2);
+    const c = connect(before.cores[0]!, id);
+    c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 1 }] } as mqtt.ISubscribePacket);
+    before.cores[0]!.socketClosed(c.conn);
+    await before.settle();
+    const after = new Cluster(4, before.snapshot());
+    const restarted = new Cluster(4, [after.stores[0]!, after.stores[1]!, MemoryStore.fromSnapshot(after.stores[2]!.snapshot()), after.stores[3]!]);
+    expect(restarted.cores[2]!.shards!.paused).toBe(false);
+    await after.grow(2);
+    expect(after.holders(id)).toEqual([2]);
+  });
+});
