@@ -48,8 +48,10 @@ export function growthStatus(core: BrokerCore): ShardStatus {
 export function exportPage(core: BrokerCore, from: number, to: number): boolean {
   const node = core.shards!;
   const saved = core.store.loadReshard("export");
-  const progress: ExportProgress = saved ? (JSON.parse(saved) as ExportProgress) : { to, retainedAfter: null, done: false };
-  if (progress.to === to && progress.done) return true;
+  const stored = saved ? (JSON.parse(saved) as ExportProgress) : null;
+  // progress of an earlier growth (to a smaller K, which never ended) counts for nothing here
+  const progress: ExportProgress = stored && stored.to === to ? stored : { to, retainedAfter: null, done: false };
+  if (progress.done) return true;
   let budget = EXPORT_PAGE_ENTRIES;
   for (const session of [...core.sessions.values()]) {
     const target = home(session.clientId, to);

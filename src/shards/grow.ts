@@ -21,6 +21,11 @@ export interface GrowthPlan {
   phase: GrowthPhase;
   /** settle: the shards' chunk counts at the last reading (ShardStatus.sent) */
   sent?: number[];
+  /**
+   * the shards that export (default `from`): more when SHARDS was raised again before a growth
+   * ended, as the earlier growth's new shards may hold sessions whose home moved again
+   */
+  exporters?: number;
 }
 
 export interface ShardStatus {
@@ -49,10 +54,15 @@ export interface PlanStore {
  * later call must go on (links still busy). Throws when a shard did not answer (the caller retries).
  */
 export async function advanceGrowth(store: PlanStore, from: number, to: number, calls: GrowthCalls): Promise<boolean> {
-  let plan = store.load() ?? { from, to, phase: "begin" };
-  if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to ${plan.to} is under way; SHARDS=${to} must wait for it`);
+  let plan: GrowthPlan = store.load() ?? { from, to, phase: "begin" };
+  if (plan.from === from && plan.to < to) {
+    // SHARDS raised again before the growth to plan.to ended (shard 0 has not recorded it): the
+    // growth starts over towards `to`, every shard that may hold a session exporting
+    plan = { from, to, phase: "begin", exporters: Math.max(plan.exporters ?? plan.from, plan.to) };
+  } else if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to ${plan.to} is under way; SHARDS=${to} must wait for it`);
+  const exporters = plan.exporters ?? from;
   const next = (phase: GrowthPhase, extra: Partial<GrowthPlan> = {}) => {
-    plan = { from, to, phase, ...extra };
+    plan = { from, to, phase, ...(exporters !== from ? { exporters } : {}), ...extra };
     store.save(plan);
   };
   const all = Array.from({ length: to }, (_, i) => i);
@@ -67,7 +77,7 @@ export async function advanceGrowth(store: PlanStore, from: number, to: number, 
     next("export");
   }
   if (plan.phase === "export") {
-    for (let i = 0; i < from; i++) while (!(await calls.exportPage(i, from, to)));
+    for (let i = 0; i < exporters; i++) while (!(await calls.exportPage(i, from, to)));
     next("settle");
   }
   if (plan.phase === "settle") {

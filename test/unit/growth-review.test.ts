@@ -231,3 +231,57 @@ describe("growth: attacks", () => {
     expect(after.holders(id)).toEqual([2]);
   });
 });
+
+describe("SHARDS raised again before a growth ended", () => {
+  test("2 → 4 stopped before its end, then 4 → 8 deployed: the growth goes on to 8, every session at its home under 8, its queue kept", async () => {
+    const before = new Cluster(2);
+    // moved to 2 by the first growth, then on to 6 by the second; moved to 3, stays; stays at 0, then to 4
+    const ids = [idMoving("a", 2, 0, 4, 2), idMoving("b", 2, 1, 4, 3), idMoving("c", 2, 0, 4, 0)];
+    const pick = (prefix: string, want: (id: string) => boolean) => {
+      for (let i = 0; ; i++) if (want(`${prefix}${i}`)) return `${prefix}${i}`;
+    };
+    ids[0] = pick("a", (id) => home(id, 2) === 0 && home(id, 4) === 2 && home(id, 8) === 6);
+    ids[1] = pick("b", (id) => home(id, 2) === 1 && home(id, 4) === 3 && home(id, 8) === 3);
+    ids[2] = pick("c", (id) => home(id, 2) === 0 && home(id, 4) === 0 && home(id, 8) === 4);
+    for (const id of ids) {
+      const c = connect(before.cores[home(id, 2)]!, id);
+      c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 1 }] } as mqtt.ISubscribePacket);
+      before.cores[home(id, 2)]!.socketClosed(c.conn);
+    }
+    await before.settle();
+    const pub = connect(before.cores[0]!, "pub", { clean: true, properties: {} });
+    pub.send({ cmd: "publish", topic: "t", payload: Buffer.from("queued"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    await before.settle();
+
+    // the growth to 4 runs up to its end, which never comes (SHARDS is raised again first)
+    const mid = new Cluster(4, before.snapshot());
+    const store = mid.stores[0]!;
+    const plans = {
+      load: () => {
+        const json = store.loadReshard("plan");
+        return json === null ? null : (JSON.parse(json) as GrowthPlan);
+      },
+      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
+    };
+    const calls: GrowthCalls = {
+      begin: async (i, f, t) => beginGrowth(mid.cores[i]!, f, t),
+      status: async (i) => growthStatus(mid.cores[i]!),
+      exportPage: async (i, f, t) => exportPage(mid.cores[i]!, f, t),
+      end: async () => {
+        throw new Error("deployed again");
+      },
+    };
+    for (let n = 0; n < 50 && plans.load()?.phase !== "end"; n++) {
+      await advanceGrowth(plans, 2, 4, calls).catch(() => false);
+      await mid.settle();
+    }
+    expect(plans.load()?.phase).toBe("end");
+    expect(mid.holders(ids[0]!)).toEqual([2]);
+
+    const after = new Cluster(8, mid.snapshot());
+    await after.grow(2);
+    for (const id of ids) expect(after.holders(id)).toEqual([home(id, 8)]);
+    for (const id of ids) expect(publishes(connect(after.cores[home(id, 8)]!, id))).toEqual(["queued"]);
+    for (const core of after.cores) expect(core.shards!.paused).toBe(false);
+  });
+});
