@@ -2,6 +2,8 @@
 // ShardNode over MemoryStore) in plain Node, their link calls delivered in later events, and the
 // growth driven as shard 0 drives it.
 import { describe, expect, test } from "vitest";
+import fc from "fast-check";
+import { concatEntries, decodeAll, encodeEntry, MoveOp, WireError, type Entry } from "../../src/shards/wire";
 import * as mqtt from "mqtt-packet";
 import { BrokerCore, type Runtime } from "../../src/broker/core";
 import { Connection } from "../../src/broker/connection";
@@ -283,5 +285,62 @@ describe("SHARDS raised again before a growth ended", () => {
     for (const id of ids) expect(after.holders(id)).toEqual([home(id, 8)]);
     for (const id of ids) expect(publishes(connect(after.cores[home(id, 8)]!, id))).toEqual(["queued"]);
     for (const core of after.cores) expect(core.shards!.paused).toBe(false);
+  });
+});
+
+describe("MoveEntry on the wire", () => {
+  const str = fc.string({ unit: "binary", maxLength: 300 });
+  const msg = fc.option(
+    fc.record({
+      kind: fc.constant("publish" as const),
+      topic: str,
+      payload: fc.uint8Array({ maxLength: 64 }),
+      qos: fc.constantFrom(0 as const, 1 as const, 2 as const),
+      retain: fc.boolean(),
+      origin: fc.constant(null),
+      share: fc.constant(null),
+      version: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+    }),
+    { nil: null },
+  );
+  const move = fc.record({ kind: fc.constant("move" as const), op: fc.constantFrom(MoveOp.Session, MoveOp.Delivery, MoveOp.Retained), clientId: str, meta: str, msg });
+  const plain = (v: unknown): unknown =>
+    v instanceof Uint8Array ? [...v] : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, plain(x)])) : v;
+
+  test("any move entry comes back equal, between other entries", () => {
+    fc.assert(
+      fc.property(fc.array(move, { maxLength: 5 }), (list) => {
+        const entries: Entry[] = list.flatMap((m) => [m, { kind: "interest" as const, add: true, filter: "a/#" }]);
+        expect(decodeAll(concatEntries(entries.map(encodeEntry))).map(plain)).toEqual(entries.map(plain));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test("a move entry truncated or with a byte changed raises WireError or decodes, nothing else", () => {
+    fc.assert(
+      fc.property(move, fc.nat(), fc.nat(), fc.integer({ min: 0, max: 255 }), (m, cut, at, b) => {
+        const packed = encodeEntry(m);
+        const only = (bytes: Uint8Array) => {
+          try {
+            decodeAll(bytes);
+          } catch (err) {
+            expect(err).toBeInstanceOf(WireError);
+          }
+        };
+        only(packed.subarray(0, cut % packed.byteLength));
+        const flipped = packed.slice();
+        flipped[at % flipped.byteLength] = b;
+        only(flipped);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test("a session entry far larger than the scratch buffer (a long will, many subscriptions) is packed whole", () => {
+    const meta = "x".repeat(300_000);
+    const e: Entry = { kind: "move", op: MoveOp.Session, clientId: "c", meta, msg: { kind: "publish", topic: "w".repeat(70_000), payload: new Uint8Array(10), qos: 1, retain: false, origin: null, share: null, version: 0, properties: { userProperties: { k: "v".repeat(100_000) } } } };
+    const [back] = decodeAll(encodeEntry(e));
+    expect(plain(back!)).toEqual(plain(e));
   });
 });
