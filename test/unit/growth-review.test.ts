@@ -13,6 +13,8 @@ import { ShardNode } from "../../src/shards/node";
 import type { LinkAck, LinkBatch } from "../../src/shards/peer";
 import { MemoryStore } from "../../src/storage/memory-store";
 import { home } from "../../src/shards/layout";
+import { Session } from "../../src/session/session";
+import { sessionEntries } from "../../src/session/transfer";
 import { advanceGrowth, type GrowthCalls, type GrowthPlan } from "../../src/shards/grow";
 import { beginGrowth, endGrowth, exportPage, growthStatus } from "../../src/broker/growth";
 
@@ -342,5 +344,21 @@ describe("MoveEntry on the wire", () => {
     const e: Entry = { kind: "move", op: MoveOp.Session, clientId: "c", meta, msg: { kind: "publish", topic: "w".repeat(70_000), payload: new Uint8Array(10), qos: 1, retain: false, origin: null, share: null, version: 0, properties: { userProperties: { k: "v".repeat(100_000) } } } };
     const [back] = decodeAll(encodeEntry(e));
     expect(plain(back!)).toEqual(plain(e));
+  });
+});
+
+describe("adopt", () => {
+  test("a non-durable session's inbound QoS 2 ids stay in memory at its new home, as inbound.ts keeps them: a PUBREL there leaves no stored id for a wake to revive", async () => {
+    const c = new Cluster(2);
+    const s = new Session("nd", false);
+    s.expiryInterval = 3600;
+    s.inboundQos2.add(7);
+    for (const e of sessionEntries(s, null, [])) c.cores[1]!.moveArrived(e);
+    expect(c.cores[1]!.sessions.get("nd")!.inboundQos2.has(7)).toBe(true);
+    const back = connect(c.cores[1]!, "nd");
+    back.send({ cmd: "pubrel", messageId: 7 } as mqtt.IPubrelPacket);
+    expect(back.received.map((p) => p.cmd)).toContain("pubcomp");
+    // the object wakes from storage: the id was released, so a new QoS 2 PUBLISH reusing it is delivered
+    expect(c.stores[1]!.loadInboundQos2().filter((r) => r.clientId === "nd")).toEqual([]);
   });
 });
