@@ -362,3 +362,74 @@ describe("adopt", () => {
     expect(c.stores[1]!.loadInboundQos2().filter((r) => r.clientId === "nd")).toEqual([]);
   });
 });
+
+describe("in flight across the growth", () => {
+  test("a QoS 1 delivery unacknowledged and a QoS 2 one released (PUBREC in) come back at the new home with their packet ids; inbound QoS 2 ids too", async () => {
+    const before = new Cluster(2);
+    const id = idMoving("dev", 2, 1, 4, 3);
+    const sub = connect(before.cores[1]!, id);
+    sub.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 2, }], properties: { subscriptionIdentifier: 9 } } as mqtt.ISubscribePacket);
+    await before.settle();
+    sub.send({ cmd: "publish", topic: "in", payload: Buffer.from("x"), qos: 2, messageId: 77 } as mqtt.IPublishPacket); // no PUBREL yet
+    const pub = connect(before.cores[0]!, "pub", { clean: true, properties: {} });
+    pub.send({ cmd: "publish", topic: "t", payload: Buffer.from("one"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    pub.send({ cmd: "publish", topic: "t", payload: Buffer.from("two"), qos: 2, messageId: 2 } as mqtt.IPublishPacket);
+    pub.send({ cmd: "pubrel", messageId: 2 } as mqtt.IPubrelPacket);
+    await before.settle();
+    const got = sub.received.filter((p) => p.cmd === "publish") as mqtt.IPublishPacket[];
+    expect(got.map(text)).toEqual(["one", "two"]);
+    sub.send({ cmd: "pubrec", messageId: got[1]!.messageId } as mqtt.IPubrecPacket);
+    await before.settle();
+
+    const after = new Cluster(4, before.snapshot());
+    await after.grow(2);
+    const back = connect(after.cores[3]!, id);
+    const resent = back.received.filter((p) => p.cmd === "publish" || p.cmd === "pubrel");
+    expect(resent.map((p) => p.cmd)).toEqual(["publish", "pubrel"]);
+    const p1 = resent[0] as mqtt.IPublishPacket;
+    expect([text(p1), p1.dup, p1.messageId, p1.properties?.subscriptionIdentifier]).toEqual(["one", true, got[0]!.messageId, 9]);
+    expect(resent[1]!.messageId).toBe(got[1]!.messageId);
+    // the inbound QoS 2 id is still known: the retransmitted PUBLISH is not delivered again
+    const watcher = connect(after.cores[0]!, "w", { clean: true, properties: {} });
+    watcher.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "in", qos: 1 }] } as mqtt.ISubscribePacket);
+    await after.settle();
+    back.send({ cmd: "publish", topic: "in", payload: Buffer.from("x"), qos: 2, messageId: 77, dup: true } as mqtt.IPublishPacket);
+    back.send({ cmd: "pubrel", messageId: 77 } as mqtt.IPubrelPacket);
+    await after.settle();
+    expect(publishes(watcher)).toEqual([]);
+  });
+});
+
+describe("shared groups across the growth", () => {
+  test("a group message in flight to a member whose home moves is delivered once, to one member, and the group works after", async () => {
+    const before = new Cluster(2);
+    const a = idMoving("a", 2, 1, 4, 3);
+    const b = idMoving("b", 2, 0, 4, 0);
+    const ca = connect(before.cores[1]!, a);
+    ca.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$share/g/t", qos: 1 }] } as mqtt.ISubscribePacket);
+    await before.settle();
+    const pub = connect(before.cores[1]!, "pub", { clean: true, properties: {} });
+    pub.send({ cmd: "publish", topic: "t", payload: Buffer.from("m1"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    await before.settle();
+    expect(publishes(ca)).toEqual(["m1"]); // in flight, never acknowledged
+    const cb = connect(before.cores[0]!, b);
+    cb.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "$share/g/t", qos: 1 }] } as mqtt.ISubscribePacket);
+    await before.settle();
+    before.cores[0]!.socketClosed(cb.conn);
+    await before.settle();
+
+    const after = new Cluster(4, before.snapshot());
+    await after.grow(2);
+    expect(after.holders(a)).toEqual([3]);
+    const ra = connect(after.cores[3]!, a);
+    const rb = connect(after.cores[0]!, b);
+    await after.settle();
+    expect([...publishes(ra), ...publishes(rb)]).toEqual(["m1"]);
+    // the group after: each new message goes to one member
+    const p2 = connect(after.cores[2]!, "pub2", { clean: true, properties: {} });
+    for (let i = 0; i < 4; i++) p2.send({ cmd: "publish", topic: "t", payload: Buffer.from(`n${i}`), qos: 1, messageId: i + 1 } as mqtt.IPublishPacket);
+    await after.settle();
+    const all = [...publishes(ra), ...publishes(rb)].filter((m) => m.startsWith("n")).sort();
+    expect(all).toEqual(["n0", "n1", "n2", "n3"]);
+  });
+});
