@@ -55,11 +55,16 @@ export interface PlanStore {
  */
 export async function advanceGrowth(store: PlanStore, from: number, to: number, calls: GrowthCalls): Promise<boolean> {
   let plan: GrowthPlan = store.load() ?? { from, to, phase: "begin" };
-  if (plan.from === from && plan.to < to) {
-    // SHARDS raised again before the growth to plan.to ended (shard 0 has not recorded it): the
-    // growth starts over towards `to`, every shard that may hold a session exporting
-    plan = { from, to, phase: "begin", exporters: Math.max(plan.exporters ?? plan.from, plan.to) };
-  } else if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to ${plan.to} is under way; SHARDS=${to} must wait for it`);
+  if (plan.from === from && plan.to !== to && to >= from) {
+    // SHARDS changed again before the growth to plan.to ended (shard 0 has not recorded it). Raised:
+    // the growth starts over towards `to`, every shard that may hold a moved session exporting.
+    // Set back before anything moved: the same, to `to` (which may be `from`: the shards resume).
+    const exporters = Math.max(plan.exporters ?? plan.from, plan.to);
+    const nothingMoved = (plan.phase === "begin" || plan.phase === "drain") && (plan.exporters ?? from) <= to;
+    if (plan.to < to) plan = { from, to, phase: "begin", exporters };
+    else if (nothingMoved) plan = { from, to, phase: "begin", ...(plan.exporters !== undefined ? { exporters: plan.exporters } : {}) };
+  }
+  if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to ${plan.to} is under way and sessions have moved: set SHARDS=${plan.to} (or more) so that it ends`);
   const exporters = plan.exporters ?? from;
   const next = (phase: GrowthPhase, extra: Partial<GrowthPlan> = {}) => {
     plan = { from, to, phase, ...(exporters !== from ? { exporters } : {}), ...extra };

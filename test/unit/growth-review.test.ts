@@ -433,3 +433,56 @@ describe("shared groups across the growth", () => {
     expect(all).toEqual(["n0", "n1", "n2", "n3"]);
   });
 });
+
+describe("SHARDS set back before anything moved", () => {
+  test("2 → 4 rolled back to 2 during its drain: the namespace serves again with 2 shards (it stayed paused for good)", async () => {
+    const before = new Cluster(2);
+    const id = idMoving("dev", 2, 1, 4, 3);
+    const c = connect(before.cores[1]!, id);
+    c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 1 }] } as mqtt.ISubscribePacket);
+    before.cores[1]!.socketClosed(c.conn);
+    await before.settle();
+
+    const mid = new Cluster(4, before.snapshot());
+    const store = mid.stores[0]!;
+    const plans = {
+      load: () => {
+        const json = store.loadReshard("plan");
+        return json === null ? null : (JSON.parse(json) as GrowthPlan);
+      },
+      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
+    };
+    const calls: GrowthCalls = {
+      begin: async (i, f, t) => beginGrowth(mid.cores[i]!, f, t),
+      status: async () => {
+        throw new Error("deployed again");
+      },
+      exportPage: async (i, f, t) => exportPage(mid.cores[i]!, f, t),
+      end: async (i, t) => endGrowth(mid.cores[i]!, t),
+    };
+    await expect(advanceGrowth(plans, 2, 4, calls)).rejects.toThrow();
+    expect(plans.load()?.phase).toBe("drain");
+
+    const back = new Cluster(2, mid.snapshot().slice(0, 2));
+    expect(back.cores[0]!.shards!.growingFrom).toBe(2);
+    await back.grow(2);
+    for (const core of back.cores) expect(core.shards!.paused).toBe(false);
+    expect(back.holders(id)).toEqual([1]);
+    expect(back.stores[0]!.loadReshard("plan")).toBeNull();
+    expect(back.stores[1]!.loadReshard("plan")).toBeNull();
+    // serves: a publish reaches the session, which the client finds at its home
+    const pub = connect(back.cores[0]!, "pub", { clean: true, properties: {} });
+    pub.send({ cmd: "publish", topic: "t", payload: Buffer.from("m"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    await back.settle();
+    expect(publishes(connect(back.cores[1]!, id))).toEqual(["m"]);
+  });
+
+  test("once sessions moved, setting SHARDS back is refused with a message that says what to set", async () => {
+    const plan: GrowthPlan = { from: 2, to: 4, phase: "settle" };
+    const plans = { load: () => plan, save: () => {} };
+    const never = async () => {
+      throw new Error("not called");
+    };
+    await expect(advanceGrowth(plans, 2, 2, { begin: never, status: never, exportPage: never, end: never })).rejects.toThrow(/SHARDS=4/);
+  });
+});
