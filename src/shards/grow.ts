@@ -82,7 +82,9 @@ export async function advanceGrowth(store: PlanStore, from: number, to: number, 
     next("export");
   }
   if (plan.phase === "export") {
-    for (let i = 0; i < exporters; i++) while (!(await calls.exportPage(i, from, to)));
+    // one page a call at most: shard 0's own pages are no RPC, so without this its whole export would
+    // be one event (one transaction, one CPU budget) however many sessions it holds
+    for (let i = 0; i < exporters; i++) if (!(await calls.exportPage(i, from, to))) return false;
     next("settle");
   }
   if (plan.phase === "settle") {

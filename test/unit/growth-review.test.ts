@@ -486,3 +486,23 @@ describe("SHARDS set back before anything moved", () => {
     await expect(advanceGrowth(plans, 2, 2, { begin: never, status: never, exportPage: never, end: never })).rejects.toThrow(/SHARDS=4/);
   });
 });
+
+describe("one event's work", () => {
+  test("a call of advanceGrowth exports one page at most (shard 0's own pages run in its event: all of them at once could outrun one event's CPU and transaction)", async () => {
+    let plan: GrowthPlan | null = { from: 1, to: 2, phase: "export" };
+    const plans = { load: () => plan, save: (p: GrowthPlan | null) => void (plan = p) };
+    let pages = 0;
+    const calls: GrowthCalls = {
+      begin: async () => {},
+      status: async () => ({ pending: 0, sent: 0 }),
+      exportPage: async () => ++pages >= 3,
+      end: async () => {},
+    };
+    expect(await advanceGrowth(plans, 1, 2, calls)).toBe(false);
+    expect(pages).toBe(1);
+    let calls_ = 1;
+    while (!(await advanceGrowth(plans, 1, 2, calls))) calls_++;
+    expect(pages).toBe(3);
+    expect(calls_).toBeGreaterThanOrEqual(3);
+  });
+});
