@@ -506,3 +506,26 @@ describe("one event's work", () => {
     expect(calls_).toBeGreaterThanOrEqual(3);
   });
 });
+
+describe("no growth", () => {
+  test("a fresh namespace at K = 4 serves at once: nothing paused, nothing growing, the layout recorded", () => {
+    const c = new Cluster(4);
+    expect(c.cores[0]!.shards!.growingFrom).toBeNull();
+    for (const core of c.cores) {
+      expect(core.shards!.paused).toBe(false);
+      expect(core.shards!.layoutUnconfirmed).toBe(false);
+    }
+    expect(c.stores.map((s) => s.loadShardLayout())).toEqual([4, 4, 4, 4]);
+    expect(c.stores.map((s) => s.loadReshard("plan"))).toEqual([null, null, null, null]);
+  });
+
+  test("a namespace that grew serves at its new K after restarting: nothing paused, nothing growing", async () => {
+    const before = new Cluster(2);
+    connect(before.cores[0]!, idMoving("dev", 2, 0, 4, 2));
+    const after = new Cluster(4, before.snapshot());
+    await after.grow(2);
+    const again = new Cluster(4, after.snapshot());
+    expect(again.cores[0]!.shards!.growingFrom).toBeNull();
+    for (const core of again.cores) expect([core.shards!.paused, core.shards!.layoutUnconfirmed, core.shards!.layoutProblem]).toEqual([false, false, null]);
+  });
+});
