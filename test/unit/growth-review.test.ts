@@ -529,3 +529,28 @@ describe("no growth", () => {
     for (const core of again.cores) expect([core.shards!.paused, core.shards!.layoutUnconfirmed, core.shards!.layoutProblem]).toEqual([false, false, null]);
   });
 });
+
+describe("routing after the growth", () => {
+  test("a new shard routes to subscribers that stayed on the old shards (exact and wildcard filters), and an old shard to moved ones", async () => {
+    const before = new Cluster(2);
+    const stay = idMoving("s", 2, 1, 4, 1);
+    const moved = idMoving("m", 2, 0, 4, 2);
+    for (const id of [stay, moved]) {
+      const c = connect(before.cores[home(id, 2)]!, id);
+      c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "e", qos: 1 }, { topic: "w/#", qos: 1 }] } as mqtt.ISubscribePacket);
+      before.cores[home(id, 2)]!.socketClosed(c.conn);
+    }
+    await before.settle();
+    const after = new Cluster(4, before.snapshot());
+    await after.grow(2);
+    const pub = connect(after.cores[3]!, "p3", { clean: true, properties: {} });
+    pub.send({ cmd: "publish", topic: "e", payload: Buffer.from("1"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    pub.send({ cmd: "publish", topic: "w/x", payload: Buffer.from("2"), qos: 1, messageId: 2 } as mqtt.IPublishPacket);
+    const pub1 = connect(after.cores[1]!, "p1", { clean: true, properties: {} });
+    pub1.send({ cmd: "publish", topic: "w/y", payload: Buffer.from("3"), qos: 1, messageId: 1 } as mqtt.IPublishPacket);
+    await after.settle();
+    // (two publishers: no order between them)
+    expect(publishes(connect(after.cores[1]!, stay)).sort()).toEqual(["1", "2", "3"]);
+    expect(publishes(connect(after.cores[2]!, moved)).sort()).toEqual(["1", "2", "3"]);
+  });
+});
