@@ -16,7 +16,7 @@ import { home } from "../../src/shards/layout";
 import { Session } from "../../src/session/session";
 import { sessionEntries } from "../../src/session/transfer";
 import { advanceGrowth, type GrowthCalls, type GrowthPlan } from "../../src/shards/grow";
-import { beginGrowth, endGrowth, exportPage, growthStatus } from "../../src/broker/growth";
+import { beginGrowth, endGrowth, EXPORT_PAGE_ENTRIES, exportPage, growthStatus } from "../../src/broker/growth";
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -552,5 +552,42 @@ describe("routing after the growth", () => {
     // (two publishers: no order between them)
     expect(publishes(connect(after.cores[1]!, stay)).sort()).toEqual(["1", "2", "3"]);
     expect(publishes(connect(after.cores[2]!, moved)).sort()).toEqual(["1", "2", "3"]);
+  });
+});
+
+describe("page boundaries", () => {
+  test("K 1 → 2 over several export pages (sessions and retained messages): each session once, its queue whole and in order; every retained message copied", async () => {
+    const before = new Cluster(1);
+    // 901 entries each (the session, 900 deliveries): 5 of them take 2 pages of EXPORT_PAGE_ENTRIES
+    const movers = ["a", "b", "c", "d", "e"].map((p) => idMoving(p, 1, 0, 2, 1));
+    expect(EXPORT_PAGE_ENTRIES).toBeLessThan(4 * 901);
+    const stayer = idMoving("s", 1, 0, 2, 0);
+    for (const id of [...movers, stayer]) {
+      const c = connect(before.cores[0]!, id);
+      c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 1 }] } as mqtt.ISubscribePacket);
+      before.cores[0]!.socketClosed(c.conn);
+    }
+    const pub = connect(before.cores[0]!, "pub", { clean: true, properties: {} });
+    for (let i = 0; i < 900; i++) pub.send({ cmd: "publish", topic: "t", payload: Buffer.from(String(i)), qos: 1, messageId: (i % 60000) + 1 } as mqtt.IPublishPacket);
+    for (let i = 0; i < 1234; i++) pub.send({ cmd: "publish", topic: `r/${String(i).padStart(4, "0")}`, payload: Buffer.from("v"), qos: 0, retain: true } as mqtt.IPublishPacket);
+    before.cores[0]!.socketClosed(pub.conn);
+    const after = new Cluster(2, before.snapshot());
+    await after.grow(1);
+    const want = Array.from({ length: 900 }, (_, i) => String(i));
+    for (const id of movers) {
+      expect(after.holders(id)).toEqual([1]);
+      const c = connect(after.cores[1]!, id, { properties: { sessionExpiryInterval: 3600, receiveMaximum: 65535 } });
+      // the in-flight window lets part out at once; acknowledging each lets the next out
+      let acked = 0;
+      for (let n = 0; n < 10 && publishes(c).length < 900; n++) {
+        const got = c.received.filter((x) => x.cmd === "publish");
+        for (const p of got.slice(acked)) c.send({ cmd: "puback", messageId: p.messageId } as mqtt.IPubackPacket);
+        acked = got.length;
+        await after.settle();
+      }
+      expect(publishes(c)).toEqual(want);
+    }
+    expect(after.holders(stayer)).toEqual([0]);
+    expect(after.stores[1]!.countRetained()).toBe(1234);
   });
 });
