@@ -70,6 +70,14 @@ class Cluster {
     throw new Error("links did not settle");
   }
 
+  /** one round of the later events (link flushes) and what they started: then the test may crash the shards */
+  async step(): Promise<void> {
+    const fns = this.laters;
+    this.laters = [];
+    for (const fn of fns) fn();
+    await tick();
+  }
+
   /** the stores as a restart would find them (the sockets gone) */
   snapshot(): MemoryStore[] {
     return this.stores.map((s) => MemoryStore.fromSnapshot(s.snapshot()));
@@ -590,4 +598,60 @@ describe("page boundaries", () => {
     expect(after.holders(stayer)).toEqual([0]);
     expect(after.stores[1]!.countRetained()).toBe(1234);
   });
+});
+
+describe("crashes between steps", () => {
+  /** shard 0's growth, every shard restarting from its storage after each step (and mid-way through the links) */
+  async function growCrashing(start: Cluster, from: number, crashLinks: boolean): Promise<Cluster> {
+    let c = start;
+    for (let n = 0; n < 80; n++) {
+      const store = c.stores[0]!;
+      const plans = {
+        load: () => {
+          const json = store.loadReshard("plan");
+          return json === null ? null : (JSON.parse(json) as GrowthPlan);
+        },
+        save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
+      };
+      const cores = c.cores;
+      const calls: GrowthCalls = {
+        begin: async (i, f, t) => beginGrowth(cores[i]!, f, t),
+        status: async (i) => growthStatus(cores[i]!),
+        exportPage: async (i, f, t) => exportPage(cores[i]!, f, t),
+        end: async (i, t) => endGrowth(cores[i]!, t),
+      };
+      const done = await advanceGrowth(plans, from, c.k, calls);
+      if (done) return c;
+      if (crashLinks) await c.step(); // one round of link calls: some answered, some not
+      else await c.settle();
+      c = new Cluster(c.k, c.snapshot());
+      expect(c.cores.every((core) => core.shards!.paused)).toBe(true);
+    }
+    throw new Error("the growth did not end");
+  }
+
+  for (const crashLinks of [false, true]) {
+    test(`every shard restarting after each step${crashLinks ? " and with link calls unanswered" : ""}: each session once, at its home, queue whole`, async () => {
+      const before = new Cluster(2);
+      const ids = ["a", "b", "c", "d", "e", "f", "g", "h"].map((p) => `${p}-dev`);
+      for (const id of ids) {
+        const c = connect(before.cores[home(id, 2)]!, id);
+        c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 1 }] } as mqtt.ISubscribePacket);
+        before.cores[home(id, 2)]!.socketClosed(c.conn);
+      }
+      await before.settle();
+      const pub = connect(before.cores[0]!, "pub", { clean: true, properties: {} });
+      for (let i = 0; i < 5; i++) pub.send({ cmd: "publish", topic: "t", payload: Buffer.from(String(i)), qos: 1, messageId: i + 1 } as mqtt.IPublishPacket);
+      pub.send({ cmd: "publish", topic: "r", payload: Buffer.from("kept"), qos: 1, retain: true, messageId: 9 } as mqtt.IPublishPacket);
+      await before.settle();
+      const after = await growCrashing(new Cluster(4, before.snapshot()), 2, crashLinks);
+      await after.settle();
+      for (const id of ids) {
+        expect(after.holders(id)).toEqual([home(id, 4)]);
+        expect(publishes(connect(after.cores[home(id, 4)]!, id))).toEqual(["0", "1", "2", "3", "4"]);
+      }
+      for (const s of after.stores) expect(s.retainedSize("r")).not.toBeNull();
+      for (const core of after.cores) expect(core.shards!.paused).toBe(false);
+    });
+  }
 });
