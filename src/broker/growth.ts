@@ -37,7 +37,8 @@ export function beginGrowth(core: BrokerCore, from: number, to: number): void {
 export function growthStatus(core: BrokerCore): ShardStatus {
   const links = core.shards!.links;
   links.due(core.now()); // a link backing off tries now: the growth waits for it
-  return { pending: links.pendingAll(), sent: links.sentTotal() };
+  // QoS 0 copies ride in memory: a will published at "begin" must be applied before its subscriber moves
+  return { pending: links.unsettled(), sent: links.sentTotal() };
 }
 
 /**

@@ -655,3 +655,20 @@ describe("crashes between steps", () => {
     });
   }
 });
+
+describe("QoS 0 copies (volatile on the links)", () => {
+  test("QUEUE_QOS0: a QoS 0 will published at begin reaches the queue of a subscriber whose home moves (the drain waits for volatile entries too)", async () => {
+    const config = { QUEUE_QOS0: true };
+    const before = new Cluster(2, [], config);
+    const sub = idMoving("s", 2, 1, 4, 3);
+    const c = connect(before.cores[1]!, sub);
+    c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "will", qos: 0 }] } as mqtt.ISubscribePacket);
+    before.cores[1]!.socketClosed(c.conn);
+    await before.settle();
+    const after = new Cluster(4, before.snapshot(), config);
+    // a connection alive when the growth begins (beginGrowth ends it: its will goes then)
+    connect(after.cores[0]!, idMoving("w", 2, 0, 4, 0), { clean: true, properties: {}, will: { topic: "will", payload: Buffer.from("gone"), qos: 0, retain: false } } as never);
+    await after.grow(2);
+    expect(publishes(connect(after.cores[3]!, sub))).toEqual(["gone"]);
+  });
+});
