@@ -672,3 +672,32 @@ describe("QoS 0 copies (volatile on the links)", () => {
     expect(publishes(connect(after.cores[3]!, sub))).toEqual(["gone"]);
   });
 });
+
+describe("tunnels alive at begin", () => {
+  {
+    test("a tunnelled client (socket on shard 1, session on shard 0) is closed at begin: its will goes once, its session stays at its home, offline", async () => {
+      const before = new Cluster(2);
+      const watcher = idMoving("w", 2, 1, 4, 1);
+      const w = connect(before.cores[1]!, watcher);
+      w.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "will", qos: 1 }] } as mqtt.ISubscribePacket);
+      before.cores[1]!.socketClosed(w.conn);
+      await before.settle();
+      const after = new Cluster(4, before.snapshot());
+      // (a socket reaches a home under the new K only: a session placed by the old K cannot be tunnelled to)
+      const id = idMoving("t", 2, 0, 4, 0);
+      const closed: number[] = [];
+      const connectBytes = new Uint8Array(
+        mqtt.generate({ cmd: "connect", clientId: id, protocolVersion: 5, protocolId: "MQTT", clean: false, keepalive: 0, properties: { sessionExpiryInterval: 3600 }, will: { topic: "will", payload: Buffer.from("gone"), qos: 1, retain: false } } as mqtt.IConnectPacket, { protocolVersion: 5 }),
+      );
+      after.cores[1]!.shards!.tunnelOpen(0, "1.t", { send: () => {}, close: (code) => void closed.push(code) }, connectBytes, {});
+      await after.settle();
+      expect(after.cores[0]!.sessions.get(id)?.conn).toBeTruthy();
+      await after.grow(2);
+      expect(closed).toEqual([1012]);
+      expect(after.holders(id)).toEqual([home(id, 4)]);
+      expect(after.cores[home(id, 4)]!.sessions.get(id)!.conn).toBeNull();
+      await after.settle();
+      expect(publishes(connect(after.cores[1]!, watcher))).toEqual(["gone"]);
+    });
+  }
+});
