@@ -701,3 +701,30 @@ describe("tunnels alive at begin", () => {
     });
   }
 });
+
+describe("message expiry across the growth", () => {
+  test("a queued message keeps its expiry: delivered with what remains of it, or dropped once it passed", async () => {
+    const before = new Cluster(2);
+    const ids = [idMoving("a", 2, 1, 4, 3), idMoving("b", 2, 1, 4, 3)];
+    for (const id of ids) {
+      const c = connect(before.cores[1]!, id);
+      c.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "t", qos: 1 }] } as mqtt.ISubscribePacket);
+      before.cores[1]!.socketClosed(c.conn);
+    }
+    await before.settle();
+    const pub = connect(before.cores[0]!, "pub", { clean: true, properties: {} });
+    pub.send({ cmd: "publish", topic: "t", payload: Buffer.from("short"), qos: 1, messageId: 1, properties: { messageExpiryInterval: 60 } } as mqtt.IPublishPacket);
+    await before.settle();
+    const after = new Cluster(4, before.snapshot());
+    after.now.ms = before.now.ms;
+    await after.grow(2);
+    after.now.ms += 30_000;
+    const a = connect(after.cores[3]!, ids[0]!);
+    const got = a.received.find((p) => p.cmd === "publish") as mqtt.IPublishPacket;
+    expect(text(got)).toBe("short");
+    expect(got.properties?.messageExpiryInterval).toBeGreaterThanOrEqual(29);
+    expect(got.properties?.messageExpiryInterval).toBeLessThanOrEqual(30);
+    after.now.ms += 40_000;
+    expect(publishes(connect(after.cores[3]!, ids[1]!))).toEqual([]);
+  });
+});
