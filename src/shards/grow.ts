@@ -26,6 +26,8 @@ export interface GrowthPlan {
    * ended, as the earlier growth's new shards may hold sessions whose home moved again
    */
   exporters?: number;
+  /** export: the shards (from 0) whose export is complete */
+  exported?: number;
 }
 
 export interface ShardStatus {
@@ -64,7 +66,7 @@ export async function advanceGrowth(store: PlanStore, from: number, to: number, 
     if (plan.to < to) plan = { from, to, phase: "begin", exporters };
     else if (nothingMoved) plan = { from, to, phase: "begin", ...(plan.exporters !== undefined ? { exporters: plan.exporters } : {}) };
   }
-  if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to ${plan.to} is under way and sessions have moved: set SHARDS=${plan.to} (or more) so that it ends`);
+  if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to SHARDS=${plan.to} is under way and sessions have moved: set SHARDS back to ${plan.to} (or more) until it ends`);
   const exporters = plan.exporters ?? from;
   const next = (phase: GrowthPhase, extra: Partial<GrowthPlan> = {}) => {
     plan = { from, to, phase, ...(exporters !== from ? { exporters } : {}), ...extra };
@@ -84,7 +86,10 @@ export async function advanceGrowth(store: PlanStore, from: number, to: number, 
   if (plan.phase === "export") {
     // one page a call at most: shard 0's own pages are no RPC, so without this its whole export would
     // be one event (one transaction, one CPU budget) however many sessions it holds
-    for (let i = 0; i < exporters; i++) if (!(await calls.exportPage(i, from, to))) return false;
+    for (let i = plan.exported ?? 0; i < exporters; i++) {
+      if (!(await calls.exportPage(i, from, to))) return false;
+      next("export", { exported: i + 1 });
+    }
     next("settle");
   }
   if (plan.phase === "settle") {
