@@ -457,8 +457,10 @@ export class BrokerCore implements DispatchContext, RegistryContext, ShardHost {
 
   /** Re-sharding: a session, one of its deliveries, or a retained message an old shard handed this one. */
   moveArrived(e: MoveEntry): void {
-    if (e.op === MoveOp.Session) this.sessions.adopt(movedSession(e));
-    else if (e.op === MoveOp.Delivery) {
+    if (e.op === MoveOp.Session) {
+      this.sessions.adopt(movedSession(e));
+      this.lifecycle.sessionArrived(e.clientId);
+    } else if (e.op === MoveOp.Delivery) {
       const d = movedDelivery(e);
       this.sessions.adoptDelivery(e.clientId, d.meta, d.msg);
     } else if (e.msg) this.retainedForwarded(entryMessage(e.msg), e.msg.version);

@@ -37,7 +37,8 @@ export function beginGrowth(core: BrokerCore, from: number, to: number): void {
 export function growthStatus(core: BrokerCore): ShardStatus {
   const links = core.shards!.links;
   links.due(core.now()); // a link backing off tries now: the growth waits for it
-  return { pending: links.pendingAll(), sent: links.sentTotal() };
+  // QoS 0 copies ride in memory: a will published at "begin" must be applied before its subscriber moves
+  return { pending: links.unsettled(), sent: links.sentTotal() };
 }
 
 /**
@@ -58,8 +59,10 @@ export function exportPage(core: BrokerCore, from: number, to: number): boolean 
 function exportPageBatched(core: BrokerCore, from: number, to: number): boolean {
   const node = core.shards!;
   const saved = core.store.loadReshard("export");
-  const progress: ExportProgress = saved ? (JSON.parse(saved) as ExportProgress) : { to, retainedAfter: null, done: false };
-  if (progress.to === to && progress.done) return true;
+  const stored = saved ? (JSON.parse(saved) as ExportProgress) : null;
+  // progress of an earlier growth (to a smaller K, which never ended) counts for nothing here
+  const progress: ExportProgress = stored && stored.to === to ? stored : { to, retainedAfter: null, done: false };
+  if (progress.done) return true;
   let budget = EXPORT_PAGE_ENTRIES;
   for (const session of [...core.sessions.values()]) {
     const target = home(session.clientId, to);
@@ -70,6 +73,7 @@ function exportPageBatched(core: BrokerCore, from: number, to: number): boolean 
     const entries = sessionEntries(session, core.sessions.backlogOf(session), core.sessions.heldDeliveries(session, (seq) => core.isForgotten(seq)));
     for (const e of entries) node.sendMove(target, e);
     core.sessions.detach(session);
+    core.lifecycle.sessionLeft(session.clientId);
     budget -= entries.length;
   }
   if (node.self === 0) {

@@ -245,6 +245,17 @@ export class Lifecycle {
     }));
   }
 
+  /** Re-sharding: the session left for its new home; its presence entry goes with it (nothing here would clear it). */
+  sessionLeft(clientId: string): void {
+    const topic = eventTopic.presence(clientId);
+    if (this.ctx.store.retainedSize(topic) !== null) this.ctx.store.deleteRetained(topic);
+  }
+
+  /** Re-sharding: an offline session arrived from its old home: its presence entry is kept here now. */
+  sessionArrived(clientId: string): void {
+    if (this.presence) this.ctx.store.setRetained({ topic: eventTopic.presence(clientId), payload: OFFLINE, qos: 1, retain: true });
+  }
+
   /** Filters a SUBSCRIBE granted (refused ones are left out); nothing when none was. */
   subscribed(session: Session, subscriptions: { filter: string; qos: QoS }[]): void {
     if (!this.on.subscribed || subscriptions.length === 0) return;

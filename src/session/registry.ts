@@ -271,7 +271,7 @@ export class SessionRegistry {
     restoreBacklog(session, moved.row.retainedBacklog);
     for (const id of moved.qos2) {
       session.inboundQos2.add(id);
-      this.ctx.store.addInboundQos2(session.clientId, id);
+      if (session.durable) this.ctx.store.addInboundQos2(session.clientId, id); // as inbound.ts: a PUBREL forgets it there only then
     }
     judgeSubscriptions(session, session.grant ? this.ctx.readAcl(session.grant, session.clientId) : null);
     if (session.willAt !== null) this.ctx.wakeAt(session.willAt);

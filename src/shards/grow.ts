@@ -21,6 +21,13 @@ export interface GrowthPlan {
   phase: GrowthPhase;
   /** settle: the shards' chunk counts at the last reading (ShardStatus.sent) */
   sent?: number[];
+  /**
+   * the shards that export (default `from`): more when SHARDS was raised again before a growth
+   * ended, as the earlier growth's new shards may hold sessions whose home moved again
+   */
+  exporters?: number;
+  /** export: the shards (from 0) whose export is complete */
+  exported?: number;
 }
 
 export interface ShardStatus {
@@ -49,12 +56,20 @@ export interface PlanStore {
  * later call must go on (links still busy). Throws when a shard did not answer (the caller retries).
  */
 export async function advanceGrowth(store: PlanStore, from: number, to: number, calls: GrowthCalls): Promise<boolean> {
-  let plan = store.load() ?? { from, to, phase: "begin" };
-  // SHARDS changed again before anything moved: the growth starts over towards the new number
-  if (plan.to !== to && (plan.phase === "begin" || plan.phase === "drain") && plan.from === from) plan = { from, to, phase: "begin" };
-  if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to SHARDS=${plan.to} is under way: set SHARDS back to ${plan.to} until it ends`);
+  let plan: GrowthPlan = store.load() ?? { from, to, phase: "begin" };
+  if (plan.from === from && plan.to !== to && to >= from) {
+    // SHARDS changed again before the growth to plan.to ended (shard 0 has not recorded it). Raised:
+    // the growth starts over towards `to`, every shard that may hold a moved session exporting.
+    // Set back before anything moved: the same, to `to` (which may be `from`: the shards resume).
+    const exporters = Math.max(plan.exporters ?? plan.from, plan.to);
+    const nothingMoved = (plan.phase === "begin" || plan.phase === "drain") && (plan.exporters ?? from) <= to;
+    if (plan.to < to) plan = { from, to, phase: "begin", exporters };
+    else if (nothingMoved) plan = { from, to, phase: "begin", ...(plan.exporters !== undefined ? { exporters: plan.exporters } : {}) };
+  }
+  if (plan.to !== to || plan.from !== from) throw new Error(`a growth from SHARDS=${plan.from} to SHARDS=${plan.to} is under way and sessions have moved: set SHARDS back to ${plan.to} (or more) until it ends`);
+  const exporters = plan.exporters ?? from;
   const next = (phase: GrowthPhase, extra: Partial<GrowthPlan> = {}) => {
-    plan = { from, to, phase, ...extra };
+    plan = { from, to, phase, ...(exporters !== from ? { exporters } : {}), ...extra };
     store.save(plan);
   };
   const all = Array.from({ length: to }, (_, i) => i);
@@ -69,7 +84,12 @@ export async function advanceGrowth(store: PlanStore, from: number, to: number, 
     next("export");
   }
   if (plan.phase === "export") {
-    for (let i = 0; i < from; i++) while (!(await calls.exportPage(i, from, to)));
+    // one page a call at most: shard 0's own pages are no RPC, so without this its whole export would
+    // be one event (one transaction, one CPU budget) however many sessions it holds
+    for (let i = plan.exported ?? 0; i < exporters; i++) {
+      if (!(await calls.exportPage(i, from, to))) return false;
+      next("export", { exported: i + 1 });
+    }
     next("settle");
   }
   if (plan.phase === "settle") {

@@ -359,6 +359,16 @@ export class Links {
     return n;
   }
 
+  /**
+   * Chunks not yet acknowledged, volatile runs not yet sent and calls under way, over all targets:
+   * 0 only once everything given to send was applied (a QoS 0 copy included).
+   */
+  unsettled(): number {
+    let n = 0;
+    for (const o of this.out.values()) n += o.chunks.length + o.runs.length + (o.inFlight ? 1 : 0);
+    return n;
+  }
+
   private link(target: number): Outgoing {
     let o = this.out.get(target);
     if (!o) this.out.set(target, (o = new Outgoing(target)));

@@ -92,11 +92,11 @@ describe("advanceGrowth", () => {
     expect(f.log.slice(-4)).toEqual(["end 1", "end 2", "end 3", "end 0"]);
     expect(f.shards.map((s) => s.begun)).toEqual([1, 1, 1, 1]);
     expect(f.shards.map((s) => s.ended)).toEqual([1, 1, 1, 1]);
-    expect(rounds).toBe(2); // settle needs a second quiet reading
+    expect(rounds).toBe(4); // one export page a call (2 shards × 2 pages), and settle needs a second quiet reading
   });
 
   test("drain waits while any shard has chunks unacknowledged; nothing is exported before", async () => {
-    const f = new Fakes(3, 1);
+    const f = new Fakes(3, 1, 1);
     f.shards[2]!.pending = 1;
     expect(await advanceGrowth(f.store, 1, 3, f.api)).toBe(false);
     expect(f.plan?.phase).toBe("drain");
@@ -146,10 +146,19 @@ describe("advanceGrowth", () => {
   });
 
   test("a plan for another growth is not mixed with this one once sessions moved; before, it starts over towards the new number", async () => {
+    // lowered below the plan's K once sessions moved: refused (they would be hidden)
     const f = new Fakes(4, 2);
-    f.plan = { from: 2, to: 3, phase: "export" };
-    await expect(advanceGrowth(f.store, 2, 4, f.api)).rejects.toThrow(/set SHARDS back to 3/);
+    f.plan = { from: 2, to: 4, phase: "export" };
+    await expect(advanceGrowth(f.store, 2, 3, f.api)).rejects.toThrow(/set SHARDS back to 4/);
     expect(f.log).toEqual([]);
+    // raised again once sessions moved: it starts over towards the new number, the earlier growth's new shard exporting too
+    const h = new Fakes(4, 2);
+    h.plan = { from: 2, to: 3, phase: "export" };
+    h.shards[2]!.pages = 1;
+    await run(h, 2, 4);
+    expect(h.shards.map((s) => s.begun)).toEqual([1, 1, 1, 1]);
+    expect(h.shards.map((s) => s.pages)).toEqual([0, 0, 0, 0]);
+    expect(h.shards[3]!.exportCalls).toBe(0);
     const g = new Fakes(4, 2);
     g.plan = { from: 2, to: 3, phase: "drain" };
     await run(g, 2, 4);
