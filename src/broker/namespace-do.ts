@@ -37,6 +37,19 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+/** A growth from one shard that moved nothing yet (it may be given up). */
+function abandonable(plan: string): boolean {
+  const p = JSON.parse(plan) as { from: number; phase: string };
+  return p.from === 1 && (p.phase === "begin" || p.phase === "drain");
+}
+
+/** Why SHARDS=1 is refused on a namespace whose stored layout (or growth plan) has more shards; null: it serves. */
+function oneShardRefusal(storedK: number | null, plan: string | null): string | null {
+  const k = plan !== null ? (JSON.parse(plan) as { to: number }).to : storedK;
+  if (k === null || k <= 1) return null;
+  return `namespace was set up with SHARDS=${k}${plan !== null ? " (a growth to it is under way)" : ""}; SHARDS=1 would hide the sessions of its other shards, so it is refused (set SHARDS back to ${k}: lowering it is not supported)`;
+}
+
 /** The auth set-up is said once per process, not at every object start or wake (same env for all). */
 let announced = false;
 
@@ -47,6 +60,11 @@ export class NamespaceBroker extends DurableObject<Env> {
   /** the namespace this object serves (its name without the shard suffix), and its shard index */
   private readonly namespace: string | null;
   private readonly shard: number;
+  /**
+   * SHARDS=1 under a namespace set up with more shards (or growing to more): why it is refused
+   * (its other shards' sessions would be hidden); null: it serves. One read of storage at start.
+   */
+  private oneShardProblem: string | null = null;
   /** K > 1: sockets whose CONNECT has not shown its client id yet, and their bytes so far */
   private readonly peeking = new Map<WebSocket, Uint8Array>();
   /** K > 1: sockets whose CONNECT was read here (their session's home is this shard) */
@@ -78,6 +96,15 @@ export class NamespaceBroker extends DurableObject<Env> {
     if (config.SHARDS > 1 && this.namespace !== null) {
       core.joinShards(this.shardNode(config.SHARDS, store, runtime));
       core.namespaceWide = () => this.namespaceStats();
+    } else if (this.namespace !== null) {
+      let plan = store.loadReshard("plan");
+      if (plan !== null && abandonable(plan)) {
+        // SHARDS set back to 1 before any session moved: the growth is over, nothing to undo
+        store.saveReshard("plan", null);
+        store.saveReshard("export", null);
+        plan = null;
+      }
+      this.oneShardProblem = oneShardRefusal(store.loadShardLayout(), plan);
     }
     if (!announced) this.core.auth.announce();
     announced = true;
@@ -117,7 +144,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     if (growing !== null) {
       return new Response(`${growing}\n`, { status: 503, headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "1" } });
     }
-    const refused = this.core.shards?.layoutProblem;
+    const refused = this.core.shards?.layoutProblem ?? this.oneShardProblem;
     if (refused) {
       console.error(`[broker] ${refused}`);
       return new Response(`${refused}\n`, { status: 503, headers: { "content-type": "text/plain; charset=utf-8" } });
@@ -185,6 +212,7 @@ export class NamespaceBroker extends DurableObject<Env> {
 
   async publish(msg: admin.ExternalMessage): Promise<admin.PublishOutcome> {
     this.rpcEntered();
+    if (this.oneShardProblem !== null) return { refused: this.oneShardProblem, status: 503 };
     if (this.core.shards) {
       // a shard that has not heard the layout may be a new one whose peers' filters have not come yet
       if (this.core.shards.layoutUnconfirmed && !(await this.confirmLayout())) return { refused: "shard 0 of this namespace did not answer; try again", status: 503 };

@@ -231,8 +231,8 @@ test("a namespace made with one object grows to 4 shards: its sessions and retai
   await end(c, p);
 });
 
-test("lowering SHARDS is refused (503 with the reason), and setting it back serves the sessions intact", async () => {
-  const vars: Record<string, string> = { SHARDS: "4", EVENTS: "none" };
+test("lowering SHARDS (to 2, or unset: one object) is refused (503 with the reason), sockets and API publishes alike; setting it back serves the sessions intact", async () => {
+  const vars: Record<string, string> = { SHARDS: "4", EVENTS: "none", API_TOKEN: TEST_API_TOKEN };
   broker = await startBroker(vars);
   const b = broker;
   const ns = "shrink";
@@ -244,6 +244,11 @@ test("lowering SHARDS is refused (503 with the reason), and setting it back serv
   vars.SHARDS = "2";
   await b.restart();
   expect(await upgradeStatus(`${b.url(ns)}?client=x`)).toBe(503);
+  delete vars.SHARDS; // one object: shard 0 alone would hide the sessions of the three others
+  await b.restart();
+  expect(await upgradeStatus(`${b.url(ns)}?client=x`)).toBe(503);
+  const api = await fetch(b.http(`/api/${ns}/publish`), { method: "POST", headers: { authorization: `Bearer ${TEST_API_TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ topic: "k/x", payload: "lost?" }) });
+  expect(api.status).toBe(503);
   vars.SHARDS = "4";
   await b.restart();
   const back = await connect(url, persistent(id));
