@@ -1,0 +1,590 @@
+// Raising SHARDS as a property (src/shards/grow.ts driving src/broker/growth.ts on every shard of
+// test/sim/cluster.ts): a namespace at K1 (1 or 2) with random persistent sessions (MQTT 5 and
+// 3.1.1; subscriptions exact, wildcard and shared; queues of QoS 0/1/2; messages in flight, some
+// PUBREC'd; inbound QoS 2 exchanges left at PUBREC; wills with and without delay) and retained
+// messages is deployed at K2 (2 to 4): each shard restarts from its committed storage with K2
+// nodes (new shards empty), and shard 0 drives `advanceGrowth` whose calls are events on the
+// shards (RPCs: stepped, failed, their replies lost, like link calls) while links fail, replies are
+// lost and shards crash before or after any event's commit; after a failure or a crash the drive
+// starts again, as the alarm would. Then:
+// - every session is on exactly one shard, its home at K2, holding exactly what it held (row, will,
+//   subscriptions, inbound QoS 2 ids, deliveries in order with packet ids and states);
+// - every shard holds the retained messages, its stored layout is K2, nothing is paused or owed,
+//   `inspect()` finds no problem, every shard's view of every peer's interest is what its sessions hold;
+// - a publish on each shard to each topic reaches each matching (offline) session once, and each
+//   shared group at exactly one member.
+// GROWTH_RUNS raises the number of random runs (GROWTH_SEED replays one).
+import { describe, expect, test } from "vitest";
+import fc from "fast-check";
+import { SimCluster, type CrashAt, type Fate, type SimShard } from "../sim/cluster";
+import { SimClient } from "../sim/client";
+import { home } from "../../src/shards/layout";
+import { fingerprint, isExactFilter } from "../../src/shards/fingerprint";
+import { inspect } from "../../src/broker/inspect";
+import { publishExternal } from "../../src/broker/admin";
+import { advanceGrowth, type GrowthCalls, type GrowthPlan, type ShardStatus } from "../../src/shards/grow";
+import { beginGrowth, endGrowth, exportPage, growthStatus } from "../../src/broker/growth";
+import { shareOf } from "../../src/session/delivery";
+import type { Session } from "../../src/session/session";
+import type { BrokerConfig } from "../../src/config";
+import { matches } from "./cluster-model";
+
+const FILTERS = ["pub/#", "pub/a", "+/a", "pub/+", "#", "other/b", "dev/+/y", "dev/x/y", "$share/g/sh/#", "$share/g/pub/+", "$share/h/sh/1"] as const;
+const TOPICS = ["pub/a", "pub/b", "other/a", "other/b", "sh/1", "sh/2", "dev/x/y", "dev/z/y"] as const;
+const CONFIG: Partial<BrokerConfig> = { MAX_QUEUED_MESSAGES: 10_000, QUEUE_QOS0: true, MAX_INFLIGHT: 4 };
+/** wills wait at least this long and sessions live longer: no timer falls due while the test runs */
+const HOUR = 3600;
+
+const plain = (filter: string) => (filter.startsWith("$share/") ? filter.slice(filter.indexOf("/", 7) + 1) : filter);
+const text = (b: Uint8Array) => Buffer.from(b).toString();
+
+// ——— what is generated ———
+
+interface SessionSpec {
+  version: 4 | 5;
+  /** MQTT 5 session expiry, hours */
+  expiryHours: number;
+  subs: { f: number; qos: 0 | 1 | 2 }[];
+  /** delay: MQTT 5 will delay in hours (0: sent when the socket drops) */
+  will: { t: number; qos: 0 | 1 | 2; retain: boolean; delay: number } | null;
+  /** does not acknowledge what it gets (in flight when it drops); MQTT 5: this Receive Maximum */
+  holds: boolean;
+  receiveMaximum: number;
+  /** holding: sends PUBREC for its first QoS 2 PUBLISH before it drops (in flight, released) */
+  recOne: boolean;
+  /** QoS 2 PUBLISHes it leaves at PUBREC (no PUBREL) */
+  openQos2: number[];
+  /** drops before the messages are published (they queue) */
+  early: boolean;
+}
+
+interface Scenario {
+  k1: number;
+  k2: number;
+  salt: number;
+  sessions: SessionSpec[];
+  pubs: { t: number; qos: 0 | 1 | 2; retain: boolean }[];
+}
+
+interface Fault {
+  pick: number;
+  fate: Fate;
+  crash: CrashAt;
+  /** the clock moves first (alarms fire: link retries) */
+  advance: number;
+}
+
+const qosArb = fc.constantFrom<0 | 1 | 2>(0, 1, 2);
+const sessionArb: fc.Arbitrary<SessionSpec> = fc.record({
+  version: fc.constantFrom<4 | 5>(4, 5),
+  expiryHours: fc.integer({ min: 3, max: 48 }),
+  subs: fc.uniqueArray(fc.record({ f: fc.nat(FILTERS.length - 1), qos: qosArb }), { minLength: 0, maxLength: 4, selector: (s) => s.f }),
+  will: fc.option(fc.record({ t: fc.nat(TOPICS.length - 1), qos: qosArb, retain: fc.boolean(), delay: fc.constantFrom(0, 0, 2) }), { nil: null, freq: 2 }),
+  holds: fc.boolean(),
+  receiveMaximum: fc.integer({ min: 1, max: 3 }),
+  recOne: fc.boolean(),
+  openQos2: fc.uniqueArray(fc.nat(TOPICS.length - 1), { maxLength: 2 }),
+  early: fc.boolean(),
+});
+
+const scenarioArb: fc.Arbitrary<Scenario> = fc
+  .record({
+    k1: fc.integer({ min: 1, max: 2 }),
+    grow: fc.integer({ min: 1, max: 3 }),
+    salt: fc.nat(1_000_000),
+    sessions: fc.array(sessionArb, { minLength: 1, maxLength: 7 }),
+    pubs: fc.array(fc.record({ t: fc.nat(TOPICS.length - 1), qos: qosArb, retain: fc.boolean() }), { minLength: 0, maxLength: 14 }),
+  })
+  .map(({ k1, grow, salt, sessions, pubs }) => ({ k1, k2: Math.min(4, k1 + grow), salt, sessions, pubs }));
+
+const faultArb: fc.Arbitrary<Fault> = fc.record({
+  pick: fc.nat(),
+  fate: fc.constantFrom<Fate>("ok", "ok", "ok", "ok", "fail", "lose"),
+  crash: fc.constantFrom<CrashAt>("none", "none", "none", "none", "none", "none", "none", "none", "none", "before", "after"),
+  advance: fc.constantFrom(0, 0, 0, 0, 0, 0, 0, 0, 150, 2_000),
+});
+
+// ——— what a session holds ———
+
+interface Holding {
+  version: number;
+  expiry: number;
+  expiresAt: number | null;
+  will: { topic: string; payload: string; qos: number; retain: boolean; delay: number } | null;
+  willAt: number | null;
+  owner: string | null;
+  durable: boolean;
+  subs: string[];
+  qos2: number[];
+  /** in flight and queued, in delivery order */
+  deliveries: string[];
+  queued: number;
+}
+
+/** What `session` holds on `shard`, from memory; where storage disagrees, a problem. */
+function holding(shard: SimShard, session: Session, problems: string[]): Holding {
+  const core = shard.core;
+  const store = shard.store;
+  const id = session.clientId;
+  const rows: { seq: number; d: string }[] = [];
+  for (const f of session.inflight.values()) {
+    rows.push({ seq: f.seq ?? -1, d: `${f.released ? "released" : "sent"} #${f.packetId} q${f.qos}${f.retain ? " r" : ""} ${f.msg.topic} ${text(f.msg.payload)} ${shareOf(f.group ?? null) ?? ""}` });
+  }
+  for (const r of store.nextQueued(id, Number.MAX_SAFE_INTEGER)) {
+    if (core.isForgotten(r.seq)) continue;
+    rows.push({ seq: r.seq, d: `queued q${r.qos}${r.retain ? " r" : ""} ${r.msg.topic} ${text(r.msg.payload)} ${r.share ?? ""}` });
+  }
+  rows.sort((a, b) => a.seq - b.seq);
+  const will = session.will ? { topic: session.will.topic, payload: text(session.will.payload), qos: session.will.qos, retain: session.will.retain, delay: session.will.delay } : null;
+  const row = store.loadSessions().find((r) => r.clientId === id);
+  if (!row) problems.push(`shard ${shard.index}: ${id} not stored`);
+  else {
+    const stored = row.will ? { topic: row.will.topic, payload: text(row.will.payload), qos: row.will.qos, retain: row.will.retain, delay: row.will.delay } : null;
+    if (JSON.stringify(stored) !== JSON.stringify(will) || row.willAt !== session.willAt || row.expiresAt !== session.expiresAt || row.expiry !== session.expiryInterval) {
+      problems.push(`shard ${shard.index}: ${id} stored ${JSON.stringify({ will: stored, willAt: row.willAt, expiresAt: row.expiresAt, expiry: row.expiry })}, memory ${JSON.stringify({ will, willAt: session.willAt, expiresAt: session.expiresAt, expiry: session.expiryInterval })}`);
+    }
+  }
+  const qos2 = [...session.inboundQos2].sort((a, b) => a - b);
+  const storedQos2 = store.loadInboundQos2().filter((r) => r.clientId === id).map((r) => r.packetId).sort((a, b) => a - b);
+  if (qos2.join() !== storedQos2.join()) problems.push(`shard ${shard.index}: ${id} inbound QoS 2 ${qos2.join()} in memory, ${storedQos2.join()} stored`);
+  return {
+    version: session.version,
+    expiry: session.expiryInterval,
+    expiresAt: session.expiresAt,
+    will,
+    willAt: session.willAt,
+    owner: session.owner,
+    durable: session.durable,
+    subs: [...session.subscriptions.values()].map((s) => `${s.filter} q${s.qos} nl${+s.noLocal} rap${+s.retainAsPublished} rh${s.retainHandling} id${s.subscriptionId ?? ""}`).sort(),
+    qos2,
+    deliveries: rows.map((r) => r.d),
+    queued: session.queuedCount,
+  };
+}
+
+/** Every session of the cluster, where it is and what it holds. */
+function census(cl: SimCluster, problems: string[]): Map<string, { shards: number[]; held: Holding }> {
+  const out = new Map<string, { shards: number[]; held: Holding }>();
+  for (const sh of cl.shards) {
+    for (const session of sh.core.sessions.values()) {
+      const seen = out.get(session.clientId);
+      if (seen) seen.shards.push(sh.index);
+      else out.set(session.clientId, { shards: [sh.index], held: holding(sh, session, problems) });
+    }
+    for (const row of sh.store.loadSessions()) if (!sh.core.sessions.has(row.clientId)) problems.push(`shard ${sh.index}: ${row.clientId} stored, not in memory`);
+  }
+  return out;
+}
+
+/** The retained messages a shard holds (less presence and $SYS), as "topic payload qos". */
+function retainedOf(sh: SimShard): string[] {
+  const out: string[] = [];
+  for (const [topic, m] of sh.store.snapshot().retained) {
+    if (topic.startsWith("$events/") || topic.startsWith("$SYS/")) continue;
+    out.push(`${topic} ${text(m.payload)} q${m.qos}`);
+  }
+  return out.sort();
+}
+
+/** What each shard knows of each peer's interest against what the peer's sessions subscribe to (as test/model/cluster-model.ts checks it). */
+function interestProblems(cl: SimCluster): string[] {
+  const problems: string[] = [];
+  const json = (v: unknown[]) => JSON.stringify([...v].sort());
+  for (const sh of cl.shards) {
+    const wild = new Set<string>();
+    const exact = new Set<number>();
+    for (const session of sh.core.sessions.values()) for (const f of session.subscriptions.keys()) if (isExactFilter(f)) exact.add(fingerprint(f));
+    else wild.add(f);
+    const local = json([...sh.node.interest.localFilters()]);
+    const localFps = json(sh.node.interest.localFingerprints());
+    if (local !== json([...wild]) || localFps !== json([...exact])) problems.push(`shard ${sh.index} announces ${local} ${localFps}, its sessions subscribe to ${json([...wild])} ${json([...exact])}`);
+    const truth = json([...wild]);
+    const truthFps = json([...exact]);
+    for (const other of cl.shards) {
+      if (other === sh) continue;
+      const view = json(other.node.interest.viewOf(sh.index));
+      const fps = json(other.node.interest.fingerprintsOf(sh.index));
+      if (view !== truth || fps !== truthFps) problems.push(`shard ${other.index} sees ${view} ${fps} of shard ${sh.index}, whose sessions subscribe to ${truth} ${truthFps}`);
+      const stored = json(other.store.loadInterest().filter((r) => r.peer === sh.index).map((r) => r.filter));
+      const storedFps: number[] = [];
+      other.store.loadInterestFps((peer, fp) => peer === sh.index && storedFps.push(fp));
+      if (stored !== view || json(storedFps) !== fps) problems.push(`shard ${other.index} stored ${stored} ${json(storedFps)} of shard ${sh.index}, holds ${view} ${fps}`);
+    }
+  }
+  return problems;
+}
+
+// ——— the namespace at K1 ———
+
+/** Client ids of the run (the salt moves their homes). */
+const idsOf = (s: Scenario) => s.sessions.map((_, i) => `g${s.salt}-${i}`);
+
+async function buildAtK1(s: Scenario): Promise<SimCluster> {
+  const cl = new SimCluster({ k: s.k1, config: CONFIG });
+  await cl.start();
+  const ids = idsOf(s);
+  const clients = ids.map((id) => new SimClient(cl.gate(home(id, s.k1)), id));
+  s.sessions.forEach((spec, i) => {
+    const c = clients[i]!;
+    const will = spec.will ? { topic: TOPICS[spec.will.t]!, payload: `will-${ids[i]}`, qos: spec.will.qos, retain: spec.will.retain, delay: spec.version === 5 ? spec.will.delay * HOUR : 0 } : undefined;
+    c.connect({ version: spec.version, clean: false, expiry: spec.expiryHours * HOUR, receiveMaximum: spec.holds && spec.version === 5 ? spec.receiveMaximum : undefined, will });
+  });
+  await cl.drain();
+  s.sessions.forEach((spec, i) => {
+    for (const sub of spec.subs) clients[i]!.subscribe(FILTERS[sub.f]!, sub.qos);
+  });
+  await cl.drain();
+  s.sessions.forEach((spec, i) => {
+    const c = clients[i]!;
+    if (!c.connected) throw new Error(`${ids[i]} did not connect`);
+    if (spec.holds) c.ackMode = "hold";
+    c.releaseOnPubrec = false;
+    for (const t of spec.openQos2) c.publish(TOPICS[t]!, `open-${ids[i]}-${t}`, 2);
+  });
+  await cl.drain();
+  s.sessions.forEach((spec, i) => spec.early && clients[i]!.drop());
+  await cl.drain();
+  // a publisher of its own (Clean Session) on each shard in turn
+  s.pubs.forEach((p, n) => {
+    const pub = new SimClient(cl.gate(n % s.k1), `pub-${s.salt}-${n}`);
+    pub.connect({ version: 4, clean: true });
+    pub.publish(TOPICS[p.t]!, `m${n}`, p.qos, p.retain);
+    pub.disconnect();
+  });
+  await cl.drain();
+  s.sessions.forEach((spec, i) => {
+    const c = clients[i]!;
+    if (spec.early) return;
+    // PUBREC for the first QoS 2 PUBLISH held, then gone before the PUBREL comes: in flight, released
+    const first = c.received.find((r) => r.qos === 2);
+    if (spec.holds && spec.recOne && first) {
+      const send = c.send.bind(c);
+      c.send = (p) => void (p.cmd !== "pubcomp" && send(p)); // the PUBREL stays unanswered
+      c.send({ cmd: "pubrec", messageId: first.packetId! });
+    }
+  });
+  await cl.drain();
+  s.sessions.forEach((spec, i) => spec.early || clients[i]!.drop());
+  await cl.settle(60_000);
+  if (cl.pendingChunks() > 0) throw new Error("chunks owed at K1");
+  return cl;
+}
+
+// ——— the growth ———
+
+interface GrowthRun {
+  cluster: SimCluster;
+  drives: number;
+  failures: number;
+  steps: number;
+  /** clock moved during the growth (ms) */
+  elapsed: number;
+}
+
+/** Shard `i`'s part of a growth step (NamespaceBroker.shardGrowth), on its current incarnation. */
+function shardGrowth(cl: SimCluster, i: number, step: "begin" | "status" | "export" | "end", from: number, to: number): ShardStatus | boolean | null {
+  const core = cl.shards[i]!.core;
+  if (core.shards!.k !== to) throw new Error(`shard ${i} does not serve with SHARDS=${to}`);
+  if (step === "begin") beginGrowth(core, from, to);
+  else if (step === "status") return growthStatus(core);
+  else if (step === "export") return exportPage(core, from, to);
+  else endGrowth(core, to);
+  return null;
+}
+
+/**
+ * Deploys K2 over `old`'s committed storage and drives the growth to its end: `faults` first (the
+ * event picked, a call's fate, a crash; the clock moved), then no fault until shard 0 says done.
+ */
+async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], log: string[]): Promise<GrowthRun> {
+  const cl = new SimCluster({ k: k2, config: CONFIG, states: old.shards.map((s) => s.committed) });
+  cl.now = old.now;
+  cl.crashPlan = crashPlan;
+  const start = cl.now;
+  await cl.start();
+  const s0 = () => cl.shards[0]!;
+  if (s0().node.growingFrom !== k1) throw new Error(`shard 0 grows from ${s0().node.growingFrom}, not ${k1}`);
+  let drive: { epoch: number; state: "posted" | "running" | "settled"; done: boolean } | null = null;
+  let retryAt = cl.now;
+  let drives = 0;
+  let failures = 0;
+  /** NamespaceBroker.driveGrowth, on shard 0's incarnation of now */
+  const startDrive = (me: NonNullable<typeof drive>) => {
+    me.state = "running";
+    drives++;
+    const core = s0().core;
+    const store = core.store;
+    const plans = {
+      load: () => {
+        const json = store.loadReshard("plan");
+        return json === null ? null : (JSON.parse(json) as GrowthPlan);
+      },
+      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
+    };
+    const calls: GrowthCalls = {
+      begin: async (i, f, t) => void (i === 0 ? beginGrowth(core, f, t) : await cl.rpc(0, i, () => shardGrowth(cl, i, "begin", f, t))),
+      status: async (i) => (i === 0 ? growthStatus(core) : ((await cl.rpc(0, i, () => shardGrowth(cl, i, "status", k1, k2))) as ShardStatus)),
+      exportPage: async (i, f, t) => (i === 0 ? exportPage(core, f, t) : ((await cl.rpc(0, i, () => shardGrowth(cl, i, "export", f, t))) as boolean)),
+      end: async (i, t) => void (i === 0 ? endGrowth(core, t) : await cl.rpc(0, i, () => shardGrowth(cl, i, "end", k1, t))),
+    };
+    advanceGrowth(plans, k1, k2, calls).then(
+      (done) => {
+        me.state = "settled";
+        me.done = done;
+        retryAt = cl.now + 200;
+      },
+      (err) => {
+        me.state = "settled";
+        failures++;
+        log.push(`drive failed: ${(err as Error).message}`);
+        retryAt = cl.now + 1000;
+      },
+    );
+  };
+  let steps = 0;
+  for (let guard = 0; ; guard++) {
+    if (guard > 50_000) throw new Error("the growth never ended");
+    const d = drive as { epoch: number; state: "posted" | "running" | "settled"; done: boolean } | null;
+    const alive = d !== null && d.epoch === s0().epoch;
+    if (alive && d.state === "settled" && d.done) break;
+    if (!alive || d.state === "settled") {
+      // the alarm (or a restart) drives the growth again
+      if (alive && retryAt > cl.now) await cl.advance(retryAt - cl.now);
+      const me: { epoch: number; state: "posted" | "running" | "settled"; done: boolean } = { epoch: s0().epoch, state: "posted", done: false };
+      drive = me;
+      cl.post(0, () => {
+        s0().core.alarm();
+        startDrive(me);
+      });
+    }
+    if (cl.queue.length === 0) {
+      await cl.advance(200); // nothing queued: the drive waits for its retry, links for theirs
+      continue;
+    }
+    const f = faults[steps];
+    steps++;
+    if (f) {
+      if (f.advance > 0) await cl.advance(f.advance);
+      if (cl.queue.length > 0) await cl.step(f.pick, f.fate, f.crash);
+    } else await cl.step(0);
+  }
+  return { cluster: cl, drives, failures, steps, elapsed: cl.now - start };
+}
+
+// ——— the checks ———
+
+interface Before {
+  sessions: Map<string, Holding>;
+  retained: string[];
+}
+
+function record(cl: SimCluster): Before {
+  const problems: string[] = [];
+  const all = census(cl, problems);
+  for (const sh of cl.shards) problems.push(...inspect(sh.core).problems.map((p) => `shard ${sh.index}: ${p}`));
+  const retained = retainedOf(cl.shards[0]!);
+  for (const sh of cl.shards) if (JSON.stringify(retainedOf(sh)) !== JSON.stringify(retained)) problems.push(`shard ${sh.index} retained differs at K1`);
+  if (problems.length > 0) throw new Error(`at K1 already: ${problems.join("; ")}`);
+  const sessions = new Map<string, Holding>();
+  for (const [id, { held }] of all) sessions.set(id, held);
+  return { sessions, retained };
+}
+
+/** Everything the growth must have kept, moved and converged; the problems found. */
+function afterGrowth(cl: SimCluster, k2: number, before: Before): string[] {
+  const problems: string[] = [];
+  const now = census(cl, problems);
+  for (const [id, held] of before.sessions) {
+    const got = now.get(id);
+    if (!got) {
+      problems.push(`${id} lost (held ${JSON.stringify(held)})`);
+      continue;
+    }
+    if (got.shards.length !== 1 || got.shards[0] !== home(id, k2)) problems.push(`${id} on shards ${got.shards.join(",")}, its home at K=${k2} is ${home(id, k2)}`);
+    if (JSON.stringify(got.held) !== JSON.stringify(held)) problems.push(`${id} (shard ${got.shards.join(",")}) holds ${JSON.stringify(got.held)}, held ${JSON.stringify(held)}`);
+  }
+  for (const id of now.keys()) if (!before.sessions.has(id)) problems.push(`${id}: a session from nowhere`);
+  for (const sh of cl.shards) {
+    problems.push(...inspect(sh.core).problems.map((p) => `shard ${sh.index}: ${p}`));
+    const retained = retainedOf(sh);
+    if (JSON.stringify(retained) !== JSON.stringify(before.retained)) problems.push(`shard ${sh.index} retains ${JSON.stringify(retained)}, was ${JSON.stringify(before.retained)}`);
+    if (sh.store.loadShardLayout() !== k2) problems.push(`shard ${sh.index} stored layout ${sh.store.loadShardLayout()}`);
+    const node = sh.node;
+    if (node.paused || node.growingFrom !== null || node.layoutUnconfirmed || node.layoutProblem) problems.push(`shard ${sh.index}: paused ${node.paused}, growing from ${node.growingFrom}, unconfirmed ${node.layoutUnconfirmed}, problem ${node.layoutProblem}`);
+    if (sh.store.loadReshard("plan") !== null || sh.store.loadReshard("export") !== null) problems.push(`shard ${sh.index} keeps growth rows ${sh.store.loadReshard("plan")} ${sh.store.loadReshard("export")}`);
+    if (sh.store.loadChunks().length > 0) problems.push(`shard ${sh.index}: outbox not empty`);
+  }
+  problems.push(...interestProblems(cl));
+  return problems;
+}
+
+/** A QoS 1 publish on each shard to each topic: each matching session gets one copy queued, each shared group one at one member. */
+async function publishEverywhere(cl: SimCluster, before: Before): Promise<string[]> {
+  const problems: string[] = [];
+  const subs = new Map<string, string[]>();
+  for (const [id, h] of before.sessions) subs.set(id, h.subs.map((s) => s.split(" ")[0]!));
+  const topics = TOPICS.filter((t) => [...subs.values()].some((fs) => fs.some((f) => matches(plain(f), t))));
+  for (const sh of cl.shards) {
+    for (const topic of topics) {
+      cl.post(sh.index, () => {
+        const out = publishExternal(cl.shards[sh.index]!.core, { topic, payload: new TextEncoder().encode(`after-${sh.index}-${topic}`), qos: 1, retain: false });
+        if ("refused" in out && out.refused) problems.push(`shard ${sh.index} refused a publish: ${out.refused}`);
+      });
+    }
+  }
+  await cl.settle(60_000);
+  // what each session got queued: payload → [non-shared copies, copies by group]
+  const got = new Map<string, Map<string, { own: number; groups: Map<string, number> }>>();
+  for (const sh of cl.shards) {
+    for (const session of sh.core.sessions.values()) {
+      const per = new Map<string, { own: number; groups: Map<string, number> }>();
+      for (const r of sh.store.nextQueued(session.clientId, Number.MAX_SAFE_INTEGER)) {
+        const payload = text(r.msg.payload);
+        if (!payload.startsWith("after-")) continue;
+        const e = per.get(payload) ?? { own: 0, groups: new Map() };
+        per.set(payload, e);
+        if (r.share === null) e.own++;
+        else e.groups.set(r.share, (e.groups.get(r.share) ?? 0) + 1);
+      }
+      got.set(session.clientId, per);
+    }
+  }
+  // The router gives a session matched twice in one pass (its own filter and a group's, or two
+  // groups') one copy, stored without a group; a group's copy from another shard stays apart.
+  for (const sh of cl.shards) {
+    for (const topic of topics) {
+      const payload = `after-${sh.index}-${topic}`;
+      const byGroup = new Map<string, { copies: number; clean: boolean }>();
+      for (const [id, filters] of subs) {
+        const e = got.get(id)?.get(payload) ?? { own: 0, groups: new Map<string, number>() };
+        const own = filters.some((f) => !f.startsWith("$share/") && matches(f, topic));
+        const groups = filters.filter((f) => f.startsWith("$share/") && matches(plain(f), topic));
+        const n = e.own + [...e.groups.values()].reduce((a, b) => a + b, 0);
+        const say = (why: string) => problems.push(`${id} (${filters.join(" ")}) got ${payload} ${e.own} times alone, ${JSON.stringify([...e.groups])} through groups: ${why}`);
+        for (const [g, c] of e.groups) if (!groups.includes(g) || c > 1) say(`${g}: not its group, or twice`);
+        if (own && (e.own < 1 || n > 1 + groups.length)) say(`owed once for its own filter, plus at most once per group`);
+        if (!own && (n > groups.length || (groups.length < 2 && e.own > 0))) say(`owed only through its groups`);
+        for (const g of groups) {
+          const seen = byGroup.get(g) ?? { copies: 0, clean: true };
+          byGroup.set(g, seen);
+          seen.copies += e.groups.get(g) ?? 0;
+          if (own || groups.length > 1) seen.clean = false; // its copy may be merged with another
+          else seen.copies += e.own; // (none: a lone group's copy keeps its group)
+        }
+      }
+      for (const [g, { copies, clean }] of byGroup) if (copies > 1 || (clean && copies !== 1)) problems.push(`group ${g} got ${copies} copies of ${payload}${clean ? "" : " (some members merged)"}`);
+    }
+  }
+  return problems;
+}
+
+/** The whole run; throws with what went wrong. */
+async function runGrowth(s: Scenario, faults: Fault[], crashPlan: SimCluster["crashPlan"]): Promise<GrowthRun & { before: Before }> {
+  const old = await buildAtK1(s);
+  const before = record(old);
+  const log: string[] = [];
+  const run = await grow(old, s.k1, s.k2, faults, crashPlan, log);
+  const cl = run.cluster;
+  await cl.settle(60_000);
+  const where = () => `\nK ${s.k1} → ${s.k2}, planned crash: ${cl.crashedAt ?? "none"}, crashes ${cl.crashes}, drives ${run.drives}\n${log.join("\n")}\nbroker log:\n${cl.logs.filter((l) => !l.includes("/info")).slice(-20).join("\n")}`;
+  const problems = afterGrowth(cl, s.k2, before);
+  if (problems.length > 0) throw new Error(`after the growth:\n${problems.join("\n")}${where()}`);
+  if (run.elapsed > HOUR * 1000) throw new Error(`the growth took ${run.elapsed} ms of clock: timers may have fallen due`);
+  const late = await publishEverywhere(cl, before);
+  if (late.length > 0) throw new Error(`publishing after the growth:\n${late.join("\n")}${where()}`);
+  return { ...run, before };
+}
+
+// ——— the tests ———
+
+const runs = Number(process.env.GROWTH_RUNS ?? 60);
+const seed = process.env.GROWTH_SEED ? Number(process.env.GROWTH_SEED) : undefined;
+
+/** a fixed namespace: every kind of state, two shards grown to three */
+const FIXED: Scenario = {
+  k1: 2,
+  k2: 3,
+  salt: 7,
+  sessions: [
+    { version: 5, expiryHours: 5, subs: [{ f: 0, qos: 2 }, { f: 8, qos: 1 }], will: { t: 2, qos: 1, retain: false, delay: 2 }, holds: true, receiveMaximum: 2, recOne: true, openQos2: [3], early: false },
+    { version: 4, expiryHours: 5, subs: [{ f: 4, qos: 1 }, { f: 7, qos: 2 }], will: { t: 0, qos: 1, retain: true, delay: 0 }, holds: false, receiveMaximum: 1, recOne: false, openQos2: [], early: true },
+    { version: 5, expiryHours: 9, subs: [{ f: 6, qos: 2 }, { f: 8, qos: 2 }, { f: 10, qos: 1 }], will: null, holds: true, receiveMaximum: 1, recOne: false, openQos2: [0, 4], early: false },
+    { version: 4, expiryHours: 5, subs: [{ f: 1, qos: 0 }, { f: 9, qos: 2 }], will: null, holds: true, receiveMaximum: 3, recOne: true, openQos2: [], early: false },
+    { version: 5, expiryHours: 12, subs: [{ f: 2, qos: 1 }, { f: 5, qos: 2 }], will: { t: 6, qos: 2, retain: true, delay: 2 }, holds: false, receiveMaximum: 1, recOne: false, openQos2: [1], early: true },
+    { version: 5, expiryHours: 3, subs: [{ f: 3, qos: 2 }, { f: 9, qos: 0 }], will: null, holds: false, receiveMaximum: 1, recOne: false, openQos2: [], early: false },
+  ],
+  pubs: [
+    { t: 0, qos: 2, retain: true },
+    { t: 1, qos: 1, retain: false },
+    { t: 4, qos: 2, retain: false },
+    { t: 6, qos: 0, retain: true },
+    { t: 2, qos: 1, retain: true },
+    { t: 0, qos: 1, retain: false },
+    { t: 5, qos: 2, retain: false },
+    { t: 3, qos: 2, retain: false },
+    { t: 7, qos: 1, retain: false },
+    { t: 1, qos: 2, retain: true },
+  ],
+};
+
+describe("raising SHARDS moves every session whole", () => {
+  test("a fixed namespace of two shards grows to three, no fault: every kind of state arrives", async () => {
+    const old = await buildAtK1(FIXED);
+    const before = record(old);
+    // the namespace does hold what the test means to move
+    const held = [...before.sessions.values()];
+    if (process.env.GROWTH_DEBUG) console.log(JSON.stringify([...before.sessions], null, 1));
+    expect(held.some((h) => h.deliveries.some((d) => d.startsWith("released")))).toBe(true);
+    expect(held.some((h) => h.deliveries.some((d) => d.startsWith("sent")))).toBe(true);
+    expect(held.some((h) => h.deliveries.some((d) => d.startsWith("queued q0")))).toBe(true);
+    expect(held.some((h) => h.deliveries.some((d) => d.startsWith("queued q2")))).toBe(true);
+    expect(held.some((h) => h.qos2.length > 0)).toBe(true);
+    expect(held.some((h) => h.will !== null && h.willAt !== null)).toBe(true);
+    expect(before.retained.length).toBeGreaterThan(2);
+    const moved = [...before.sessions.keys()].filter((id) => home(id, 2) !== home(id, 3));
+    expect(moved.length).toBeGreaterThan(0);
+    const run = await runGrowth(FIXED, [], null);
+    console.log(`fixed growth 2 → 3: ${before.sessions.size} sessions (${moved.length} moved), ${run.steps} events, ${run.cluster.writeEvents} writing`);
+  });
+
+  test("the fixed growth crashed at every event that writes, before and after its commit", async () => {
+    const clean = await runGrowth(FIXED, [], null);
+    const writes = clean.cluster.writeEvents;
+    expect(writes).toBeGreaterThan(10);
+    let points = 0;
+    const failed: string[] = [];
+    for (let n = 1; n <= writes; n++) {
+      for (const after of [false, true]) {
+        try {
+          const run = await runGrowth(FIXED, [], { writeEvent: n, after });
+          expect(run.cluster.crashedAt, `write event ${n}`).not.toBeNull();
+        } catch (err) {
+          failed.push(`write event ${n}${after ? " after" : " before"}: ${(err as Error).message.split("\n").slice(0, 4).join(" | ")}`);
+        }
+        points++;
+      }
+    }
+    console.log(`fixed growth: ${points} crash points (${writes} events that write), ${failed.length} failed`);
+    expect(failed, failed.slice(0, 5).join("\n")).toEqual([]);
+  }, 300_000);
+
+  test(`${runs} random namespaces grown with failed calls, lost replies and crashes at any event`, async () => {
+    let moved = 0;
+    let crashed = 0;
+    let drives = 0;
+    const result = await fc.check(
+      fc.asyncProperty(scenarioArb, fc.array(faultArb, { maxLength: 300 }), fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 80 }), after: fc.boolean() }), { nil: null }), async (s, faults, plan) => {
+        const run = await runGrowth(s, faults, plan);
+        moved += [...run.before.sessions.keys()].filter((id) => home(id, s.k1) !== home(id, s.k2)).length;
+        if (run.cluster.crashes > 0) crashed++;
+        drives += run.drives;
+      }),
+      { numRuns: runs, seed },
+    );
+    if (result.failed) console.error(fc.defaultReportMessage(result));
+    expect(result.failed, `seed ${result.seed}: ${(result.errorInstance as Error | undefined)?.message}`).toBe(false);
+    expect(moved).toBeGreaterThan(runs / 2);
+    expect(crashed).toBeGreaterThan(runs / 4);
+    console.log(`growth model: ${runs} runs, ${moved} sessions moved, ${crashed} runs with a crash, ${drives} drives`);
+  }, 600_000);
+});
