@@ -288,6 +288,10 @@ interface GrowthRun {
   steps: number;
   /** clock moved during the growth (ms) */
   elapsed: number;
+  /** export pages that left more to send */
+  pages: number;
+  /** the events that ran an export page */
+  exportEvents: number[];
   /** events that wrote storage from the deploy to the settle after the growth (where planned crashes hit) */
   writes: number;
   /** events from the deploy to the settle after the growth */
@@ -322,6 +326,16 @@ async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], cr
   let retryAt = cl.now;
   let drives = 0;
   let failures = 0;
+  let pages = 0;
+  const exportEvents: number[] = [];
+  const page = (done: boolean) => {
+    if (!done) pages++;
+    return done;
+  };
+  const exporting = (i: number, f: number, t: number) => {
+    exportEvents.push(cl.events);
+    return i === 0 ? exportPage(s0().core, f, t) : (shardGrowth(cl, i, "export", f, t) as boolean);
+  };
   /** NamespaceBroker.driveGrowth, on shard 0's incarnation of now */
   const startDrive = (me: NonNullable<typeof drive>) => {
     me.state = "running";
@@ -338,7 +352,7 @@ async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], cr
     const calls: GrowthCalls = {
       begin: async (i, f, t) => void (i === 0 ? beginGrowth(core, f, t) : await cl.rpc(0, i, () => shardGrowth(cl, i, "begin", f, t))),
       status: async (i) => (i === 0 ? growthStatus(core) : ((await cl.rpc(0, i, () => shardGrowth(cl, i, "status", k1, k2))) as ShardStatus)),
-      exportPage: async (i, f, t) => (i === 0 ? exportPage(core, f, t) : ((await cl.rpc(0, i, () => shardGrowth(cl, i, "export", f, t))) as boolean)),
+      exportPage: async (i, f, t) => page(i === 0 ? exporting(0, f, t) : await cl.rpc(0, i, () => exporting(i, f, t))),
       end: async (i, t) => void (i === 0 ? endGrowth(core, t) : await cl.rpc(0, i, () => shardGrowth(cl, i, "end", k1, t))),
     };
     advanceGrowth(plans, k1, k2, calls).then(
@@ -387,7 +401,7 @@ async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], cr
       if (cl.queue.length > 0) await cl.step(f.pick, f.fate, f.crash);
     } else await cl.step(0);
   }
-  return { cluster: cl, drives, failures, steps, elapsed: cl.now - start, writes: 0, events: 0 };
+  return { cluster: cl, drives, failures, steps, elapsed: cl.now - start, writes: 0, events: 0, pages, exportEvents };
 }
 
 // ——— the checks ———
@@ -526,12 +540,18 @@ async function runGrowth(s: Scenario, faults: Fault[], crashPlan: SimCluster["cr
   if (live !== null) s = { ...s, sessions: s.sessions.map((x) => ({ ...x, subs: x.subs.filter((sub) => !FILTERS[sub.f]!.startsWith("$share/")) })) };
   const old = await buildAtK1(s, live);
   const before = live === null ? record(old) : await reference(old, s.k1);
+  const run = await growFrom(old, before, s.k1, s.k2, faults, crashPlan, crashEvent, live !== null);
+  return { ...run, before, owedAtDeploy: old.shards.some((sh) => MemoryStore.fromSnapshot(sh.committed).loadChunks().length > 0) };
+}
+
+/** Grows `old` (which held `before`) to K2 and checks the result; throws with what went wrong. */
+async function growFrom(old: SimCluster, before: Before, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"], anyOrder: boolean): Promise<GrowthRun> {
   const log: string[] = [];
-  const run = await grow(old, s.k1, s.k2, faults, crashPlan, crashEvent, log);
+  const run = await grow(old, k1, k2, faults, crashPlan, crashEvent, log);
   const cl = run.cluster;
   await cl.settle(60_000);
-  const where = () => `\nK ${s.k1} → ${s.k2}, planned crash: ${cl.crashedAt ?? "none"}, crashes ${cl.crashes}, drives ${run.drives}\n${log.join("\n")}\nbroker log:\n${cl.logs.filter((l) => !l.includes("/info")).slice(-20).join("\n")}`;
-  const problems = afterGrowth(cl, s.k2, before, live !== null);
+  const where = () => `\nK ${k1} → ${k2}, planned crash: ${cl.crashedAt ?? "none"}, crashes ${cl.crashes}, drives ${run.drives}\n${log.join("\n")}\nbroker log:\n${cl.logs.filter((l) => !l.includes("/info")).slice(-20).join("\n")}`;
+  const problems = afterGrowth(cl, k2, before, anyOrder);
   problems.push(...log.filter((l) => l.startsWith("chunks owed")));
   if (problems.length > 0) throw new Error(`after the growth:\n${problems.join("\n")}${where()}`);
   if (run.elapsed > HOUR * 1000) throw new Error(`the growth took ${run.elapsed} ms of clock: timers may have fallen due`);
@@ -542,7 +562,7 @@ async function runGrowth(s: Scenario, faults: Fault[], crashPlan: SimCluster["cr
   run.events = cl.events;
   const late = await publishEverywhere(cl, before);
   if (late.length > 0) throw new Error(`publishing after the growth:\n${late.join("\n")}${where()}`);
-  return { ...run, before, owedAtDeploy: old.shards.some((sh) => MemoryStore.fromSnapshot(sh.committed).loadChunks().length > 0) };
+  return run;
 }
 
 // ——— the tests ———
@@ -646,7 +666,7 @@ describe("raising SHARDS moves every session whole", () => {
     let owed = 0;
     let live = 0;
     const result = await fc.check(
-      fc.asyncProperty(scenarioArb, fc.array(faultArb, { maxLength: 300 }), fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 80 }), after: fc.boolean() }), { nil: null }), fc.option(fc.nat(60), { nil: null }), async (s, faults, plan, cut) => {
+      fc.asyncProperty(scenarioArb, fc.array(faultArb, { maxLength: 300 }), fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 80 }), after: fc.boolean() }), { nil: null }), fc.option(fc.nat(60), { nil: null, freq: 2 }), async (s, faults, plan, cut) => {
         const run = await runGrowth(s, faults, plan, null, cut);
         if (cut !== null) live++;
         if (run.owedAtDeploy) owed++;
@@ -662,4 +682,68 @@ describe("raising SHARDS moves every session whole", () => {
     expect(crashed).toBeGreaterThan(runs / 4);
     console.log(`growth model: ${runs} runs (${live} deployed live, ${owed} with chunks owed at the deploy), ${moved} sessions moved, ${crashed} runs with a crash, ${drives} drives`);
   }, 600_000);
+
+  // More than a page of each (EXPORT_PAGE_ENTRIES deliveries, RETAINED_PAGE retained messages):
+  // the export resumes where its stored progress says, whatever crashed between pages.
+  test("more than a page of deliveries and of retained messages, each page's event crashed before and after its commit", async () => {
+    const k1 = 2;
+    const k2 = 4;
+    // five sessions on shard 1 that move, one that stays on each old shard
+    const ids: string[] = [];
+    for (let n = 0; ids.length < 5; n++) if (home(`big-${n}`, k1) === 1 && home(`big-${n}`, k2) >= k1) ids.push(`big-${n}`);
+    for (let n = 0; ids.length < 7; n++) if (home(`stay-${n}`, k2) === ids.length - 5) ids.push(`stay-${n}`);
+    const build = async () => {
+      const cl = new SimCluster({ k: k1, config: CONFIG });
+      await cl.start();
+      for (const id of ids) {
+        const c = new SimClient(cl.gate(home(id, k1)), id);
+        c.connect({ version: 5, clean: false, expiry: 5 * HOUR });
+        await cl.drain();
+        c.subscribe(id.startsWith("big") ? "pub/#" : "pub/a", 1);
+        await cl.drain();
+        c.drop();
+        await cl.drain();
+      }
+      const publish = (topic: string, payload: string, retain: boolean) => {
+        const out = publishExternal(cl.shards[0]!.core, { topic, payload: new TextEncoder().encode(payload), qos: 1, retain });
+        if ("refused" in out && out.refused) throw new Error(out.refused);
+      };
+      cl.post(0, () => {
+        for (let n = 0; n < 520; n++) publish(n % 2 ? "pub/a" : "pub/b", `q${n}`, false); // 5 × 520 deliveries to move from shard 1: two pages
+      });
+      cl.post(0, () => {
+        for (let n = 0; n < 520; n++) publish(`keep/${String(n).padStart(4, "0")}`, `r${n}`, true); // two pages of retained messages on shard 0
+      });
+      await cl.settle(60_000);
+      return cl;
+    };
+    const old = await build();
+    const before = record(old);
+    expect(before.retained.length).toBe(520);
+    const clean = await growFrom(old, before, k1, k2, [], null, null, false);
+    expect(clean.pages).toBeGreaterThanOrEqual(2); // a page of deliveries and one of retained messages left more to send
+    const points = [...new Set(clean.exportEvents)].flatMap((event) => [false, true].map((after) => ({ event, after })));
+    for (const crashEvent of points) await growFrom(old, before, k1, k2, [], null, crashEvent, false);
+    console.log(`paged growth 2 → 4: ${clean.events} events, ${clean.pages} pages left more to send; crashed at the export's events ${[...new Set(clean.exportEvents)].join(", ")}, before and after their commit`);
+  }, 120_000);
+
+  // Known defect (left for the lead: src/broker/namespace-do.ts driveGrowth and src/shards/grow.ts).
+  // Shard 0 answers its own calls directly, and `advanceGrowth` loops `while (!(await
+  // calls.exportPage(0, …)))`: awaiting a promise already resolved yields to no other event, so
+  // all of shard 0's pages run in the one event (alarm) that reached the export, and commit (or are
+  // lost) together. EXPORT_PAGE_ENTRIES / RETAINED_PAGE then bound nothing on shard 0: a namespace
+  // of one object with many sessions, queues or retained messages exports all of it in one
+  // event, which can pass the CPU limit and, aborted, roll back to start over the same way. Fix:
+  // end the alarm's drive after each of shard 0's pages that left more (return false, wake again).
+  test.fails("shard 0's export pages are events of their own (a page bounds one event's work)", async () => {
+    const cl = new SimCluster({ k: 1, config: CONFIG });
+    await cl.start();
+    cl.post(0, () => {
+      for (let n = 0; n < 520; n++) publishExternal(cl.shards[0]!.core, { topic: `keep/${n}`, payload: new TextEncoder().encode(`r${n}`), qos: 0, retain: true });
+    });
+    await cl.settle(60_000);
+    const run = await growFrom(cl, record(cl), 1, 2, [], null, null, false);
+    expect(run.pages).toBeGreaterThanOrEqual(1); // a page of retained messages left more to send
+    expect(new Set(run.exportEvents).size).toBe(run.exportEvents.length); // fails: [e, e]
+  });
 });
