@@ -534,6 +534,45 @@ async function publishEverywhere(cl: SimCluster, before: Before): Promise<string
   return problems;
 }
 
+const DELIVERY = /^(sent|released|queued)(?: #(\d+))? q(\d)(?: r)? (\S+) (\S+)/;
+
+/**
+ * Every session's client comes back at its home: Session Present, its PUBREL for each message it
+ * had acknowledged with PUBREC, then what was in flight (again, DUP) and queued, in that order, once
+ * each; its own QoS 2 exchanges left at PUBREC complete (PUBCOMP).
+ */
+async function reconnectAll(cl: SimCluster, k2: number): Promise<string[]> {
+  const problems: string[] = [];
+  const back: { id: string; c: SimClient; h: Holding }[] = [];
+  for (const sh of cl.shards) {
+    for (const session of [...sh.core.sessions.values()]) {
+      const h = holding(sh, session, problems);
+      const c = new SimClient(cl.gate(home(session.clientId, k2)), session.clientId);
+      c.connect({ version: h.version as 4 | 5, clean: false, expiry: h.expiry });
+      back.push({ id: session.clientId, c, h });
+    }
+  }
+  await cl.settle(60_000);
+  for (const { c, h } of back) for (const id of h.qos2) c.send({ cmd: "pubrel", messageId: id });
+  await cl.settle(60_000);
+  for (const { id, c, h } of back) {
+    if (!c.connected || !c.connack?.sessionPresent) {
+      problems.push(`${id}: ${c.connected ? "Session Present 0" : `not connected (${JSON.stringify(c.closed)})`}`);
+      continue;
+    }
+    const parsed = h.deliveries.map((d) => DELIVERY.exec(d)!);
+    const owed = parsed.filter((m) => m[1] !== "released").map((m) => m[5]!);
+    const got = c.received.map((r) => r.payload);
+    if (got.join(" ") !== owed.join(" ")) problems.push(`${id} got ${got.join(" ")}, held ${owed.join(" ")}`);
+    const resent = parsed.filter((m) => m[1] === "sent").length;
+    if (c.received.slice(0, resent).some((r) => !r.dup)) problems.push(`${id}: a message in flight came again without DUP`);
+    for (const m of parsed.filter((x) => x[1] === "released")) if (!c.packets.some((p) => p.cmd === "pubrel" && p.messageId === Number(m[2]))) problems.push(`${id}: no PUBREL for ${m[2]}`);
+    for (const q of h.qos2) if (!c.packets.some((p) => p.cmd === "pubcomp" && p.messageId === q)) problems.push(`${id}: no PUBCOMP for its QoS 2 ${q}`);
+  }
+  for (const sh of cl.shards) problems.push(...inspect(sh.core).problems.map((p) => `shard ${sh.index} after the reconnects: ${p}`));
+  return problems;
+}
+
 /** The whole run; throws with what went wrong. */
 async function runGrowth(s: Scenario, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"] = null, live: number | null = null): Promise<GrowthRun & { before: Before; owedAtDeploy: boolean }> {
   // live: no shared groups (which member gets a will sent at the restart is the routing's choice, not the reference's)
@@ -562,6 +601,8 @@ async function growFrom(old: SimCluster, before: Before, k1: number, k2: number,
   run.events = cl.events;
   const late = await publishEverywhere(cl, before);
   if (late.length > 0) throw new Error(`publishing after the growth:\n${late.join("\n")}${where()}`);
+  const back = await reconnectAll(cl, k2);
+  if (back.length > 0) throw new Error(`reconnecting after the growth:\n${back.join("\n")}${where()}`);
   return run;
 }
 
