@@ -45,7 +45,8 @@ interface SessionSpec {
   version: 4 | 5;
   /** MQTT 5 session expiry, hours */
   expiryHours: number;
-  subs: { f: number; qos: 0 | 1 | 2 }[];
+  /** opt (MQTT 5): bit 0 No Local (not on a shared filter), bit 1 Retain As Published, bits 2–3 Retain Handling, bit 4 a subscription id */
+  subs: { f: number; qos: 0 | 1 | 2; opt?: number }[];
   /** delay: MQTT 5 will delay in hours (0: sent when the socket drops) */
   will: { t: number; qos: 0 | 1 | 2; retain: boolean; delay: number } | null;
   /** does not acknowledge what it gets (in flight when it drops); MQTT 5: this Receive Maximum */
@@ -64,7 +65,8 @@ interface Scenario {
   k2: number;
   salt: number;
   sessions: SessionSpec[];
-  pubs: { t: number; qos: 0 | 1 | 2; retain: boolean }[];
+  /** props: sent by an MQTT 5 client with user properties and a content type */
+  pubs: { t: number; qos: 0 | 1 | 2; retain: boolean; props?: boolean }[];
 }
 
 interface Fault {
@@ -79,7 +81,7 @@ const qosArb = fc.constantFrom<0 | 1 | 2>(0, 1, 2);
 const sessionArb: fc.Arbitrary<SessionSpec> = fc.record({
   version: fc.constantFrom<4 | 5>(4, 5),
   expiryHours: fc.integer({ min: 3, max: 48 }),
-  subs: fc.uniqueArray(fc.record({ f: fc.nat(FILTERS.length - 1), qos: qosArb }), { minLength: 0, maxLength: 4, selector: (s) => s.f }),
+  subs: fc.uniqueArray(fc.record({ f: fc.nat(FILTERS.length - 1), qos: qosArb, opt: fc.nat(31) }), { minLength: 0, maxLength: 4, selector: (s) => s.f }),
   will: fc.option(fc.record({ t: fc.nat(TOPICS.length - 1), qos: qosArb, retain: fc.boolean(), delay: fc.constantFrom(0, 0, 2) }), { nil: null, freq: 2 }),
   holds: fc.boolean(),
   receiveMaximum: fc.integer({ min: 1, max: 3 }),
@@ -94,7 +96,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc
     grow: fc.integer({ min: 1, max: 3 }),
     salt: fc.nat(1_000_000),
     sessions: fc.array(sessionArb, { minLength: 1, maxLength: 7 }),
-    pubs: fc.array(fc.record({ t: fc.nat(TOPICS.length - 1), qos: qosArb, retain: fc.boolean() }), { minLength: 0, maxLength: 14 }),
+    pubs: fc.array(fc.record({ t: fc.nat(TOPICS.length - 1), qos: qosArb, retain: fc.boolean(), props: fc.boolean() }), { minLength: 0, maxLength: 14 }),
   })
   .map(({ k1, grow, salt, sessions, pubs }) => ({ k1, k2: Math.min(4, k1 + grow), salt, sessions, pubs }));
 
@@ -129,11 +131,11 @@ function holding(shard: SimShard, session: Session, problems: string[]): Holding
   const id = session.clientId;
   const rows: { seq: number; d: string }[] = [];
   for (const f of session.inflight.values()) {
-    rows.push({ seq: f.seq ?? -1, d: `${f.released ? "released" : "sent"} #${f.packetId} q${f.qos}${f.retain ? " r" : ""} ${f.msg.topic} ${text(f.msg.payload)} ${shareOf(f.group ?? null) ?? ""}` });
+    rows.push({ seq: f.seq ?? -1, d: `${f.released ? "released" : "sent"} #${f.packetId} q${f.qos}${f.retain ? " r" : ""} ${f.msg.topic} ${text(f.msg.payload)} ${shareOf(f.group ?? null) ?? ""} ${JSON.stringify(f.subIds ?? null)} ${JSON.stringify(f.msg.properties ?? null)}` });
   }
   for (const r of store.nextQueued(id, Number.MAX_SAFE_INTEGER)) {
     if (core.isForgotten(r.seq)) continue;
-    rows.push({ seq: r.seq, d: `queued q${r.qos}${r.retain ? " r" : ""} ${r.msg.topic} ${text(r.msg.payload)} ${r.share ?? ""}` });
+    rows.push({ seq: r.seq, d: `queued q${r.qos}${r.retain ? " r" : ""} ${r.msg.topic} ${text(r.msg.payload)} ${r.share ?? ""} ${JSON.stringify(r.subIds ?? null)} ${JSON.stringify(r.msg.properties ?? null)}` });
   }
   rows.sort((a, b) => a.seq - b.seq);
   const will = session.will ? { topic: session.will.topic, payload: text(session.will.payload), qos: session.will.qos, retain: session.will.retain, delay: session.will.delay } : null;
@@ -236,7 +238,11 @@ async function buildAtK1(s: Scenario, live: number | null = null): Promise<SimCl
   });
   await cl.drain();
   s.sessions.forEach((spec, i) => {
-    for (const sub of spec.subs) clients[i]!.subscribe(FILTERS[sub.f]!, sub.qos);
+    for (const sub of spec.subs) {
+      const filter = FILTERS[sub.f]!;
+      const o = sub.opt ?? 0;
+      clients[i]!.subscribe(filter, sub.qos, { nl: !filter.startsWith("$share/") && (o & 1) === 1, rap: (o & 2) === 2, rh: ((o >> 2) & 3) % 3, id: o & 16 ? o + 1 : undefined });
+    }
   });
   await cl.drain();
   s.sessions.forEach((spec, i) => {
@@ -252,8 +258,8 @@ async function buildAtK1(s: Scenario, live: number | null = null): Promise<SimCl
   // a publisher of its own (Clean Session) on each shard in turn
   s.pubs.forEach((p, n) => {
     const pub = new SimClient(cl.gate(n % s.k1), `pub-${s.salt}-${n}`);
-    pub.connect({ version: 4, clean: true });
-    pub.publish(TOPICS[p.t]!, `m${n}`, p.qos, p.retain);
+    pub.connect({ version: p.props ? 5 : 4, clean: true });
+    pub.publish(TOPICS[p.t]!, `m${n}`, p.qos, p.retain, p.props ? { userProperties: { k: `v${n}` }, contentType: "text/x" } : undefined);
     pub.disconnect();
   });
   if (live !== null) {
