@@ -793,4 +793,70 @@ describe("raising SHARDS moves every session whole", () => {
     expect(run.pages).toBeGreaterThanOrEqual(1); // a page of retained messages left more to send
     expect(new Set(run.exportEvents).size).toBe(run.exportEvents.length); // fails: [e, e]
   });
+
+  // The timers held while the namespace grows (a delayed will, a session's expiry) fall due after
+  // it, once, at the session's new home: here the clock passes both during the growth.
+  test("a will delay and a session expiry that pass during the growth go off once after it, at the new home; crashed at every event", async () => {
+    const k1 = 1;
+    const k2 = 2;
+    const pick = (prefix: string, shard: number) => {
+      for (let n = 0; ; n++) if (home(`${prefix}${n}`, k2) === shard) return `${prefix}${n}`;
+    };
+    const [a, c, b] = [pick("will-", 1), pick("expire-", 1), pick("sub-", 0)];
+    const build = async () => {
+      const cl = new SimCluster({ k: k1, config: CONFIG });
+      await cl.start();
+      const sub = new SimClient(cl.gate(0), b);
+      sub.connect({ version: 4, clean: false });
+      await cl.drain();
+      sub.subscribe("pub/#", 1);
+      await cl.drain();
+      sub.drop();
+      const wa = new SimClient(cl.gate(0), a);
+      wa.connect({ version: 5, clean: false, expiry: HOUR, will: { topic: "pub/w", payload: `will-of-${a}`, qos: 1, delay: 1 } });
+      const wc = new SimClient(cl.gate(0), c);
+      wc.connect({ version: 5, clean: false, expiry: 2, will: { topic: "pub/c", payload: `will-of-${c}`, qos: 2, delay: HOUR } });
+      await cl.drain();
+      wa.drop();
+      wc.drop();
+      await cl.drain();
+      return cl;
+    };
+    const old = await build();
+    const check = async (crashEvent: SimCluster["crashEvent"]) => {
+      const log: string[] = [];
+      // the clock moves 5 s once the growth began (its first steps), and again later
+      const faults: Fault[] = [...Array.from({ length: 6 }, () => ({ pick: 0, fate: "ok" as const, crash: "none" as const, advance: 0 })), { pick: 0, fate: "ok", crash: "none", advance: 5_000 }];
+      const run = await grow(old, k1, k2, faults, null, crashEvent, log);
+      const cl = run.cluster;
+      await cl.settle(60_000);
+      // (chunks owed when the growth ended are fine here: the timers held go off at each shard's end, and publish)
+      const problems: string[] = [];
+      const all = census(cl, problems);
+      if (all.has(c)) problems.push(`${c} outlived its expiry`);
+      const wa = all.get(a);
+      if (!wa || wa.shards.join() !== "1" || wa.held.will !== null || wa.held.willAt !== null) problems.push(`${a}: ${JSON.stringify(wa)}`);
+      const sub = all.get(b);
+      const got = sub?.held.deliveries.map((d) => DELIVERY.exec(d)![5]) ?? [];
+      for (const w of [`will-of-${a}`, `will-of-${c}`]) if (got.filter((p) => p === w).length !== 1) problems.push(`${b} holds ${JSON.stringify(got)}: ${w} owed once`);
+      for (const sh of cl.shards) problems.push(...inspect(sh.core).problems.map((p) => `shard ${sh.index}: ${p}`));
+      problems.push(...interestProblems(cl));
+      if (problems.length > 0) throw new Error(`${problems.join("\n")}\n(crash: ${cl.crashedAt ?? "none"}; ${log.join("; ")})`);
+      return run;
+    };
+    const clean = await check(null);
+    expect(clean.elapsed).toBeGreaterThanOrEqual(5_000);
+    const failed: string[] = [];
+    for (let n = 1; n <= clean.cluster.events; n++) {
+      for (const after of [false, true]) {
+        try {
+          await check({ event: n, after });
+        } catch (err) {
+          failed.push(`event ${n}${after ? " after" : " before"}: ${(err as Error).message.split("\n").slice(0, 3).join(" | ")}`);
+        }
+      }
+    }
+    console.log(`timers across the growth: ${clean.cluster.events} events, each crashed before and after its commit; ${failed.length} failed`);
+    expect(failed, failed.slice(0, 5).join("\n")).toEqual([]);
+  }, 120_000);
 });
