@@ -796,25 +796,28 @@ describe("raising SHARDS moves every session whole", () => {
 
   // The timers held while the namespace grows (a delayed will, a session's expiry) fall due after
   // it, once, at the session's new home: here the clock passes both during the growth.
-  test("a will delay and a session expiry that pass during the growth go off once after it, at the new home; crashed at every event", async () => {
-    const k1 = 1;
-    const k2 = 2;
-    const pick = (prefix: string, shard: number) => {
-      for (let n = 0; ; n++) if (home(`${prefix}${n}`, k2) === shard) return `${prefix}${n}`;
+  // K 1 → 2: the clock passes both once shard 0 (paused from its restart) began; 2 → 4: the
+  // sessions on shard 1, whose timers may go off before its "begin" (it does not pause before)
+  test.each([
+    { k1: 1, k2: 2, from: 0, at: 6 },
+    { k1: 2, k2: 4, from: 1, at: 0 },
+  ])("a will delay and a session expiry that pass during the growth go off once after it, at the new home; crashed at every event (K $k1 → $k2)", async ({ k1, k2, from, at }) => {
+    const pick = (prefix: string, now: number, next: number) => {
+      for (let n = 0; ; n++) if (home(`${prefix}${n}`, k1) === now && home(`${prefix}${n}`, k2) === next) return `${prefix}${n}`;
     };
-    const [a, c, b] = [pick("will-", 1), pick("expire-", 1), pick("sub-", 0)];
+    const [a, c, b] = [pick("will-", from, k2 - 1), pick("expire-", from, k2 - 1), pick("sub-", 0, 0)];
     const build = async () => {
       const cl = new SimCluster({ k: k1, config: CONFIG });
       await cl.start();
-      const sub = new SimClient(cl.gate(0), b);
+      const sub = new SimClient(cl.gate(home(b, k1)), b);
       sub.connect({ version: 4, clean: false });
       await cl.drain();
       sub.subscribe("pub/#", 1);
       await cl.drain();
       sub.drop();
-      const wa = new SimClient(cl.gate(0), a);
+      const wa = new SimClient(cl.gate(home(a, k1)), a);
       wa.connect({ version: 5, clean: false, expiry: HOUR, will: { topic: "pub/w", payload: `will-of-${a}`, qos: 1, delay: 1 } });
-      const wc = new SimClient(cl.gate(0), c);
+      const wc = new SimClient(cl.gate(home(c, k1)), c);
       wc.connect({ version: 5, clean: false, expiry: 2, will: { topic: "pub/c", payload: `will-of-${c}`, qos: 2, delay: HOUR } });
       await cl.drain();
       wa.drop();
@@ -826,7 +829,7 @@ describe("raising SHARDS moves every session whole", () => {
     const check = async (crashEvent: SimCluster["crashEvent"]) => {
       const log: string[] = [];
       // the clock moves 5 s once the growth began (its first steps), and again later
-      const faults: Fault[] = [...Array.from({ length: 6 }, () => ({ pick: 0, fate: "ok" as const, crash: "none" as const, advance: 0 })), { pick: 0, fate: "ok", crash: "none", advance: 5_000 }];
+      const faults: Fault[] = [...Array.from({ length: at }, () => ({ pick: 0, fate: "ok" as const, crash: "none" as const, advance: 0 })), { pick: 0, fate: "ok", crash: "none", advance: 5_000 }];
       const run = await grow(old, k1, k2, faults, null, crashEvent, log);
       const cl = run.cluster;
       await cl.settle(60_000);
@@ -835,7 +838,7 @@ describe("raising SHARDS moves every session whole", () => {
       const all = census(cl, problems);
       if (all.has(c)) problems.push(`${c} outlived its expiry`);
       const wa = all.get(a);
-      if (!wa || wa.shards.join() !== "1" || wa.held.will !== null || wa.held.willAt !== null) problems.push(`${a}: ${JSON.stringify(wa)}`);
+      if (!wa || wa.shards.join() !== String(k2 - 1) || wa.held.will !== null || wa.held.willAt !== null) problems.push(`${a}: ${JSON.stringify(wa)}`);
       const sub = all.get(b);
       const got = sub?.held.deliveries.map((d) => DELIVERY.exec(d)![5]) ?? [];
       for (const w of [`will-of-${a}`, `will-of-${c}`]) if (got.filter((p) => p === w).length !== 1) problems.push(`${b} holds ${JSON.stringify(got)}: ${w} owed once`);
