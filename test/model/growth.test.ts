@@ -320,7 +320,9 @@ function shardGrowth(cl: SimCluster, i: number, step: "begin" | "status" | "expo
  * event picked, a call's fate, a crash; the clock moved), then no fault until shard 0 says done.
  */
 async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"], log: string[]): Promise<GrowthRun> {
-  const cl = new SimCluster({ k: k2, config: CONFIG, states: old.shards.map((s) => s.committed) });
+  // a namespace of one object runs without shard nodes, so it never stored a layout: shard 0 finds data without one
+  const states = old.shards.map((s) => (k1 === 1 ? { ...s.committed, shardLayout: undefined } : s.committed));
+  const cl = new SimCluster({ k: k2, config: CONFIG, states });
   cl.now = old.now;
   cl.crashPlan = crashPlan;
   cl.crashEvent = crashEvent;
