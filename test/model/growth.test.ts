@@ -319,7 +319,10 @@ function shardGrowth(cl: SimCluster, i: number, step: "begin" | "status" | "expo
  * Deploys K2 over `old`'s committed storage and drives the growth to its end: `faults` first (the
  * event picked, a call's fate, a crash; the clock moved), then no fault until shard 0 says done.
  */
-async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"], log: string[]): Promise<GrowthRun> {
+/** A scripted schedule: the queue index to step next, "skip" when the script acted itself, null for the faults' choice. */
+type Script = (cl: SimCluster) => Promise<number | "skip" | null>;
+
+async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"], log: string[], script?: Script): Promise<GrowthRun> {
   // a namespace of one object runs without shard nodes, so it never stored a layout: shard 0 finds data without one
   const states = old.shards.map((s) => (k1 === 1 ? { ...s.committed, shardLayout: undefined } : s.committed));
   const cl = new SimCluster({ k: k2, config: CONFIG, states });
@@ -400,6 +403,12 @@ async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], cr
     }
     if (cl.queue.length === 0) {
       await cl.advance(200); // nothing queued: the drive waits for its retry, links for theirs
+      continue;
+    }
+    const scripted = script ? await script(cl) : null;
+    if (scripted !== null) {
+      steps++;
+      if (scripted !== "skip") await cl.step(scripted);
       continue;
     }
     const f = faults[steps];
@@ -864,4 +873,44 @@ describe("raising SHARDS moves every session whole", () => {
     console.log(`timers across the growth: ${clean.cluster.events} events, each crashed before and after its commit; ${failed.length} failed`);
     expect(failed, failed.slice(0, 5).join("\n")).toEqual([]);
   }, 120_000);
+
+  // Known defect (left for the lead: src/broker/growth.ts beginGrowth). A call of a drive whose
+  // shard 0 died is still delivered (an RPC already sent, or whose failure the caller saw first):
+  // here shard 0 sends "begin" to shard 1 and crashes; its next incarnation drives the whole growth
+  // to its end; then the old "begin" arrives. beginGrowth pauses shard 1 again and stores a plan
+  // for it (a plan it finds absent, as "end" cleared it), so shard 1 stays paused for good (its
+  // restarts read the plan): it refuses every socket and API publish, its wills and expiries never
+  // go off. An "export" as late leaves its progress row (done) and re-announces the shard's filters
+  // (harmless: announcements are idempotent). Fix: a step names the growth it belongs to (from, to) and a shard that has
+  // recorded K = to (saveShardLayout at its end) ignores begin/export for it.
+  // (the drive's calls to shard 1, no fault: begin, status (drain), export, status, status, end)
+  test.fails.each([
+    { step: "begin", nth: 1 },
+    { step: "export", nth: 3 },
+  ])("a late '$step' from a drive whose shard 0 died leaves no shard paused, nor growth rows", async ({ nth }) => {
+    const old = await buildAtK1(FIXED);
+    const before = record(old);
+    let stale: unknown = null;
+    const seen = new Set<unknown>();
+    const script: Script = async (cl) => {
+      if (stale === null) {
+        for (const e of cl.queue) if (e.kind === "call" && e.shard === 1 && e.run !== undefined) seen.add(e);
+        const call = seen.size === nth ? [...seen].pop() : undefined;
+        if (!call || !cl.queue.includes(call as never)) return null;
+        stale = call;
+        await cl.crash(cl.shards[0]!); // the call stays on its way
+        return "skip";
+      }
+      const i = cl.queue.findIndex((e) => e !== stale);
+      return i < 0 ? null : i;
+    };
+    const log: string[] = [];
+    const run = await grow(old, FIXED.k1, FIXED.k2, [], null, null, log, script);
+    const cl = run.cluster;
+    expect(stale).not.toBeNull();
+    expect(cl.queue).toContain(stale); // the growth ended with the old "begin" still on its way
+    await cl.settle(60_000); // it arrives
+    // fails: begin: shard 1 paused, with a plan stored; export: shard 1 keeps an export row (and re-announced its filters)
+    expect(afterGrowth(cl, FIXED.k2, before, false)).toEqual([]);
+  });
 });
