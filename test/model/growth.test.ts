@@ -586,6 +586,41 @@ async function reconnectAll(cl: SimCluster, k2: number): Promise<string[]> {
     for (const m of parsed.filter((x) => x[1] === "released")) if (!c.packets.some((p) => p.cmd === "pubrel" && p.messageId === Number(m[2]))) problems.push(`${id}: no PUBREL for ${m[2]}`);
     for (const q of h.qos2) if (!c.packets.some((p) => p.cmd === "pubcomp" && p.messageId === q)) problems.push(`${id}: no PUBCOMP for its QoS 2 ${q}`);
   }
+  // Subscribed (SUBACK in hand), then a publish on any shard reaches it: each client's new filter
+  // is published to on every shard as soon as its SUBACK came, before anything else runs.
+  const live = back.filter(({ c }) => c.connected);
+  const subIds = live.map(({ id, c }) => {
+    const before = c.packets.length;
+    c.subscribe(`fresh/${id}`, 1);
+    return { before };
+  });
+  const subacked = (i: number) => live[i]!.c.packets.slice(subIds[i]!.before).some((p) => p.cmd === "suback");
+  for (let n = 0; n < 20_000 && live.some((_, i) => !subacked(i)); n++) {
+    if (cl.queue.length > 0) await cl.step(0);
+    else await cl.advance(100);
+  }
+  for (const [i, { id }] of live.entries()) {
+    if (!subacked(i)) {
+      problems.push(`${id}: no SUBACK for fresh/${id}`);
+      continue;
+    }
+    for (const sh of cl.shards) {
+      let ran = false;
+      cl.post(sh.index, () => {
+        ran = true;
+        publishExternal(cl.shards[sh.index]!.core, { topic: `fresh/${id}`, payload: new TextEncoder().encode(`fresh-${sh.index}-${id}`), qos: 1, retain: false });
+      });
+      // run it now: the shard's earlier events first (one lane per shard), no link call in between
+      while (!ran) await cl.step(cl.queue.findIndex((e) => e.kind === "local" && e.shard === sh.index));
+    }
+  }
+  await cl.settle(60_000);
+  for (const { id, c } of live) {
+    for (const sh of cl.shards) {
+      const n = c.received.filter((r) => r.payload === `fresh-${sh.index}-${id}`).length;
+      if (n !== 1) problems.push(`${id} got fresh-${sh.index}-${id} ${n} times (subscribed, SUBACKed, then published on shard ${sh.index})`);
+    }
+  }
   for (const sh of cl.shards) problems.push(...inspect(sh.core).problems.map((p) => `shard ${sh.index} after the reconnects: ${p}`));
   return problems;
 }
