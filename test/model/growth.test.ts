@@ -13,7 +13,13 @@
 //   `inspect()` finds no problem, every shard's view of every peer's interest is what its sessions hold;
 // - a publish on each shard to each topic reaches each matching (offline) session once, and each
 //   shared group at exactly one member.
-// GROWTH_RUNS raises the number of random runs (GROWTH_SEED replays one).
+// - every session's client then comes back at its new home: Session Present, its PUBRELs, what was
+//   in flight (DUP) and queued, in order, once; its own open QoS 2 exchanges complete; a new
+//   subscription, SUBACKed, gets a publish from every shard once.
+// Fixed cases crash every event that writes (GROWTH_FULL=1: every event) and fail each call or lose
+// its reply; more than a page of deliveries and retained messages; timers falling due during the
+// growth. GROWTH_RUNS raises the number of random runs (GROWTH_SEED replays one). Two known defects
+// are `test.fails` at the end (shard 0's pages in one event; a late call after the growth ended).
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { SimCluster, type CrashAt, type Fate, type SimShard } from "../sim/cluster";
@@ -298,6 +304,8 @@ interface GrowthRun {
   pages: number;
   /** the events that ran an export page */
   exportEvents: number[];
+  /** the steps that ran a call (a link's or an RPC): where a fate applies */
+  callSteps: number[];
   /** events that wrote storage from the deploy to the settle after the growth (where planned crashes hit) */
   writes: number;
   /** events from the deploy to the settle after the growth */
@@ -381,6 +389,7 @@ async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], cr
     );
   };
   let steps = 0;
+  const callSteps: number[] = [];
   for (let guard = 0; ; guard++) {
     if (guard > 50_000) throw new Error("the growth never ended");
     const d = drive as { epoch: number; state: "posted" | "running" | "settled"; done: boolean } | null;
@@ -412,13 +421,14 @@ async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], cr
       continue;
     }
     const f = faults[steps];
+    if (cl.queue[(f?.pick ?? 0) % cl.queue.length]?.kind === "call") callSteps.push(steps);
     steps++;
     if (f) {
       if (f.advance > 0) await cl.advance(f.advance);
       if (cl.queue.length > 0) await cl.step(f.pick, f.fate, f.crash);
     } else await cl.step(0);
   }
-  return { cluster: cl, drives, failures, steps, elapsed: cl.now - start, writes: 0, events: 0, pages, exportEvents };
+  return { cluster: cl, drives, failures, steps, elapsed: cl.now - start, writes: 0, events: 0, pages, exportEvents, callSteps };
 }
 
 // ——— the checks ———
@@ -636,7 +646,7 @@ async function runGrowth(s: Scenario, faults: Fault[], crashPlan: SimCluster["cr
 }
 
 /** Grows `old` (which held `before`) to K2 and checks the result; throws with what went wrong. */
-async function growFrom(old: SimCluster, before: Before, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"], anyOrder: boolean): Promise<GrowthRun> {
+async function growFrom(old: SimCluster, before: Before, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"], anyOrder: boolean, reconnect = true): Promise<GrowthRun> {
   const log: string[] = [];
   const run = await grow(old, k1, k2, faults, crashPlan, crashEvent, log);
   const cl = run.cluster;
@@ -653,7 +663,7 @@ async function growFrom(old: SimCluster, before: Before, k1: number, k2: number,
   run.events = cl.events;
   const late = await publishEverywhere(cl, before);
   if (late.length > 0) throw new Error(`publishing after the growth:\n${late.join("\n")}${where()}`);
-  const back = await reconnectAll(cl, k2);
+  const back = reconnect ? await reconnectAll(cl, k2) : [];
   if (back.length > 0) throw new Error(`reconnecting after the growth:\n${back.join("\n")}${where()}`);
   return run;
 }
@@ -661,6 +671,8 @@ async function growFrom(old: SimCluster, before: Before, k1: number, k2: number,
 // ——— the tests ———
 
 const runs = Number(process.env.GROWTH_RUNS ?? 60);
+/** GROWTH_FULL=1: every event crashed (not only those that write) in the fixed cases too */
+const FULL = process.env.GROWTH_FULL === "1";
 const seed = process.env.GROWTH_SEED ? Number(process.env.GROWTH_SEED) : undefined;
 
 /** a fixed namespace: every kind of state, two shards grown to three */
@@ -731,7 +743,7 @@ describe("raising SHARDS moves every session whole", () => {
     expect(failed, failed.slice(0, 5).join("\n")).toEqual([]);
   }, 300_000);
 
-  test("the fixed growth crashed at every event, and with each call failed or its reply lost in turn", async () => {
+  test(`the fixed growth with each call failed or its reply lost in turn${FULL ? ", and crashed at every event" : ""}`, async () => {
     const clean = await runGrowth(FIXED, [], null);
     const failed: string[] = [];
     let points = 0;
@@ -744,11 +756,11 @@ describe("raising SHARDS moves every session whole", () => {
       }
     };
     // the deploy's events and the growth's (the settle after it included)
-    const events = clean.events;
+    const events = FULL ? clean.events : 0; // (the events that write are crashed in the test above)
     for (let n = 1; n <= events; n++) for (const after of [false, true]) await attempt(`event ${n}${after ? " after" : " before"}`, [], { event: n, after });
     const ok: Fault = { pick: 0, fate: "ok", crash: "none", advance: 0 };
-    for (let n = 0; n < clean.steps; n++) for (const fate of ["fail", "lose"] as const) await attempt(`step ${n} ${fate}`, [...Array.from({ length: n }, () => ok), { ...ok, fate }], null);
-    console.log(`fixed growth: ${points} runs (${events} events crashed before and after their commit, ${clean.steps} steps failed or their reply lost), ${failed.length} failed`);
+    for (const n of clean.callSteps) for (const fate of ["fail", "lose"] as const) await attempt(`step ${n} ${fate}`, [...Array.from({ length: n }, () => ok), { ...ok, fate }], null);
+    console.log(`fixed growth: ${points} runs (${events} events crashed before and after their commit, each of ${clean.callSteps.length} calls failed or its reply lost), ${failed.length} failed`);
     expect(failed, failed.slice(0, 5).join("\n")).toEqual([]);
   }, 300_000);
 
@@ -813,10 +825,11 @@ describe("raising SHARDS moves every session whole", () => {
     const old = await build();
     const before = record(old);
     expect(before.retained.length).toBe(520);
-    const clean = await growFrom(old, before, k1, k2, [], null, null, false);
+    // (no reconnects: thousands of PUBLISH to clients would make it slow; the states are compared)
+    const clean = await growFrom(old, before, k1, k2, [], null, null, false, false);
     expect(clean.pages).toBeGreaterThanOrEqual(2); // a page of deliveries and one of retained messages left more to send
     const points = [...new Set(clean.exportEvents)].flatMap((event) => [false, true].map((after) => ({ event, after })));
-    for (const crashEvent of points) await growFrom(old, before, k1, k2, [], null, crashEvent, false);
+    for (const crashEvent of points) await growFrom(old, before, k1, k2, [], null, crashEvent, false, false);
     console.log(`paged growth 2 → 4: ${clean.events} events, ${clean.pages} pages left more to send; crashed at the export's events ${[...new Set(clean.exportEvents)].join(", ")}, before and after their commit`);
   }, 120_000);
 
@@ -847,7 +860,7 @@ describe("raising SHARDS moves every session whole", () => {
   test.each([
     { k1: 1, k2: 2, from: 0, at: 6 },
     { k1: 2, k2: 4, from: 1, at: 0 },
-  ])("a will delay and a session expiry that pass during the growth go off once after it, at the new home; crashed at every event (K $k1 → $k2)", async ({ k1, k2, from, at }) => {
+  ])("a will delay and a session expiry that pass during the growth go off once after it, at the new home; crashed at every event that writes (K $k1 → $k2)", async ({ k1, k2, from, at }) => {
     const pick = (prefix: string, now: number, next: number) => {
       for (let n = 0; ; n++) if (home(`${prefix}${n}`, k1) === now && home(`${prefix}${n}`, k2) === next) return `${prefix}${n}`;
     };
@@ -898,6 +911,7 @@ describe("raising SHARDS moves every session whole", () => {
     const failed: string[] = [];
     for (let n = 1; n <= clean.cluster.events; n++) {
       for (const after of [false, true]) {
+        if (!FULL && !clean.cluster.writingEvents.includes(n)) continue; // by default, the events that write
         try {
           await check({ event: n, after });
         } catch (err) {
@@ -905,7 +919,7 @@ describe("raising SHARDS moves every session whole", () => {
         }
       }
     }
-    console.log(`timers across the growth: ${clean.cluster.events} events, each crashed before and after its commit; ${failed.length} failed`);
+    console.log(`timers across the growth: ${clean.cluster.events} events, ${FULL ? "each" : `the ${clean.cluster.writingEvents.length} that write`} crashed before and after its commit; ${failed.length} failed`);
     expect(failed, failed.slice(0, 5).join("\n")).toEqual([]);
   }, 120_000);
 

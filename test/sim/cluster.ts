@@ -92,6 +92,8 @@ export class SimCluster {
   events = 0;
   /** events that wrote storage, over the whole cluster */
   writeEvents = 0;
+  /** their numbers (as `crashEvent` counts them) */
+  readonly writingEvents: number[] = [];
   private lastWriteEvent = -1;
   crashes = 0;
   logs: string[] = [];
@@ -243,6 +245,7 @@ export class SimCluster {
     if (shard.epoch === epoch && this.running === shard && this.lastWriteEvent !== this.events) {
       this.lastWriteEvent = this.events;
       this.writeEvents++;
+      this.writingEvents.push(this.events);
       const plan = this.crashPlan;
       if (plan && plan.writeEvent === this.writeEvents && this.crashedAt === null) {
         this.crashedAt = `shard ${shard.index}, event ${this.events}, ${String(prop)}${plan.after ? " (after its commit)" : ""}`;
