@@ -522,7 +522,7 @@ async function publishEverywhere(cl: SimCluster, before: Before): Promise<string
   for (const sh of cl.shards) {
     for (const topic of topics) {
       cl.post(sh.index, () => {
-        const out = publishExternal(cl.shards[sh.index]!.core, { topic, payload: new TextEncoder().encode(`after-${sh.index}-${topic}`), qos: 1, retain: false });
+        const out = publishExternal(cl.shards[sh.index]!.core, { topic, payload: new TextEncoder().encode(`after${cl.k}-${sh.index}-${topic}`), qos: 1, retain: false });
         if ("refused" in out && out.refused) problems.push(`shard ${sh.index} refused a publish: ${out.refused}`);
       });
     }
@@ -535,7 +535,7 @@ async function publishEverywhere(cl: SimCluster, before: Before): Promise<string
       const per = new Map<string, { own: number; groups: Map<string, number> }>();
       for (const r of sh.store.nextQueued(session.clientId, Number.MAX_SAFE_INTEGER)) {
         const payload = text(r.msg.payload);
-        if (!payload.startsWith("after-")) continue;
+        if (!payload.startsWith(`after${cl.k}-`)) continue;
         const e = per.get(payload) ?? { own: 0, groups: new Map() };
         per.set(payload, e);
         if (r.share === null) e.own++;
@@ -548,7 +548,7 @@ async function publishEverywhere(cl: SimCluster, before: Before): Promise<string
   // groups') one copy, stored without a group; a group's copy from another shard stays apart.
   for (const sh of cl.shards) {
     for (const topic of topics) {
-      const payload = `after-${sh.index}-${topic}`;
+      const payload = `after${cl.k}-${sh.index}-${topic}`;
       const byGroup = new Map<string, { copies: number; clean: boolean }>();
       for (const [id, filters] of subs) {
         const e = got.get(id)?.get(payload) ?? { own: 0, groups: new Map<string, number>() };
@@ -650,12 +650,17 @@ async function reconnectAll(cl: SimCluster, k2: number): Promise<string[]> {
 }
 
 /** The whole run; throws with what went wrong. */
-async function runGrowth(s: Scenario, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"] = null, live: number | null = null): Promise<GrowthRun & { before: Before; owedAtDeploy: boolean }> {
+async function runGrowth(s: Scenario, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"] = null, live: number | null = null, again: Fault[] | null = null): Promise<GrowthRun & { before: Before; owedAtDeploy: boolean }> {
   // live: no shared groups (which member gets a will sent at the restart is the routing's choice, not the reference's)
   if (live !== null) s = { ...s, sessions: s.sessions.map((x) => ({ ...x, subs: x.subs.filter((sub) => !FILTERS[sub.f]!.startsWith("$share/")) })) };
   const old = await buildAtK1(s, live);
   const before = live === null ? record(old) : await reference(old, s.k1);
-  const run = await growFrom(old, before, s.k1, s.k2, faults, crashPlan, crashEvent, live !== null);
+  const twice = again !== null && s.k2 < 4;
+  const run = await growFrom(old, before, s.k1, s.k2, faults, crashPlan, crashEvent, live !== null, !twice);
+  if (twice) {
+    // raised again, to 4, from what the first growth left (and the publishes after it), with faults of its own
+    await growFrom(run.cluster, record(run.cluster), s.k2, 4, again, null, null, false);
+  }
   return { ...run, before, owedAtDeploy: old.shards.some((sh) => MemoryStore.fromSnapshot(sh.committed).loadChunks().length > 0) };
 }
 
@@ -785,9 +790,11 @@ describe("raising SHARDS moves every session whole", () => {
     let owed = 0;
     let live = 0;
     let backlogs = 0;
+    let twice = 0;
     const result = await fc.check(
-      fc.asyncProperty(scenarioArb, fc.array(faultArb, { maxLength: 300 }), fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 80 }), after: fc.boolean() }), { nil: null }), fc.option(fc.nat(60), { nil: null, freq: 2 }), async (s, faults, plan, cut) => {
-        const run = await runGrowth(s, faults, plan, null, cut);
+      fc.asyncProperty(scenarioArb, fc.array(faultArb, { maxLength: 300 }), fc.option(fc.record({ writeEvent: fc.integer({ min: 1, max: 80 }), after: fc.boolean() }), { nil: null }), fc.option(fc.nat(60), { nil: null, freq: 2 }), fc.option(fc.array(faultArb, { maxLength: 100 }), { nil: null, freq: 3 }), async (s, faults, plan, cut, again) => {
+        const run = await runGrowth(s, faults, plan, null, cut, again);
+        if (again !== null && s.k2 < 4) twice++;
         if (cut !== null) live++;
         if (run.owedAtDeploy) owed++;
         if ([...run.before.sessions.values()].some((h) => h.backlog !== "null")) backlogs++;
@@ -801,7 +808,7 @@ describe("raising SHARDS moves every session whole", () => {
     expect(result.failed, `seed ${result.seed}: ${(result.errorInstance as Error | undefined)?.message}`).toBe(false);
     expect(moved).toBeGreaterThan(runs / 2);
     expect(crashed).toBeGreaterThan(runs / 4);
-    console.log(`growth model: ${runs} runs (${live} deployed live, ${owed} with chunks owed at the deploy), ${moved} sessions moved, ${crashed} runs with a crash, ${backlogs} with a retained backlog, ${drives} drives`);
+    console.log(`growth model: ${runs} runs (${live} deployed live, ${owed} with chunks owed at the deploy), ${moved} sessions moved, ${crashed} runs with a crash, ${backlogs} with a retained backlog, ${twice} grown twice, ${drives} drives`);
   }, 600_000);
 
   // More than a page of each (EXPORT_PAGE_ENTRIES deliveries, RETAINED_PAGE retained messages):
