@@ -18,8 +18,9 @@
 //   subscription, SUBACKed, gets a publish from every shard once.
 // Fixed cases crash every event that writes (GROWTH_FULL=1: every event) and fail each call or lose
 // its reply; more than a page of deliveries and retained messages; timers falling due during the
-// growth. GROWTH_RUNS raises the number of random runs (GROWTH_SEED replays one). Two known defects
-// are `test.fails` at the end (shard 0's pages in one event; a late call after the growth ended).
+// growth. GROWTH_RUNS raises the number of random runs (GROWTH_SEED replays one). Known defects are
+// `test.fails` at the end: shard 0's pages all in one event; a late call after the growth ended
+// pauses a shard for good; a chunk owed to a shard ≥ K (SHARDS raised, then set lower) stops the growth.
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { SimCluster, type CrashAt, type Fate, type SimShard } from "../sim/cluster";
@@ -984,5 +985,43 @@ describe("raising SHARDS moves every session whole", () => {
     await cl.settle(60_000); // it arrives
     // fails: begin: shard 1 paused, with a plan stored; export: shard 1 keeps an export row (and re-announced its filters)
     expect(afterGrowth(cl, FIXED.k2, before, false)).toEqual([]);
+  });
+
+  // Known defect (left for the lead: src/shards/link.ts Links.restore, or ShardNode.restore). SHARDS
+  // raised to 4, then to 3 before the growth moved anything (main starts the growth over towards
+  // the new number): at the restart with SHARDS=4, shard 1 ended the connection of a session with a
+  // retained will, and the will's retained copies went into its outbox for shards 0, 2 and 3. At
+  // SHARDS=3 the chunk for shard 3 (not a shard of the namespace any more) is restored, counted in
+  // pendingAll() and called for ever: the drain never sees the links quiet, the growth never ends
+  // and the namespace refuses every socket until SHARDS is set back to 4. (Any durable chunk for a
+  // shard ≥ K does it: a retained will, or a delayed will or expiry falling due on an old shard
+  // before its "begin".) Fix: a shard's restore drops what it owes shards ≥ K (a retained copy for
+  // them is moot: a later growth copies the retained messages from shard 0) and forgets those links.
+  test.fails("SHARDS set to 4, then to 3 before the growth moved anything: the growth ends", async () => {
+    const pick = (prefix: string, shard: number) => {
+      for (let n = 0; ; n++) if (home(`${prefix}${n}`, 2) === shard) return `${prefix}${n}`;
+    };
+    const cl2 = new SimCluster({ k: 2, config: CONFIG });
+    await cl2.start();
+    const sub = new SimClient(cl2.gate(0), pick("s-", 0));
+    sub.connect({ version: 4, clean: false });
+    await cl2.drain();
+    sub.subscribe("pub/#", 1);
+    await cl2.drain();
+    sub.drop();
+    const c = new SimClient(cl2.gate(1), pick("w-", 1));
+    c.connect({ version: 4, clean: false, will: { topic: "pub/w", payload: "gone", qos: 1, retain: true } });
+    await cl2.drain();
+    // SHARDS=4: every shard restarts; shard 1's restart sends the will, retained: a copy for each other shard
+    const cl4 = new SimCluster({ k: 4, config: CONFIG, states: cl2.shards.map((s) => s.committed) });
+    cl4.now = cl2.now;
+    await cl4.start();
+    expect(cl4.shards[1]!.store.loadChunks().map((ch) => ch.target)).toContain(3);
+    // SHARDS=3 before anything else ran (shard 3 is gone; the others restart from what they committed)
+    const old = { shards: cl4.shards.slice(0, 3), now: cl4.now } as unknown as SimCluster;
+    const log: string[] = [];
+    const run = await grow(old, 2, 3, [], null, null, log); // fails: "the growth never ended" (shard 1 owes shard 3 a chunk)
+    await run.cluster.settle(60_000);
+    expect(afterGrowth(run.cluster, 3, record(run.cluster), false)).toEqual([]);
   });
 });

@@ -372,7 +372,12 @@ export class SimCluster {
   async step(pick: number, fate: Fate = "ok", crash: CrashAt = "none"): Promise<boolean> {
     const ev = this.take(pick);
     if (!ev) return false;
-    const shard = this.shards[ev.shard]!;
+    const shard = this.shards[ev.shard];
+    if (!shard) {
+      // a shard beyond K (a link or call left from a larger K): the object refuses it
+      if (ev.kind === "call") this.queue.push(this.reply(ev, null));
+      return true;
+    }
     switch (ev.kind) {
       case "local":
         if (ev.epoch !== shard.epoch) return true;
