@@ -343,7 +343,7 @@ function shardGrowth(cl: SimCluster, i: number, step: "begin" | "status" | "expo
 /** A scripted schedule: the queue index to step next, "skip" when the script acted itself, null for the faults' choice. */
 type Script = (cl: SimCluster) => Promise<number | "skip" | null>;
 
-async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"], log: string[], script?: Script): Promise<GrowthRun> {
+async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], crashPlan: SimCluster["crashPlan"], crashEvent: SimCluster["crashEvent"], log: string[], script?: Script, stopWhen?: (cl: SimCluster) => boolean): Promise<GrowthRun> {
   // a namespace of one object runs without shard nodes, so it never stored a layout: shard 0 finds data without one
   const states = old.shards.map((s) => (k1 === 1 ? { ...s.committed, shardLayout: undefined } : s.committed));
   const cl = new SimCluster({ k: k2, config: CONFIG, states });
@@ -405,6 +405,7 @@ async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], cr
   const callSteps: number[] = [];
   for (let guard = 0; ; guard++) {
     if (guard > 50_000) throw new Error("the growth never ended");
+    if (stopWhen?.(cl)) break; // (a deploy that comes before the growth ends)
     const d = drive as { epoch: number; state: "posted" | "running" | "settled"; done: boolean } | null;
     const alive = d !== null && d.epoch === s0().epoch;
     if (alive && d.state === "settled" && d.done) {
@@ -1023,5 +1024,19 @@ describe("raising SHARDS moves every session whole", () => {
     const run = await grow(old, 2, 3, [], null, null, log); // fails: "the growth never ended" (shard 1 owes shard 3 a chunk)
     await run.cluster.settle(60_000);
     expect(afterGrowth(run.cluster, 3, record(run.cluster), false)).toEqual([]);
+  });
+
+  // main: a change of SHARDS before anything moved starts the growth over towards the new number
+  test.each(["begin", "drain"])("SHARDS raised to 4, then to 3 once shard 0 stored the phase '%s': the growth starts over and ends at 3 (and 4 later)", async (phase) => {
+    const old = await buildAtK1(FIXED);
+    const before = record(old);
+    const log: string[] = [];
+    const at4 = await grow(old, 2, 4, [], null, null, log, undefined, (cl) => JSON.parse(cl.shards[0]!.store.loadReshard("plan") ?? "{}").phase === phase);
+    expect(JSON.parse(at4.cluster.shards[0]!.store.loadReshard("plan")!)).toMatchObject({ to: 4, phase });
+    const cut = { shards: at4.cluster.shards.slice(0, 3), now: at4.cluster.now } as unknown as SimCluster;
+    const at3 = await growFrom(cut, before, 2, 3, [], null, null, false, false);
+    // and SHARDS=4 again later: shard 3 starts from what the abandoned attempt left it (paused, a plan row)
+    const again = { shards: [...at3.cluster.shards, at4.cluster.shards[3]!], now: at3.cluster.now } as unknown as SimCluster;
+    await growFrom(again, record(at3.cluster), 3, 4, [], null, null, false);
   });
 });
