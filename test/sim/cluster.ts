@@ -25,7 +25,7 @@ export type CrashAt = "none" | "before" | "after";
 
 type Event =
   | { kind: "local"; shard: number; epoch: number; run: () => void }
-  | { kind: "call"; shard: number; from: number; fromEpoch: number; batch: LinkBatch; resolve: (ack: LinkAck) => void; reject: (err: Error) => void }
+  | { kind: "call"; shard: number; from: number; fromEpoch: number; batch: LinkBatch; resolve: (ack: LinkAck) => void; reject: (err: Error) => void; run?: () => unknown }
   | { kind: "open" | "frame" | "close"; shard: number; socket: ClusterSocket; bytes?: Uint8Array };
 
 /** A socket of the cluster: bound to one incarnation of one shard. */
@@ -74,6 +74,8 @@ export interface ClusterOptions {
   authVars?: Record<string, string>;
   /** How far the clock moves while a crashed shard restarts (default 0: the worst case for versions made by the clock). */
   restartMs?: number;
+  /** committed storage of shards 0 … n − 1 from an earlier deployment (a raised SHARDS); the others start empty */
+  states?: MemoryState[];
 }
 
 export class SimCluster {
@@ -90,6 +92,8 @@ export class SimCluster {
   events = 0;
   /** events that wrote storage, over the whole cluster */
   writeEvents = 0;
+  /** their numbers (as `crashEvent` counts them) */
+  readonly writingEvents: number[] = [];
   private lastWriteEvent = -1;
   crashes = 0;
   logs: string[] = [];
@@ -106,6 +110,38 @@ export class SimCluster {
     this.k = options.k;
     this.config = { ...DEFAULTS, SYS_INTERVAL: 0, MAX_PUBLISH_RATE: 0, SHARDS: options.k, ...options.config };
     for (let i = 0; i < this.k; i++) this.shards.push(new SimShard(i));
+    (options.states ?? []).forEach((state, i) => {
+      const shard = this.shards[i]!;
+      shard.store = MemoryStore.fromSnapshot(state);
+      shard.committed = shard.store.snapshot();
+    });
+  }
+
+  /** `run` as one event of shard `index`'s current incarnation, queued (as an alarm or an RPC it serves would be). */
+  post(index: number, run: () => void): void {
+    this.queue.push({ kind: "local", shard: index, epoch: this.shards[index]!.epoch, run });
+  }
+
+  /**
+   * An RPC from shard `from` (its running event sends it) to shard `target`: `run` is one event
+   * there, and its answer (or a failure: a fate, a crash) one event of the caller's incarnation.
+   * Stepped like a link call (fates and crashes apply).
+   */
+  rpc<T>(from: number, target: number, run: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const ev: Event = {
+        kind: "call",
+        shard: target,
+        from,
+        fromEpoch: this.shards[from]!.epoch,
+        batch: { from, chunks: [], volatile: [] },
+        resolve: (ack) => resolve((ack as unknown as { value: T }).value),
+        reject,
+        run,
+      };
+      if (this.running?.index === from) this.out.push(ev);
+      else this.queue.push(ev);
+    });
   }
 
   /** Starts every shard (their first events). */
@@ -209,6 +245,7 @@ export class SimCluster {
     if (shard.epoch === epoch && this.running === shard && this.lastWriteEvent !== this.events) {
       this.lastWriteEvent = this.events;
       this.writeEvents++;
+      this.writingEvents.push(this.events);
       const plan = this.crashPlan;
       if (plan && plan.writeEvent === this.writeEvents && this.crashedAt === null) {
         this.crashedAt = `shard ${shard.index}, event ${this.events}, ${String(prop)}${plan.after ? " (after its commit)" : ""}`;
@@ -335,7 +372,12 @@ export class SimCluster {
   async step(pick: number, fate: Fate = "ok", crash: CrashAt = "none"): Promise<boolean> {
     const ev = this.take(pick);
     if (!ev) return false;
-    const shard = this.shards[ev.shard]!;
+    const shard = this.shards[ev.shard];
+    if (!shard) {
+      // a shard beyond K (a link or call left from a larger K): the object refuses it
+      if (ev.kind === "call") this.queue.push(this.reply(ev, null));
+      return true;
+    }
     switch (ev.kind) {
       case "local":
         if (ev.epoch !== shard.epoch) return true;
@@ -346,7 +388,7 @@ export class SimCluster {
           this.queue.push(this.reply(ev, null));
           return true;
         }
-        await this.exec(shard, () => shard.node.receive(ev.batch), crash, { ev, fate });
+        await this.exec(shard, () => (ev.run ? ({ value: ev.run() } as unknown as LinkAck) : shard.node.receive(ev.batch)), crash, { ev, fate });
         return true;
       case "open": {
         if (ev.socket.epoch !== shard.epoch) return true;
