@@ -26,11 +26,21 @@ interface ExportProgress {
  * would: their wills go out now, before any subscription moves, and the links carry them.
  */
 export function beginGrowth(core: BrokerCore, from: number, to: number): void {
+  if (ended(core, to)) return;
   const node = core.shards!;
   if (node.self !== 0 && core.store.loadReshard("plan") === null) core.store.saveReshard("plan", JSON.stringify({ from, to }));
   node.paused = true;
   node.closeEntrances(1012, "the namespace's shards are changing; reconnect");
   for (const conn of [...core.connections]) core.fail(conn, new ProtocolError(RC.SERVER_SHUTTING_DOWN, "the namespace's shards are changing; reconnect"));
+}
+
+/**
+ * This shard already ended the growth to `to` (its end records the layout): a "begin" or "export"
+ * arriving now was sent by a drive whose shard 0 died, and was delivered late. Acting on it would
+ * pause the shard again, with no growth left to end the pause.
+ */
+function ended(core: BrokerCore, to: number): boolean {
+  return core.store.loadShardLayout() === to;
 }
 
 /** What the coordinator needs to know the links are quiet. */
@@ -47,6 +57,7 @@ export function growthStatus(core: BrokerCore): ShardStatus {
  * shard's remaining filters to the new shards. True once all of it is sent.
  */
 export function exportPage(core: BrokerCore, from: number, to: number): boolean {
+  if (ended(core, to)) return true;
   const links = core.shards!.links;
   links.batchBegin(); // one chunk per new shard for the page, not a row per entry
   try {

@@ -136,13 +136,17 @@ export class Links {
   restore(): void {
     if (this.restored) return;
     this.restored = true;
+    // What is owed a shard numbered K or more (SHARDS lowered before a growth moved anything) stays
+    // stored, dormant: sent if K is raised again (its retained copies carry versions), never waited for now.
     for (const l of this.store.loadLinks()) {
+      if (l.peer >= this.host.k) continue;
       if (l.appliedSeq > 0) this.applied.set(l.peer, l.appliedSeq);
       const o = this.link(l.peer);
       o.acked = l.ackedSeq;
       o.lastSeq = Math.max(o.lastSeq, l.ackedSeq);
     }
     for (const c of this.store.loadChunks()) {
+      if (c.target >= this.host.k) continue;
       const o = this.link(c.target);
       o.lastSeq = Math.max(o.lastSeq, c.seq);
       if (c.seq <= o.acked) continue; // acknowledged; its delete did not commit
