@@ -53,6 +53,8 @@ export default defineConfig({
             },
           ]
         : []),
+      // `npm run bench:growth`: how long a namespace pauses while SHARDS grows (bench/growth.test.ts)
+      ...(process.env.BENCH_GROWTH === "1" ? [{ test: { name: "bench-growth", include: ["bench/growth.test.ts"], environment: "node" as const } }] : []),
       {
         // Inside workerd: the SQLite store and the Durable Object's entry points.
         plugins: [cloudflareTest({ main: "./src/index.ts", wrangler: { configPath: "./wrangler.toml" } })],
