@@ -7,7 +7,19 @@ import { RC } from "../protocol/reason-codes";
 import { home } from "../shards/layout";
 import { MoveOp } from "../shards/wire";
 import { messageEntry, sessionEntries } from "../session/transfer";
-import type { ShardStatus } from "../shards/grow";
+import type { GrowthPlan, PlanStore, ShardStatus } from "../shards/grow";
+import type { Store } from "../storage/store";
+
+/** Shard 0's growth plan, kept in its storage (src/shards/grow.ts). */
+export function planStore(store: Store): PlanStore {
+  return {
+    load: () => {
+      const json = store.loadReshard("plan");
+      return json === null ? null : (JSON.parse(json) as GrowthPlan);
+    },
+    save: (plan) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
+  };
+}
 
 /** entries (a session's own, and one per delivery) sent per export call: bounds one event's work */
 export const EXPORT_PAGE_ENTRIES = 2_000;

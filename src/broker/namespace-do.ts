@@ -20,8 +20,8 @@ import { home, parseShardName, shardName } from "../shards/layout";
 import { peekClientId } from "../shards/connect-peek";
 import { ShardNode } from "../shards/node";
 import { mergeStats } from "./merge";
-import { advanceGrowth, type GrowthCalls, type GrowthPlan, type ShardStatus } from "../shards/grow";
-import { beginGrowth, endGrowth, exportPage, growthStatus } from "./growth";
+import { advanceGrowth, type GrowthCalls, type ShardStatus } from "../shards/grow";
+import { beginGrowth, endGrowth, exportPage, growthStatus, planStore } from "./growth";
 import type { LinkAck, LinkBatch } from "../shards/peer";
 
 
@@ -317,13 +317,7 @@ export class NamespaceBroker extends DurableObject<Env> {
     const from = shards.growingFrom;
     const core = this.core;
     const store = core.store;
-    const plans = {
-      load: () => {
-        const json = store.loadReshard("plan");
-        return json === null ? null : (JSON.parse(json) as GrowthPlan);
-      },
-      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
-    };
+    const plans = planStore(store);
     const calls: GrowthCalls = {
       begin: async (i, f, t) => void (i === 0 ? beginGrowth(core, f, t) : await this.peer(i).shardGrowth("begin", f, t)),
       status: async (i) => (i === 0 ? growthStatus(core) : ((await this.peer(i).shardGrowth("status", from, shards.k)) as ShardStatus)),

@@ -205,13 +205,7 @@ export class SessionRegistry {
   end(session: Session): void {
     willOnSessionEnd(this.ctx, session);
     rerouteShared(this.ctx, session, true); // its shared-group QoS 1 messages go to another member
-    for (const filter of session.subscriptions.keys()) {
-      this.ctx.router.remove(session, filter);
-      this.ctx.interestChanged?.(filter, false);
-    }
-    session.subscriptions.clear();
-    this.sessions.delete(session.clientId);
-    this.ctx.store.deleteSession(session.clientId);
+    this.detach(session);
   }
 
   // ——— re-sharding (docs/scale-out.md §9, session/transfer.ts): a session leaves for another shard ———

@@ -29,8 +29,8 @@ import { home } from "../../src/shards/layout";
 import { fingerprint, isExactFilter } from "../../src/shards/fingerprint";
 import { inspect } from "../../src/broker/inspect";
 import { publishExternal } from "../../src/broker/admin";
-import { advanceGrowth, type GrowthCalls, type GrowthPlan, type ShardStatus } from "../../src/shards/grow";
-import { beginGrowth, endGrowth, exportPage, growthStatus } from "../../src/broker/growth";
+import { advanceGrowth, type GrowthCalls, type ShardStatus } from "../../src/shards/grow";
+import { beginGrowth, endGrowth, exportPage, growthStatus, planStore } from "../../src/broker/growth";
 import { shareOf } from "../../src/session/delivery";
 import { backlogRows } from "../../src/session/retained";
 import type { Session } from "../../src/session/session";
@@ -374,13 +374,7 @@ async function grow(old: SimCluster, k1: number, k2: number, faults: Fault[], cr
     drives++;
     const core = s0().core;
     const store = core.store;
-    const plans = {
-      load: () => {
-        const json = store.loadReshard("plan");
-        return json === null ? null : (JSON.parse(json) as GrowthPlan);
-      },
-      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
-    };
+    const plans = planStore(store);
     const calls: GrowthCalls = {
       begin: async (i, f, t) => void (i === 0 ? beginGrowth(core, f, t) : await cl.rpc(0, i, () => shardGrowth(cl, i, "begin", f, t))),
       status: async (i) => (i === 0 ? growthStatus(core) : ((await cl.rpc(0, i, () => shardGrowth(cl, i, "status", k1, k2))) as ShardStatus)),

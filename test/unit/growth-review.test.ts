@@ -17,7 +17,7 @@ import { home } from "../../src/shards/layout";
 import { Session } from "../../src/session/session";
 import { sessionEntries } from "../../src/session/transfer";
 import { advanceGrowth, type GrowthCalls, type GrowthPlan } from "../../src/shards/grow";
-import { beginGrowth, endGrowth, EXPORT_PAGE_ENTRIES, exportPage, growthStatus } from "../../src/broker/growth";
+import { beginGrowth, endGrowth, EXPORT_PAGE_ENTRIES, exportPage, growthStatus, planStore } from "../../src/broker/growth";
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -87,13 +87,7 @@ class Cluster {
   /** shard 0's growth, driven to its end as the object does (alarm after alarm) */
   async grow(from: number): Promise<void> {
     const store = this.stores[0]!;
-    const plans = {
-      load: () => {
-        const json = store.loadReshard("plan");
-        return json === null ? null : (JSON.parse(json) as GrowthPlan);
-      },
-      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
-    };
+    const plans = planStore(store);
     const calls: GrowthCalls = {
       begin: async (i, f, t) => beginGrowth(this.cores[i]!, f, t),
       status: async (i) => growthStatus(this.cores[i]!),
@@ -281,13 +275,7 @@ describe("SHARDS raised again before a growth ended", () => {
     // the growth to 4 runs up to its end, which never comes (SHARDS is raised again first)
     const mid = new Cluster(4, before.snapshot());
     const store = mid.stores[0]!;
-    const plans = {
-      load: () => {
-        const json = store.loadReshard("plan");
-        return json === null ? null : (JSON.parse(json) as GrowthPlan);
-      },
-      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
-    };
+    const plans = planStore(store);
     const calls: GrowthCalls = {
       begin: async (i, f, t) => beginGrowth(mid.cores[i]!, f, t),
       status: async (i) => growthStatus(mid.cores[i]!),
@@ -466,13 +454,7 @@ describe("SHARDS set back before anything moved", () => {
 
     const mid = new Cluster(4, before.snapshot());
     const store = mid.stores[0]!;
-    const plans = {
-      load: () => {
-        const json = store.loadReshard("plan");
-        return json === null ? null : (JSON.parse(json) as GrowthPlan);
-      },
-      save: (plan: GrowthPlan | null) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
-    };
+    const plans = planStore(store);
     const calls: GrowthCalls = {
       begin: async (i, f, t) => beginGrowth(mid.cores[i]!, f, t),
       status: async () => {
