@@ -6,20 +6,13 @@ import { ProtocolError } from "../protocol/errors";
 import { RC } from "../protocol/reason-codes";
 import { home } from "../shards/layout";
 import { MoveOp } from "../shards/wire";
-import { messageEntry, sessionEntries } from "../session/transfer";
-import type { GrowthPlan, PlanStore, ShardStatus } from "../shards/grow";
-import type { Store } from "../storage/store";
+import { sessionEntries } from "../session/transfer";
+import { messageEntry } from "../session/message";
+import type { ShardStatus } from "../shards/grow";
 
-/** Shard 0's growth plan, kept in its storage (src/shards/grow.ts). */
-export function planStore(store: Store): PlanStore {
-  return {
-    load: () => {
-      const json = store.loadReshard("plan");
-      return json === null ? null : (JSON.parse(json) as GrowthPlan);
-    },
-    save: (plan) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
-  };
-}
+
+/** what a connection ended by a growth is told */
+const CHANGING = "the namespace's shards are changing; reconnect";
 
 /** entries (a session's own, and one per delivery) sent per export call: bounds one event's work */
 export const EXPORT_PAGE_ENTRIES = 2_000;
@@ -42,8 +35,8 @@ export function beginGrowth(core: BrokerCore, from: number, to: number): void {
   const node = core.shards!;
   if (node.self !== 0 && core.store.loadReshard("plan") === null) core.store.saveReshard("plan", JSON.stringify({ from, to }));
   node.paused = true;
-  node.closeEntrances(1012, "the namespace's shards are changing; reconnect");
-  for (const conn of [...core.connections]) core.fail(conn, new ProtocolError(RC.SERVER_SHUTTING_DOWN, "the namespace's shards are changing; reconnect"));
+  node.closeEntrances(1012, CHANGING);
+  for (const conn of [...core.connections]) core.fail(conn, new ProtocolError(RC.SERVER_SHUTTING_DOWN, CHANGING));
 }
 
 /**
@@ -92,8 +85,8 @@ function exportPageBatched(core: BrokerCore, from: number, to: number): boolean 
     if (target === node.self) continue;
     if (budget <= 0) return false;
     // none is connected while paused (beginGrowth ended them, sockets are refused); one would be ended here
-    for (const conn of [...core.connections]) if (conn.session === session) core.fail(conn, new ProtocolError(RC.SERVER_SHUTTING_DOWN, "the namespace's shards are changing; reconnect"));
-    const entries = sessionEntries(session, core.sessions.backlogOf(session), core.sessions.heldDeliveries(session, (seq) => core.isForgotten(seq)));
+    for (const conn of [...core.connections]) if (conn.session === session) core.fail(conn, new ProtocolError(RC.SERVER_SHUTTING_DOWN, CHANGING));
+    const entries = sessionEntries(session, core.sessions.heldDeliveries(session, (seq) => core.isForgotten(seq)));
     for (const e of entries) node.sendMove(target, e);
     core.sessions.detach(session);
     core.lifecycle.sessionLeft(session.clientId);

@@ -20,8 +20,8 @@ import { home, parseShardName, shardName } from "../shards/layout";
 import { peekClientId } from "../shards/connect-peek";
 import { ShardNode } from "../shards/node";
 import { mergeStats } from "./merge";
-import { advanceGrowth, type GrowthCalls, type ShardStatus } from "../shards/grow";
-import { beginGrowth, endGrowth, exportPage, growthStatus, planStore } from "./growth";
+import { advanceGrowth, planStore, type GrowthCalls, type GrowthPlan, type ShardStatus } from "../shards/grow";
+import { beginGrowth, endGrowth, exportPage, growthStatus } from "./growth";
 import type { LinkAck, LinkBatch } from "../shards/peer";
 
 
@@ -38,14 +38,13 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 /** A growth from one shard that moved nothing yet (it may be given up). */
-function abandonable(plan: string): boolean {
-  const p = JSON.parse(plan) as { from: number; phase: string };
-  return p.from === 1 && (p.phase === "begin" || p.phase === "drain");
+function abandonable(plan: GrowthPlan): boolean {
+  return plan.from === 1 && (plan.phase === "begin" || plan.phase === "drain");
 }
 
 /** Why SHARDS=1 is refused on a namespace whose stored layout (or growth plan) has more shards; null: it serves. */
-function oneShardRefusal(storedK: number | null, plan: string | null): string | null {
-  const k = plan !== null ? (JSON.parse(plan) as { to: number }).to : storedK;
+function oneShardRefusal(storedK: number | null, plan: GrowthPlan | null): string | null {
+  const k = plan !== null ? plan.to : storedK;
   if (k === null || k <= 1) return null;
   return `namespace was set up with SHARDS=${k}${plan !== null ? " (a growth to it is under way)" : ""}; SHARDS=1 would hide the sessions of its other shards, so it is refused (set SHARDS back to ${k}: lowering it is not supported)`;
 }
@@ -97,7 +96,7 @@ export class NamespaceBroker extends DurableObject<Env> {
       core.joinShards(this.shardNode(config.SHARDS, store, runtime));
       core.namespaceWide = () => this.namespaceStats();
     } else if (this.namespace !== null) {
-      let plan = store.loadReshard("plan");
+      let plan = planStore(store).load();
       if (plan !== null && abandonable(plan)) {
         // SHARDS set back to 1 before any session moved: the growth is over, nothing to undo
         store.saveReshard("plan", null);

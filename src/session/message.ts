@@ -1,6 +1,7 @@
 import type { ProtocolVersion, PublishProperties, QoS } from "../protocol/codec";
 import type { MessageRow } from "../storage/store";
 import { encode, publishIdOffset } from "../protocol/codec";
+import type { PublishEntry } from "../shards/wire";
 
 /** An application message on its way through the broker: as stored, plus what routing and sending add. */
 export interface Message extends MessageRow {
@@ -73,3 +74,13 @@ export function encodedPublish(msg: Message, version: ProtocolVersion, qos: QoS,
 }
 
 export { publishIdOffset };
+
+/** A message as a link entry for another shard (src/shards/wire.ts): `share`, a group's copy; `version`, a retained write's. */
+export function messageEntry(msg: Message, version = 0, share: string | null = null): PublishEntry {
+  return { kind: "publish", topic: msg.topic, payload: msg.payload, qos: msg.qos, retain: msg.retain, properties: msg.properties, expiresAt: msg.expiresAt, origin: msg.origin ?? null, share, version };
+}
+
+/** A link entry from another shard as a message (its payload a view into the call's bytes). */
+export function entryMessage(e: PublishEntry): Message {
+  return { topic: e.topic, payload: e.payload, qos: e.qos, retain: e.retain, origin: e.origin ?? undefined, properties: e.properties, expiresAt: e.expiresAt, storedId: undefined, encoded: undefined, encodedSlot: undefined, encodings: undefined };
+}

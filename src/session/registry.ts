@@ -229,11 +229,6 @@ export class SessionRegistry {
     return out;
   }
 
-  /** The session's retained cursors as stored. */
-  backlogOf(session: Session): ReturnType<typeof backlogRows> {
-    return backlogRows(session);
-  }
-
   /**
    * The session left for another shard (its entries are written in this same event): gone from
    * here without a will or an event, its subscriptions withdrawn, nothing re-routed.

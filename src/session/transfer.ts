@@ -2,10 +2,11 @@
 // (docs/scale-out.md §9): what it is as link entries (src/shards/wire.ts), and back. The old shard
 // writes the entries and forgets the session in one event; the link applies them exactly once on
 // the new shard, so the session is in exactly one place whatever crashes.
-import type { PublishEntry, MoveEntry } from "../shards/wire";
+import type { MoveEntry } from "../shards/wire";
 import { MoveOp } from "../shards/wire";
-import { DeliveryState, type RetainedCursorRow, type SessionRow, type SubscriptionRow } from "../storage/store";
-import type { Message } from "./message";
+import type { DeliveryState, RetainedCursorRow, SessionRow, SubscriptionRow } from "../storage/store";
+import { entryMessage, messageEntry, type Message } from "./message";
+import { backlogRows } from "./retained";
 import type { Session } from "./session";
 
 /** A session's own state, less its will's message (in the entry's `msg`). */
@@ -48,16 +49,8 @@ export interface MovedSession {
   qos2: number[];
 }
 
-export function messageEntry(msg: { topic: string; payload: Uint8Array; qos: 0 | 1 | 2; retain: boolean; properties?: Message["properties"]; expiresAt?: number }, version = 0): PublishEntry {
-  return { kind: "publish", topic: msg.topic, payload: msg.payload, qos: msg.qos, retain: msg.retain, properties: msg.properties, expiresAt: msg.expiresAt, origin: null, share: null, version };
-}
-
-export function entryMessage(e: PublishEntry): Message {
-  return { topic: e.topic, payload: e.payload, qos: e.qos, retain: e.retain, properties: e.properties, expiresAt: e.expiresAt, storedId: undefined, encoded: undefined, encodedSlot: undefined, encodings: undefined };
-}
-
-/** The session entry, then one entry per delivery in order. `backlog`: its retained cursors as stored. */
-export function sessionEntries(session: Session, backlog: RetainedCursorRow[] | null, deliveries: HeldDelivery[]): MoveEntry[] {
+/** The session entry, then one entry per delivery in order. */
+export function sessionEntries(session: Session, deliveries: HeldDelivery[]): MoveEntry[] {
   const will = session.will;
   const meta: SessionMeta = {
     version: session.version,
@@ -68,7 +61,7 @@ export function sessionEntries(session: Session, backlog: RetainedCursorRow[] | 
     owner: session.owner,
     grant: session.grant,
     durable: session.durable,
-    backlog,
+    backlog: backlogRows(session),
     subs: [...session.subscriptions.values()].map(({ filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId }) => ({ filter, qos, noLocal, retainAsPublished, retainHandling, subscriptionId })),
     qos2: [...session.inboundQos2],
   };
@@ -107,5 +100,3 @@ export function movedSession(e: MoveEntry): MovedSession {
 export function movedDelivery(e: MoveEntry): { meta: DeliveryMeta; msg: Message } {
   return { meta: JSON.parse(e.meta) as DeliveryMeta, msg: entryMessage(e.msg!) };
 }
-
-export { DeliveryState };

@@ -12,6 +12,7 @@
 //           every session, its queue, every filter announced is applied everywhere
 //   end     every shard records the new number and serves again.
 // Pure: the calls to the shards are given; plain Node runs it in tests.
+import type { Store } from "../storage/store";
 
 export type GrowthPhase = "begin" | "drain" | "export" | "settle" | "end";
 
@@ -49,6 +50,20 @@ export interface GrowthCalls {
 export interface PlanStore {
   load(): GrowthPlan | null;
   save(plan: GrowthPlan | null): void;
+}
+
+/**
+ * Shard 0's growth plan, kept in its storage. (Another shard keeps `{from, to}` under the same
+ * key from "begin" to "end": only whether it is there counts, its pause.)
+ */
+export function planStore(store: Store): PlanStore {
+  return {
+    load: () => {
+      const json = store.loadReshard("plan");
+      return json === null ? null : (JSON.parse(json) as GrowthPlan);
+    },
+    save: (plan) => store.saveReshard("plan", plan === null ? null : JSON.stringify(plan)),
+  };
 }
 
 /**

@@ -1,11 +1,12 @@
 // One shard's part in a namespace spread over K objects (docs/scale-out.md): the copies of a
 // message other shards owe their subscribers, the interest it announces, and what it applies from
 // the others. Only made when K > 1: at K = 1 the broker never reaches this file.
-import type { Message } from "../session/message";
+import { entryMessage, messageEntry, type Message } from "../session/message";
 import type { Store } from "../storage/store";
 import { fingerprint, isExactFilter } from "./fingerprint";
 import { Interest } from "./interest";
 import { Links, type LinkHost, type LinkLimits } from "./link";
+import { planStore } from "./grow";
 import type { LinkAck, LinkBatch } from "./peer";
 import { TunnelOp, decodeEntries, encodeEntry, type Entry, type MoveEntry, type PublishEntry, type TunnelEntry } from "./wire";
 
@@ -176,14 +177,15 @@ export class ShardNode {
    */
   restore(holdsData: boolean): void {
     const k = this.store.loadShardLayout();
+    const plan = planStore(this.store).load();
     if (this.self === 0 && k !== null && k > this.k) {
       this.layoutProblem = `namespace was set up with SHARDS=${k}; SHARDS=${this.k} would hide its sessions, so it is refused (set SHARDS back to ${k}: lowering it is not supported)`;
     } else if (this.self === 0 && ((k !== null && k < this.k) || (k === null && holdsData))) {
       // raised (or a namespace of one object with data, made with one shard): sessions move to their new homes
       this.growingFrom = k ?? 1;
-    } else if (this.self === 0 && this.store.loadReshard("plan") !== null) {
+    } else if (this.self === 0 && plan !== null) {
       // a growth to this K whose end did not finish (shard 0 clears its plan as it records K)
-      this.growingFrom = (JSON.parse(this.store.loadReshard("plan")!) as { from: number }).from;
+      this.growingFrom = plan.from;
     } else if (k === null && this.self === 0) {
       this.store.saveShardLayout(this.k);
     } else if (this.self !== 0 && k !== this.k) {
@@ -192,7 +194,7 @@ export class ShardNode {
       // only shard 0's answer says whether that K is this one, or that the namespace is growing to it.
       this.layoutUnconfirmed = true;
     }
-    this.paused = this.growingFrom !== null || this.store.loadReshard("plan") !== null;
+    this.paused = this.growingFrom !== null || plan !== null;
     this.loadInterest();
     this.links.restore();
     // chunks left unacknowledged by an earlier life may announce filters: until they are, a SUBACK waits
@@ -460,19 +462,7 @@ export class ShardNode {
       return;
     }
     if (e.share !== null && !this.host.hasSharedMember(e.share) && this.passOn(from, e)) return;
-    const msg: Message = {
-      topic: e.topic,
-      payload: e.payload,
-      qos: e.qos,
-      retain: e.retain,
-      origin: e.origin ?? undefined,
-      properties: e.properties,
-      expiresAt: e.expiresAt,
-      storedId: undefined,
-      encoded: undefined,
-      encodedSlot: undefined,
-      encodings: undefined,
-    };
+    const msg = entryMessage(e);
     if (e.retain && e.share === null) this.host.retainedForwarded(msg, e.version);
     this.counters.forwardedIn++;
     if (this.host.deliverForwarded(msg, e.share) === 0 && e.share === null) this.counters.forwardedUnmatched++;
@@ -527,17 +517,6 @@ export class ShardNode {
   }
 
   private encode(msg: Message, share: string | null, version: number): Uint8Array {
-    return encodeEntry({
-      kind: "publish",
-      topic: msg.topic,
-      payload: msg.payload,
-      qos: msg.qos,
-      retain: msg.retain,
-      properties: msg.properties,
-      expiresAt: msg.expiresAt,
-      origin: msg.origin ?? null,
-      share,
-      version,
-    });
+    return encodeEntry(messageEntry(msg, version, share));
   }
 }

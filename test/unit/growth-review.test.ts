@@ -16,8 +16,8 @@ import { MemoryStore } from "../../src/storage/memory-store";
 import { home } from "../../src/shards/layout";
 import { Session } from "../../src/session/session";
 import { sessionEntries } from "../../src/session/transfer";
-import { advanceGrowth, type GrowthCalls, type GrowthPlan } from "../../src/shards/grow";
-import { beginGrowth, endGrowth, EXPORT_PAGE_ENTRIES, exportPage, growthStatus, planStore } from "../../src/broker/growth";
+import { advanceGrowth, planStore, type GrowthCalls, type GrowthPlan } from "../../src/shards/grow";
+import { beginGrowth, endGrowth, EXPORT_PAGE_ENTRIES, exportPage, growthStatus } from "../../src/broker/growth";
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -362,7 +362,7 @@ describe("adopt", () => {
     const s = new Session("nd", false);
     s.expiryInterval = 3600;
     s.inboundQos2.add(7);
-    for (const e of sessionEntries(s, null, [])) c.cores[1]!.moveArrived(e);
+    for (const e of sessionEntries(s, [])) c.cores[1]!.moveArrived(e);
     expect(c.cores[1]!.sessions.get("nd")!.inboundQos2.has(7)).toBe(true);
     const back = connect(c.cores[1]!, "nd");
     back.send({ cmd: "pubrel", messageId: 7 } as mqtt.IPubrelPacket);
