@@ -56,7 +56,9 @@ describe("PasswordThrottle", () => {
   test("the namespace verifies at most AUTH_BURST at once, then AUTH_RATE a second, whatever the addresses", async () => {
     const t = setup({ AUTH_RATE: 2, AUTH_BURST: 5 });
     const verdicts = await Promise.all(Array.from({ length: 8 }, (_, i) => t.login("alice", `guess-${i}`, `192.0.2.${i}`)));
-    expect(verdicts).toEqual([false, false, false, false, false, 0x9f, 0x9f, 0x9f]);
+    // which five of the eight concurrent logins get through is the scheduler's; that five do, and three are refused, is the limit's
+    expect(verdicts.filter((v) => v === false)).toHaveLength(5);
+    expect(verdicts.filter((v) => v === 0x9f)).toHaveLength(3);
     expect(t.hashes()).toBe(5);
     t.advance(500);
     expect(await t.login("alice", "x", "192.0.2.9")).toBe(false);
